@@ -1,0 +1,95 @@
+"""Command line: parses arguments and the environment once, then wires the stages together.
+
+Each subcommand's wiring lives in its own ``_cmd_*`` function; the work lives in the stage modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from log_exporter import __version__
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="log-exporter",
+        description="Derive Prometheus (and optionally CloudWatch) metrics from a JSONL event log.",
+    )
+    parser.add_argument("--version", action="version", version=f"log-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # serve ---------------------------------------------------------------------------------
+    serve = sub.add_parser("serve", help="tail the log and serve /metrics")
+    serve.add_argument(
+        "--file",
+        default=_env("LOG_EXPORTER_FILE", _env("JSON_LOG_PATH", "./logs/sustainbot.jsonl")),
+        help="JSONL file to tail (env LOG_EXPORTER_FILE, then JSON_LOG_PATH)",
+    )
+    serve.add_argument(
+        "--listen",
+        default=_env("LOG_EXPORTER_LISTEN", "127.0.0.1:9464"),
+        help="host:port for /metrics (env LOG_EXPORTER_LISTEN)",
+    )
+    serve.add_argument(
+        "--spec", default=_env("LOG_EXPORTER_SPEC"), help="spec TOML (env LOG_EXPORTER_SPEC)"
+    )
+    serve.add_argument(
+        "--web-config",
+        default=_env("LOG_EXPORTER_WEB_CONFIG"),
+        help="exporter-toolkit web config: TLS and basic auth (env LOG_EXPORTER_WEB_CONFIG)",
+    )
+    serve.add_argument(
+        "--start-at",
+        choices=["beginning", "end"],
+        default=_env("LOG_EXPORTER_START_AT", "beginning"),
+        help="where to start in a file that already exists (env LOG_EXPORTER_START_AT)",
+    )
+    serve.add_argument(
+        "--state", default=_env("LOG_EXPORTER_STATE"), help="state file (env LOG_EXPORTER_STATE)"
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    # check-spec ----------------------------------------------------------------------------
+    check = sub.add_parser("check-spec", help="validate a spec file and name every error")
+    check.add_argument("path")
+    check.set_defaults(func=_cmd_check_spec)
+
+    # replay --------------------------------------------------------------------------------
+    replay = sub.add_parser("replay", help="turn historical log files into metrics")
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("--spec", default=_env("LOG_EXPORTER_SPEC"))
+    replay.add_argument("--format", choices=["prometheus", "openmetrics"], default="prometheus")
+    replay.add_argument("--step", type=float, default=60.0, help="seconds between samples")
+    replay.add_argument("-o", "--output", default="-", help="output file (default stdout)")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=_cmd_replay)
+    return parser
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    raise NotImplementedError("serve")
+
+
+def _cmd_check_spec(args: argparse.Namespace) -> int:
+    raise NotImplementedError("check-spec")
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    raise NotImplementedError("replay")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
