@@ -5,7 +5,7 @@ Only the value types live here so far; the tailer itself is added by its own cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class Batch:
     """Whole lines read in one go, with the counts the store needs."""
 
     # b"\n" removed; a trailing b"\r" may remain.
-    lines: list[bytes] = field(default_factory=list)
+    lines: list[bytes]
     oversized: int = 0
     bytes_read: int = 0
     rotations: int = 0
