@@ -162,7 +162,7 @@ def test_client_not_trusting_the_ca_fails_verification(tls_server: MetricsServer
 
 
 def test_client_certificate_required(tmp_path: Path, certs: CertSet) -> None:
-    """With client_ca_file, a scraper without a client certificate is refused and one with it served."""
+    """With client_ca_file, a scraper needs a client certificate signed by that CA."""
     config = _write(
         tmp_path / "web.yml",
         f"tls_server_config:\n"
