@@ -1,0 +1,116 @@
+"""``sustainbot serve`` (gunicorn, several workers) and ``sustainbot token`` (mint a JWT)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sustainbot.auth import NoKeyConfiguredError, mint_token
+from sustainbot.governance import ROLES
+from sustainbot.settings import Settings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sustainbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the service on gunicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=5000, help="port, 0 for any free one")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+
+    token = commands.add_parser("token", help="print a signed JWT for local use")
+    token.add_argument("--actor", required=True, help="the person's name (token subject)")
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"sustainbot: invalid setting {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(settings, args)
+    return _serve(settings, args)
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        print(mint_token(settings, actor=args.actor, role=args.role, ttl=args.ttl))
+    except NoKeyConfiguredError as exc:
+        print(f"sustainbot: cannot mint a token: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"sustainbot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.workers < 1 or args.threads < 1:
+        print("sustainbot: --workers and --threads must be at least 1", file=sys.stderr)
+        return 2
+    # Imported here so `sustainbot token` does not pay for Flask and gunicorn.
+    from sustainbot.app import create_app
+
+    try:
+        app = create_app(settings)
+    except NoKeyConfiguredError as exc:
+        print(f"sustainbot: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    writer = app.extensions["sustainbot"].writer
+    if not writer.status.writable:
+        print(
+            f"sustainbot: warning: cannot write events to {writer.path} "
+            f"({writer.status.error}); execute will answer 503 until it can",
+            file=sys.stderr,
+        )
+    _run_gunicorn(
+        app,
+        {
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+            "threads": args.threads,
+            "worker_class": "gthread",
+            "accesslog": None,  # the event log is the access log
+            "when_ready": _announce,
+        },
+    )
+    return 0
+
+
+def _announce(server: Any) -> None:
+    # Printed once the sockets are bound, so scripts (and tests) using --port 0 learn the port
+    # without racing for a free one.
+    for listener in server.LISTENERS:
+        print(f"sustainbot: listening on {listener}", flush=True)
+
+
+def _run_gunicorn(application: Any, options: dict[str, Any]) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class GunicornServer(BaseApplication):  # type: ignore[misc]
+        # The app is built (and app.started written) once in the master; workers fork from it.
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn >= 25 opens a control socket at one fixed path per user; two services
+                # (or parallel tests) would fight over it, and nothing here uses it.
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            return application
+
+    GunicornServer().run()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:] if len(sys.argv) > 1 else None))

@@ -1,0 +1,155 @@
+"""The JSONL event writer: one ``os.write`` per line on an O_APPEND file, rotation-aware.
+
+O_APPEND makes each write land at the end of the file atomically with respect to other
+writers, so threads and gunicorn worker processes can share one log without tearing lines as
+long as every line goes out in a single ``write()``. Like ``logging.WatchedFileHandler``, the
+writer reopens the path when the file it holds was renamed or deleted (logrotate's default
+``create`` mode), so rotation needs no signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """RFC 3339, UTC, millisecond precision, ``Z`` suffix, as the event contract requires."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatus:
+    writable: bool
+    error: str | None  # errno name (e.g. "ENOSPC") or a short reason when not writable
+
+
+class EventWriter:
+    """Appends one JSON object per line; never raises on I/O, it reports failure instead."""
+
+    def __init__(self, path: Path | str, file_mode: int = 0o644) -> None:
+        self._path = os.fspath(path)
+        self._file_mode = file_mode
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._ident: tuple[int, int] | None = None
+        self._status = WriterStatus(writable=True, error=None)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def status(self) -> WriterStatus:
+        """The result of the most recent write (or open) attempt."""
+        return self._status
+
+    def emit(
+        self,
+        event: str,
+        *,
+        trace_id: str,
+        logger: str,
+        message: str,
+        level: str = "INFO",
+        **fields: Any,
+    ) -> bool:
+        """Write one event line with the contract's common fields; return False if it failed."""
+        record: dict[str, Any] = {
+            "timestamp": utc_timestamp(),
+            "level": level,
+            "logger": logger,
+            "message": message,
+            "event": event,
+            "trace_id": trace_id,
+            "schema_version": SCHEMA_VERSION,
+        }
+        record.update(fields)
+        return self.write_line(orjson.dumps(record) + b"\n")
+
+    def write_line(self, line: bytes) -> bool:
+        """Write one already-encoded line (ending in a newline) with a single ``write()``."""
+        with self._lock:
+            try:
+                fd = self._current_fd()
+                written = os.write(fd, line)
+                if written != len(line):
+                    # A short write (e.g. disk nearly full) leaves a partial line; end it so the
+                    # next event starts on a line of its own and readers count only this one as
+                    # malformed.
+                    os.write(fd, b"\n")
+                    raise OSError(errno.ENOSPC, "short write")
+            except OSError as exc:
+                self._close_locked()
+                self._status = WriterStatus(writable=False, error=_describe(exc))
+                return False
+            self._status = WriterStatus(writable=True, error=None)
+            return True
+
+    def check(self) -> WriterStatus:
+        """Open (or reopen) the file without writing, to report whether it can be written."""
+        with self._lock:
+            try:
+                self._current_fd()
+            except OSError as exc:
+                self._close_locked()
+                self._status = WriterStatus(writable=False, error=_describe(exc))
+            return self._status
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+    def _current_fd(self) -> int:
+        pid = os.getpid()
+        if self._fd is not None and self._pid != pid:
+            # Inherited across fork (gunicorn preloads the app): each process gets its own fd
+            # so one worker's reopen never closes a descriptor another relies on.
+            self._fd = None
+        if self._fd is not None and not self._still_at_path():
+            self._close_locked()
+        if self._fd is None:
+            self._open()
+        assert self._fd is not None
+        return self._fd
+
+    def _still_at_path(self) -> bool:
+        try:
+            st = os.stat(self._path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def _open(self) -> None:
+        parent = os.path.dirname(self._path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(self._path, _OPEN_FLAGS, self._file_mode)
+        st = os.fstat(fd)
+        self._fd, self._pid, self._ident = fd, os.getpid(), (st.st_dev, st.st_ino)
+
+    def _close_locked(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+        self._ident = None
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno is not None and exc.errno in errno.errorcode:
+        return errno.errorcode[exc.errno]
+    return type(exc).__name__
