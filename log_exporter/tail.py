@@ -1,11 +1,53 @@
 """Tailing one JSONL file: whole lines plus the position to resume from.
 
-Only the value types live here so far; the tailer itself is added by its own change.
+The tailer knows files, inodes and rotation, nothing about events: it yields lines of bytes.
+Rotation by rename (logrotate ``create``, RotatingFileHandler), copytruncate, plain truncation
+and delete+recreate are all followed; the rules and their residual risks are in docs/tailing.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+__all__ = [
+    "FINGERPRINT_BYTES",
+    "Batch",
+    "FileId",
+    "Position",
+    "Tailer",
+    "fingerprint_of",
+    "same_file",
+]
+
+log = logging.getLogger(__name__)
+
+# The fingerprint covers the first line, capped at this many bytes, so it stops changing as soon
+# as the first line is complete and a growing file keeps its identity.
+FINGERPRINT_BYTES = 1024
+
+# A rotated sibling compressed after rotation is a different file (new inode, new bytes): it
+# cannot be resumed, so it is never a candidate.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
+
+# Bounds the fingerprints remembered to recognise copies (copytruncate) of generations already
+# read; one entry per generation, so this covers years of hourly rotation.
+_MAX_KNOWN_FINGERPRINTS = 4096
+
+# How long run() sleeps at most before checking its stop event again.
+_STOP_CHECK_SECONDS = 0.25
+
+# watchdog event types that can mean new bytes or a new generation; our own opens and
+# no-write closes must not wake the loop.
+_WAKING_EVENTS = frozenset({"modified", "created", "moved", "deleted", "closed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +67,9 @@ class Position:
     file: FileId
     # Bytes consumed in that file, always at a line boundary.
     offset: int
+    # Older generations still being read (rotated away less than the grace period ago), oldest
+    # first; without them a restart during the grace period would lose or re-read their tail.
+    rotated: tuple[Position, ...] = ()
 
 
 @dataclass(slots=True)
@@ -38,3 +83,646 @@ class Batch:
     rotations: int = 0
     truncations: int = 0
     position: Position | None = None
+
+
+def fingerprint_of(head: bytes) -> str:
+    """Fingerprint of a file from its first ``FINGERPRINT_BYTES`` bytes (or fewer).
+
+    "" while undetermined: the file is shorter than the cap and its first line is not complete.
+    """
+    newline = head.find(b"\n", 0, FINGERPRINT_BYTES)
+    if newline >= 0:
+        data = head[: newline + 1]
+    elif len(head) >= FINGERPRINT_BYTES:
+        data = head[:FINGERPRINT_BYTES]
+    else:
+        return ""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def same_file(a: FileId, b: FileId) -> bool:
+    """True when both name the same generation.
+
+    Device and inode must match, and so must the fingerprints when both are known: an inode
+    number is reused once a file is deleted, the first line of a new generation differs.
+    """
+    if a.dev != b.dev or a.ino != b.ino:
+        return False
+    return a.fingerprint == b.fingerprint or not a.fingerprint or not b.fingerprint
+
+
+def _read_fingerprint(fd: int) -> str:
+    return fingerprint_of(os.pread(fd, FINGERPRINT_BYTES, 0))
+
+
+class _Gen:
+    """One open file generation and how far it has been read."""
+
+    __slots__ = ("buf", "deadline", "dev", "fd", "fp", "ino", "name", "offset", "read_pos", "skip")
+
+    def __init__(self, fd: int, st: os.stat_result, offset: int, name: str) -> None:
+        self.fd = fd
+        self.dev = st.st_dev
+        self.ino = st.st_ino
+        self.name = name
+        self.fp = _read_fingerprint(fd)
+        self.offset = offset  # consumed: the start of the line being assembled
+        self.read_pos = offset  # next byte to read
+        self.buf = bytearray()  # the partial line read so far
+        self.skip = False  # inside an oversized line: drop bytes up to its newline
+        self.deadline: float | None = None  # set once rotated away: read until then
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def file_id(self) -> FileId:
+        return FileId(self.dev, self.ino, self.fp)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class _Waker:
+    """watchdog handler (duck-typed: the observer only calls ``dispatch``)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def dispatch(self, event: object) -> None:
+        if getattr(event, "event_type", "modified") in _WAKING_EVENTS:
+            self._event.set()
+
+
+class Tailer:
+    """Follows one file across rotations and yields its whole lines exactly once.
+
+    ``poll()`` does the work without blocking; ``run()`` loops on it, woken by watchdog events on
+    the directory or, without them, by a periodic stat. Not thread-safe except for
+    ``position``, ``caught_up``, ``lag_bytes()``, ``wake()`` and the counters, which other
+    threads may read while one thread polls.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start_at: Literal["beginning", "end"] = "beginning",
+        resume: Position | None = None,
+        max_line_bytes: int = 1 << 20,
+        read_size: int = 1 << 20,
+        max_batch_bytes: int = 4 << 20,
+        rotation_grace: float = 5.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        if start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
+        if max_line_bytes < 1 or read_size < 1 or max_batch_bytes < 1:
+            raise ValueError("max_line_bytes, read_size and max_batch_bytes must be positive")
+        self.path = os.path.abspath(os.fspath(path))
+        self._dir = os.path.dirname(self.path)
+        self._base = os.path.basename(self.path)
+        self._start_at = start_at
+        self._resume = resume
+        self._max_line = max_line_bytes
+        self._read_size = read_size
+        self._max_batch = max_batch_bytes
+        self._grace = rotation_grace
+        self._poll_interval = poll_interval
+
+        self._started = False
+        self._cur: _Gen | None = None
+        self._draining: list[_Gen] = []  # rotated away, read until their deadline; oldest first
+        self._seen: dict[tuple[int, int], str] = {}  # generations read or deliberately skipped
+        self._known_fps: dict[str, None] = {}  # ordered set: fingerprints of those generations
+        self._budget = 0
+        self._more = False  # the last poll stopped at its byte budget, not at EOF
+
+        self._wake_event = threading.Event()
+        self._lock = threading.Lock()  # guards the snapshot other threads read
+        self._position: Position | None = None
+        self._caught_up = False
+        self._lag_snapshot: tuple[tuple[int, int] | None, int, int, int] = (None, 0, 0, 0)
+
+        # Counters; the caller exports them as self-metrics.
+        self.rotations = 0
+        self.truncations = 0
+        self.io_errors = 0
+        self.resume_misses = 0  # a saved generation that could not be found on start
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def position(self) -> Position | None:
+        """Resume point after the last poll (at a line boundary), None before any file."""
+        with self._lock:
+            return self._position
+
+    @property
+    def caught_up(self) -> bool:
+        """True once a poll has read every open file to its end (the data present at start)."""
+        return self._caught_up
+
+    def lag_bytes(self) -> int:
+        """Bytes written but not yet consumed: current file plus rotated ones still open."""
+        with self._lock:
+            cur_key, cur_offset, cur_rest, draining_rest = self._lag_snapshot
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return cur_rest + draining_rest
+        if cur_key == (st.st_dev, st.st_ino):
+            return max(0, st.st_size - cur_offset) + draining_rest
+        return st.st_size + cur_rest + draining_rest
+
+    def wake(self) -> None:
+        """Make a waiting ``run()`` poll (or notice its stop event) now."""
+        self._wake_event.set()
+
+    def close(self) -> None:
+        """Close every open file; the last position stays valid for a later resume."""
+        for gen in [*self._draining, *([self._cur] if self._cur else [])]:
+            gen.close()
+        self._draining = []
+        self._cur = None
+
+    def poll(self) -> Batch:
+        """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
+        for I/O errors (they are logged, counted and retried on the next poll)."""
+        batch = Batch(lines=[])
+        self._budget = self._max_batch
+        all_eof = False
+        try:
+            all_eof = self._step(batch)
+        except OSError as exc:
+            self.io_errors += 1
+            log.warning("I/O error while tailing %s: %s (will retry)", self.path, exc)
+        self._more = not all_eof and self._budget <= 0
+        if all_eof:
+            self._caught_up = True
+        self.rotations += batch.rotations
+        self.truncations += batch.truncations
+        batch.position = self._make_position()
+        self._publish(batch.position)
+        return batch
+
+    def run(
+        self,
+        on_batch: Callable[[Batch], None],
+        stop: threading.Event,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Poll until ``stop`` is set; ``on_batch`` gets every batch that carries anything.
+
+        ``on_tick`` runs after every poll, busy or idle, in this thread (for periodic state
+        saves that must see the position and the metrics of the same instant).
+        """
+        observer = self._start_observer()
+        try:
+            while not stop.is_set():
+                self._wake_event.clear()
+                batch = self.poll()
+                if (
+                    batch.lines
+                    or batch.oversized
+                    or batch.bytes_read
+                    or batch.rotations
+                    or batch.truncations
+                ):
+                    on_batch(batch)
+                if on_tick is not None:
+                    on_tick()
+                if not self._more:
+                    self._wait(stop)
+        finally:
+            if observer is not None:
+                observer.stop()
+                observer.join(timeout=5)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _wait(self, stop: threading.Event) -> None:
+        timeout = self._poll_interval
+        now = time.monotonic()
+        for gen in self._draining:
+            if gen.deadline is not None:
+                timeout = min(timeout, max(0.0, gen.deadline - now) + 0.01)
+        deadline = now + timeout
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake_event.wait(min(left, _STOP_CHECK_SECONDS)):
+                return
+
+    def _start_observer(self) -> Any:
+        try:
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a declared dependency
+            return None
+        observer = Observer()
+        try:
+            # The observer only ever calls dispatch(); a subclass would tie this module to watchdog.
+            handler = cast(Any, _Waker(self._wake_event))
+            observer.schedule(handler, self._dir, recursive=False)
+            observer.start()
+        except OSError as exc:
+            if observer.is_alive():
+                observer.stop()
+            # The directory may not exist yet; the periodic stat still finds the file.
+            log.info(
+                "no file events for %s (%s); polling every %ss", self._dir, exc, self._poll_interval
+            )
+            return None
+        return observer
+
+    # -- one poll --------------------------------------------------------------------------
+
+    def _step(self, batch: Batch) -> bool:
+        if not self._started:
+            self._started = True
+            self._start(batch)
+        if self._cur is None:
+            self._open_current(batch, scan_missed=True)
+        else:
+            self._check_replaced(batch)
+        if self._cur is not None:
+            self._check_truncated(self._cur, batch)
+
+        all_eof = True
+        for gen in list(self._draining):
+            all_eof &= self._read(gen, batch)
+        if self._cur is not None:
+            all_eof &= self._read(self._cur, batch)
+            if not self._cur.fp and self._cur.read_pos:
+                self._cur.fp = _read_fingerprint(self._cur.fd)
+                self._remember(self._cur.key, self._cur.fp)
+
+        now = time.monotonic()
+        for gen in list(self._draining):
+            if gen.deadline is not None and gen.deadline <= now and self._at_eof(gen):
+                self._finish(gen, batch)
+        return all_eof
+
+    def _read(self, gen: _Gen, batch: Batch) -> bool:
+        """Read ``gen`` until EOF or the poll's budget is spent; True at EOF."""
+        while self._budget > 0:
+            want = min(self._read_size, self._budget)
+            chunk = os.pread(gen.fd, want, gen.read_pos)
+            if not chunk:
+                return True
+            gen.read_pos += len(chunk)
+            batch.bytes_read += len(chunk)
+            self._budget -= len(chunk)
+            self._split(gen, chunk, batch)
+            if len(chunk) < want:
+                return True
+        return False
+
+    def _split(self, gen: _Gen, chunk: bytes, batch: Batch) -> None:
+        parts = chunk.split(b"\n")
+        rest = parts.pop()  # bytes after the last newline: the start of a partial line
+        limit = self._max_line
+        if parts:
+            if gen.skip:
+                gen.skip = False
+                batch.oversized += 1
+                del parts[0]
+            elif gen.buf:
+                gen.buf += parts[0]
+                parts[0] = bytes(gen.buf)
+                gen.buf = bytearray()
+            if parts and (len(chunk) > limit or len(parts[0]) > limit):
+                kept = [p for p in parts if len(p) <= limit]
+                batch.oversized += len(parts) - len(kept)
+                parts = kept
+            batch.lines.extend(parts)
+            gen.offset = gen.read_pos - len(rest)
+        if gen.skip or not rest:
+            return
+        if len(gen.buf) + len(rest) > limit:
+            # Memory stays bounded: the oversized line is dropped as it streams past.
+            gen.skip = True
+            gen.buf = bytearray()
+        else:
+            gen.buf += rest
+
+    def _at_eof(self, gen: _Gen) -> bool:
+        return os.fstat(gen.fd).st_size <= gen.read_pos
+
+    def _finish(self, gen: _Gen, batch: Batch) -> None:
+        """Close a rotated generation after its grace period; its last line needs no newline."""
+        if gen.skip:
+            batch.oversized += 1
+        elif gen.buf:
+            batch.lines.append(bytes(gen.buf))
+        gen.offset = gen.read_pos
+        gen.close()
+        self._draining.remove(gen)
+
+    # -- generations -----------------------------------------------------------------------
+
+    def _start(self, batch: Batch) -> None:
+        if self._resume is not None:
+            self._resume_from(self._resume, batch)
+            return
+        # Rotated siblings present at start are history (replay is for those), not new data.
+        for name in self._sibling_names():
+            self._note_existing(name)
+        cur = self._open(self.path, 0)
+        if cur is None:
+            return
+        if self._start_at == "end":
+            cur.offset = cur.read_pos = self._last_line_end(cur)
+        self._cur = cur
+        self._remember(cur.key, cur.fp)
+
+    def _last_line_end(self, gen: _Gen) -> int:
+        """The end of the last complete line, so ``--start-at end`` starts at a line boundary."""
+        size = os.fstat(gen.fd).st_size
+        pos = size
+        floor = max(0, size - self._max_line - 1)
+        while pos > floor:
+            lo = max(floor, pos - 65536)
+            newline = os.pread(gen.fd, pos - lo, lo).rfind(b"\n")
+            if newline >= 0:
+                return lo + newline + 1
+            pos = lo
+        if floor == 0:
+            return 0
+        # No newline within a line's length of the end: the line in progress is oversized
+        # history; drop it without counting.
+        gen.skip = True
+        return size
+
+    def _open(self, name: str, offset: int) -> _Gen | None:
+        try:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return None
+            return _Gen(fd, st, offset, name)
+        except OSError:
+            os.close(fd)
+            raise
+
+    def _open_current(self, batch: Batch, *, scan_missed: bool) -> None:
+        cur = self._open(self.path, 0)
+        if cur is None:
+            return
+        if scan_missed:
+            missed = self._find_missed(exclude={cur.key})
+            self._draining.extend(missed)
+            batch.rotations += len(missed)
+        self._cur = cur
+        self._remember(cur.key, cur.fp)
+
+    def _check_replaced(self, batch: Batch) -> None:
+        """Rename rotation or delete+recreate: a new file at the path."""
+        assert self._cur is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return  # rotated away and not yet recreated: keep reading the old one
+        if (st.st_dev, st.st_ino) == self._cur.key:
+            return
+        old = self._cur
+        old.deadline = time.monotonic() + self._grace
+        self._draining.append(old)
+        self._cur = None
+        batch.rotations += 1
+        self._open_current(batch, scan_missed=True)
+
+    def _check_truncated(self, gen: _Gen, batch: Batch) -> None:
+        """copytruncate or truncation: restart at 0, first finishing the copy if one exists."""
+        size = os.fstat(gen.fd).st_size
+        truncated = size < gen.read_pos
+        if not truncated and gen.fp and size > 0:
+            # A truncation followed by writes past our offset leaves the size looking fine;
+            # the first line gives it away.
+            truncated = _read_fingerprint(gen.fd) != gen.fp
+        if not truncated:
+            return
+        batch.truncations += 1
+        log.info("%s was truncated at offset %d; reading it again from 0", gen.name, gen.offset)
+        if gen.fp and gen.offset > 0:
+            copy = self._find_copy(gen)
+            if copy is not None:
+                self._draining.append(copy)
+        gen.offset = gen.read_pos = 0
+        gen.buf = bytearray()
+        gen.skip = False
+        gen.fp = _read_fingerprint(gen.fd)
+        self._remember(gen.key, gen.fp)
+
+    def _open_keys(self) -> set[tuple[int, int]]:
+        keys = {g.key for g in self._draining}
+        if self._cur is not None:
+            keys.add(self._cur.key)
+        return keys
+
+    def _find_missed(self, exclude: set[tuple[int, int]]) -> list[_Gen]:
+        """Generations created and rotated away between two looks: read them from 0."""
+        skip = self._open_keys() | exclude
+        present: set[tuple[int, int]] = set(skip)
+        found: list[tuple[int, _Gen]] = []
+        for name in self._sibling_names():
+            gen = self._open(name, 0)
+            if gen is None:
+                continue
+            present.add(gen.key)
+            if gen.key in skip or self._is_known(gen) or gen.fp in self._known_fps:
+                # Read before, skipped at start, or a copy of one of those.
+                gen.close()
+                continue
+            gen.deadline = time.monotonic() + self._grace
+            found.append((os.fstat(gen.fd).st_mtime_ns, gen))
+        for key in [k for k in self._seen if k not in present]:
+            del self._seen[key]
+        found.sort(key=lambda item: item[0])
+        for _, gen in found:
+            log.info("found rotated generation %s that was never opened; reading it", gen.name)
+            self._remember(gen.key, gen.fp)
+        return [gen for _, gen in found]
+
+    def _find_copy(self, gen: _Gen) -> _Gen | None:
+        """The copy copytruncate left: same first line, another inode, at least our offset."""
+        best: tuple[int, _Gen] | None = None
+        for name in self._sibling_names():
+            cand = self._open(name, gen.offset)
+            if cand is None:
+                continue
+            st = os.fstat(cand.fd)
+            if cand.key in self._open_keys() or cand.fp != gen.fp or st.st_size < gen.offset:
+                cand.close()
+                continue
+            if best is not None:
+                if best[0] >= st.st_mtime_ns:
+                    cand.close()
+                    continue
+                best[1].close()
+            best = (st.st_mtime_ns, cand)
+        if best is None:
+            return None
+        copy = best[1]
+        copy.deadline = time.monotonic() + self._grace
+        self._remember(copy.key, copy.fp)
+        log.info(
+            "finishing the copy %s of the truncated file from offset %d", copy.name, gen.offset
+        )
+        return copy
+
+    def _is_known(self, gen: _Gen) -> bool:
+        fp = self._seen.get(gen.key)
+        return fp is not None and (fp == gen.fp or not fp or not gen.fp)
+
+    def _remember(self, key: tuple[int, int], fp: str) -> None:
+        self._seen[key] = fp
+        if fp:
+            self._known_fps[fp] = None
+            while len(self._known_fps) > _MAX_KNOWN_FINGERPRINTS:
+                del self._known_fps[next(iter(self._known_fps))]
+
+    def _note_existing(self, name: str) -> None:
+        gen = self._open(name, 0)
+        if gen is not None:
+            self._remember(gen.key, gen.fp)
+            gen.close()
+
+    def _sibling_names(self) -> list[str]:
+        """Rotated generations: same directory, name starting with ours, not compressed."""
+        try:
+            names = os.listdir(self._dir)
+        except FileNotFoundError:
+            return []
+        return [
+            os.path.join(self._dir, n)
+            for n in sorted(names)
+            if n != self._base and n.startswith(self._base) and not n.endswith(COMPRESSED_SUFFIXES)
+        ]
+
+    # -- resume ----------------------------------------------------------------------------
+
+    def _resume_from(self, pos: Position, batch: Batch) -> None:
+        """Continue where a previous run stopped, across rotations that happened meanwhile."""
+        cands: list[_Gen] = []
+        for name in [self.path, *self._sibling_names()]:
+            gen = self._open(name, 0)
+            if gen is not None:
+                cands.append(gen)
+        used: set[int] = set()
+
+        def take(saved: Position) -> _Gen | None:
+            for i, gen in enumerate(cands):
+                if i in used or not same_file(gen.file_id(), saved.file):
+                    continue
+                if os.fstat(gen.fd).st_size < saved.offset:
+                    return None  # truncated while we were down: not the bytes we read
+                used.add(i)
+                gen.offset = gen.read_pos = saved.offset
+                return gen
+            return None
+
+        now = time.monotonic()
+        for saved in pos.rotated:
+            gen = take(saved)
+            if gen is None:
+                self.resume_misses += 1
+                log.warning(
+                    "rotated generation %s of %s not found; its unread tail is lost",
+                    saved.file,
+                    self.path,
+                )
+                continue
+            gen.deadline = now + self._grace
+            self._draining.append(gen)
+
+        main = take(pos)
+        if main is not None and main.name == self.path:
+            self._cur = main
+        elif main is not None:
+            # Rotated while we were down: finish it, then every newer generation, then the file.
+            main.deadline = now + self._grace
+            self._draining.append(main)
+            batch.rotations += 1
+            since = os.fstat(main.fd).st_mtime_ns
+            newer: list[tuple[int, _Gen]] = []
+            for i, gen in enumerate(cands):
+                if i in used or gen.name == self.path or gen.fp == main.fp:
+                    continue
+                mtime = os.fstat(gen.fd).st_mtime_ns
+                if mtime >= since:
+                    used.add(i)
+                    gen.deadline = now + self._grace
+                    newer.append((mtime, gen))
+            newer.sort(key=lambda item: item[0])
+            self._draining.extend(gen for _, gen in newer)
+            batch.rotations += len(newer)
+        else:
+            copy = None
+            for i, gen in enumerate(cands):
+                if (
+                    i not in used
+                    and gen.name != self.path
+                    and pos.file.fingerprint
+                    and gen.fp == pos.file.fingerprint
+                    and os.fstat(gen.fd).st_size >= pos.offset
+                ):
+                    copy = gen
+                    used.add(i)
+                    break
+            if copy is not None:
+                # copytruncate while we were down: the copy holds the bytes after our offset.
+                copy.offset = copy.read_pos = pos.offset
+                copy.deadline = now + self._grace
+                self._draining.append(copy)
+                batch.truncations += 1
+            else:
+                self.resume_misses += 1
+                log.warning(
+                    "saved position %s matches no file next to %s; starting at 0",
+                    pos.file,
+                    self.path,
+                )
+
+        for i, gen in enumerate(cands):
+            self._remember(gen.key, gen.fp)
+            if gen.name == self.path and self._cur is None:
+                used.add(i)
+                gen.offset = gen.read_pos = 0
+                self._cur = gen
+            elif i not in used:
+                gen.close()
+
+    # -- snapshots for other threads -------------------------------------------------------
+
+    def _make_position(self) -> Position | None:
+        gens = [*self._draining, *([self._cur] if self._cur else [])]
+        if not gens:
+            return self._position
+        newest = gens[-1]
+        return Position(
+            newest.file_id(),
+            newest.offset,
+            tuple(Position(g.file_id(), g.offset) for g in gens[:-1]),
+        )
+
+    def _publish(self, position: Position | None) -> None:
+        draining_rest = 0
+        cur_key: tuple[int, int] | None = None
+        cur_offset = cur_rest = 0
+        try:
+            for gen in self._draining:
+                draining_rest += max(0, os.fstat(gen.fd).st_size - gen.offset)
+            if self._cur is not None:
+                cur_key = self._cur.key
+                cur_offset = self._cur.offset
+                cur_rest = max(0, os.fstat(self._cur.fd).st_size - cur_offset)
+        except OSError:
+            pass
+        with self._lock:
+            self._position = position
+            self._lag_snapshot = (cur_key, cur_offset, cur_rest, draining_rest)
