@@ -1,0 +1,79 @@
+"""One line of bytes -> one event (a dict), nothing (a blank line), or MALFORMED.
+
+Knows JSON, the byte order mark and CRLF line ends; nothing about metrics. ``parse_line`` never
+raises, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final, final
+
+import orjson
+
+__all__ = ["MALFORMED", "Malformed", "event_time", "parse_line"]
+
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+@final
+class Malformed:
+    """The type of ``MALFORMED``: a line that is not a JSON object."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MALFORMED"
+
+
+MALFORMED: Final = Malformed()
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | Malformed | None:
+    """Parse one line (without its b"\\n"): the event, None for a blank line, or MALFORMED.
+
+    A trailing b"\\r" is ignored (orjson treats it as JSON whitespace). A UTF-8 byte order mark
+    is ignored at the start of *any* line, not only the first of a file: the tailer hands over
+    whole lines without knowing where a file began, and an editor or a concatenation of files can
+    leave a BOM mid-stream, where it is as harmless as at the start.
+    """
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # The rare path: a BOM, a blank line, or a genuinely malformed one.
+        return _parse_slow(raw)
+    return event if type(event) is dict else MALFORMED
+
+
+def _parse_slow(raw: bytes) -> dict[str, Any] | Malformed | None:
+    if raw.startswith(_BOM):
+        raw = raw[3:]
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return event if type(event) is dict else MALFORMED
+    # bytes.strip() removes ASCII whitespace, \r included: whitespace-only means blank.
+    return None if not raw.strip() else MALFORMED
+
+
+def event_time(event: dict[str, Any]) -> float | None:
+    """The event's ``timestamp`` as Unix seconds, or None when it is missing or not RFC 3339.
+
+    A timestamp without a UTC offset is taken as UTC, which is what the contract writes.
+    """
+    ts = event.get("timestamp")
+    if type(ts) is not str:
+        return None
+    try:
+        parsed = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        # Years near the datetime limits cannot become a Unix time on every platform.
+        return None

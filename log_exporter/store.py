@@ -1,0 +1,406 @@
+"""Metric state: the values derived so far, series caps, and the exporter's own counters.
+
+Knows nothing of files, events or HTTP. The compiled spec program writes into the per-metric
+state objects directly (that is the hot path); everything else reads a ``snapshot()`` taken under
+``lock``, or a ``dump()`` for the state file.
+
+Counter and gauge series map a label tuple to a float. A histogram series is a list of
+per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
+An info metric holds only its latest series.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+__all__ = [
+    "DEFAULT_SERIES_CAP",
+    "LINE_RESULTS",
+    "OVERFLOW",
+    "CounterState",
+    "GaugeState",
+    "HistogramState",
+    "InfoState",
+    "MetricDef",
+    "MetricKind",
+    "MetricSnapshot",
+    "MetricState",
+    "Snapshot",
+    "Store",
+    "StoreError",
+]
+
+DEFAULT_SERIES_CAP: Final = 1000
+OVERFLOW: Final = "__overflow__"
+LINE_RESULTS: Final = ("parsed", "malformed", "oversized")
+DUMP_VERSION: Final = 1
+
+MetricKind = Literal["counter", "gauge", "histogram", "info"]
+
+
+class StoreError(ValueError):
+    """A dump that cannot be restored (wrong shape or version)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """What the store needs to know of one metric; equal definitions share state across reloads."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+    cap: int = DEFAULT_SERIES_CAP
+
+    def same_shape(self, other: MetricDef) -> bool:
+        """True when values of ``other`` mean the same thing here (help and cap may differ)."""
+        return (
+            self.name == other.name
+            and self.kind == other.kind
+            and self.labels == other.labels
+            and self.buckets == other.buckets
+        )
+
+
+class _SeriesState:
+    """Shared by counters, gauges and histograms: a dict of series with a cap."""
+
+    __slots__ = ("definition", "overflow_key", "overflowed", "real", "series")
+
+    def __init__(self, definition: MetricDef) -> None:
+        self.definition = definition
+        self.overflow_key: tuple[str, ...] = (OVERFLOW,) * len(definition.labels)
+        # Events redirected to the overflow series.
+        self.overflowed = 0
+        # Series other than the overflow one; the cap applies to these.
+        self.real = 0
+
+    def admit(self, key: tuple[str, ...]) -> tuple[str, ...]:
+        """The key under which a new series ``key`` is stored: itself, or the overflow key."""
+        if self.real < self.definition.cap:
+            self.real += 1
+            return key
+        self.overflowed += 1
+        return self.overflow_key
+
+    def _recount(self, keys: Iterable[tuple[str, ...]]) -> None:
+        ok = self.overflow_key
+        self.real = sum(1 for k in keys if k != ok or not k)
+
+
+class CounterState(_SeriesState):
+    """A counter: label tuple -> running total."""
+
+    __slots__ = ()
+    series: dict[tuple[str, ...], float]
+
+    def __init__(self, definition: MetricDef) -> None:
+        super().__init__(definition)
+        self.series = {}
+        if not definition.labels:
+            # A label-less metric exists from the start, as client_python shows it.
+            self.series[()] = 0.0
+            self.real = 1
+
+    def add_new(self, key: tuple[str, ...], amount: float) -> None:
+        """Add to a series that was not there yet (the cap may send it to overflow)."""
+        key = self.admit(key)
+        series = self.series
+        series[key] = series.get(key, 0.0) + amount
+
+
+class GaugeState(CounterState):
+    """A gauge: label tuple -> current value."""
+
+    __slots__ = ()
+
+
+class HistogramState(_SeriesState):
+    """A histogram: label tuple -> [count per bucket..., count above the last bound, sum]."""
+
+    __slots__ = ("bounds",)
+    series: dict[tuple[str, ...], list[float]]
+
+    def __init__(self, definition: MetricDef) -> None:
+        super().__init__(definition)
+        self.bounds = definition.buckets
+        self.series = {}
+        if not definition.labels:
+            self.series[()] = self.empty()
+            self.real = 1
+
+    def empty(self) -> list[float]:
+        return [0.0] * (len(self.bounds) + 2)
+
+    def new_series(self, key: tuple[str, ...]) -> list[float]:
+        """The series a new ``key`` observes into (the cap may send it to overflow)."""
+        key = self.admit(key)
+        cells = self.series.get(key)
+        if cells is None:
+            cells = self.series[key] = self.empty()
+        return cells
+
+
+class InfoState:
+    """An info metric: only the latest label tuple, which replaces the previous one entirely."""
+
+    __slots__ = ("current", "definition")
+
+    def __init__(self, definition: MetricDef) -> None:
+        self.definition = definition
+        self.current: tuple[str, ...] | None = None
+
+
+MetricState = CounterState | GaugeState | HistogramState | InfoState
+
+
+def _new_state(definition: MetricDef) -> MetricState:
+    if definition.kind == "counter":
+        return CounterState(definition)
+    if definition.kind == "gauge":
+        return GaugeState(definition)
+    if definition.kind == "histogram":
+        return HistogramState(definition)
+    return InfoState(definition)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSnapshot:
+    """A copy of one metric's series, safe to read while ingestion goes on."""
+
+    definition: MetricDef
+    # counter/gauge: key -> value; histogram: key -> cells (see module doc); info: 0 or 1 entry.
+    series: dict[tuple[str, ...], Any]
+    overflowed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A consistent copy of the whole store at one instant."""
+
+    metrics: tuple[MetricSnapshot, ...]
+    lines: dict[str, float]
+    bytes_read: float
+    rotations: float
+    truncations: float
+    last_event_timestamp: float | None
+    invalid_values: dict[str, float] = field(default_factory=dict)
+
+
+class Store:
+    """All metric state plus the exporter's self-counters, guarded by ``lock``.
+
+    The tail thread is the only writer and holds ``lock`` for a whole batch; readers hold it only
+    to take a ``snapshot()``.
+    """
+
+    def __init__(self, definitions: Sequence[MetricDef]) -> None:
+        self.lock = threading.Lock()
+        self.states: dict[str, MetricState] = {}
+        self.lines: dict[str, float] = dict.fromkeys(LINE_RESULTS, 0.0)
+        self.bytes_read = 0.0
+        self.rotations = 0.0
+        self.truncations = 0.0
+        self.last_event_timestamp: float | None = None
+        # Keyed by metric name: observations skipped for an invalid value.
+        self.invalid_values: dict[str, float] = {}
+        self._install(definitions, {})
+
+    def _install(self, definitions: Sequence[MetricDef], keep: dict[str, MetricState]) -> None:
+        states: dict[str, MetricState] = {}
+        for d in definitions:
+            old = keep.get(d.name)
+            if old is not None and old.definition.same_shape(d):
+                # Same meaning: keep the values, take the new help text and cap.
+                old.definition = d
+                states[d.name] = old
+            else:
+                states[d.name] = _new_state(d)
+        self.states = states
+        self.invalid_values = {n: self.invalid_values.get(n, 0.0) for n in states}
+
+    @property
+    def definitions(self) -> tuple[MetricDef, ...]:
+        return tuple(s.definition for s in self.states.values())
+
+    def reconfigure(self, definitions: Sequence[MetricDef]) -> None:
+        """Switch to a reloaded spec's metrics (call with ``lock`` held).
+
+        A metric keeps its values when its name, type, label names (in order) and buckets are
+        unchanged; any other metric starts empty, and a metric no longer in the spec is dropped.
+        Self-counters always carry on. State objects of changed metrics are replaced, so a
+        program bound to this store must be bound again.
+        """
+        self._install(definitions, self.states)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A consistent copy, taken under ``lock`` (which must NOT already be held)."""
+        with self.lock:
+            return self.snapshot_unlocked()
+
+    def snapshot_unlocked(self) -> Snapshot:
+        """``snapshot()`` for a caller that already holds ``lock`` (replay, between events)."""
+        metrics: list[MetricSnapshot] = []
+        for s in self.states.values():
+            if isinstance(s, InfoState):
+                series: dict[tuple[str, ...], Any] = {} if s.current is None else {s.current: 1.0}
+                metrics.append(MetricSnapshot(s.definition, series, 0))
+            elif isinstance(s, HistogramState):
+                hist = {k: cells[:] for k, cells in s.series.items()}
+                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed))
+            else:
+                metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed))
+        return Snapshot(
+            metrics=tuple(metrics),
+            lines=dict(self.lines),
+            bytes_read=self.bytes_read,
+            rotations=self.rotations,
+            truncations=self.truncations,
+            last_event_timestamp=self.last_event_timestamp,
+            invalid_values=dict(self.invalid_values),
+        )
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Everything, as JSON-serialisable plain data (non-finite floats as strings)."""
+        metrics: dict[str, Any] = {}
+        for name, s in self.states.items():
+            d = s.definition
+            entry: dict[str, Any] = {
+                "type": d.kind,
+                "labels": list(d.labels),
+                "buckets": [_num_out(b) for b in d.buckets],
+            }
+            if isinstance(s, InfoState):
+                entry["current"] = None if s.current is None else list(s.current)
+            elif isinstance(s, HistogramState):
+                entry["overflowed"] = s.overflowed
+                entry["series"] = [
+                    [list(k), [_num_out(c) for c in cells]] for k, cells in s.series.items()
+                ]
+            else:
+                entry["overflowed"] = s.overflowed
+                entry["series"] = [[list(k), _num_out(v)] for k, v in s.series.items()]
+            metrics[name] = entry
+        return {
+            "version": DUMP_VERSION,
+            "metrics": metrics,
+            "lines": {k: _num_out(v) for k, v in self.lines.items()},
+            "bytes_read": _num_out(self.bytes_read),
+            "rotations": _num_out(self.rotations),
+            "truncations": _num_out(self.truncations),
+            "last_event_timestamp": (
+                None if self.last_event_timestamp is None else _num_out(self.last_event_timestamp)
+            ),
+            "invalid_values": {k: _num_out(v) for k, v in self.invalid_values.items()},
+        }
+
+    @classmethod
+    def load(cls, definitions: Sequence[MetricDef], dump: dict[str, Any]) -> Store:
+        """A new store for ``definitions`` holding the values of ``dump`` (see ``restore``)."""
+        store = cls(definitions)
+        store.restore(dump)
+        return store
+
+    def restore(self, dump: dict[str, Any]) -> None:
+        """Take the values of ``dump`` (call with ``lock`` held, before ingestion starts).
+
+        The same rule as a spec reload: a metric's values are taken only when the dump's type,
+        label names and buckets match the current definition; others stay empty. State objects
+        are updated in place, so a bound program stays valid. Raises ``StoreError`` for a dump
+        of the wrong shape, leaving the store unchanged.
+        """
+        try:
+            parsed = _parse_dump(dump, self.states)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise StoreError(f"state dump not usable: {exc!r}") from exc
+        values, lines, counters, invalid = parsed
+        for name, restored in values.items():
+            s = self.states[name]
+            if isinstance(s, InfoState):
+                s.current = restored
+            else:
+                series, overflowed = restored
+                s.series.clear()
+                s.series.update(series)
+                s.overflowed = overflowed
+                s._recount(s.series)
+        self.lines.update(lines)
+        self.bytes_read, self.rotations, self.truncations, self.last_event_timestamp = counters
+        for name, v in invalid.items():
+            if name in self.invalid_values:
+                self.invalid_values[name] = v
+
+
+def _num_out(v: float) -> float | str:
+    if math.isfinite(v):
+        return v
+    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+
+
+def _num_in(v: Any) -> float:
+    if type(v) is str:
+        return {"NaN": math.nan, "+Inf": math.inf, "-Inf": -math.inf}[v]
+    if type(v) not in (int, float):
+        raise TypeError(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _key_in(v: Any, width: int) -> tuple[str, ...]:
+    if not isinstance(v, list) or len(v) != width or not all(type(x) is str for x in v):
+        raise ValueError(f"bad label values {v!r}")
+    return tuple(v)
+
+
+def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[Any, ...]:
+    """Validate a whole dump before anything is changed, so a bad one changes nothing."""
+    if not isinstance(dump, dict) or dump.get("version") != DUMP_VERSION:
+        raise ValueError(f"unsupported dump version {dump.get('version')!r}")
+    values: dict[str, Any] = {}
+    for name, entry in dump["metrics"].items():
+        s = states.get(name)
+        if s is None:
+            continue
+        d = s.definition
+        shape = MetricDef(
+            name,
+            entry["type"],
+            "",
+            tuple(entry["labels"]),
+            tuple(_num_in(b) for b in entry["buckets"]),
+        )
+        if not d.same_shape(shape):
+            continue
+        width = len(d.labels)
+        if isinstance(s, InfoState):
+            cur = entry["current"]
+            values[name] = None if cur is None else _key_in(cur, width)
+        elif isinstance(s, HistogramState):
+            cells_len = len(d.buckets) + 2
+            hist: dict[tuple[str, ...], list[float]] = {}
+            for k, cells in entry["series"]:
+                if not isinstance(cells, list) or len(cells) != cells_len:
+                    raise ValueError(f"bad histogram cells for {name}")
+                hist[_key_in(k, width)] = [_num_in(c) for c in cells]
+            values[name] = (hist, int(entry["overflowed"]))
+        else:
+            plain = {_key_in(k, width): _num_in(v) for k, v in entry["series"]}
+            values[name] = (plain, int(entry["overflowed"]))
+    lines = {k: _num_in(dump["lines"][k]) for k in LINE_RESULTS}
+    ts = dump["last_event_timestamp"]
+    counters = (
+        _num_in(dump["bytes_read"]),
+        _num_in(dump["rotations"]),
+        _num_in(dump["truncations"]),
+        None if ts is None else _num_in(ts),
+    )
+    invalid = {str(k): _num_in(v) for k, v in dump["invalid_values"].items()}
+    return values, lines, counters, invalid
