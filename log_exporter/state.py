@@ -1,0 +1,226 @@
+"""The state file: tail positions and metric state saved together, atomically, and read back.
+
+A restart restores the metric values and resumes reading at the saved position, so it neither
+resets nor double-counts. Each component owns one section (``metrics``, ``cloudwatch``...);
+``StateKeeper`` gathers them and writes them all in one file. Format in docs/tailing.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from log_exporter.tail import FileId, Position
+
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "StateFile",
+    "StateKeeper",
+    "position_from_json",
+    "position_to_json",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "log-exporter-state"
+VERSION = 1
+
+
+def position_to_json(position: Position) -> dict[str, Any]:
+    """A Position as plain JSON values."""
+    return {
+        "dev": position.file.dev,
+        "ino": position.file.ino,
+        "fingerprint": position.file.fingerprint,
+        "offset": position.offset,
+        "rotated": [position_to_json(p) for p in position.rotated],
+    }
+
+
+def _int_field(obj: Mapping[str, Any], name: str) -> int:
+    value = obj.get(name)
+    if type(value) is not int or value < 0:
+        raise ValueError(f"position field {name!r} must be a non-negative integer, not {value!r}")
+    return value
+
+
+def position_from_json(obj: object) -> Position:
+    """The Position ``position_to_json`` wrote; ValueError naming the bad field otherwise."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a position must be an object, not {type(obj).__name__}")
+    fingerprint = obj.get("fingerprint")
+    if not isinstance(fingerprint, str):
+        raise ValueError(f"position field 'fingerprint' must be a string, not {fingerprint!r}")
+    rotated = obj.get("rotated", [])
+    if not isinstance(rotated, list):
+        raise ValueError("position field 'rotated' must be a list")
+    return Position(
+        FileId(_int_field(obj, "dev"), _int_field(obj, "ino"), fingerprint),
+        _int_field(obj, "offset"),
+        tuple(position_from_json(p) for p in rotated),
+    )
+
+
+class StateFile:
+    """One state file on disk.
+
+    ``target`` is the tailed file; a state file saved for another file is treated as foreign
+    and ignored, so pointing ``--state`` at the wrong file cannot resume at a stranger's offset.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, target: str | None = None) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.target = os.path.abspath(target) if target is not None else None
+        # Why the last load() returned None ("missing" on a first start is not a failure).
+        self.load_error: str | None = None
+        self.load_failures = 0
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved sections, or None (reason in ``load_error``); never raises for content."""
+        self.load_error = None
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            self.load_error = "missing"
+            return None
+        except OSError as exc:
+            return self._reject(f"unreadable: {exc}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return self._reject(f"not JSON: {exc}")
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return self._reject(f'not a log-exporter state file (no "format": {FORMAT!r})')
+        if doc.get("version") != VERSION:
+            return self._reject(f"unsupported version {doc.get('version')!r} (expected {VERSION})")
+        if self.target is not None and doc.get("target") != self.target:
+            return self._reject(f"belongs to {doc.get('target')!r}, not {self.target!r}")
+        sections = doc.get("sections")
+        if not isinstance(sections, dict):
+            return self._reject("field 'sections' is not an object")
+        return sections
+
+    def _reject(self, reason: str) -> dict[str, Any] | None:
+        self.load_error = reason
+        self.load_failures += 1
+        log.warning("ignoring state file %s, starting fresh: %s", self.path, reason)
+        return None
+
+    def save(self, sections: Mapping[str, Any]) -> None:
+        """Replace the file atomically: temp file in the same directory, fsync, rename, fsync dir.
+
+        Raises OSError (or TypeError for values JSON cannot hold); the old file stays intact.
+        """
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target,
+            "saved_at": time.time(),
+            "sections": dict(sections),
+        }
+        data = orjson.dumps(doc)
+        directory = os.path.dirname(self.path)
+        tmp = f"{self.path}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        # The rename is durable only once the directory entry is.
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class StateKeeper:
+    """Holds every component's section and writes them all together.
+
+    A section is either a value (``set``) or a callable evaluated at save time (``provide``).
+    Thread-safe. ``maybe_save()`` is cheap enough to call after every batch: it writes only when
+    ``interval`` seconds have passed. ``saves_total`` holds the counts for
+    ``log_exporter_state_saves_total{result}``.
+    """
+
+    def __init__(
+        self,
+        state_file: StateFile,
+        *,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state_file = state_file
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sections: dict[str, Any] = {}
+        self._providers: dict[str, Callable[[], Any]] = {}
+        self._last_save = clock()
+        self.saves_total: dict[str, int] = {"success": 0, "error": 0}
+
+    def load(self) -> dict[str, Any]:
+        """Read the file; its sections are kept so a save before a component restarts its own
+        section does not drop it. Empty when there is nothing usable."""
+        sections = self.state_file.load() or {}
+        with self._lock:
+            for name, value in sections.items():
+                self._sections.setdefault(name, value)
+        return dict(sections)
+
+    def set(self, section: str, value: Any) -> None:
+        """Replace one section's value (JSON-serialisable)."""
+        with self._lock:
+            self._providers.pop(section, None)
+            self._sections[section] = value
+
+    def provide(self, section: str, provider: Callable[[], Any]) -> None:
+        """Compute one section at each save, in the saving thread."""
+        with self._lock:
+            self._providers[section] = provider
+
+    def save(self) -> bool:
+        """Write every section now; False (logged, counted) when it could not be written."""
+        with self._lock:
+            self._last_save = self._clock()
+            try:
+                sections = dict(self._sections)
+                for name, provider in self._providers.items():
+                    sections[name] = provider()
+                self.state_file.save(sections)
+            except (OSError, TypeError, ValueError) as exc:
+                self.saves_total["error"] += 1
+                log.warning("could not save state to %s: %s", self.state_file.path, exc)
+                return False
+            self.saves_total["success"] += 1
+            return True
+
+    def maybe_save(self) -> bool:
+        """Save if ``interval`` seconds have passed since the last save; True when it saved."""
+        if self._clock() - self._last_save < self.interval:
+            return False
+        return self.save()
+
+    def run(self, stop: threading.Event) -> None:
+        """Save every ``interval`` seconds until ``stop`` is set, then once more."""
+        while not stop.wait(self.interval):
+            self.save()
+        self.save()
