@@ -1,0 +1,387 @@
+"""The shipping loop: lines -> CloudWatch Logs batches, derived values -> metrics, cursor saved.
+
+Runs in its own thread with its own tailer, beside the metrics path, so a slow or unreachable
+CloudWatch only makes shipping fall behind; the file is the buffer. The cursor (and the metric
+intervals not yet sent) is saved only after CloudWatch acknowledged a batch: at-least-once
+delivery, and a crash repeats at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from log_exporter.cloudwatch import emf
+from log_exporter.cloudwatch.client import RequestRejected, Stopped
+from log_exporter.cloudwatch.config import CloudWatchConfig
+from log_exporter.cloudwatch.logs_batch import (
+    BatchBuilder,
+    LogEvent,
+    cut_batches,
+    make_event,
+    rejected_counts,
+    split_window,
+    window_reason,
+)
+from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, chunk_datums
+from log_exporter.cloudwatch.stats import ShipperStats
+from log_exporter.parse import event_time, parse_line
+from log_exporter.tail import Batch, FileId, Position
+
+log = logging.getLogger(__name__)
+
+# A partial batch waits at most this long for more lines while lines keep trickling in.
+MAX_BATCH_WAIT_SECONDS = 5.0
+# Replay sends metrics once this many intervals are pending, so memory stays bounded.
+REPLAY_MAX_PENDING_INTERVALS = 20_000
+
+
+class Api(Protocol):
+    """What the shipper needs from :class:`log_exporter.cloudwatch.client.CloudWatchApi`."""
+
+    def ensure_stream(self, stream: str) -> None: ...
+
+    def put_log_events(self, stream: str, events: Sequence[LogEvent]) -> Mapping[str, int]: ...
+
+    def put_metric_data(self, datums: Sequence[Datum]) -> None: ...
+
+
+class SectionStore(Protocol):
+    """The ``cloudwatch`` section of the state file."""
+
+    def load(self) -> Mapping[str, Any] | None: ...
+
+    def save(self, data: Mapping[str, Any]) -> None: ...
+
+
+class Source(Protocol):
+    """A tailer as the shipper uses it (:class:`log_exporter.tail.Tailer`)."""
+
+    def poll(self) -> Batch: ...
+
+    def lag_bytes(self) -> int: ...
+
+
+Derive = Callable[[dict[str, Any]], Sequence[Observation]]
+
+
+def position_to_dict(pos: Position) -> dict[str, Any]:
+    return {
+        "dev": pos.file.dev,
+        "ino": pos.file.ino,
+        "fingerprint": pos.file.fingerprint,
+        "offset": pos.offset,
+        "rotated": [position_to_dict(r) for r in pos.rotated],
+    }
+
+
+def position_from_dict(data: Mapping[str, Any]) -> Position:
+    """The inverse of ``position_to_dict``; raises ValueError/TypeError/KeyError when damaged."""
+    return Position(
+        FileId(int(data["dev"]), int(data["ino"]), str(data["fingerprint"])),
+        int(data["offset"]),
+        tuple(position_from_dict(r) for r in data.get("rotated", [])),
+    )
+
+
+def line_positions(previous: Position | None, batch: Batch) -> list[Position | None]:
+    """The resume position after each line of ``batch``, where it can be known exactly.
+
+    Exact when the batch read one file straight on (no rotation, truncation, skipped oversized
+    line or rotated generation being drained): each line then ends ``len + 1`` bytes further.
+    Otherwise only the last line gets the batch's position, so a crash repeats a little more.
+    """
+    n = len(batch.lines)
+    end = batch.position
+    if n == 0 or end is None:
+        return [None] * n
+    simple = (
+        batch.rotations == 0
+        and batch.truncations == 0
+        and batch.oversized == 0
+        and not end.rotated
+        and (previous is None or not previous.rotated)
+        and sum(len(line) + 1 for line in batch.lines) == batch.bytes_read
+        and (previous is None or previous.offset + batch.bytes_read == end.offset)
+    )
+    if not simple:
+        return [None] * (n - 1) + [end]
+    positions: list[Position | None] = []
+    offset = end.offset - batch.bytes_read
+    for line in batch.lines:
+        offset += len(line) + 1
+        positions.append(Position(end.file, offset))
+    positions[-1] = end
+    return positions
+
+
+@dataclass(slots=True)
+class Summary:
+    """What shipping did, for replay's report and for tests."""
+
+    lines: int = 0
+    events_sent: int = 0
+    truncated: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    datums_sent: int = 0
+    datums_excluded: dict[str, int] = field(default_factory=dict)
+    emf_documents: int = 0
+
+    def add(self, target: dict[str, int], counts: Mapping[str, int]) -> None:
+        for k, v in counts.items():
+            target[k] = target.get(k, 0) + v
+
+
+class Shipper:
+    """Turns lines into CloudWatch calls; one thread drives it (``run`` or ``replay``)."""
+
+    def __init__(
+        self,
+        config: CloudWatchConfig,
+        api: Api,
+        derive: Derive,
+        stats: ShipperStats,
+        *,
+        state: SectionStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.summary = Summary()
+        self._api = api
+        self._derive = derive
+        self._stats = stats
+        self._state = state
+        self._clock = clock
+        self._builder = BatchBuilder()
+        self._pending_obs: list[tuple[Observation, float]] = []
+        self._first_pending: float | None = None
+        self._aggregator = Aggregator(config.flush_seconds)
+        self._position: Position | None = None
+        self._dirty = False
+        self._line_bytes = 0
+        self._line_count = 0
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def restore(self) -> Position | None:
+        """Load the saved cursor and pending metric intervals; the position to resume from."""
+        if self._state is None:
+            return None
+        data = self._state.load()
+        if not data:
+            return None
+        try:
+            raw_pos = data.get("position")
+            self._position = position_from_dict(raw_pos) if raw_pos else None
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("cloudwatch cursor in the state file is damaged, ignored: %s", exc)
+            self._position = None
+        metrics = data.get("metrics")
+        if isinstance(metrics, Mapping):
+            bad = self._aggregator.load(metrics)
+            if bad:
+                log.warning("%d damaged metric intervals in the state file were ignored", bad)
+        return self._position
+
+    def save(self) -> None:
+        """Write the acknowledged cursor and the unsent metric intervals to the state file."""
+        if self._state is None:
+            return
+        self._state.save(
+            {
+                "position": position_to_dict(self._position) if self._position else None,
+                "metrics": self._aggregator.dump(),
+            }
+        )
+        self._dirty = False
+
+    # -- lines -----------------------------------------------------------------------------------
+
+    def add_line(self, raw: bytes, position: Position | None) -> None:
+        """Queue one line (shipping the batch first when this line would not fit)."""
+        self.summary.lines += 1
+        self._line_bytes += len(raw) + 1
+        self._line_count += 1
+        read_ms = int(self._clock() * 1000)
+        event = parse_line(raw)
+        when: float | None = None
+        if type(event) is dict:
+            when = event_time(event)
+        timestamp_ms = round(when * 1000) if when is not None else read_ms
+        log_event = make_event(raw, timestamp_ms, position)
+        if log_event is None:
+            self._builder.note_position(position)
+            self._dirty = self._dirty or position is not None
+            return
+        if not self._builder.fits(log_event):
+            self.ship_logs()
+        self._builder.add(log_event)
+        if self._first_pending is None:
+            self._first_pending = self._clock()
+        if type(event) is dict:
+            ts = timestamp_ms / 1000.0
+            self._pending_obs.extend((obs, ts) for obs in self._derive(event))
+
+    def note_position(self, position: Position | None) -> None:
+        """Advance the cursor past bytes that produced no line (oversized, rotation)."""
+        if position is not None:
+            self._builder.note_position(position)
+            self._dirty = True
+
+    def batch_age(self) -> float:
+        """Seconds the oldest queued line has waited (0 when none)."""
+        return 0.0 if self._first_pending is None else self._clock() - self._first_pending
+
+    def ship_logs(self) -> None:
+        """Send the queued lines as one PutLogEvents batch and save the cursor once acknowledged."""
+        if not len(self._builder) and not self._dirty:
+            return
+        batch = self._builder.take()
+        observations, self._pending_obs = self._pending_obs, []
+        self._first_pending = None
+        try:
+            self._send_log_batch(self.config.log_stream, batch.events)
+        except Stopped:
+            # Not acknowledged: keep the old cursor; these lines are read again after a restart.
+            raise
+        self.summary.truncated += batch.truncated
+        for obs, ts in observations:
+            self._aggregator.add(obs, ts)
+        if batch.position is not None:
+            self._position = batch.position
+        self.save()
+
+    def _send_log_batch(self, stream: str, events: Sequence[LogEvent]) -> int:
+        """PutLogEvents for events within the service window; returns how many were sent."""
+        kept, excluded = split_window(events, int(self._clock() * 1000))
+        if excluded:
+            self.summary.add(self.summary.excluded, excluded)
+            self._stats.reject({f"window_{k}": v for k, v in excluded.items()})
+        if not kept:
+            return 0
+        try:
+            info = self._api.put_log_events(stream, kept)
+        except RequestRejected as exc:
+            log.error("CloudWatch refused a batch of %d events: %s", len(kept), exc)
+            self.summary.add(self.summary.rejected, {"invalid_request": len(kept)})
+            self._stats.reject({"invalid_request": len(kept)})
+            return 0
+        rejected = rejected_counts(info, len(kept))
+        if rejected:
+            log.warning("CloudWatch rejected events: %s", rejected)
+            self.summary.add(self.summary.rejected, rejected)
+            self._stats.reject({f"response_{k}": v for k, v in rejected.items()})
+        self.summary.events_sent += len(kept)
+        return len(kept)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def flush_metrics(self) -> None:
+        """Send every pending interval (PutMetricData or EMF), then save."""
+        if not len(self._aggregator):
+            return
+        snapshot = self._aggregator.dump()
+        datums = self._aggregator.drain()
+        try:
+            self._send_datums(datums)
+        except Stopped:
+            # Unsent intervals go back so the shutdown save keeps them (a part may repeat).
+            self._aggregator.load(snapshot)
+            raise
+        self.save()
+
+    def _send_datums(self, datums: Iterable[Datum]) -> None:
+        now_ms = int(self._clock() * 1000)
+        kept: list[Datum] = []
+        for datum in datums:
+            reason = window_reason(datum.timestamp * 1000, now_ms)
+            if reason is None:
+                kept.append(datum)
+            else:
+                self.summary.add(self.summary.datums_excluded, {reason: 1})
+        if self.config.metrics_mode == "emf":
+            events: list[LogEvent] = []
+            for ts_ms, doc in emf.documents(kept, self.config.namespace):
+                ev = make_event(emf.encode(doc).encode("utf-8"), ts_ms)
+                if ev is not None:
+                    events.append(ev)
+            for batch in cut_batches(events):
+                self.summary.emf_documents += self._send_log_batch(
+                    self.config.emf_log_stream, batch.events
+                )
+            return
+        for request in chunk_datums(kept):
+            try:
+                self._api.put_metric_data(request)
+            except RequestRejected as exc:
+                log.error("CloudWatch refused %d metric datums: %s", len(request), exc)
+                self.summary.add(self.summary.datums_excluded, {"invalid_request": len(request)})
+                continue
+            self.summary.datums_sent += len(request)
+
+    # -- drivers ---------------------------------------------------------------------------------
+
+    def _update_backlog(self, source: Source) -> None:
+        # Bytes the tailer has not read yet plus bytes read but not acknowledged; events are
+        # estimated from the mean line size seen so far.
+        nbytes = source.lag_bytes() + self._builder.byte_size
+        mean = self._line_bytes / self._line_count if self._line_count else 0.0
+        self._stats.backlog(nbytes, int(nbytes / mean) if mean else 0)
+
+    def run(
+        self,
+        source: Source,
+        stop: threading.Event,
+        *,
+        start: Position | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        """Ship ``source`` until ``stop`` is set; a shutdown saves the acknowledged cursor."""
+        previous = start
+        last_flush = self._clock()
+        try:
+            self._api.ensure_stream(self.config.log_stream)
+            if self.config.metrics_mode == "emf":
+                self._api.ensure_stream(self.config.emf_log_stream)
+            while not stop.is_set():
+                batch = source.poll()
+                positions = line_positions(previous, batch)
+                for raw, pos in zip(batch.lines, positions, strict=True):
+                    self.add_line(raw, pos)
+                if batch.position is not None and batch.position != previous:
+                    if not batch.lines:
+                        self.note_position(batch.position)
+                    previous = batch.position
+                idle = batch.bytes_read == 0 and not batch.lines
+                if idle or self.batch_age() >= MAX_BATCH_WAIT_SECONDS:
+                    self.ship_logs()
+                if self._clock() - last_flush >= self.config.flush_seconds:
+                    self.flush_metrics()
+                    last_flush = self._clock()
+                self._update_backlog(source)
+                if idle:
+                    stop.wait(poll_interval)
+        except Stopped:
+            pass
+        finally:
+            self.save()
+
+    def replay(self, sources: Iterable[Iterable[Batch]]) -> Summary:
+        """Ship whole files (batches from replay's readers) with their original timestamps."""
+        self._api.ensure_stream(self.config.log_stream)
+        if self.config.metrics_mode == "emf":
+            self._api.ensure_stream(self.config.emf_log_stream)
+        for batches in sources:
+            for batch in batches:
+                for raw in batch.lines:
+                    self.add_line(raw, None)
+                if len(self._aggregator) >= REPLAY_MAX_PENDING_INTERVALS:
+                    self.flush_metrics()
+        self.ship_logs()
+        self.flush_metrics()
+        return self.summary
