@@ -79,7 +79,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:
-    raise NotImplementedError("check-spec")
+    # Imported here so that `--help` and other subcommands do not pay for the spec machinery.
+    from log_exporter.spec import SpecError, load_spec
+
+    path: str = args.path
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+        return 1
+    try:
+        spec = load_spec(text, path)
+    except SpecError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    print(f"OK: {len(spec.metrics)} metrics")
+    return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
