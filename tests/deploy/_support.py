@@ -35,3 +35,32 @@ def load_yaml(path: Path) -> Any:
 def load_yaml_all(path: Path) -> list[Any]:
     """Parse every document of a multi-document YAML file, skipping empty ones."""
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+# The metric families the event contract derives, and the exporter's self-metrics: every query
+# shipped in deploy/ and dashboards/ may use only these (plus Prometheus's own `up`).
+CONTRACT_METRICS = {
+    "sustainbot_app_info",
+    "sustainbot_aim_requests_total",
+    "sustainbot_aim_validation_failures_total",
+    "sustainbot_governed_workflow_duration_seconds",
+    "sustainbot_workflow_executions_total",
+    "sustainbot_workflow_execution_errors_total",
+    "sustainbot_audit_log_entries_total",
+    "sustainbot_prescriptive_language_detections_total",
+    "sustainbot_jwt_validations_total",
+    "sustainbot_authentication_failures_total",
+    "sustainbot_active_requests",
+    "sustainbot_http_requests_total",
+    "sustainbot_http_request_duration_seconds",
+}
+SELF_METRICS = {
+    "log_exporter_lines_total",
+    "log_exporter_bytes_read_total",
+    "log_exporter_lag_bytes",
+    "log_exporter_last_event_timestamp_seconds",
+    "log_exporter_build_info",
+    "log_exporter_series_overflow_total",
+    "log_exporter_invalid_values_total",
+}
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
