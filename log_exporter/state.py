@@ -42,6 +42,7 @@ def position_to_json(position: Position) -> dict[str, Any]:
         "fingerprint": position.file.fingerprint,
         "offset": position.offset,
         "rotated": [position_to_json(p) for p in position.rotated],
+        "known": [[f.dev, f.ino, f.fingerprint] for f in position.known],
     }
 
 
@@ -62,10 +63,24 @@ def position_from_json(obj: object) -> Position:
     rotated = obj.get("rotated", [])
     if not isinstance(rotated, list):
         raise ValueError("position field 'rotated' must be a list")
+    known = obj.get("known", [])
+    if not isinstance(known, list) or not all(_is_file_id(k) for k in known):
+        raise ValueError("position field 'known' must be a list of [dev, ino, fingerprint]")
     return Position(
         FileId(_int_field(obj, "dev"), _int_field(obj, "ino"), fingerprint),
         _int_field(obj, "offset"),
         tuple(position_from_json(p) for p in rotated),
+        tuple(FileId(k[0], k[1], k[2]) for k in known),
+    )
+
+
+def _is_file_id(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and type(value[0]) is int
+        and type(value[1]) is int
+        and isinstance(value[2], str)
     )
 
 

@@ -70,6 +70,9 @@ class Position:
     # Older generations still being read (rotated away less than the grace period ago), oldest
     # first; without them a restart during the grace period would lose or re-read their tail.
     rotated: tuple[Position, ...] = ()
+    # Rotated generations already read or deliberately skipped (history at start), so a resume
+    # after rotations while stopped reads exactly the siblings that are new.
+    known: tuple[FileId, ...] = ()
 
 
 @dataclass(slots=True)
@@ -508,8 +511,8 @@ class Tailer:
             return
         batch.truncations += 1
         log.info("%s was truncated at offset %d; reading it again from 0", gen.name, gen.offset)
-        if gen.fp and gen.offset > 0:
-            copy = self._find_copy(gen)
+        if gen.fp:
+            copy = self._find_copy(gen.file_id(), gen.offset)
             if copy is not None:
                 self._draining.append(copy)
         gen.offset = gen.read_pos = 0
@@ -548,31 +551,38 @@ class Tailer:
             self._remember(gen.key, gen.fp)
         return [gen for _, gen in found]
 
-    def _find_copy(self, gen: _Gen) -> _Gen | None:
-        """The copy copytruncate left: same first line, another inode, at least our offset."""
+    def _find_copy(self, original: FileId, offset: int) -> _Gen | None:
+        """The copy copytruncate left: same first line, another inode, at least ``offset`` long.
+
+        Every sibling with that first line is remembered as read, so no later scan takes a
+        copy for a new generation.
+        """
         best: tuple[int, _Gen] | None = None
         for name in self._sibling_names():
-            cand = self._open(name, gen.offset)
+            cand = self._open(name, offset)
             if cand is None:
                 continue
             st = os.fstat(cand.fd)
-            if cand.key in self._open_keys() or cand.fp != gen.fp or st.st_size < gen.offset:
+            is_copy = cand.fp == original.fingerprint and cand.key != (original.dev, original.ino)
+            if is_copy and cand.key not in self._open_keys():
+                self._remember(cand.key, cand.fp)
+            if (
+                not is_copy
+                or cand.key in self._open_keys()
+                or offset == 0
+                or st.st_size < offset
+                or (best is not None and best[0] >= st.st_mtime_ns)
+            ):
                 cand.close()
                 continue
             if best is not None:
-                if best[0] >= st.st_mtime_ns:
-                    cand.close()
-                    continue
                 best[1].close()
             best = (st.st_mtime_ns, cand)
         if best is None:
             return None
         copy = best[1]
         copy.deadline = time.monotonic() + self._grace
-        self._remember(copy.key, copy.fp)
-        log.info(
-            "finishing the copy %s of the truncated file from offset %d", copy.name, gen.offset
-        )
+        log.info("finishing the copy %s of the truncated file from offset %d", copy.name, offset)
         return copy
 
     def _is_known(self, gen: _Gen) -> bool:
@@ -608,27 +618,11 @@ class Tailer:
 
     def _resume_from(self, pos: Position, batch: Batch) -> None:
         """Continue where a previous run stopped, across rotations that happened meanwhile."""
-        cands: list[_Gen] = []
-        for name in [self.path, *self._sibling_names()]:
-            gen = self._open(name, 0)
-            if gen is not None:
-                cands.append(gen)
-        used: set[int] = set()
-
-        def take(saved: Position) -> _Gen | None:
-            for i, gen in enumerate(cands):
-                if i in used or not same_file(gen.file_id(), saved.file):
-                    continue
-                if os.fstat(gen.fd).st_size < saved.offset:
-                    return None  # truncated while we were down: not the bytes we read
-                used.add(i)
-                gen.offset = gen.read_pos = saved.offset
-                return gen
-            return None
-
+        for known in pos.known:
+            self._remember((known.dev, known.ino), known.fingerprint)
         now = time.monotonic()
         for saved in pos.rotated:
-            gen = take(saved)
+            gen = self._take(saved)
             if gen is None:
                 self.resume_misses += 1
                 log.warning(
@@ -640,62 +634,54 @@ class Tailer:
             gen.deadline = now + self._grace
             self._draining.append(gen)
 
-        main = take(pos)
+        main = self._take(pos)
         if main is not None and main.name == self.path:
+            # Not rotated meanwhile: every sibling is one we read or history we skipped.
             self._cur = main
-        elif main is not None:
-            # Rotated while we were down: finish it, then every newer generation, then the file.
+            for name in self._sibling_names():
+                self._note_existing(name)
+            return
+        if main is not None:
+            # Rotated while we were down: finish it, then the newer generations, then the file.
             main.deadline = now + self._grace
             self._draining.append(main)
             batch.rotations += 1
-            since = os.fstat(main.fd).st_mtime_ns
-            newer: list[tuple[int, _Gen]] = []
-            for i, gen in enumerate(cands):
-                if i in used or gen.name == self.path or gen.fp == main.fp:
-                    continue
-                mtime = os.fstat(gen.fd).st_mtime_ns
-                if mtime >= since:
-                    used.add(i)
-                    gen.deadline = now + self._grace
-                    newer.append((mtime, gen))
-            newer.sort(key=lambda item: item[0])
-            self._draining.extend(gen for _, gen in newer)
-            batch.rotations += len(newer)
         else:
-            copy = None
-            for i, gen in enumerate(cands):
-                if (
-                    i not in used
-                    and gen.name != self.path
-                    and pos.file.fingerprint
-                    and gen.fp == pos.file.fingerprint
-                    and os.fstat(gen.fd).st_size >= pos.offset
-                ):
-                    copy = gen
-                    used.add(i)
-                    break
+            copy = self._find_copy(pos.file, pos.offset) if pos.file.fingerprint else None
             if copy is not None:
                 # copytruncate while we were down: the copy holds the bytes after our offset.
-                copy.offset = copy.read_pos = pos.offset
-                copy.deadline = now + self._grace
                 self._draining.append(copy)
                 batch.truncations += 1
             else:
                 self.resume_misses += 1
                 log.warning(
-                    "saved position %s matches no file next to %s; starting at 0",
+                    "saved position %s matches no file next to %s; reading it from 0",
                     pos.file,
                     self.path,
                 )
+                if not self._draining:
+                    # Nothing we read is left, so no sibling can be told apart as new.
+                    for name in self._sibling_names():
+                        self._note_existing(name)
+        # Without the list of generations already read, every sibling would look new.
+        self._open_current(batch, scan_missed=bool(pos.known))
 
-        for i, gen in enumerate(cands):
-            self._remember(gen.key, gen.fp)
-            if gen.name == self.path and self._cur is None:
-                used.add(i)
-                gen.offset = gen.read_pos = 0
-                self._cur = gen
-            elif i not in used:
-                gen.close()
+    def _take(self, saved: Position) -> _Gen | None:
+        """Open the generation ``saved`` names (at the path or a sibling) at its offset."""
+        for name in [self.path, *self._sibling_names()]:
+            gen = self._open(name, saved.offset)
+            if gen is None:
+                continue
+            if (
+                gen.key not in self._open_keys()
+                and same_file(gen.file_id(), saved.file)
+                # Smaller than our offset: truncated while we were down, not the bytes we read.
+                and os.fstat(gen.fd).st_size >= saved.offset
+            ):
+                self._remember(gen.key, gen.fp)
+                return gen
+            gen.close()
+        return None
 
     # -- snapshots for other threads -------------------------------------------------------
 
@@ -708,6 +694,7 @@ class Tailer:
             newest.file_id(),
             newest.offset,
             tuple(Position(g.file_id(), g.offset) for g in gens[:-1]),
+            tuple(FileId(dev, ino, fp) for (dev, ino), fp in self._seen.items()),
         )
 
     def _publish(self, position: Position | None) -> None:
