@@ -1,0 +1,444 @@
+"""Replay of historical log files: plain or gzip, ordered oldest first, into the serve code path.
+
+Files are read in large chunks and cut into whole lines exactly like the tailer (a line over
+``max_line_bytes`` is counted as oversized and skipped in bounded memory), except that the final
+line of a file counts even without its newline: a file being replayed is complete. The lines go
+through the same ``Pipeline`` as ``serve``; this module only adds files, gzip, ordering and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import stat
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final, Protocol
+
+from log_exporter.parse import event_time, parse_line
+from log_exporter.pipeline import Pipeline
+from log_exporter.tail import Batch
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "FileReader",
+    "ReplayError",
+    "ReplayStats",
+    "Source",
+    "open_sources",
+    "replay_final",
+    "replay_steps",
+    "split_lines",
+    "summary",
+    "write_output",
+]
+
+DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
+READ_SIZE: Final = 1 << 20
+# Decompressed bytes per gzip step: bounds memory against a "zip bomb" of tiny compressed input.
+_GZIP_OUT_MAX: Final = 4 << 20
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+# "name.3" or "name.3.gz": the rotation number, higher is older.
+_ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
+
+
+class ReplayError(Exception):
+    """A file that cannot be replayed at all (missing, unreadable, not a file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input file, with what ordering needs to know."""
+
+    path: str
+    size: int  # bytes on disk (compressed for gzip): what the progress bar counts
+    gzip: bool
+    first_time: float | None  # timestamp of its first event that has one
+    rotation: int  # the N of "name.N[.gz]", 0 without one
+
+
+def _rotation_number(path: str) -> int:
+    m = _ROTATION_NUMBER.search(os.path.basename(path))
+    return int(m.group(1)) if m else 0
+
+
+def order_key(source: Source) -> tuple[bool, float, int, str]:
+    """Oldest first: by first event time; ties and files without events by rotation order.
+
+    Rotation order is the usual one: a higher ``.N`` is older, no number is the newest; then the
+    name. A file without any timed event goes after the timed ones.
+    """
+    t = source.first_time
+    return (t is None, 0.0 if t is None else t, -source.rotation, os.path.basename(source.path))
+
+
+def open_sources(
+    paths: Sequence[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> list[Source]:
+    """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
+
+    The same file named twice (by any path) is replayed once.
+    """
+    sources: list[Source] = []
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ReplayError(f"{path}: not a regular file")
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                is_gzip = f.read(2) == _GZIP_MAGIC
+        except ReplayError:
+            raise
+        except OSError as exc:
+            raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        first = _first_event_time(path, is_gzip, max_line_bytes)
+        sources.append(Source(path, st.st_size, is_gzip, first, _rotation_number(path)))
+    sources.sort(key=order_key)
+    return sources
+
+
+def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
+    """The timestamp of the file's first event that has a usable one (None when none has)."""
+    reader = FileReader(Source(path, 0, is_gzip, None, 0), max_line_bytes)
+    try:
+        for batch in reader.batches():
+            for raw in batch.lines:
+                event = parse_line(raw)
+                if type(event) is dict:
+                    t = event_time(event)
+                    if t is not None:
+                        return t
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    finally:
+        reader.close()
+    return None
+
+
+def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Batch]:
+    """Cut a stream of byte chunks into whole lines, one ``Batch`` per chunk.
+
+    A line longer than ``max_line_bytes`` (without its b"\\n") is counted in ``oversized`` and
+    dropped; while one is being skipped at most one chunk is held. The final line without a
+    newline is returned too (as its own batch).
+    """
+    carry = b""
+    skipping = False
+    for chunk in chunks:
+        data = carry + chunk if carry else chunk
+        carry = b""
+        oversized = 0
+        if skipping:
+            cut = data.find(b"\n")
+            if cut < 0:
+                yield Batch([], bytes_read=len(chunk))
+                continue
+            data = data[cut + 1 :]
+            skipping = False
+        lines = data.split(b"\n")
+        carry = lines.pop()
+        if lines and max(map(len, lines)) > max_line_bytes:
+            kept = [line for line in lines if len(line) <= max_line_bytes]
+            oversized += len(lines) - len(kept)
+            lines = kept
+        if len(carry) > max_line_bytes:
+            # Counted now, skipped up to its newline: memory never holds more than one chunk.
+            carry = b""
+            skipping = True
+            oversized += 1
+        yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
+    if carry:
+        yield Batch([carry])
+
+
+class FileReader:
+    """Reads one source as ``Batch`` objects, stopping cleanly at a corrupt gzip stream.
+
+    After ``batches()`` is exhausted, ``damage`` describes where a corrupt or truncated stream
+    stopped (None when the file was read to its end), and ``raw_done`` counts the bytes on disk
+    consumed so far, for progress.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        self.source = source
+        self.max_line_bytes = max_line_bytes
+        self.read_size = read_size
+        self.raw_done = 0
+        self.damage: str | None = None
+        self._file: BinaryIO | None = None
+        self._out_bytes = 0
+        self._lines = 0
+
+    def batches(self) -> Iterator[Batch]:
+        """Whole lines of the file; raises ``OSError`` only when the file cannot be opened."""
+        self._file = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
+        chunks = self._gunzip(self._file) if self.source.gzip else self._plain(self._file)
+        for batch in split_lines(chunks, self.max_line_bytes):
+            self._lines += len(batch.lines) + batch.oversized
+            yield batch
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _plain(self, f: BinaryIO) -> Iterator[bytes]:
+        size = self.read_size
+        while True:
+            try:
+                chunk = f.read(size)
+            except OSError as exc:
+                self._damaged(f"read error after {self.raw_done} bytes: {exc.strerror or exc}")
+                return
+            if not chunk:
+                return
+            self.raw_done += len(chunk)
+            yield chunk
+
+    def _gunzip(self, f: BinaryIO) -> Iterator[bytes]:
+        # zlib directly rather than the gzip module: it tells exactly how far a corrupt stream
+        # got, and ``max_length`` bounds the output of each step whatever the compression ratio.
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        in_member = False  # bytes of the current member have been fed
+        pending = b""
+        consumed = 0  # compressed bytes the decompressor has taken
+        while True:
+            if not pending:
+                try:
+                    pending = f.read(self.read_size)
+                except OSError as exc:
+                    self._damaged(f"read error after {consumed} compressed bytes: {exc}")
+                    return
+                if not pending:
+                    break
+            if not in_member:
+                # Padding of zeros after the last member is allowed, as gzip(1) does.
+                stripped = pending.lstrip(b"\x00")
+                consumed += len(pending) - len(stripped)
+                pending = stripped
+                if not pending:
+                    continue
+            in_member = True
+            try:
+                out = d.decompress(pending, _GZIP_OUT_MAX)
+            except zlib.error as exc:
+                self._damaged(f"corrupt gzip stream at compressed byte {consumed}: {exc}")
+                return
+            if d.eof:
+                rest = d.unused_data
+                consumed += len(pending) - len(rest)
+                pending = rest
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                in_member = False
+            else:
+                rest = d.unconsumed_tail
+                consumed += len(pending) - len(rest)
+                pending = rest
+            self.raw_done = consumed
+            if out:
+                self._out_bytes += len(out)
+                yield out
+        if in_member:
+            self._damaged(f"gzip stream truncated after {consumed} compressed bytes")
+        self.raw_done = consumed
+
+    def _damaged(self, what: str) -> None:
+        self.damage = (
+            f"{self.source.path}: {what}; replayed the {self._out_bytes} bytes before it "
+            f"({self._lines} whole lines), skipped the rest of the file"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving the pipeline
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReplayStats:
+    """What a replay went through, for the closing summary on stderr."""
+
+    files: int = 0
+    lines: int = 0
+    # Events without a usable timestamp, given the previous event's time (openmetrics only).
+    untimed: int = 0
+    # Events stamped before an earlier line's event, counted at that later time (openmetrics).
+    late: int = 0
+    steps: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    damage: list[str] = field(default_factory=list)
+
+
+class _Progress(Protocol):
+    def update(self, done_bytes: int, events: int) -> None: ...
+
+
+def replay_final(
+    sources: Sequence[Source],
+    pipeline: Pipeline,
+    progress: _Progress,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> ReplayStats:
+    """Feed every file through ``pipeline.feed``, the path ``serve`` takes, oldest file first."""
+    stats = ReplayStats()
+    done = 0
+    feed = pipeline.feed
+    store = pipeline.store
+    for source in sources:
+        reader = FileReader(source, max_line_bytes)
+        try:
+            for batch in reader.batches():
+                feed(batch)
+                stats.lines += len(batch.lines) + batch.oversized
+                progress.update(done + reader.raw_done, int(store.lines["parsed"]))
+        except OSError as exc:
+            raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
+        finally:
+            reader.close()
+        done += source.size
+        stats.files += 1
+        if reader.damage is not None:
+            stats.damage.append(reader.damage)
+    return stats
+
+
+def replay_steps(
+    sources: Sequence[Source],
+    pipeline: Pipeline,
+    step: float,
+    emit: Callable[[float], None],
+    progress: _Progress,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> ReplayStats:
+    """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
+
+    ``emit(T)`` is called when the store holds exactly the effect of every line before the first
+    event stamped after T: it is the moment to snapshot the sample stamped T. An event without a
+    usable timestamp takes the previous event's time; one stamped earlier than the previous
+    event is counted at the previous event's time (the log's order decides, as in ``serve``).
+    The last call is at the last event's time.
+    """
+    stats = ReplayStats()
+    store = pipeline.store
+    accept = pipeline.accept
+    apply = pipeline.apply
+    lines = store.lines
+    now: float | None = None  # the time of the latest event, never decreasing
+    k = 0  # the next boundary is k * step
+    boundary = math.inf
+    done = 0
+    for source in sources:
+        reader = FileReader(source, max_line_bytes)
+        try:
+            for batch in reader.batches():
+                lines["oversized"] += batch.oversized
+                # The final line of a file without its newline: its bytes are all that is left.
+                newline = 1 if batch.bytes_read else 0
+                line_bytes = 0
+                for raw in batch.lines:
+                    nbytes = len(raw) + newline
+                    line_bytes += nbytes
+                    event = accept(raw)
+                    if event is None:
+                        store.bytes_read += nbytes
+                        continue
+                    t = event_time(event)
+                    if t is None:
+                        stats.untimed += 1
+                    else:
+                        store.last_event_timestamp = t
+                        if now is not None and t < now:
+                            stats.late += 1
+                        elif now is None:
+                            stats.first_time = t
+                            k = math.ceil(t / step)
+                            boundary = k * step
+                            now = t
+                        else:
+                            now = t
+                    if now is not None and now > boundary:
+                        # ``accept`` already counted this line; the samples before it must not.
+                        lines["parsed"] -= 1
+                        try:
+                            while now > boundary:
+                                emit(boundary)
+                                stats.steps += 1
+                                k += 1
+                                boundary = k * step
+                        finally:
+                            lines["parsed"] += 1
+                    store.bytes_read += nbytes
+                    apply(event)
+                stats.lines += len(batch.lines) + batch.oversized
+                # Bytes of oversized lines and of a line split across chunks arrive here.
+                store.bytes_read += max(batch.bytes_read - line_bytes, 0)
+                progress.update(done + reader.raw_done, int(lines["parsed"]))
+        except OSError as exc:
+            raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
+        finally:
+            reader.close()
+        done += source.size
+        stats.files += 1
+        if reader.damage is not None:
+            stats.damage.append(reader.damage)
+    if now is not None:
+        while boundary <= now:
+            emit(boundary)
+            stats.steps += 1
+            k += 1
+            boundary = k * step
+        if (k - 1) * step != now:
+            emit(now)
+            stats.steps += 1
+    stats.last_time = now
+    return stats
+
+
+def write_output(path: str, write: Callable[[BinaryIO], object], stdout: BinaryIO) -> None:
+    """Write to ``stdout`` for "-", else to a temporary file renamed over ``path`` when complete.
+
+    A failed or interrupted replay never leaves a half-written output file behind.
+    """
+    if path == "-":
+        write(stdout)
+        stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".replay-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def summary(stats: ReplayStats) -> str:
+    """One line for stderr: what was replayed, and what needed a decision."""
+    parts = [f"replayed {stats.lines} lines from {stats.files} files"]
+    if stats.steps:
+        parts.append(f"{stats.steps} sample times")
+    if stats.untimed:
+        parts.append(f"{stats.untimed} events without a usable timestamp (took the previous time)")
+    if stats.late:
+        parts.append(f"{stats.late} events stamped before an earlier event (counted at its time)")
+    if stats.damage:
+        parts.append(f"{len(stats.damage)} files damaged")
+    return ", ".join(parts)
