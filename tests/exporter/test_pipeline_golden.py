@@ -1,0 +1,197 @@
+"""The whole data path (parse -> spec -> store -> collector) against the event contract.
+
+``fixtures/contract.jsonl`` holds every event type and every imperfect-line case the contract
+names; ``fixtures/contract.expected.prom`` is the exposition it must produce, checked by hand line
+by line against the contract once. To change it deliberately (after a contract or spec change),
+regenerate it with the snippet in ``test_golden_exposition_matches_contract``'s docstring, then
+read the diff against the contract before committing it; the test never rewrites it itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from log_exporter.collector import StoreCollector
+from log_exporter.pipeline import Pipeline
+from log_exporter.spec import compile, load_default_spec, load_spec
+from log_exporter.store import Store
+from log_exporter.tail import Batch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CONTRACT = FIXTURES / "contract.jsonl"
+EXPECTED = FIXTURES / "contract.expected.prom"
+
+
+def _lines(data: bytes) -> list[bytes]:
+    # As the tailer hands them over: whole lines without their b"\n".
+    return data.split(b"\n")[:-1]
+
+
+def _pipeline(spec_text: str | None = None) -> tuple[Pipeline, Store]:
+    spec = load_default_spec() if spec_text is None else load_spec(spec_text, "test.toml")
+    store = Store(spec.definitions)
+    return Pipeline(compile(spec), store), store
+
+
+def _render(store: Store) -> bytes:
+    registry = CollectorRegistry()
+    # build_info carries the Python version, which differs between machines.
+    registry.register(StoreCollector(store, build_info=False))
+    return generate_latest(registry)
+
+
+def test_golden_exposition_matches_contract() -> None:
+    """Every event type and imperfect line of the contract yields exactly the reviewed exposition.
+
+    Regenerate deliberately with:
+    ``data = CONTRACT.read_bytes(); pipeline.feed(Batch(_lines(data), bytes_read=len(data)));
+    EXPECTED.write_bytes(_render(store))`` and review the diff against the event contract.
+    """
+    data = CONTRACT.read_bytes()
+    pipeline, store = _pipeline()
+    pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
+    assert _render(store).decode() == EXPECTED.read_text()
+
+
+def test_line_by_line_batches_give_the_same_exposition() -> None:
+    """How the tailer happens to cut batches does not change any metric."""
+    data = CONTRACT.read_bytes()
+    pipeline, store = _pipeline()
+    for line in _lines(data):
+        pipeline.feed(Batch([line], bytes_read=len(line) + 1))
+    assert _render(store).decode() == EXPECTED.read_text()
+
+
+def test_replay_path_accept_apply_matches_feed() -> None:
+    """Replay's accept/apply path derives the same metrics and line counts as serve's feed."""
+    data = CONTRACT.read_bytes()
+    fed_pipeline, fed = _pipeline()
+    fed_pipeline.feed(Batch(_lines(data)))
+    replay_pipeline, replayed = _pipeline()
+    for line in _lines(data):
+        event = replay_pipeline.accept(line)
+        if event is not None:
+            replay_pipeline.apply(event)
+    replayed.last_event_timestamp = fed.last_event_timestamp
+    assert _render(replayed) == _render(fed)
+
+
+def test_golden_exposition_passes_promtool() -> None:
+    """The page Prometheus scrapes passes `promtool check metrics` (names, HELP/TYPE, counters)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    data = CONTRACT.read_bytes()
+    pipeline, store = _pipeline()
+    pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=generate_latest(registry),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_oversized_lines_reported_by_tailer_are_counted() -> None:
+    """Lines the tailer dropped as oversized show in lines_total{result="oversized"}."""
+    pipeline, store = _pipeline()
+    pipeline.feed(Batch([b'{"event": "auth.failed", "failure_type": "x"}'], oversized=3))
+    pipeline.feed(Batch([], oversized=2, rotations=1, truncations=1, bytes_read=7))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    get = registry.get_sample_value
+    assert get("log_exporter_lines_total", {"result": "oversized"}) == 5
+    assert get("log_exporter_lines_total", {"result": "parsed"}) == 1
+    assert get("log_exporter_file_rotations_total") == 1
+    assert get("log_exporter_file_truncations_total") == 1
+    assert get("log_exporter_bytes_read_total") == 7
+
+
+TINY_CAP_SPEC = """
+[metrics.requests_total]
+type = "counter"
+help = "Requests by user agent."
+events = ["req"]
+labels = ["agent"]
+series_cap = 2
+
+[metrics.latency_seconds]
+type = "histogram"
+help = "Latency by agent."
+events = ["req"]
+value = "seconds"
+buckets = [1, 2]
+labels = ["agent"]
+series_cap = 1
+"""
+
+
+def test_series_cap_overflow_keeps_totals_exact() -> None:
+    """Past a series cap, new series go to one __overflow__ series and totals stay exact."""
+    pipeline, store = _pipeline(TINY_CAP_SPEC)
+    agents = ["a", "b", "c", "a", "d", "c", "b"]
+    lines = [f'{{"event": "req", "agent": "{a}", "seconds": 1.5}}'.encode() for a in agents]
+    pipeline.feed(Batch(lines))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    get = registry.get_sample_value
+    assert get("requests_total", {"agent": "a"}) == 2
+    assert get("requests_total", {"agent": "b"}) == 2
+    # c, d, c arrived after the cap of 2 was reached.
+    assert get("requests_total", {"agent": "__overflow__"}) == 3
+    assert get("requests_total", {"agent": "c"}) is None
+    assert get("log_exporter_series_overflow_total", {"metric": "requests_total"}) == 3
+    assert get("log_exporter_series", {"metric": "requests_total"}) == 3
+    assert get("latency_seconds_count", {"agent": "a"}) == 2
+    assert get("latency_seconds_count", {"agent": "__overflow__"}) == 5
+    assert get("log_exporter_series_overflow_total", {"metric": "latency_seconds"}) == 5
+    total = sum(get("requests_total", {"agent": a}) or 0.0 for a in ["a", "b", "__overflow__"])
+    assert total == len(agents)
+
+
+def test_build_info_names_version_and_python() -> None:
+    """/metrics says which log-exporter and which Python produced it."""
+    import platform
+
+    from log_exporter import __version__
+
+    _, store = _pipeline()
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    labels = {"version": __version__, "python": platform.python_version()}
+    assert registry.get_sample_value("log_exporter_build_info", labels) == 1
+
+
+def test_extra_families_from_server_are_exposed() -> None:
+    """Gauges only the server knows (lag) appear on the same page."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    _, store = _pipeline()
+    registry = CollectorRegistry()
+    lag = GaugeMetricFamily("log_exporter_lag_bytes", "Bytes not read yet.", value=42)
+    registry.register(StoreCollector(store, extra=lambda: [lag]))
+    assert registry.get_sample_value("log_exporter_lag_bytes") == 42
+
+
+def test_last_event_timestamp_absent_until_an_event_has_one() -> None:
+    """The last-event gauge is absent, not a misleading 0, before any timestamped event."""
+    pipeline, store = _pipeline()
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    pipeline.feed(Batch([b'{"event": "auth.failed"}']))
+    assert registry.get_sample_value("log_exporter_last_event_timestamp_seconds") is None
+    pipeline.feed(Batch([b'{"event": "auth.failed", "timestamp": "2026-02-01T14:30:00.500Z"}']))
+    got = registry.get_sample_value("log_exporter_last_event_timestamp_seconds")
+    assert got == 1769956200.5
+    # A later batch whose last event has no usable timestamp keeps the previous value.
+    pipeline.feed(Batch([b'{"event": "auth.failed", "timestamp": "yesterday"}']))
+    assert registry.get_sample_value("log_exporter_last_event_timestamp_seconds") == got
