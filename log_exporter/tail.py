@@ -459,7 +459,8 @@ class Tailer:
 
     def _open(self, name: str, offset: int) -> _Gen | None:
         try:
-            fd = os.open(name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO put at the path must not hang the open.
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         try:
