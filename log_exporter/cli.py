@@ -55,6 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--state", default=_env("LOG_EXPORTER_STATE"), help="state file (env LOG_EXPORTER_STATE)"
     )
+    serve.add_argument(
+        "--state-interval",
+        type=float,
+        default=_env("LOG_EXPORTER_STATE_INTERVAL", "5"),
+        metavar="SECONDS",
+        help="seconds between state saves (env LOG_EXPORTER_STATE_INTERVAL)",
+    )
+    serve.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=_env("LOG_EXPORTER_MAX_LINE_BYTES", str(1 << 20)),
+        metavar="N",
+        help="longer lines are skipped and counted as oversized (env LOG_EXPORTER_MAX_LINE_BYTES)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default=_env("LOG_EXPORTER_LOG_LEVEL", "info"),
+        help="debug, info, warning or error (env LOG_EXPORTER_LOG_LEVEL)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     # check-spec ----------------------------------------------------------------------------
@@ -75,7 +94,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    raise NotImplementedError("serve")
+    # Imported here: the other subcommands need none of the serving machinery.
+    import logging
+
+    from log_exporter import logs
+    from log_exporter.serve import ServeOptions, Service, StartupError
+
+    level = str(args.log_level).lower()
+    logs.configure(level if level in ("debug", "info", "warning", "error") else "info")
+    log = logging.getLogger("log_exporter.serve")
+    try:
+        # Defaults from the environment bypass argparse's own checks, so check them here.
+        if level not in ("debug", "info", "warning", "error"):
+            raise StartupError(f"--log-level / LOG_EXPORTER_LOG_LEVEL: unknown level {level!r}")
+        if args.start_at not in ("beginning", "end"):
+            raise StartupError(
+                f"--start-at / LOG_EXPORTER_START_AT: {args.start_at!r} is not beginning or end"
+            )
+        if not args.state_interval > 0:
+            raise StartupError("--state-interval / LOG_EXPORTER_STATE_INTERVAL: must be > 0")
+        if args.max_line_bytes < 1:
+            raise StartupError("--max-line-bytes / LOG_EXPORTER_MAX_LINE_BYTES: must be >= 1")
+        service = Service(
+            ServeOptions(
+                file=args.file,
+                listen=args.listen,
+                spec=args.spec,
+                web_config=args.web_config,
+                start_at=args.start_at,
+                state=args.state,
+                state_interval=args.state_interval,
+                max_line_bytes=args.max_line_bytes,
+            )
+        )
+    except StartupError as exc:
+        log.error(str(exc))
+        return 2
+    return service.run()
 
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:

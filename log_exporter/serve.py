@@ -1,0 +1,265 @@
+"""``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until SIGTERM.
+
+The tail loop runs in the main thread, so the signal handlers (which only set flags and wake the
+loop) and everything that changes the store run in one thread: a spec reload and a periodic state
+save never race a batch. The HTTP server and the optional CloudWatch shipper have their own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from log_exporter import __version__
+from log_exporter.collector import StoreCollector
+from log_exporter.pipeline import Pipeline
+from log_exporter.server import MetricsServer
+from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
+from log_exporter.state import StateFile, StateKeeper, position_from_json, position_to_json
+from log_exporter.store import Store, StoreError
+from log_exporter.tail import Batch, Position, Tailer
+from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
+
+log = logging.getLogger(__name__)
+
+STATE_SECTION = "metrics"
+EXIT_OK, EXIT_CONFIG = 0, 2
+
+
+class StartupError(Exception):
+    """A setting that makes starting pointless; the message names the file and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    file: str
+    listen: str
+    spec: str | None
+    web_config: str | None
+    start_at: Literal["beginning", "end"]
+    state: str | None
+    state_interval: float
+    max_line_bytes: int
+
+
+def read_spec(path: str | None) -> Spec:
+    """The spec at ``path``, or the built-in one; ``StartupError`` listing every problem."""
+    if path is None:
+        return load_default_spec()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"{path}: cannot read spec: {exc}") from exc
+    try:
+        return load_spec(text, path)
+    except SpecError as exc:
+        raise StartupError("invalid spec: " + "; ".join(exc.errors)) from exc
+
+
+class Service:
+    """One running exporter: built by ``__init__`` (which validates), driven by ``run``."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        spec = read_spec(options.spec)
+        web_config = _web_config(options.web_config)
+        self.store = Store(spec.definitions)
+        self.pipeline = Pipeline(compile(spec), self.store)
+        self.stop = threading.Event()
+        self._reload = threading.Event()
+        self.reloads = {"success": 0, "failure": 0}
+        # Held while a batch is fed and its position recorded, and while the state is copied:
+        # a save from any thread (the CloudWatch shipper saves too) sees values and position of
+        # the same instant, so a restart neither loses nor repeats a line.
+        self._consistency = threading.Lock()
+        self._fed: Position | None = None
+
+        self.keeper: StateKeeper | None = None
+        self.sections: dict[str, Any] = {}
+        resume = None
+        if options.state is not None:
+            self.keeper = StateKeeper(
+                StateFile(options.state, target=options.file), interval=options.state_interval
+            )
+            self.sections = self.keeper.load()
+            resume = self._restore(self.sections.get(STATE_SECTION))
+            self.keeper.provide(STATE_SECTION, self._state_section)
+        self._fed = resume
+        self.tailer = Tailer(
+            options.file,
+            start_at=options.start_at,
+            resume=resume,
+            max_line_bytes=options.max_line_bytes,
+        )
+        self.registry = CollectorRegistry()
+        self.registry.register(StoreCollector(self.store, extra=self._extra_families))
+        try:
+            self.server = MetricsServer(
+                self.registry,
+                listen=options.listen,
+                ready=lambda: self.tailer.caught_up,
+                web_config=web_config,
+            )
+        except WebConfigError as exc:
+            # The certificates are loaded here, so a bad one fails at start, not at a scrape.
+            raise StartupError(str(exc)) from exc
+        except ValueError as exc:
+            raise StartupError(str(exc)) from exc
+        except OSError as exc:
+            raise StartupError(f"--listen {options.listen}: cannot listen: {exc}") from exc
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _restore(self, section: Any) -> Position | None:
+        """Restore the saved values and return where to resume; on any doubt start fresh."""
+        if section is None:
+            return None
+        try:
+            if not isinstance(section, dict):
+                raise ValueError("the metrics section is not an object")
+            saved = section.get("position")
+            position = None if saved is None else position_from_json(saved)
+            with self.store.lock:
+                self.store.restore(section["store"])
+        except (KeyError, ValueError, StoreError) as exc:
+            # Values without their position (or the reverse) would double-count or lose lines;
+            # reading the file again from the start is exact as long as it is still there.
+            log.warning(
+                "state file not usable, starting fresh",
+                extra={"path": self.options.state, "error": str(exc)},
+            )
+            assert self.keeper is not None
+            self.keeper.state_file.load_failures += 1
+            return None
+        log.info(
+            "resuming from the state file",
+            extra={"path": self.options.state, "offset": position.offset if position else 0},
+        )
+        return position
+
+    def _state_section(self) -> dict[str, Any]:
+        with self._consistency:
+            position = self._fed
+            return {
+                "position": None if position is None else position_to_json(position),
+                "store": self.store.dump(),
+            }
+
+    # -- the tail loop ------------------------------------------------------------------------
+
+    def _on_batch(self, batch: Batch) -> None:
+        with self._consistency:
+            self.pipeline.feed(batch)
+            self._fed = batch.position
+
+    def _on_tick(self) -> None:
+        # Every batch of the last poll has been fed by now, so the tailer's position is exact
+        # (it moves without a batch when, e.g., a drained rotated file is let go).
+        with self._consistency:
+            self._fed = self.tailer.position
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload_spec()
+        if self.keeper is not None:
+            self.keeper.maybe_save()
+
+    def reload_spec(self) -> bool:
+        """Load the spec again from its path; keep the old one (and say why) when invalid."""
+        try:
+            spec = read_spec(self.options.spec)
+        except StartupError as exc:
+            self.reloads["failure"] += 1
+            log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
+            return False
+        with self._consistency:
+            self.pipeline.reload(compile(spec))
+        self.reloads["success"] += 1
+        log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
+        return True
+
+    def _extra_families(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "log_exporter_lag_bytes",
+            "Bytes written to the log but not read yet.",
+            value=float(self.tailer.lag_bytes()),
+        )
+        yield CounterMetricFamily(
+            "log_exporter_io_errors_total",
+            "I/O errors while reading the log (each retried).",
+            value=float(self.tailer.io_errors),
+        )
+        reloads = CounterMetricFamily(
+            "log_exporter_spec_reloads_total",
+            "Spec reloads on SIGHUP, by result.",
+            labels=["result"],
+        )
+        for result, count in self.reloads.items():
+            reloads.add_metric([result], float(count))
+        yield reloads
+        if self.keeper is not None:
+            saves = CounterMetricFamily(
+                "log_exporter_state_saves_total", "State file saves, by result.", labels=["result"]
+            )
+            for result, count in self.keeper.saves_total.items():
+                saves.add_metric([result], float(count))
+            yield saves
+            yield CounterMetricFamily(
+                "log_exporter_state_load_failures_total",
+                "State files found unusable at start (the exporter then started fresh).",
+                value=float(self.keeper.state_file.load_failures),
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload.set()
+        else:
+            self.stop.set()
+        self.tailer.wake()
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the exit code."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.server.start()
+        log.info(
+            "serving",
+            extra={
+                "url": self.server.url,
+                "file": self.options.file,
+                "spec": self.options.spec or "built in",
+                "state": self.options.state,
+                "version": __version__,
+                "python": platform.python_version(),
+            },
+        )
+        try:
+            self.tailer.run(self._on_batch, self.stop, on_tick=self._on_tick)
+        finally:
+            if self.keeper is not None:
+                self.keeper.save()
+            self.server.shutdown()
+            self.tailer.close()
+        log.info("stopped")
+        return EXIT_OK
+
+
+def _web_config(path: str | None) -> WebConfig | None:
+    if path is None:
+        return None
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        raise StartupError(str(exc)) from exc
