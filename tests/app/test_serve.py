@@ -1,0 +1,249 @@
+"""``sustainbot serve`` for real: gunicorn workers over loopback HTTP, writing one shared log."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.app.helpers import REPO, SECRET, EventLog
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent / "sustainbot"
+STARTUP_DEADLINE = 60.0
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[str]
+    port: int
+    log: EventLog
+    env: dict[str, str]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"{}")
+        finally:
+            conn.close()
+
+    def token(self, role: str, actor: str = "Dana Operator") -> str:
+        result = subprocess.run(
+            [str(BIN), "token", "--actor", actor, "--role", role],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return result.stdout.strip()
+
+
+def _env(log_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUSTAINBOT_")}
+    env.update({"SUSTAINBOT_JWT_SECRET": SECRET, "JSON_LOG_PATH": str(log_path)})
+    return env
+
+
+def _wait_for_port(process: subprocess.Popen[str], stdout: Path) -> int:
+    """Poll serve's stdout file for the 'listening on' line it prints once the socket is bound."""
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", stdout.read_text())
+        if match:
+            return int(match.group(1))
+        assert process.poll() is None, f"serve exited early: {stdout.read_text()}"
+        time.sleep(0.05)
+    raise AssertionError("sustainbot serve did not report its port in time")
+
+
+def _wait_healthy(service: Service) -> None:
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            if service.request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert service.process.poll() is None, "serve exited during startup"
+        time.sleep(0.1)
+    raise AssertionError("/healthz did not answer 200 in time")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    log = EventLog(tmp_path / "logs" / "sustainbot.jsonl")
+    env = _env(log.path)
+    stdout = tmp_path / "serve.out"
+    with stdout.open("w") as out:
+        process = subprocess.Popen(
+            [str(BIN), "serve", "--port", "0", "--workers", "2", "--threads", "4"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+    try:
+        svc = Service(process, _wait_for_port(process, stdout), log, env)
+        _wait_healthy(svc)
+        yield svc
+    finally:
+        _stop(process)
+    log.assert_valid()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def _payload(mode: str, text: str, workflow: str = "generate_report") -> bytes:
+    return json.dumps(
+        {
+            "workflow_name": workflow,
+            "drag_mode": mode,
+            "aim": {"actor": "reporting assistant", "input": text, "mission": "load test"},
+        }
+    ).encode()
+
+
+def test_serve_refuses_to_start_without_jwt_key(tmp_path: Path) -> None:
+    """Without a JWT secret or key, serve exits non-zero with a message saying what to set."""
+    env = _env(tmp_path / "e.jsonl")
+    del env["SUSTAINBOT_JWT_SECRET"]
+    result = subprocess.run(
+        [str(BIN), "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "refusing to start" in result.stderr and "SUSTAINBOT_JWT_SECRET" in result.stderr
+
+
+def test_smoke_over_real_http(service: Service) -> None:
+    """Over real HTTP: token from the CLI, execute succeeds, and the events land in the log."""
+    status, answer = service.request(
+        "POST",
+        "/workflows/governed/execute",
+        body=_payload("execute", "You must always deploy on Fridays."),
+        headers={"Authorization": f"Bearer {service.token('approver')}"},
+    )
+    assert status == 200 and answer["outcome"] == "success"
+    kinds = Counter(e["event"] for e in service.log.for_trace(answer["trace_id"]))
+    assert kinds["workflow.completed"] == kinds["audit.entry"] == 1
+    assert kinds["prescriptive_language.detected"] >= 2
+    assert [e["event"] for e in service.log.events()].count("app.started") == 1
+    # A body over 64 KiB is refused by the real server too, not turned into a 500.
+    status, answer = service.request(
+        "POST",
+        "/workflows/governed/execute",
+        body=_payload("draft", "z" * 70_000),
+        headers={"Authorization": f"Bearer {service.token('admin')}"},
+    )
+    assert status == 413
+
+
+def test_many_concurrent_clients_write_whole_lines(service: Service) -> None:
+    """Under many concurrent clients every event is one whole line and counts match requests."""
+    approver = {"Authorization": f"Bearer {service.token('approver')}"}
+    engineer = {"Authorization": f"Bearer {service.token('engineer')}"}
+    long_text = "You should always check the meters. " * 200  # events larger than PIPE_BUF
+    plan = (
+        [("ok", approver, _payload("execute", long_text))] * 60
+        + [("forbidden", engineer, _payload("execute", "x"))] * 40
+        + [("invalid", approver, _payload("nonsense", "x"))] * 40
+        + [("unauthenticated", {}, _payload("draft", "x"))] * 40
+    )
+    statuses: list[tuple[str, int]] = []
+    lock = threading.Lock()
+    queue = list(plan)
+
+    def client() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                kind, headers, payload = queue.pop()
+            status, _ = service.request("POST", "/workflows/governed/execute", payload, headers)
+            with lock:
+                statuses.append((kind, status))
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    expected = {"ok": 200, "forbidden": 403, "invalid": 422, "unauthenticated": 401}
+    assert len(statuses) == len(plan)
+    assert all(status == expected[kind] for kind, status in statuses), Counter(statuses)
+
+    _stop(service.process)  # all workers flushed and gone before the log is read
+    lines = service.log.lines()  # asserts the file ends in a newline
+    events = [json.loads(line) for line in lines]  # a torn line would not parse
+    executes = [e for e in events if e.get("endpoint") == "/workflows/governed/execute"]
+    kinds = Counter(e["event"] for e in executes)
+    assert kinds["http.request_started"] == kinds["http.request"] == len(plan)
+    counted = Counter(e["event"] for e in events)
+    assert counted["audit.entry"] == counted["workflow.completed"] == 60 + 40 + 40
+    assert counted["auth.failed"] == 40
+    outcomes = Counter(e["outcome"] for e in events if e["event"] == "workflow.completed")
+    assert outcomes == {"success": 60, "rejected": 80}
+    # Each request's lines share one trace id: 200 distinct request traces.
+    assert len({e["trace_id"] for e in executes}) == len(plan)
+
+
+def test_rotation_while_serving_loses_no_event(service: Service) -> None:
+    """Renaming the log away while serving: later events go to the new file, none are lost."""
+    assert service.request("GET", "/healthz")[0] == 200
+    rotated = service.log.path.with_name("sustainbot.jsonl.1")
+    service.log.path.rename(rotated)
+    for _ in range(10):  # enough requests to reach both workers
+        assert service.request("GET", "/workflows")[0] == 200
+    _stop(service.process)
+    after = EventLog(service.log.path).of("http.request")
+    assert [e["endpoint"] for e in after] == ["/workflows"] * 10
+    before = EventLog(rotated).of("http.request")
+    assert all(e["endpoint"] == "/healthz" for e in before)
+
+
+def test_demo_scenario_runs_clean(service: Service) -> None:
+    """The demo scenario script drives every path against a real server and exits 0."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "demo_scenario.py"),
+            f"http://127.0.0.1:{service.port}",
+        ],
+        env=service.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {int(m) for m in re.findall(r"-> (\d{3})", result.stdout)}
+    assert {200, 401, 403, 422} <= statuses
+    assert not any(s >= 500 for s in statuses)
