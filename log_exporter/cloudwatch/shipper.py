@@ -30,7 +30,8 @@ from log_exporter.cloudwatch.logs_batch import (
 from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, chunk_datums
 from log_exporter.cloudwatch.stats import ShipperStats
 from log_exporter.parse import event_time, parse_line
-from log_exporter.tail import Batch, FileId, Position
+from log_exporter.state import position_from_json, position_to_json
+from log_exporter.tail import Batch, Position
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +70,6 @@ class Source(Protocol):
 Derive = Callable[[dict[str, Any]], Sequence[Observation]]
 
 
-def position_to_dict(pos: Position) -> dict[str, Any]:
-    return {
-        "dev": pos.file.dev,
-        "ino": pos.file.ino,
-        "fingerprint": pos.file.fingerprint,
-        "offset": pos.offset,
-        "rotated": [position_to_dict(r) for r in pos.rotated],
-    }
-
-
-def position_from_dict(data: Mapping[str, Any]) -> Position:
-    """The inverse of ``position_to_dict``; raises ValueError/TypeError/KeyError when damaged."""
-    return Position(
-        FileId(int(data["dev"]), int(data["ino"]), str(data["fingerprint"])),
-        int(data["offset"]),
-        tuple(position_from_dict(r) for r in data.get("rotated", [])),
-    )
-
-
 def line_positions(previous: Position | None, batch: Batch) -> list[Position | None]:
     """The resume position after each line of ``batch``, where it can be known exactly.
 
@@ -123,6 +105,7 @@ def line_positions(previous: Position | None, batch: Batch) -> list[Position | N
 class Summary:
     """What shipping did, for replay's report and for tests."""
 
+    metrics_mode: str = "putmetricdata"
     lines: int = 0
     events_sent: int = 0
     truncated: int = 0
@@ -151,7 +134,7 @@ class Shipper:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.summary = Summary()
+        self.summary = Summary(metrics_mode=config.metrics_mode)
         self._api = api
         self._derive = derive
         self._stats = stats
@@ -177,8 +160,8 @@ class Shipper:
             return None
         try:
             raw_pos = data.get("position")
-            self._position = position_from_dict(raw_pos) if raw_pos else None
-        except (KeyError, TypeError, ValueError) as exc:
+            self._position = position_from_json(raw_pos) if raw_pos else None
+        except ValueError as exc:
             log.warning("cloudwatch cursor in the state file is damaged, ignored: %s", exc)
             self._position = None
         metrics = data.get("metrics")
@@ -194,7 +177,7 @@ class Shipper:
             return
         self._state.save(
             {
-                "position": position_to_dict(self._position) if self._position else None,
+                "position": position_to_json(self._position) if self._position else None,
                 "metrics": self._aggregator.dump(),
             }
         )

@@ -1,0 +1,57 @@
+"""Fixtures for the CloudWatch tests: a real moto server over HTTP and the AWS environment."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server in a thread on an ephemeral loopback port, shared by the session."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
+    """Dummy credentials and the emulator endpoint through boto3's standard chain; a clean moto."""
+    urllib.request.urlopen(
+        urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=30
+    ).close()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    # moto does not decompress gzip request bodies; CloudWatch compresses PutMetricData.
+    monkeypatch.setenv("AWS_DISABLE_REQUEST_COMPRESSION", "true")
+    return moto_endpoint
+
+
+def event_line(event: str, ts: str, **fields: Any) -> str:
+    """One JSONL line of the event contract."""
+    record = {
+        "timestamp": ts,
+        "level": "INFO",
+        "logger": "sustainbot.test",
+        "message": event,
+        "event": event,
+        "trace_id": "t",
+        "schema_version": 1,
+        **fields,
+    }
+    return json.dumps(record) + "\n"

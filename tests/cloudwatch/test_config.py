@@ -1,0 +1,127 @@
+"""CloudWatch settings from the environment and flags, and running without the extra."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from log_exporter.cloudwatch import config as cw_config
+from log_exporter.cloudwatch.config import ConfigError, load
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cw_config.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults_when_only_enabled() -> None:
+    """Enabling with nothing else gives the documented defaults and the host name as stream."""
+    cfg = load({"CLOUDWATCH_ENABLED": "true"})
+    assert cfg.enabled
+    assert (cfg.namespace, cfg.region, cfg.log_group) == (
+        "AIWF/SustainBot",
+        "eu-west-1",
+        "/aiwf/sustainbot",
+    )
+    assert cfg.flush_seconds == 60.0
+    assert cfg.metrics_mode == "putmetricdata"
+    import socket
+
+    assert cfg.log_stream == socket.gethostname()
+
+
+def test_disabled_unless_enabled_is_true() -> None:
+    """Shipping is off without CLOUDWATCH_ENABLED, and off for an explicit false."""
+    assert not load({}).enabled
+    assert not load({"CLOUDWATCH_ENABLED": "false"}).enabled
+
+
+def test_flag_overrides_environment() -> None:
+    """A flag wins over its environment variable."""
+    env = {"CLOUDWATCH_NAMESPACE": "Env/NS", "CLOUDWATCH_METRICS_MODE": "putmetricdata"}
+    cfg = load(env, _args("--cloudwatch", "--cloudwatch-namespace", "Flag/NS",
+                          "--cloudwatch-metrics-mode", "emf"))  # fmt: skip
+    assert cfg.enabled
+    assert cfg.namespace == "Flag/NS"
+    assert cfg.metrics_mode == "emf"
+    assert cfg.emf_log_stream == f"{cfg.log_stream}-emf"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLOUDWATCH_ENABLED": "maybe"}, "CLOUDWATCH_ENABLED"),
+        ({"CLOUDWATCH_FLUSH_SECONDS": "0"}, "CLOUDWATCH_FLUSH_SECONDS"),
+        ({"CLOUDWATCH_FLUSH_SECONDS": "nan"}, "CLOUDWATCH_FLUSH_SECONDS"),
+        ({"CLOUDWATCH_FLUSH_SECONDS": "soon"}, "CLOUDWATCH_FLUSH_SECONDS"),
+        ({"CLOUDWATCH_METRICS_MODE": "statsd"}, "CLOUDWATCH_METRICS_MODE"),
+        ({"CLOUDWATCH_LOG_GROUP": "bad group!"}, "CLOUDWATCH_LOG_GROUP"),
+        ({"CLOUDWATCH_LOG_STREAM": "a:b"}, "CLOUDWATCH_LOG_STREAM"),
+        ({"CLOUDWATCH_REGION": "Europe"}, "CLOUDWATCH_REGION"),
+        ({"CLOUDWATCH_NAMESPACE": "AWS/EC2"}, "CLOUDWATCH_NAMESPACE"),
+    ],
+)
+def test_bad_setting_names_the_variable_and_flag(env: dict[str, str], named: str) -> None:
+    """A bad value fails at start with a message naming the variable and its flag."""
+    with pytest.raises(ConfigError, match=named) as info:
+        load(env)
+    assert "--cloudwatch" in str(info.value)
+
+
+_BLOCK_BOTO3 = textwrap.dedent(
+    """
+    import sys
+
+    class _NoBoto:
+        # Simulates an install without the cloudwatch extra: boto3/botocore cannot be imported.
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("boto3", "botocore"):
+                raise ImportError(f"No module named {name!r}")
+            return None
+
+    sys.meta_path.insert(0, _NoBoto())
+    """
+)
+
+
+def test_enabled_without_boto3_fails_with_install_command(tmp_path: pytest.TempPathFactory) -> None:
+    """With boto3 missing, enabling CloudWatch fails at start and prints the pip command."""
+    code = _BLOCK_BOTO3 + textwrap.dedent(
+        """
+        from log_exporter.cloudwatch.client import connect
+        from log_exporter.cloudwatch.config import load
+        try:
+            connect(load({"CLOUDWATCH_ENABLED": "true"}))
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+            sys.exit(3)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "pip install 'sustainbot-observability[cloudwatch]'" in proc.stdout
+
+
+def test_package_import_does_not_load_boto3() -> None:
+    """Importing every CloudWatch module (shipping disabled) never imports boto3."""
+    code = _BLOCK_BOTO3 + textwrap.dedent(
+        """
+        import log_exporter.cloudwatch.client, log_exporter.cloudwatch.config
+        import log_exporter.cloudwatch.shipper, log_exporter.cloudwatch.service
+        import log_exporter.cloudwatch.emf, log_exporter.cloudwatch.derive
+        assert not any(m.split(".")[0] in ("boto3", "botocore") for m in sys.modules)
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
