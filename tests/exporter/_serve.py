@@ -1,0 +1,197 @@
+"""Helpers to run a real ``log-exporter serve`` process and wait on it deterministically."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# Generous: the machine is small and shared; a deadline only bounds how long a failure takes.
+DEADLINE = 60.0
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at deadline."""
+    end = time.monotonic() + deadline
+    last: T | None = None
+    while time.monotonic() < end:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what} (last: {last!r})")
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition as ``{(name, sorted labels): value}``."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+class Exporter:
+    """A ``log-exporter serve`` subprocess on an ephemeral loopback port."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        scheme: str = "http",
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.scheme = scheme
+        self.stderr_path = tmp_path / f"exporter-{self.port}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOG_EXPORTER_")}
+        full_env.pop("JSON_LOG_PATH", None)
+        full_env.update(env or {})
+        cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
+        if "--listen" not in args and "LOG_EXPORTER_LISTEN" not in full_env:
+            cmd += ["--listen", f"127.0.0.1:{self.port}"]
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=full_env, cwd=tmp_path
+        )
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
+
+    def get(
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=context) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            with err:
+                return err.code, err.read()
+
+    def wait_healthy(self) -> None:
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"exporter exited with {self.proc.returncode} during start:\n{self.stderr()}"
+                )
+            try:
+                return self.get("/healthz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, "/healthz to answer 200")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return parse_metrics(body.decode())
+
+    def wait_metric(self, name: str, value: float, **labels: str) -> None:
+        """Poll /metrics until ``name{labels}`` equals ``value``."""
+        wait_for(
+            lambda: sample(self.metrics(), name, **labels) == value,
+            f"{name}{labels} == {value}",
+        )
+
+    def send(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Send ``signum`` and wait for the exit code (killing it only if it hangs)."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+                try:
+                    return self.proc.wait(timeout=DEADLINE)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise AssertionError(f"exporter ignored signal {signum}") from None
+            return self.proc.returncode
+        finally:
+            self._stderr.close()
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self._stderr.closed:
+            self._stderr.close()
+
+
+def run_cli(
+    args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``log-exporter ARGS`` to completion (for commands that must exit on their own)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOG_EXPORTER_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "log_exporter", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def event(kind: str, **fields: Any) -> bytes:
+    """One contract line (common fields filled in) as bytes with its newline."""
+    line = {
+        "timestamp": "2026-02-01T14:30:00.123Z",
+        "level": "info",
+        "logger": "sustainbot.test",
+        "message": kind,
+        "event": kind,
+        "trace_id": "0" * 32,
+        "schema_version": 1,
+        **fields,
+    }
+    return json.dumps(line).encode() + b"\n"
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
