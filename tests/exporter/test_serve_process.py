@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter import __version__
-from tests.exporter._serve import Exporter, append, event, free_port, run_cli, sample
+from tests.exporter._serve import Exporter, append, event, free_port, run_cli, sample, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,13 @@ def test_readyz_means_the_existing_file_was_read(tmp_path: Path) -> None:
     append(log, event("auth.failed", failure_type="expired") * n)
     with Exporter(tmp_path, ["--file", str(log)]) as exporter:
         exporter.wait_healthy()
-        exporter_ready = exporter.get("/readyz")
-        while exporter_ready[0] != 200:
-            assert exporter_ready[0] == 503
-            assert json.loads(exporter_ready[1]) == {"ready": False}
-            exporter_ready = exporter.get("/readyz")
+
+        def ready() -> bool:
+            status, body = exporter.get("/readyz")
+            assert (status, json.loads(body)) in ((200, {"ready": True}), (503, {"ready": False}))
+            return status == 200
+
+        wait_for(ready, "/readyz to answer 200")
         samples = exporter.metrics()
         assert (
             sample(samples, "sustainbot_authentication_failures_total", failure_type="expired") == n
