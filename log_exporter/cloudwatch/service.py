@@ -1,0 +1,177 @@
+"""Wiring for ``serve`` and ``replay``: build the shipper from config, spec and state, run it.
+
+The CLI calls :func:`start` (serve) or :func:`replay` and nothing else; everything CloudWatch
+stays in this package.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from prometheus_client.registry import CollectorRegistry
+
+from log_exporter.cloudwatch.client import CloudWatchApi, connect
+from log_exporter.cloudwatch.config import CloudWatchConfig
+from log_exporter.cloudwatch.derive import ObservationDeriver
+from log_exporter.cloudwatch.logs_batch import MAX_BATCH_BYTES
+from log_exporter.cloudwatch.shipper import Shipper, Summary
+from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
+from log_exporter.replay import FileReader, open_sources
+from log_exporter.spec import Program
+from log_exporter.state import StateKeeper
+from log_exporter.tail import Tailer
+
+log = logging.getLogger(__name__)
+
+SECTION = "cloudwatch"
+
+
+class KeeperSection:
+    """The ``cloudwatch`` section of the shared state file, saved at once on every change."""
+
+    def __init__(self, keeper: StateKeeper, sections: Mapping[str, Any]) -> None:
+        self._keeper = keeper
+        self._initial = sections.get(SECTION)
+
+    def load(self) -> Mapping[str, Any] | None:
+        return self._initial if isinstance(self._initial, Mapping) else None
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        self._keeper.set(SECTION, dict(data))
+        # Saved now, not at the keeper's interval: the cursor must be on disk before the next
+        # batch goes out, or a crash would repeat more than one batch.
+        self._keeper.save()
+
+
+class Shipping:
+    """A running shipper thread; ``stop()`` ends it and saves the acknowledged cursor."""
+
+    def __init__(
+        self, shipper: Shipper, tailer: Tailer, thread: threading.Thread, stop: threading.Event
+    ) -> None:
+        self.shipper = shipper
+        self._tailer = tailer
+        self._thread = thread
+        self._stop = stop
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        self._tailer.close()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+def start(
+    config: CloudWatchConfig,
+    *,
+    path: str,
+    program: Program,
+    keeper: StateKeeper | None,
+    sections: Mapping[str, Any] | None = None,
+    registry: CollectorRegistry | None = None,
+    start_at: Literal["beginning", "end"] = "beginning",
+    max_line_bytes: int = 1 << 20,
+) -> Shipping:
+    """Start shipping ``path`` in its own thread with its own tailer and cursor.
+
+    Raises MissingExtraError (a ConfigError) when boto3 is not installed. ``sections`` is what
+    ``keeper.load()`` returned at start; the ``cloudwatch`` section in it is the resume point.
+    """
+    logs_client, metrics_client = connect(config)
+    stats = ShipperStats()
+    if registry is not None:
+        registry.register(CloudWatchCollector(stats))
+    stop = threading.Event()
+    api = CloudWatchApi(logs_client, metrics_client, config, stats, stop)
+    state = KeeperSection(keeper, sections or {}) if keeper is not None else None
+    if state is None:
+        log.warning(
+            "CloudWatch shipping without a state file (--state): a restart ships the whole file"
+            " again; set LOG_EXPORTER_STATE to resume where shipping stopped"
+        )
+    shipper = Shipper(config, api, ObservationDeriver(program), stats, state=state)
+    resume = shipper.restore()
+    # Batches no bigger than one PutLogEvents request keep memory bounded during an outage.
+    tailer = Tailer(
+        path,
+        start_at=start_at,
+        resume=resume,
+        max_line_bytes=max_line_bytes,
+        max_batch_bytes=MAX_BATCH_BYTES,
+    )
+    thread = threading.Thread(
+        target=shipper.run,
+        args=(tailer, stop),
+        kwargs={"start": resume},
+        name="cloudwatch-shipper",
+        daemon=True,
+    )
+    thread.start()
+    log.info(
+        "CloudWatch shipping started",
+        extra={
+            "log_group": config.log_group,
+            "log_stream": config.log_stream,
+            "metrics_mode": config.metrics_mode,
+            "resumed": resume is not None,
+        },
+    )
+    return Shipping(shipper, tailer, thread, stop)
+
+
+def replay(
+    config: CloudWatchConfig,
+    files: Sequence[str],
+    program: Program,
+    *,
+    max_line_bytes: int = 1 << 20,
+) -> Summary:
+    """Ship historical files, oldest first, with their own timestamps; what was sent and left out.
+
+    Raises ReplayError for an unreadable file and MissingExtraError without boto3.
+    """
+    logs_client, metrics_client = connect(config)
+    stats = ShipperStats()
+    api = CloudWatchApi(logs_client, metrics_client, config, stats, threading.Event())
+    shipper = Shipper(config, api, ObservationDeriver(program), stats)
+    readers = [FileReader(source, max_line_bytes) for source in open_sources(files, max_line_bytes)]
+    try:
+        return shipper.replay(reader.batches() for reader in readers)
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def format_summary(summary: Summary) -> str:
+    """Replay's report: what was shipped and what the CloudWatch service window left out."""
+    lines = [
+        f"CloudWatch: {summary.lines} lines read, {summary.events_sent} log events shipped"
+        f" ({summary.truncated} truncated to 256 KiB)",
+    ]
+    if summary.excluded:
+        parts = ", ".join(
+            f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(summary.excluded.items())
+        )
+        lines.append(
+            f"  not sent, outside the service window (14 days back, 2 hours ahead): {parts}"
+        )
+    if summary.rejected:
+        parts = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejected.items()))
+        lines.append(f"  rejected by CloudWatch: {parts}")
+    metric_line = (
+        f"  metrics: {summary.emf_documents} EMF documents"
+        if summary.metrics_mode == "emf"
+        else f"  metrics: {summary.datums_sent} datums sent"
+    )
+    lines.append(metric_line)
+    if summary.datums_excluded:
+        parts = ", ".join(
+            f"{n} {r.replace('_', ' ')}" for r, n in sorted(summary.datums_excluded.items())
+        )
+        lines.append(f"  metric datums not sent: {parts}")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Reading back what reached the emulator, and waiting for it without sleeping blindly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+
+T = TypeVar("T")
+
+
+def clients() -> tuple[Any, Any]:
+    """Plain boto3 clients on the emulator (endpoint and credentials from the environment)."""
+    cfg = Config(region_name="eu-west-1", retries={"total_max_attempts": 3, "mode": "standard"})
+    return boto3.client("logs", config=cfg), boto3.client("cloudwatch", config=cfg)
+
+
+def messages(logs: Any, group: str, stream: str) -> list[str]:
+    """Every message in ``stream``, oldest first; [] while the group or stream is missing."""
+    out: list[str] = []
+    kwargs: dict[str, Any] = {"logGroupName": group, "logStreamNames": [stream]}
+    try:
+        while True:
+            page = logs.filter_log_events(**kwargs)
+            out.extend(e["message"] for e in page.get("events", []))
+            token = page.get("nextToken")
+            if not token:
+                return out
+            kwargs["nextToken"] = token
+    except logs.exceptions.ResourceNotFoundException:
+        return []
+
+
+def wait_for(
+    probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 120.0, what: str = ""
+) -> T:
+    """Poll ``probe`` until ``done`` holds or the deadline passes (then fail with the last value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: last value {value!r}"[:2000])
+        time.sleep(0.2)

@@ -1,0 +1,189 @@
+"""End to end against moto's server over HTTP: the real tailer, shipper and boto3.
+
+Every line written to the JSONL file must arrive in CloudWatch Logs, and the metric sums in
+CloudWatch must match the events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from log_exporter.cloudwatch import service
+from log_exporter.cloudwatch.config import load
+from log_exporter.spec import compile, load_default_spec
+from log_exporter.state import StateFile, StateKeeper
+from tests.cloudwatch.conftest import event_line
+from tests.cloudwatch.helpers import clients, messages, wait_for
+
+pytestmark = pytest.mark.slow
+
+GROUP = "/aiwf/test"
+STREAM = "host-a"
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]]]:
+    """Lines of several event types, and the expected WorkflowExecutions per (name, outcome)."""
+    lines: list[str] = []
+    expected: Counter[tuple[str, str]] = Counter()
+    for i in range(n):
+        ts = _iso(now - timedelta(seconds=n - i))
+        name = f"wf{i % 3}"
+        outcome = ("success", "failure")[i % 2]
+        lines.append(
+            event_line(
+                "workflow.completed",
+                ts,
+                workflow_name=name,
+                outcome=outcome,
+                drag_mode="draft",
+                duration_seconds=0.1 * (i % 7),
+                error_type="timeout",
+            )  # fmt: skip
+        )
+        expected[(name, outcome)] += 1
+        lines.append(event_line("aim.request", ts, drag_mode="research", actor_role="analyst",
+                                workflow_name=name, actor="Jane Doe"))  # fmt: skip
+    lines.append("this line is not JSON \xff but still shipped\n")
+    return lines, expected
+
+
+def _config(env: dict[str, str]) -> Any:
+    return load(
+        {
+            "CLOUDWATCH_ENABLED": "true",
+            "CLOUDWATCH_LOG_GROUP": GROUP,
+            "CLOUDWATCH_LOG_STREAM": STREAM,
+            "CLOUDWATCH_FLUSH_SECONDS": "1",
+            "CLOUDWATCH_REGION": "eu-west-1",
+            **env,
+        }
+    )
+
+
+def _metric_sum(cw: Any, name: str, dims: dict[str, str], stat: str = "Sum") -> float:
+    now = datetime.now(UTC)
+    resp = cw.get_metric_statistics(
+        Namespace="AIWF/SustainBot",
+        MetricName=name,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
+        StartTime=now - timedelta(hours=1),
+        EndTime=now + timedelta(minutes=10),
+        Period=3600,
+        Statistics=[stat],
+    )
+    return float(sum(p[stat] for p in resp["Datapoints"]))
+
+
+def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) -> None:
+    """All lines (invalid UTF-8 included) reach the stream; CloudWatch sums equal event counts."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    lines, expected = _workload(datetime.now(UTC), 60)
+    log_file.write_text("".join(lines[:50]), encoding="utf-8", errors="surrogateescape")
+    keeper = StateKeeper(StateFile(tmp_path / "state.json", target=str(log_file)))
+    registry = CollectorRegistry()
+    shipping = service.start(
+        _config({}),
+        path=str(log_file),
+        program=compile(load_default_spec()),
+        keeper=keeper,
+        sections=keeper.load(),
+        registry=registry,
+    )
+    try:
+        # Lines appended while shipping runs are followed too.
+        with log_file.open("a", encoding="utf-8") as f:
+            f.write("".join(lines[50:]))
+        logs, cw = clients()
+        got = wait_for(lambda: messages(logs, GROUP, STREAM),
+                       lambda m: len(m) >= len(lines), what="all lines")  # fmt: skip
+        assert sorted(got) == sorted(line.rstrip("\n") for line in lines)
+        for (name, outcome), n in expected.items():
+            dims = {"WorkflowName": name, "Outcome": outcome, "DRAGMode": "draft"}
+            wait_for(lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
+                     lambda s, n=n: s == n, what=f"WorkflowExecutions {name}/{outcome}")  # fmt: skip
+            samples = _metric_sum(cw, "WorkflowDuration", dims, "SampleCount")
+            assert samples == n
+        total = sum(
+            _metric_sum(cw, "AIMRequests",
+                        {"DRAGMode": "research", "ActorRole": "analyst", "WorkflowName": f"wf{i}"})
+            for i in range(3)
+        )  # fmt: skip
+        assert total == 60
+        text = generate_latest(registry).decode()
+        assert f"log_exporter_cloudwatch_events_shipped_total {float(len(lines))}" in text
+        assert (
+            'log_exporter_cloudwatch_requests_total{api="PutMetricData",result="success"}' in text
+        )
+        wait_for(lambda: json.loads((tmp_path / "state.json").read_bytes())["sections"],
+                 lambda s: (s.get("cloudwatch") or {}).get("position", {}) is not None
+                 and (s["cloudwatch"]["position"] or {}).get("offset") == os.path.getsize(log_file),
+                 what="cursor saved at the end of the file")  # fmt: skip
+    finally:
+        shipping.stop()
+    assert not shipping.is_alive()
+
+
+def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Path) -> None:
+    """In EMF mode metrics go to the log group as EMF documents and PutMetricData is never called."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    lines, expected = _workload(datetime.now(UTC), 9)
+    log_file.write_text("".join(lines), encoding="utf-8", errors="surrogateescape")
+    registry = CollectorRegistry()
+    config = _config({"CLOUDWATCH_METRICS_MODE": "emf"})
+    shipping = service.start(config, path=str(log_file), program=compile(load_default_spec()),
+                             keeper=None, registry=registry)  # fmt: skip
+    try:
+        logs, cw = clients()
+        docs = wait_for(
+            lambda: [json.loads(m) for m in messages(logs, GROUP, config.emf_log_stream)],
+            lambda d: sum(x.get("WorkflowExecutions", 0) for x in d) >= sum(expected.values()),
+            what="EMF documents",
+        )
+        executions: Counter[tuple[str, str]] = Counter()
+        for doc in docs:
+            if "WorkflowExecutions" in doc:
+                executions[(doc["WorkflowName"], doc["Outcome"])] += int(doc["WorkflowExecutions"])
+            assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "AIWF/SustainBot"
+        assert executions == expected
+        assert cw.list_metrics(Namespace="AIWF/SustainBot")["Metrics"] == []
+        assert 'api="PutMetricData"' not in generate_latest(registry).decode()
+    finally:
+        shipping.stop()
+
+
+def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -> None:
+    """Replay ships old files with their own timestamps and reports what the window excluded."""
+    now = datetime.now(UTC)
+    old = tmp_path / "sustainbot.jsonl.1"
+    old.write_text(
+        event_line("audit.entry", _iso(now - timedelta(days=20)), outcome="success", drag_mode="draft")
+        + event_line("audit.entry", _iso(now - timedelta(days=3)), outcome="success", drag_mode="draft")
+    )  # fmt: skip
+    new = tmp_path / "sustainbot.jsonl"
+    new.write_text(
+        event_line("audit.entry", _iso(now - timedelta(hours=1)), outcome="rejected", drag_mode="draft")
+        + event_line("audit.entry", _iso(now + timedelta(hours=3)), outcome="success", drag_mode="draft")
+    )  # fmt: skip
+    summary = service.replay(_config({}), [str(new), str(old)], compile(load_default_spec()))
+    assert summary.events_sent == 2
+    assert summary.excluded == {"too_old": 1, "too_new": 1}
+    report = service.format_summary(summary)
+    assert "1 too old" in report and "1 too new" in report
+    logs, cw = clients()
+    got = messages(logs, GROUP, STREAM)
+    assert len(got) == 2
+    stamps = [e["timestamp"] for e in logs.filter_log_events(logGroupName=GROUP)["events"]]
+    assert min(stamps) == int((now - timedelta(days=3)).timestamp() * 1000)
+    assert _metric_sum(cw, "AuditLogEntries", {"Outcome": "rejected", "DRAGMode": "draft"}) == 1
