@@ -87,14 +87,18 @@ class Pipeline:
         holds the lock if anyone reads concurrently, and sets ``store.last_event_timestamp``
         from ``parse.event_time``, which it needs for its own stepping anyway.
         """
-        event = parse_line(raw)
-        if event is None:
+        lines = self.store.lines
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            event = parse_line(raw)
+            if event is None:
+                return None
+        if type(event) is not dict:
+            lines["malformed"] += 1
             return None
-        if event is MALFORMED:
-            self.store.lines["malformed"] += 1
-            return None
-        self.store.lines["parsed"] += 1
-        return event  # type: ignore[return-value]
+        lines["parsed"] += 1
+        return event
 
     def apply(self, event: dict[str, Any]) -> None:
         """Derive an accepted event's metrics into the store (caller holds the lock if needed)."""
