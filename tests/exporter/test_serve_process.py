@@ -272,3 +272,34 @@ def test_port_in_use_fails_at_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr
     assert "cannot listen" in result.stderr
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> None:
+    """Serving the contract fixture yields exactly the reviewed golden exposition, plus extras.
+
+    The golden file (``fixtures/contract.expected.prom``) is owned by the data-path tests; this
+    proves the real process (tailer, pipeline, server) renders the very same page.
+    """
+    log = tmp_path / "contract.jsonl"
+    log.write_bytes((FIXTURES / "contract.jsonl").read_bytes())
+    golden = (FIXTURES / "contract.expected.prom").read_text()
+    with Exporter(tmp_path, ["--file", str(log)]) as exporter:
+        exporter.wait_healthy()
+        exporter.wait_metric("log_exporter_bytes_read_total", float(log.stat().st_size))
+        status, body = exporter.get("/metrics")
+        assert exporter.stop() == 0
+    assert status == 200
+    served = body.decode()
+    assert served.startswith(golden)
+    extra = {
+        line.split()[2] for line in served[len(golden) :].splitlines() if line.startswith("# TYPE")
+    }
+    assert extra == {
+        "log_exporter_build_info",
+        "log_exporter_lag_bytes",
+        "log_exporter_io_errors_total",
+        "log_exporter_spec_reloads_total",
+    }
