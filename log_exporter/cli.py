@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="debug, info, warning or error (env LOG_EXPORTER_LOG_LEVEL)",
     )
     serve.set_defaults(func=_cmd_serve)
+    _add_cloudwatch_arguments(serve)
 
     # check-spec ----------------------------------------------------------------------------
     check = sub.add_parser("check-spec", help="validate a spec file and name every error")
@@ -90,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-o", "--output", default="-", help="output file (default stdout)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(func=_cmd_replay)
+    _add_cloudwatch_arguments(replay)
     return parser
+
+
+def _add_cloudwatch_arguments(parser: argparse.ArgumentParser) -> None:
+    # CloudWatch flags (log_exporter.cloudwatch); its config module imports no boto3.
+    from log_exporter.cloudwatch.config import add_arguments
+
+    add_arguments(parser)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -127,10 +136,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 max_line_bytes=args.max_line_bytes,
             )
         )
+        # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
+        from log_exporter.cloudwatch.hook import start_for_serve
+
+        shipping = start_for_serve(args, service)
     except StartupError as exc:
         log.error(str(exc))
         return 2
-    return service.run()
+    try:
+        return service.run()
+    finally:
+        if shipping is not None:
+            shipping.stop()
 
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:
@@ -202,6 +219,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return fail("\n".join(exc.errors))
     except ReplayError as exc:
         return fail(str(exc))
+
+    # `replay --cloudwatch` ships the files to CloudWatch instead (docs/cloudwatch.md).
+    from log_exporter.cloudwatch.hook import run_replay
+
+    shipped = run_replay(args, spec)
+    if shipped is not None:
+        return shipped
 
     store = Store(spec.definitions)
     pipeline = Pipeline(compile_spec(spec), store)

@@ -7,7 +7,7 @@ and info metrics have no CloudWatch meaning and are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Dimensions, Observation
@@ -25,15 +25,18 @@ class ObservationDeriver:
     for Prometheus series): totals stay exact, cost stays bounded.
     """
 
-    def __init__(self, program: Program, cap: int = DEFAULT_DIMENSION_CAP) -> None:
-        self._program = program
+    def __init__(
+        self, program: Program | Callable[[], Program], cap: int = DEFAULT_DIMENSION_CAP
+    ) -> None:
+        # A callable follows spec reloads (serve's pipeline swaps its program on SIGHUP).
+        self._program = program if callable(program) else (lambda: program)
         self._cap = cap
         self._seen: dict[str, set[Dimensions]] = {}
         self.overflowed = 0
 
     def __call__(self, event: dict[str, Any]) -> Sequence[Observation]:
         out: list[Observation] = []
-        for d in self._program.derive(event):
+        for d in self._program().derive(event):
             cw = d.metric.cloudwatch
             if cw is None:
                 continue

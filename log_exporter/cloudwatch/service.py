@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from prometheus_client.registry import CollectorRegistry
@@ -70,7 +70,7 @@ def start(
     config: CloudWatchConfig,
     *,
     path: str,
-    program: Program,
+    program: Program | Callable[[], Program],
     keeper: StateKeeper | None,
     sections: Mapping[str, Any] | None = None,
     registry: CollectorRegistry | None = None,

@@ -37,7 +37,7 @@ def messages(logs: Any, group: str, stream: str) -> list[str]:
 def wait_for(
     probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 120.0, what: str = ""
 ) -> T:
-    """Poll ``probe`` until ``done`` holds or the deadline passes (then fail with the last value)."""
+    """Poll ``probe`` until ``done`` holds; past the deadline, fail showing the last value."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

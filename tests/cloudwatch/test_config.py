@@ -44,8 +44,12 @@ def test_disabled_unless_enabled_is_true() -> None:
 def test_flag_overrides_environment() -> None:
     """A flag wins over its environment variable."""
     env = {"CLOUDWATCH_NAMESPACE": "Env/NS", "CLOUDWATCH_METRICS_MODE": "putmetricdata"}
-    cfg = load(env, _args("--cloudwatch", "--cloudwatch-namespace", "Flag/NS",
-                          "--cloudwatch-metrics-mode", "emf"))  # fmt: skip
+    cfg = load(
+        env,
+        _args(
+            "--cloudwatch", "--cloudwatch-namespace", "Flag/NS", "--cloudwatch-metrics-mode", "emf"
+        ),
+    )
     assert cfg.enabled
     assert cfg.namespace == "Flag/NS"
     assert cfg.metrics_mode == "emf"

@@ -139,8 +139,9 @@ def test_spec_declarations_drive_dimensions_and_units() -> None:
         "Outcome": "success",
         "DRAGMode": "draft",
     }
-    person = derive({"event": "audit.entry", "outcome": "success", "drag_mode": "draft",
-                     "actor": "Jane Doe"})  # fmt: skip
+    person = derive(
+        {"event": "audit.entry", "outcome": "success", "drag_mode": "draft", "actor": "Jane Doe"}
+    )
     assert all("Jane Doe" not in v for o in person for _, v in o.dimensions)
 
 
@@ -197,7 +198,14 @@ def test_emf_repeats_values_by_count_100_per_document() -> None:
 
 def test_emf_schema_rejects_invalid_document() -> None:
     """The schema used above does reject a document breaking the specification."""
-    bad = {"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]],
-           "Metrics": [{"Name": "M"}]}]}, "M": [1.0] * 101}  # fmt: skip
+    bad = {
+        "_aws": {
+            "Timestamp": 1,
+            "CloudWatchMetrics": [
+                {"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "M"}]}
+            ],
+        },
+        "M": [1.0] * 101,
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)

@@ -50,11 +50,19 @@ def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]
                 drag_mode="draft",
                 duration_seconds=0.1 * (i % 7),
                 error_type="timeout",
-            )  # fmt: skip
+            )
         )
         expected[(name, outcome)] += 1
-        lines.append(event_line("aim.request", ts, drag_mode="research", actor_role="analyst",
-                                workflow_name=name, actor="Jane Doe"))  # fmt: skip
+        lines.append(
+            event_line(
+                "aim.request",
+                ts,
+                drag_mode="research",
+                actor_role="analyst",
+                workflow_name=name,
+                actor="Jane Doe",
+            )
+        )
     lines.append("this line is not JSON \xff but still shipped\n")
     return lines, expected
 
@@ -106,44 +114,60 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
         with log_file.open("a", encoding="utf-8") as f:
             f.write("".join(lines[50:]))
         logs, cw = clients()
-        got = wait_for(lambda: messages(logs, GROUP, STREAM),
-                       lambda m: len(m) >= len(lines), what="all lines")  # fmt: skip
+        got = wait_for(
+            lambda: messages(logs, GROUP, STREAM), lambda m: len(m) >= len(lines), what="all lines"
+        )
         assert sorted(got) == sorted(line.rstrip("\n") for line in lines)
         for (name, outcome), n in expected.items():
             dims = {"WorkflowName": name, "Outcome": outcome, "DRAGMode": "draft"}
-            wait_for(lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
-                     lambda s, n=n: s == n, what=f"WorkflowExecutions {name}/{outcome}")  # fmt: skip
+            wait_for(
+                lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
+                lambda s, n=n: s == n,
+                what=f"WorkflowExecutions {name}/{outcome}",
+            )
             samples = _metric_sum(cw, "WorkflowDuration", dims, "SampleCount")
             assert samples == n
         total = sum(
-            _metric_sum(cw, "AIMRequests",
-                        {"DRAGMode": "research", "ActorRole": "analyst", "WorkflowName": f"wf{i}"})
+            _metric_sum(
+                cw,
+                "AIMRequests",
+                {"DRAGMode": "research", "ActorRole": "analyst", "WorkflowName": f"wf{i}"},
+            )
             for i in range(3)
-        )  # fmt: skip
+        )
         assert total == 60
         text = generate_latest(registry).decode()
         assert f"log_exporter_cloudwatch_events_shipped_total {float(len(lines))}" in text
         assert (
             'log_exporter_cloudwatch_requests_total{api="PutMetricData",result="success"}' in text
         )
-        wait_for(lambda: json.loads((tmp_path / "state.json").read_bytes())["sections"],
-                 lambda s: (s.get("cloudwatch") or {}).get("position", {}) is not None
-                 and (s["cloudwatch"]["position"] or {}).get("offset") == os.path.getsize(log_file),
-                 what="cursor saved at the end of the file")  # fmt: skip
+        wait_for(
+            lambda: json.loads((tmp_path / "state.json").read_bytes())["sections"],
+            lambda s: (
+                (s.get("cloudwatch") or {}).get("position", {}) is not None
+                and (s["cloudwatch"]["position"] or {}).get("offset") == os.path.getsize(log_file)
+            ),
+            what="cursor saved at the end of the file",
+        )
     finally:
         shipping.stop()
     assert not shipping.is_alive()
 
 
 def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Path) -> None:
-    """In EMF mode metrics go to the log group as EMF documents and PutMetricData is never called."""
+    """In EMF mode metrics go to the log group as EMF documents; PutMetricData is never called."""
     log_file = tmp_path / "sustainbot.jsonl"
     lines, expected = _workload(datetime.now(UTC), 9)
     log_file.write_text("".join(lines), encoding="utf-8", errors="surrogateescape")
     registry = CollectorRegistry()
     config = _config({"CLOUDWATCH_METRICS_MODE": "emf"})
-    shipping = service.start(config, path=str(log_file), program=compile(load_default_spec()),
-                             keeper=None, registry=registry)  # fmt: skip
+    shipping = service.start(
+        config,
+        path=str(log_file),
+        program=compile(load_default_spec()),
+        keeper=None,
+        registry=registry,
+    )
     try:
         logs, cw = clients()
         docs = wait_for(
@@ -167,15 +191,13 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     """Replay ships old files with their own timestamps and reports what the window excluded."""
     now = datetime.now(UTC)
     old = tmp_path / "sustainbot.jsonl.1"
-    old.write_text(
-        event_line("audit.entry", _iso(now - timedelta(days=20)), outcome="success", drag_mode="draft")
-        + event_line("audit.entry", _iso(now - timedelta(days=3)), outcome="success", drag_mode="draft")
-    )  # fmt: skip
+
+    def audit(age: timedelta, outcome: str) -> str:
+        return event_line("audit.entry", _iso(now - age), outcome=outcome, drag_mode="draft")
+
+    old.write_text(audit(timedelta(days=20), "success") + audit(timedelta(days=3), "success"))
     new = tmp_path / "sustainbot.jsonl"
-    new.write_text(
-        event_line("audit.entry", _iso(now - timedelta(hours=1)), outcome="rejected", drag_mode="draft")
-        + event_line("audit.entry", _iso(now + timedelta(hours=3)), outcome="success", drag_mode="draft")
-    )  # fmt: skip
+    new.write_text(audit(timedelta(hours=1), "rejected") + audit(timedelta(hours=-3), "success"))
     summary = service.replay(_config({}), [str(new), str(old)], compile(load_default_spec()))
     assert summary.events_sent == 2
     assert summary.excluded == {"too_old": 1, "too_new": 1}
