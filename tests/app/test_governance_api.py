@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sustainbot.governance import DRAG_MODES, MAX_INPUT_CHARS, POLICY, ROLES
 from tests.app.helpers import EventLog, bearer, body
@@ -232,3 +234,51 @@ def test_bad_request_id_replaced_by_fresh_uuid(client, event_log) -> None:
     assert len(trace) == 32 and int(trace, 16) >= 0
     good = client.get("/healthz", headers={"X-Request-ID": "req-123.abc"})
     assert good.headers["X-Request-ID"] == "req-123.abc"
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "workflow_name": _json_values | st.sampled_from(["generate_report", "carbon_audit"]),
+        "drag_mode": _json_values | st.sampled_from(list(DRAG_MODES)),
+        "aim": _json_values
+        | st.fixed_dictionaries(
+            {}, optional={"actor": _json_values, "input": _json_values, "mission": _json_values}
+        ),
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=_bodies)
+def test_arbitrary_json_body_never_a_server_error(client, token, payload) -> None:
+    """Whatever JSON object a client sends, execute answers a governed result, never a 5xx."""
+    response = client.post(EXECUTE, json=payload, headers=bearer(token("admin")))
+    assert response.status_code in {200, 422}, response.json
+    assert response.json["outcome"] in {"success", "failure", "rejected"}
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=200))
+def test_arbitrary_bytes_body_is_4xx(client, token, raw) -> None:
+    """Arbitrary bytes as a body give a 4xx JSON error or a governed answer, never a 5xx."""
+    response = client.post(
+        EXECUTE, data=raw, content_type="application/json", headers=bearer(token("admin"))
+    )
+    assert response.status_code < 500
+    assert response.is_json
