@@ -116,9 +116,12 @@ class EventWriter:
     def _current_fd(self) -> int:
         pid = os.getpid()
         if self._fd is not None and self._pid != pid:
-            # Inherited across fork (gunicorn preloads the app): each process gets its own fd
-            # so one worker's reopen never closes a descriptor another relies on.
+            # Inherited across fork (gunicorn preloads the app): each process opens its own fd
+            # so one worker's reopen never affects another; closing this copy is local.
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = None
+            self._ident = None
         if self._fd is not None and not self._still_at_path():
             self._close_locked()
         if self._fd is None:
