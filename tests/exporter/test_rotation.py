@@ -7,12 +7,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from log_exporter.tail import Tailer
-from tests.exporter.tail_helpers import Reader, append, exactly_once, line
+from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
 
 
 def lines_of(seq: range, tag: str = "line") -> list[bytes]:
@@ -102,7 +103,7 @@ ROTATING_WRITER = textwrap.dedent(
     """
     import logging, logging.handlers, sys
     path, count = sys.argv[1], int(sys.argv[2])
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=2048, backupCount=10000)
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=1024, backupCount=10000)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("w")
     logger.addHandler(handler)
@@ -114,14 +115,19 @@ ROTATING_WRITER = textwrap.dedent(
 
 
 def test_rapid_rotations_by_rotating_file_handler_in_another_process(tmp_path: Path) -> None:
-    """Python's RotatingFileHandler rotating every ~40 lines, as fast as it can write, while
+    """Python's RotatingFileHandler rotating every ~20 lines, as fast as it can write, while
     the tailer polls: every line is read exactly once."""
     path = tmp_path / "app.jsonl"
-    count = 4000
+    count = 3000
     reader = Reader(Tailer(path, rotation_grace=0.5))
     writer = subprocess.Popen([sys.executable, "-c", ROTATING_WRITER, str(path), str(count)])
     try:
-        reader.until(lambda: writer.poll() is not None, "the writer to finish")
+        deadline = time.monotonic() + DEADLINE
+        while writer.poll() is None and time.monotonic() < deadline:
+            reader.poll()
+            # Polling less often than the writer rotates, as a busy exporter would, so that
+            # some generations are created and rotated away between two polls.
+            time.sleep(0.02)
     finally:
         writer.kill()
         writer.wait()
