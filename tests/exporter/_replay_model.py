@@ -365,7 +365,7 @@ def expected_at(items: Sequence[Item], t: float) -> dict[Key, float]:
     return model.result()
 
 
-def _norm(name: str, labels: dict[str, str]) -> Key:
+def norm_key(name: str, labels: dict[str, str]) -> Key:
     labels = dict(labels)
     if "le" in labels:
         labels["le"] = str(float(labels["le"])) if labels["le"] != "+Inf" else "inf"
@@ -379,16 +379,16 @@ def parse_exposition(text: str) -> dict[Key, float]:
         for s in fam.samples:
             if s.name.endswith("_created"):
                 continue
-            if any(_belongs(s.name, m) for m in MODELLED):
-                out[_norm(s.name, s.labels)] = s.value
+            if any(belongs(s.name, m) for m in MODELLED):
+                out[norm_key(s.name, s.labels)] = s.value
     return out
 
 
-def _belongs(sample: str, family: str) -> bool:
+def belongs(sample: str, family: str) -> bool:
     if sample == family:
         return True
     return sample in (f"{family}_bucket", f"{family}_count", f"{family}_sum")
 
 
 def only_modelled(values: dict[Key, float]) -> dict[Key, float]:
-    return {k: v for k, v in values.items() if any(_belongs(k[0], m) for m in MODELLED)}
+    return {k: v for k, v in values.items() if any(belongs(k[0], m) for m in MODELLED)}

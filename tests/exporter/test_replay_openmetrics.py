@@ -1,0 +1,224 @@
+"""replay --format openmetrics: a sample of every series at every step, exact at-or-before-T."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, InfoMetricFamily
+
+from log_exporter.cli import main
+from log_exporter.openmetrics import SpillingWriter
+from tests.exporter._replay_model import (
+    MODELLED,
+    Key,
+    belongs,
+    expected_at,
+    make_items,
+    norm_key,
+    only_modelled,
+    write_rotated_set,
+)
+
+STEP = 60
+DAY_AGO = math.floor(time.time() / 3600) * 3600 - 86400
+
+
+def replay_om(tmp_path: Path, *args: str | Path) -> tuple[int, str]:
+    out = tmp_path / "out.om"
+    code = main(["replay", "--quiet", "--format", "openmetrics", "-o", str(out), *map(str, args)])
+    return code, out.read_text("utf-8") if out.exists() else ""
+
+
+# The test's own reading of a sample line; client_python's OpenMetrics parser rejects histograms
+# with several points per series (valid per the spec), and promtool checks validity elsewhere.
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def samples_by_time(text: str) -> dict[float, dict[Key, float]]:
+    """Modelled samples of an OpenMetrics exposition, grouped by their timestamp."""
+    by_time: dict[float, dict[Key, float]] = defaultdict(dict)
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m, f"not a sample line with a timestamp: {line!r}"
+        name, labels, value, stamp = m.groups()
+        if any(belongs(name, fam) for fam in MODELLED):
+            pairs = dict(_LABEL.findall(labels or ""))
+            by_time[float(stamp)][norm_key(name, pairs)] = float(value)
+    return by_time
+
+
+def test_sample_at_each_step_holds_every_event_at_or_before_it(tmp_path: Path) -> None:
+    """Across a rotated gzip set with junk and untimed lines, the sample stamped T of every
+    series equals what the log implies after all events stamped at or before T; samples exist at
+    every multiple of the step within the log's range and at the last event, and nowhere else."""
+    items = make_items(random.Random(11), 1500, DAY_AGO + 7, junk=0.03, untimed=0.03)
+    paths = write_rotated_set(tmp_path, items, parts=3)
+    code, text = replay_om(tmp_path, "--step", str(STEP), *reversed(paths))
+    assert code == 0
+    assert text.endswith("# EOF\n")
+    times = [it.time for it in items if it.time is not None]
+    first, last = min(times), max(times)
+    steps = [k * STEP for k in range(math.ceil(first / STEP), math.floor(last / STEP) + 1)]
+    by_time = samples_by_time(text)
+    assert sorted(by_time) == sorted({*steps, last})
+    assert len(steps) > 10
+    for t in sorted(by_time):
+        assert by_time[t] == only_modelled(expected_at(items, t)), f"sample at {t}"
+
+
+def test_event_stamped_exactly_at_a_step_is_in_that_step(tmp_path: Path) -> None:
+    """An event stamped exactly T counts in the sample at T; one stamped a millisecond later
+    does not."""
+    t0 = DAY_AGO  # a whole hour, so a multiple of the step
+
+    def line(offset_ms: int, tag: str) -> bytes:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + offset_ms // 1000))
+        return b'{"timestamp":"%s.%03dZ","event":"auth.failed","failure_type":"%s"}\n' % (
+            stamp.encode(),
+            offset_ms % 1000,
+            tag.encode(),
+        )
+
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(line(-500, "a") + line(0, "a") + line(1, "b") + line(60_000, "a"))
+    code, text = replay_om(tmp_path, "--step", "60", log)
+    assert code == 0
+    by_time = samples_by_time(text)
+    a = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "a")}))
+    b = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "b")}))
+    assert by_time[t0][a] == 2.0
+    assert b not in by_time[t0], "a series that does not exist yet at T has no sample at T"
+    assert by_time[t0 + 60][a] == 3.0 and by_time[t0 + 60][b] == 1.0
+    assert sorted(by_time) == [t0, t0 + 60]
+
+
+def test_untimed_events_take_the_previous_time_and_are_counted(tmp_path: Path) -> None:
+    """Events with a missing or unparsable timestamp count at the previous event's time, and the
+    closing summary says how many there were."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(
+        b'{"timestamp":"2026-02-01T14:30:10.000Z","event":"auth.failed","failure_type":"x"}\n'
+        b'{"event":"auth.failed","failure_type":"x"}\n'
+        b'{"timestamp":"yesterday","event":"auth.failed","failure_type":"x"}\n'
+        b'{"timestamp":"2026-02-01T14:31:10.000Z","event":"auth.failed","failure_type":"y"}\n'
+    )
+    out = tmp_path / "out.om"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "log_exporter",
+            "replay",
+            *("--format", "openmetrics", "-o", out, log),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"2 events without a usable timestamp" in proc.stderr
+    by_time = samples_by_time(out.read_text())
+    x = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "x")}))
+    step = 1769956260.0  # 14:31:00, between the two timed events
+    assert by_time[step][x] == 3.0
+
+
+def test_log_without_any_timestamp_gives_no_samples_and_exit_1(tmp_path: Path) -> None:
+    """With no usable timestamp at all there is no time range: a clear message and exit code 1."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(b'{"event":"auth.failed"}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "log_exporter", "replay", "--format", "openmetrics", str(log)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert b"no event has a usable timestamp" in proc.stderr
+    assert proc.stdout.endswith(b"# EOF\n")
+
+
+def test_promtool_accepts_the_output(tmp_path: Path) -> None:
+    """``promtool tsdb create-blocks-from openmetrics`` turns the output into blocks holding every
+    sample line of it."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) is not installed")
+    paths = write_rotated_set(tmp_path, make_items(random.Random(3), 800, DAY_AGO, junk=0.02))
+    code, text = replay_om(tmp_path, *paths)
+    assert code == 0
+    blocks = tmp_path / "blocks"
+    proc = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "out.om"), blocks],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    listing = subprocess.run(
+        [promtool, "tsdb", "list", str(blocks)], capture_output=True, timeout=60, check=True
+    )
+    rows = listing.stdout.decode().splitlines()[1:]
+    sample_lines = sum(1 for line in text.splitlines() if not line.startswith("#"))
+    assert sum(int(row.split()[4]) for row in rows) == sample_lines
+
+
+def _families(k: int) -> list[object]:
+    c = CounterMetricFamily("c_total", "c", labels=["a"])
+    for i in range(k % 5 + 1):
+        c.add_metric([str(i)], float(k * i))
+    h = HistogramMetricFamily("h_seconds", "h", labels=["m"])
+    h.add_metric(["x"], [("0.5", float(k)), ("+Inf", float(2 * k))], sum_value=k / 3)
+    info = InfoMetricFamily("app", "app", labels=[])
+    info.add_metric([], {"version": str(k // 4)})
+    return [c, h, info]
+
+
+def test_spilling_in_a_tiny_memory_budget_gives_the_same_output() -> None:
+    """However small the memory budget (many transposition passes), the exposition is the same,
+    with each series' points together in time order."""
+
+    def render(budget: int) -> bytes:
+        out = io.BytesIO()
+        with SpillingWriter(budget_values=budget) as w:
+            for k in range(40):
+                w.add(_families(k), 1_700_000_000 + 15 * k)  # type: ignore[arg-type]
+            w.write(out)
+        return out.getvalue()
+
+    small, large = render(3), render(1 << 20)
+    assert small == large
+    series_seen: list[str] = []
+    for line in large.decode().splitlines():
+        if line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        assert m
+        # A histogram series is its labels without "le", owning _bucket, _count and _sum.
+        base = re.sub(r"_(bucket|count|sum)$", "", m.group(1))
+        labels = re.sub(r',?le="[^"]*"', "", m.group(2) or "")
+        series = f"{base}{{{labels}}}"
+        if not series_seen or series_seen[-1] != series:
+            assert series not in series_seen, f"{series} interleaved with another series"
+            series_seen.append(series)
+
+
+def test_timestamps_must_increase() -> None:
+    """Adding a snapshot at or before the previous one is a programming error, refused loudly."""
+    with SpillingWriter() as w:
+        w.add([], 10.0)
+        with pytest.raises(ValueError, match="increase"):
+            w.add([], 10.0)
