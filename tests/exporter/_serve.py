@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -67,9 +68,18 @@ class Exporter:
         env: dict[str, str] | None = None,
         port: int | None = None,
         scheme: str = "http",
+        context: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.scheme = scheme
+        # Used by every request this helper makes (health waits included) against TLS/auth.
+        self.context = context
+        self.auth_header = (
+            {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()}
+            if auth
+            else {}
+        )
         self.stderr_path = tmp_path / f"exporter-{self.port}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOG_EXPORTER_")}
         full_env.pop("JSON_LOG_PATH", None)
@@ -98,9 +108,13 @@ class Exporter:
         headers: dict[str, str] | None = None,
         context: ssl.SSLContext | None = None,
     ) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.base + path, headers=headers or {})
+        request = urllib.request.Request(
+            self.base + path, headers={**self.auth_header, **(headers or {})}
+        )
         try:
-            with urllib.request.urlopen(request, timeout=30, context=context) as resp:
+            with urllib.request.urlopen(
+                request, timeout=30, context=context or self.context
+            ) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             with err:
