@@ -282,3 +282,16 @@ def test_arbitrary_bytes_body_is_4xx(client, token, raw) -> None:
     )
     assert response.status_code < 500
     assert response.is_json
+
+
+def test_validate_flags_role_not_permitted_as_422(client, token, event_log) -> None:
+    """validate tells an engineer that execute mode is not theirs: 422 role_not_permitted."""
+    response = client.post(VALIDATE, json=body(mode="execute"), headers=bearer(token("engineer")))
+    assert response.status_code == 422
+    assert response.json == {
+        "valid": False,
+        "reasons": ["role_not_permitted"],
+        "trace_id": response.headers["X-Request-ID"],
+    }
+    (failed,) = event_log.of("aim.validation_failed", response.headers["X-Request-ID"])
+    assert (failed["failure_reason"], failed["drag_mode"]) == ("role_not_permitted", "execute")
