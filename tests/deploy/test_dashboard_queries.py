@@ -1,0 +1,292 @@
+"""Every dashboard query runs against a real Prometheus holding backfilled exporter data.
+
+Contract events from a day ago go through `log-exporter replay --format openmetrics`, then
+`promtool tsdb create-blocks-from openmetrics`, then a real `prometheus` on those blocks; each panel
+target, variable and annotation query is run through the HTTP API the way Grafana runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy._events import Generated, write_events
+from tests.deploy._support import DEPLOY, REPO, binary, load_yaml, run
+
+pytestmark = pytest.mark.slow
+
+DASHBOARD = REPO / "dashboards" / "governance-observability.json"
+STEP = 60
+
+
+@dataclass
+class Backfilled:
+    url: str
+    events: Generated
+    jsonl: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get(url: str, timeout: float = 30) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def _api(base: str, path: str, **params: str | float) -> Any:
+    """Call the Prometheus HTTP API; a query error comes back as the JSON error body."""
+    url = f"{base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+    try:
+        return _get(url)
+    except urllib.error.HTTPError as exc:
+        return json.load(exc)
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]:
+    promtool, prometheus = binary("promtool"), binary("prometheus")
+    tmp = tmp_path_factory.mktemp("backfill")
+    # A day ago and hour-aligned: old enough to land in persisted blocks, not the head block.
+    start = (int(time.time()) // 3600 - 27) * 3600
+    jsonl = tmp / "sustainbot.jsonl"
+    events = write_events(jsonl, float(start))
+    openmetrics = tmp / "backfill.om"
+    replay_args = [
+        "--quiet",
+        "--format",
+        "openmetrics",
+        "--step",
+        str(STEP),
+        "-o",
+        str(openmetrics),
+    ]
+    replay = run([sys.executable, "-m", "log_exporter", "replay", *replay_args, str(jsonl)])
+    assert replay.returncode == 0, replay.stderr
+    data = tmp / "data"
+    blocks = run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
+    )
+    assert blocks.returncode == 0, blocks.stdout + blocks.stderr
+    config = tmp / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\n", encoding="utf-8")
+    port = _free_port()
+    log = (tmp / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp / "prometheus.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    "prometheus did not become ready: " + (tmp / "prometheus.log").read_text()
+                )
+            time.sleep(0.2)
+        yield Backfilled(url, events, jsonl)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+
+
+def _substitute(expr: str, drag_mode: str, workflow: str, range_seconds: int) -> str:
+    """Expand Grafana's variables the way Grafana does before sending a query."""
+    return (
+        expr.replace("$__rate_interval", "5m")
+        .replace("$__range", f"{range_seconds}s")
+        .replace("$drag_mode", drag_mode)
+        .replace("$workflow", workflow)
+    )
+
+
+def _targets(dashboard: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return [(p["id"], t) for p in dashboard["panels"] for t in p["targets"]]
+
+
+# "All" is the variable's allValue; a multi-select is a regex alternation of the chosen values.
+SELECTIONS = [(".*", ".*"), ("(draft|research)", "(generate_report|carbon_audit)")]
+
+
+@pytest.mark.parametrize(("drag_mode", "workflow"), SELECTIONS, ids=["all", "selected"])
+def test_panel_query_fails_or_returns_nothing(
+    backfilled: Backfilled, drag_mode: str, workflow: str
+) -> None:
+    """Every panel target parses in Prometheus and returns data over the backfilled window."""
+    events = backfilled.events
+    window = int(events.end - events.start)
+    for panel_id, target in _targets(_dashboard()):
+        expr = _substitute(target["expr"], drag_mode, workflow, window)
+        result = _api(
+            backfilled.url,
+            "/api/v1/query_range",
+            query=expr,
+            start=events.start,
+            end=events.end,
+            step=STEP,
+        )
+        assert result["status"] == "success", (panel_id, expr, result)
+        assert result["data"]["result"], f"panel {panel_id} returns no data: {expr}"
+        if target.get("instant"):
+            # Grafana sends instant targets as a query at the end of the time range.
+            instant = _api(backfilled.url, "/api/v1/query", query=expr, time=events.end)
+            assert instant["status"] == "success", (panel_id, expr, instant)
+            assert instant["data"]["result"], f"panel {panel_id} (instant) returns no data"
+
+
+@pytest.mark.parametrize(("drag_mode", "workflow"), SELECTIONS, ids=["all", "selected"])
+def test_prescriptive_stat_misses_detections(
+    backfilled: Backfilled, drag_mode: str, workflow: str
+) -> None:
+    """The prescriptive-language stat shows exactly how many detections the range holds."""
+    events = backfilled.events
+    (panel,) = [p for p in _dashboard()["panels"] if p["id"] == 10]
+    (target,) = panel["targets"]
+    # A range reaching back before the first event: every detection of the log is in it.
+    window = int(events.end - events.start) + 600
+    expr = _substitute(target["expr"], drag_mode, workflow, window)
+    result = _api(backfilled.url, "/api/v1/query", query=expr, time=events.end)
+    assert result["status"] == "success", result
+    ((sample),) = result["data"]["result"]
+    wanted = re.compile(drag_mode)
+    expected = sum(1 for _, mode in events.detections if wanted.fullmatch(mode))
+    assert expected > 0
+    assert float(sample["value"][1]) == expected
+
+
+def test_template_variable_offers_wrong_values(backfilled: Backfilled) -> None:
+    """$drag_mode and $workflow list exactly the label values present in the data."""
+    events = backfilled.events
+    expected = {"drag_mode": events.drag_modes, "workflow": events.workflows}
+    for variable in _dashboard()["templating"]["list"]:
+        match = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"])
+        assert match, variable["query"]
+        metric, label = match.groups()
+        # What Grafana's Prometheus datasource sends for label_values(metric, label).
+        result = _api(
+            backfilled.url,
+            f"/api/v1/label/{label}/values",
+            **{"match[]": metric, "start": events.start, "end": events.end},
+        )
+        assert result["status"] == "success", result
+        assert set(result["data"]) == expected[variable["name"]]
+
+
+def test_deployment_annotation_missing_or_repeated(backfilled: Backfilled) -> None:
+    """Each app start with a new version yields one annotation point, at its start time."""
+    events = backfilled.events
+    (annotation,) = [
+        a for a in _dashboard()["annotations"]["list"] if a.get("name") == "Deployments"
+    ]
+    step = int(annotation["step"].removesuffix("s"))
+    result = _api(
+        backfilled.url,
+        "/api/v1/query_range",
+        query=annotation["expr"],
+        start=events.start,
+        end=events.end,
+        step=step,
+    )
+    assert result["status"] == "success", result
+    points = {
+        series["metric"]["version"]: [float(t) for t, _ in series["values"]]
+        for series in result["data"]["result"]
+    }
+    for started, version in events.deployments:
+        # The first step at or after the start that sees the new series, and only that one.
+        assert len(points[version]) == 1, (version, points[version])
+        assert started <= points[version][0] < started + step + STEP
+    assert set(points) == {v for _, v in events.deployments}
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(?:sustainbot|log_exporter)_[a-z_]+\b", expr))
+
+
+def _served_by_serve(jsonl: Path) -> str:
+    """The /metrics page of a real `log-exporter serve` that has read the whole file."""
+    port = _free_port()
+    args = ["serve", "--file", str(jsonl), "--listen", f"127.0.0.1:{port}"]
+    log_path = jsonl.with_name("serve.log")
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "log_exporter", *args], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("log-exporter serve did not become ready")
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+            text: str = r.read().decode()
+        return text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_query_names_metric_the_exporter_never_serves(backfilled: Backfilled) -> None:
+    """Every metric the dashboard and alert rules use is on a real sidecar's /metrics page."""
+    served = set(
+        re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", _served_by_serve(backfilled.jsonl), re.MULTILINE)
+    )
+    dashboard = _dashboard()
+    exprs = [t["expr"] for _, t in _targets(dashboard)]
+    exprs += [a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a]
+    rules = load_yaml(DEPLOY / "prometheus" / "rules" / "sustainbot-alerts.yml")
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = set().union(*(_metric_names(e) for e in exprs))
+    assert len(used) >= 12
+    assert used - served == set()
