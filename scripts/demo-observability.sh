@@ -201,19 +201,18 @@ def table(title, family, *labels):
         print(f"  {' / '.join(key):<48} {value:>6.0f}")
 
 
-def quantile(q, buckets):
-    """histogram_quantile: linear interpolation inside the bucket holding the q-th observation."""
+def quantile_bound(q, buckets):
+    """The upper bound of the bucket holding the q-th observation: p95 is at most this."""
     if not buckets or buckets[-1][1] == 0:
         return None
-    rank, prev_bound, prev_count = q * buckets[-1][1], 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound == float("inf"):
-                return prev_bound
-            inside = count - prev_count
-            return prev_bound + (bound - prev_bound) * ((rank - prev_count) / inside if inside else 1)
-        prev_bound, prev_count = bound, count
-    return prev_bound
+    rank = q * buckets[-1][1]
+    return next(bound for bound, count in buckets if count >= rank)
+
+
+def show_seconds(value):
+    if value == float("inf"):
+        return "above the last bucket"
+    return f"<= {value * 1000:g} ms" if value < 1 else f"<= {value:g} s"
 
 
 def durations(title, family, *labels):
@@ -228,8 +227,8 @@ def durations(title, family, *labels):
         print("  (none)")
     for key, buckets in sorted(groups.items()):
         buckets.sort()
-        p95 = quantile(0.95, buckets)
-        print(f"  {' / '.join(key):<48} n={buckets[-1][1]:<4.0f} p95 ~ {p95 * 1000:8.1f} ms")
+        p95 = quantile_bound(0.95, buckets)
+        print(f"  {' / '.join(key):<48} n={buckets[-1][1]:<4.0f} p95 {show_seconds(p95)}")
 
 
 table("AIM requests by DRAG mode / role / workflow",
@@ -257,8 +256,10 @@ PY
 
 section "Where to go next"
 cat <<EOF
-Scrape URL:   $METRICS_URL   (point a Prometheus scrape job at it; see docs/exporter.md)
-Dashboard:    the Grafana dashboard and Prometheus config under deploy/ (see docs/exporter.md)
-CloudWatch:   the sidecar can also ship the same metrics to CloudWatch (see docs/exporter.md)
+Scrape URL:   $METRICS_URL
+              (a Prometheus scrape job for it: deploy/prometheus/prometheus.yml; docs/exporter.md)
+Dashboard:    deploy/grafana/dashboards/ (import into Grafana; alert rules in deploy/prometheus/rules/)
+CloudWatch:   the same sidecar ships these metrics to CloudWatch with --cloudwatch
+              (CLOUDWATCH_ENABLED=true; see docs/exporter.md and docs/cloudwatch.md)
 Stopping both programs now.
 EOF
