@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
 
+from log_exporter.collector import StoreCollector
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import compile, convert_label, load_default_spec
@@ -85,6 +87,10 @@ def test_feed_of_any_json_objects_never_raises(events: list[dict[str, Any]]) -> 
         for key in m.series:
             # Every label value is text: a conversion never leaks another type.
             assert all(type(v) is str for v in key)
+    # Whatever the values, the scrape still renders.
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    assert b"log_exporter_lines_total" in generate_latest(registry)
 
 
 @given(_events(python_values))
