@@ -38,10 +38,6 @@ FINGERPRINT_BYTES = 1024
 # cannot be resumed, so it is never a candidate.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
 
-# Bounds the fingerprints remembered to recognise copies (copytruncate) of generations already
-# read; one entry per generation, so this covers years of hourly rotation.
-_MAX_KNOWN_FINGERPRINTS = 4096
-
 # How long run() sleeps at most before checking its stop event again.
 _STOP_CHECK_SECONDS = 0.25
 
@@ -198,7 +194,6 @@ class Tailer:
         self._cur: _Gen | None = None
         self._draining: list[_Gen] = []  # rotated away, read until their deadline; oldest first
         self._seen: dict[tuple[int, int], str] = {}  # generations read or deliberately skipped
-        self._known_fps: dict[str, None] = {}  # ordered set: fingerprints of those generations
         self._budget = 0
         self._more = False  # the last poll stopped at its byte budget, not at EOF
 
@@ -538,8 +533,10 @@ class Tailer:
             if gen is None:
                 continue
             present.add(gen.key)
-            if gen.key in skip or self._is_known(gen) or gen.fp in self._known_fps:
-                # Read before, skipped at start, or a copy of one of those.
+            # Not "same first line as one we read": identical lines are legal (and common in
+            # tests), while copies (copytruncate) are remembered when the truncation is seen.
+            if gen.key in skip or self._is_known(gen):
+                # Read before, skipped at start, or a copy already accounted for.
                 gen.close()
                 continue
             gen.deadline = time.monotonic() + self._grace
@@ -592,10 +589,6 @@ class Tailer:
 
     def _remember(self, key: tuple[int, int], fp: str) -> None:
         self._seen[key] = fp
-        if fp:
-            self._known_fps[fp] = None
-            while len(self._known_fps) > _MAX_KNOWN_FINGERPRINTS:
-                del self._known_fps[next(iter(self._known_fps))]
 
     def _note_existing(self, name: str) -> None:
         gen = self._open(name, 0)

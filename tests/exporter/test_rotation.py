@@ -258,3 +258,20 @@ def test_history_and_compressed_siblings_are_never_read(tmp_path: Path) -> None:
     reader.until_count(6)
     reader.poll()
     assert reader.lines == lines_of(range(6))
+
+
+def test_generation_with_the_same_lines_as_the_last_is_still_read(tmp_path: Path) -> None:
+    """Byte-identical lines are legal: a new generation that starts with the same line as the
+    one before is read, not mistaken for a copy of it."""
+    path = tmp_path / "app.jsonl"
+    same = line(0, "same") + b"\n"
+    append(path, same * 3)
+    reader = Reader(Tailer(path, rotation_grace=0.05))
+    reader.until_count(3)
+    for k in (1, 2):
+        os.rename(path, f"{path}.{k}")
+        append(path, same * 3)
+    reader.until_count(9)
+    reader.poll()
+    assert reader.lines == [line(0, "same")] * 9
+    assert reader.rotations == 2
