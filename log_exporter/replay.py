@@ -30,6 +30,7 @@ __all__ = [
     "ReplayStats",
     "Source",
     "open_sources",
+    "order_sources",
     "replay_final",
     "replay_steps",
     "split_lines",
@@ -66,14 +67,26 @@ def _rotation_number(path: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def order_key(source: Source) -> tuple[bool, float, int, str]:
-    """Oldest first: by first event time; ties and files without events by rotation order.
+def order_sources(sources: Iterable[Source]) -> list[Source]:
+    """Oldest first: by the time of each file's first timed event, ties by rotation order.
 
-    Rotation order is the usual one: a higher ``.N`` is older, no number is the newest; then the
-    name. A file without any timed event goes after the timed ones.
+    Rotation order is the usual one: a higher ``.N`` is older, a name without a number is the
+    newest, then the name decides. A file without any timed event cannot be placed by time: it
+    goes just before the first file that rotation order says is newer (at the end if none is).
     """
-    t = source.first_time
-    return (t is None, 0.0 if t is None else t, -source.rotation, os.path.basename(source.path))
+    timed = sorted(
+        (s for s in sources if s.first_time is not None),
+        key=lambda s: (s.first_time, -s.rotation, os.path.basename(s.path)),
+    )
+    untimed = sorted(
+        (s for s in sources if s.first_time is None),
+        key=lambda s: (-s.rotation, os.path.basename(s.path)),
+    )
+    ordered = timed
+    for u in untimed:
+        at = next((i for i, s in enumerate(ordered) if s.rotation < u.rotation), len(ordered))
+        ordered.insert(at, u)
+    return ordered
 
 
 def open_sources(
@@ -101,8 +114,7 @@ def open_sources(
             raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         first = _first_event_time(path, is_gzip, max_line_bytes)
         sources.append(Source(path, st.st_size, is_gzip, first, _rotation_number(path)))
-    sources.sort(key=order_key)
-    return sources
+    return order_sources(sources)
 
 
 def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
