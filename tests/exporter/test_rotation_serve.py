@@ -1,0 +1,87 @@
+"""Rotation across restarts of the real ``log-exporter serve`` process with a state file."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.exporter._serve import Exporter, append, event, sample, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _rotate(log: Path) -> None:
+    """What logrotate's `create` does: shift the numbered siblings, rename, create."""
+    numbered = sorted(
+        (int(n.rsplit(".", 1)[1]) for n in os.listdir(log.parent) if n.startswith(log.name + ".")),
+        reverse=True,
+    )
+    for k in numbered:
+        os.rename(f"{log}.{k}", f"{log}.{k + 1}")
+    os.rename(log, f"{log}.1")
+    log.touch()
+
+
+def _total_bytes(log: Path) -> int:
+    return sum(p.stat().st_size for p in log.parent.iterdir() if p.name.startswith(log.name))
+
+
+def test_rotation_while_stopped_resumes_exactly(tmp_path: Path) -> None:
+    """Rotated twice while the exporter was stopped: after a restart the old file is finished,
+    the generation in between read, the new file read, and every count is exact."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, state = logs / "app.jsonl", tmp_path / "state.json"
+    args = ["--file", str(log), "--state", str(state)]
+    append(log, event("auth.failed", failure_type="expired") * 5)
+    with Exporter(tmp_path, args) as first:
+        first.wait_healthy()
+        first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
+        assert first.stop() == 0
+
+    append(log, event("auth.failed", failure_type="expired") * 2)  # unread when rotated
+    _rotate(log)
+    append(log, event("auth.failed", failure_type="expired") * 3)
+    _rotate(log)
+    append(log, event("auth.failed", failure_type="expired") * 4)
+
+    with Exporter(tmp_path, args) as second:
+        second.wait_healthy()
+        second.wait_metric("sustainbot_authentication_failures_total", 14.0, failure_type="expired")
+        second.wait_metric("log_exporter_bytes_read_total", float(_total_bytes(log)))
+        samples = second.metrics()
+        assert sample(samples, "log_exporter_lines_total", result="parsed") == 14.0
+        assert sample(samples, "log_exporter_file_rotations_total") == 2.0
+        assert second.stop() == 0
+
+
+def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:
+    """kill -9 while the log is being written and rotated: the restart resumes from the last
+    snapshot (values and position together) and ends with every event counted once."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, state = logs / "app.jsonl", tmp_path / "state.json"
+    args = ["--file", str(log), "--state", str(state), "--state-interval", "0.1"]
+    total = 0
+    with Exporter(tmp_path, args) as first:
+        first.wait_healthy()
+        for round_ in range(6):
+            append(log, event("auth.jwt_validated", outcome="success") * 40)
+            total += 40
+            if round_ % 2:
+                _rotate(log)
+        wait_for(state.exists, "a first state save")
+        first.stop(signal.SIGKILL)
+
+    _rotate(log)  # and once more while it is down
+    append(log, event("auth.jwt_validated", outcome="success") * 7)
+    total += 7
+    with Exporter(tmp_path, args) as second:
+        second.wait_healthy()
+        second.wait_metric("sustainbot_jwt_validations_total", float(total), outcome="success")
+        second.wait_metric("log_exporter_bytes_read_total", float(_total_bytes(log)))
+        assert sample(second.metrics(), "log_exporter_lines_total", result="parsed") == total
+        assert second.stop() == 0
