@@ -7,8 +7,8 @@ check-jsonschema) and for the wiring a user relies on; the Dockerfile is parsed 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
-import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,7 +179,7 @@ def _healthcheck(stages: dict[str, Stage], target: str) -> tuple[str, str]:
     assert check is not None, f"{target} has no HEALTHCHECK"
     options, _, command = check.partition("CMD ")
     assert "--interval=" in options and "--timeout=" in options
-    argv = shlex.split(command.strip().strip("[]").replace('", "', '" "'))
+    argv = json.loads(command)  # exec form: no shell in the check
     assert argv[:2] == ["python", "-c"], "slim images have no curl; Python's urllib does the check"
     compile(argv[2], f"<{target} healthcheck>", "exec")
     (url,) = re.findall(r"'(http://[^']+)'", argv[2])
