@@ -240,3 +240,20 @@ def test_deployments_not_annotated(dashboard: dict[str, Any]) -> None:
     assert "sustainbot_app_info" in annotation["expr"]
     assert "{{version}}" in annotation["titleFormat"]
     assert annotation["enable"] is True
+
+
+def test_dashboard_threshold_disagrees_with_alert(dashboard: dict[str, Any]) -> None:
+    """The threshold lines on panels 2 and 3 are the thresholds the alert rules fire at."""
+    rules = load_yaml(DEPLOY / "prometheus" / "rules" / "sustainbot-alerts.yml")
+    exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    panels = _by_id(dashboard)
+
+    def line(pid: int) -> float:
+        return float(panels[pid]["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"])
+
+    def rule_threshold(alert: str) -> float:
+        (value,) = re.findall(r">\s*([0-9.]+)\s*$", exprs[alert].strip())
+        return float(value)
+
+    assert line(2) == rule_threshold("SustainBotAIMValidationFailureRateHigh")
+    assert line(3) == rule_threshold("SustainBotWorkflowLatencyP95High")
