@@ -25,11 +25,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_catchup import make_lines  # noqa: E402 - a sibling script, not a package
-
 PARSED = re.compile(rb'^log_exporter_lines_total\{result="parsed"\} (\S+)$', re.M)
 DEADLINE = 120.0
+
+
+def make_lines(n: int) -> list[bytes]:
+    """The data-path benchmark's realistic event mix (a sibling script, not a package)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pipeline_catchup import make_lines as generate
+
+    return generate(n)
 
 
 def free_port() -> int:
