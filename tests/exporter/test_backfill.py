@@ -1,0 +1,202 @@
+"""docs/backfill.md's recipe, run verbatim: logs -> replay -> promtool -> a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.exporter._replay_model import Item, expected_at, make_items, write_rotated_set
+
+DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
+STEP = 60
+DEADLINE = 120.0
+
+pytestmark = pytest.mark.slow
+
+
+def recipe() -> str:
+    """The shell block that follows the recipe marker in docs/backfill.md."""
+    text = DOC.read_text("utf-8")
+    m = re.search(r"<!-- recipe:[^>]*-->\s*```sh\n(.*?)```", text, re.DOTALL)
+    assert m, "docs/backfill.md lost its recipe block"
+    return m.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def binaries() -> tuple[str, str]:
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if prometheus is None or promtool is None:
+        pytest.skip("prometheus and promtool (Debian package prometheus) are not installed")
+    return prometheus, promtool
+
+
+class Prometheus:
+    """A real Prometheus on an ephemeral port over a given data directory, scraping nothing."""
+
+    def __init__(self, binary: str, data: Path, tmp: Path) -> None:
+        config = tmp / "prometheus.yml"
+        config.write_text("global:\n  evaluation_interval: 1h\n")
+        self.port = free_port()
+        self.log = (tmp / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=400d",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "prometheus exited; see prometheus.log"
+            try:
+                with urllib.request.urlopen(self.base + "/-/ready", timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)  # polling a condition with a deadline, not waiting for luck
+        raise AssertionError("prometheus did not become ready")
+
+    def query(self, expr: str, at: float) -> list[dict[str, object]]:
+        qs = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+        body = get_json(f"{self.base}/api/v1/query?{qs}")
+        assert body["status"] == "success", body
+        return body["data"]["result"]  # type: ignore[index, no-any-return]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture
+def prometheus_factory(binaries: tuple[str, str], tmp_path: Path) -> Iterator[object]:
+    started: list[Prometheus] = []
+
+    def start(data: Path) -> Prometheus:
+        p = Prometheus(binaries[0], data, tmp_path)
+        started.append(p)
+        p.wait_ready()
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def model_sum(items: list[Item], at: float, name: str, labels: dict[str, str]) -> float:
+    want = set(labels.items())
+    values = expected_at(items, at)
+    return sum(v for (n, lb), v in values.items() if n == name and want <= lb)
+
+
+def test_backfill_recipe_gives_the_logged_values_at_past_instants(
+    tmp_path: Path, prometheus_factory: object
+) -> None:
+    """After the documented recipe, a real Prometheus answers queries at several past instants
+    with the values the log implies at those instants (the latest step at or before each)."""
+    # About two hours of events a day ago: far outside the head block's last 3 hours.
+    start = math.floor(time.time() / 3600) * 3600 - 86400 + 17.25
+    items = make_items(random.Random(7), 1800, start, mean_gap=4.0, junk=0.02, untimed=0.02)
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    write_rotated_set(log_dir, items, parts=3)
+    data = tmp_path / "prometheus-data"
+    data.mkdir()
+
+    env = {
+        **os.environ,
+        "LOG_DIR": str(log_dir),
+        "PROMETHEUS_DATA": str(data),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TMPDIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", recipe()],
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(p.is_dir() for p in data.iterdir()), "no block was moved into the data directory"
+
+    prom = prometheus_factory(data)  # type: ignore[operator]
+    times = [it.time for it in items if it.time is not None]
+    first, last = min(times), max(times)
+    steps = [k * STEP for k in range(math.ceil(first / STEP), math.floor(last / STEP) + 1)]
+    samples = sorted({*steps, last})
+
+    def state_at(q: float) -> float:
+        """The time of the sample a query at ``q`` sees: the latest at or before it."""
+        return max(s for s in samples if s <= q)
+
+    instants = [steps[3], steps[3] + 30, steps[len(steps) // 2] + 59.5, steps[-2], last + 120]
+    checks = [
+        ("sum(sustainbot_aim_requests_total)", "sustainbot_aim_requests_total", {}),
+        (
+            'sum(sustainbot_audit_log_entries_total{outcome="success"})',
+            "sustainbot_audit_log_entries_total",
+            {"outcome": "success"},
+        ),
+        (
+            'sum(sustainbot_governed_workflow_duration_seconds_bucket{le="10.0"})',
+            "sustainbot_governed_workflow_duration_seconds_bucket",
+            {"le": "10.0"},
+        ),
+        ("sustainbot_active_requests", "sustainbot_active_requests", {}),
+        (
+            'log_exporter_lines_total{result="malformed"}',
+            "log_exporter_lines_total",
+            {"result": "malformed"},
+        ),
+    ]
+    for q in instants:
+        seen_at = state_at(q)
+        for expr, name, labels in checks:
+            result = prom.query(expr, q)
+            assert len(result) == 1, f"{expr} at {q}: {result}"
+            got = float(result[0]["value"][1])  # type: ignore[index]
+            want = model_sum(items, seen_at, name, labels)
+            assert got == pytest.approx(want), f"{expr} at {q} (state of {seen_at})"
+
+    # Before the first sample there is nothing; far after the last one, nothing either.
+    assert prom.query("sum(sustainbot_aim_requests_total)", samples[0] - 1) == []
+    assert prom.query("sustainbot_active_requests", last + 600) == []
