@@ -34,7 +34,7 @@ from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 log = logging.getLogger(__name__)
 
 STATE_SECTION = "metrics"
-EXIT_OK, EXIT_CONFIG = 0, 2
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 
 
 class StartupError(Exception):
@@ -84,6 +84,8 @@ class Service:
         # the same instant, so a restart neither loses nor repeats a line.
         self._consistency = threading.Lock()
         self._fed: Position | None = None
+        self._broken = False
+        self._saved: dict[str, Any] | None = None
 
         self.keeper: StateKeeper | None = None
         self.sections: dict[str, Any] = {}
@@ -148,13 +150,17 @@ class Service:
         )
         return position
 
-    def _state_section(self) -> dict[str, Any]:
+    def _state_section(self) -> Any:
         with self._consistency:
+            if self._broken:
+                # Another component (the CloudWatch shipper) still saves its own section.
+                return self.sections.get(STATE_SECTION) if self._saved is None else self._saved
             position = self._fed
-            return {
+            self._saved = {
                 "position": None if position is None else position_to_json(position),
                 "store": self.store.dump(),
             }
+            return self._saved
 
     # -- the tail loop ------------------------------------------------------------------------
 
@@ -245,15 +251,21 @@ class Service:
                 "python": platform.python_version(),
             },
         )
+        code = EXIT_OK
         try:
             self.tailer.run(self._on_batch, self.stop, on_tick=self._on_tick)
+        except Exception:
+            # A half-applied batch must not be saved with either position: keep the last save.
+            self._broken = True
+            log.exception("stopped by an unexpected error; the state file keeps its last save")
+            code = EXIT_ERROR
         finally:
-            if self.keeper is not None:
+            if self.keeper is not None and not self._broken:
                 self.keeper.save()
             self.server.shutdown()
             self.tailer.close()
-        log.info("stopped")
-        return EXIT_OK
+        log.info("stopped", extra={"exit_code": code})
+        return code
 
 
 def _web_config(path: str | None) -> WebConfig | None:

@@ -1,0 +1,75 @@
+"""The exporter's own logs: one JSON object per record, whatever the record carries."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from log_exporter import logs
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger() -> Iterator[None]:
+    # configure() changes the package logger; other tests (caplog) need it as it was.
+    root = logging.getLogger("log_exporter")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    root.propagate = saved[2]
+
+
+def _capture() -> tuple[logging.Logger, io.StringIO]:
+    stream = io.StringIO()
+    logs.configure("debug", stream=stream)
+    return logging.getLogger("log_exporter.test"), stream
+
+
+def test_record_is_one_json_line_with_extra_fields() -> None:
+    """A log call becomes one JSON line with ts, level, logger, msg and its extra fields."""
+    log, stream = _capture()
+    log.info("spec %s", "reloaded", extra={"metrics": 13, "spec": "a.toml"})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["msg"] == "spec reloaded"
+    assert record["level"] == "info"
+    assert record["logger"] == "log_exporter.test"
+    assert record["ts"].endswith("Z")
+    assert (record["metrics"], record["spec"]) == (13, "a.toml")
+
+
+def test_unserialisable_extra_and_traceback_stay_on_one_line() -> None:
+    """A Path or exception in extra, and a traceback, never break the one-line JSON format."""
+    log, stream = _capture()
+    try:
+        raise OSError("disk on fire")
+    except OSError as exc:
+        log.exception("read failed", extra={"path": Path("/x/y"), "error": exc})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["path"] == "/x/y"
+    assert record["error"] == "disk on fire"
+    assert "OSError: disk on fire" in record["exc"]
+
+
+def test_configure_twice_does_not_duplicate_lines() -> None:
+    """Configuring logging again replaces the handler instead of printing each record twice."""
+    logs.configure("info", stream=io.StringIO())
+    log, stream = _capture()
+    log.warning("once")
+    assert len(stream.getvalue().splitlines()) == 1
+
+
+def test_level_filters_debug_records() -> None:
+    """At level info, debug records (per-request access lines) are not written."""
+    stream = io.StringIO()
+    logs.configure("info", stream=stream)
+    logging.getLogger("log_exporter.server").debug("GET /metrics 200")
+    assert stream.getvalue() == ""
