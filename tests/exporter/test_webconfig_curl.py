@@ -1,0 +1,62 @@
+"""``serve --web-config`` judged by curl, the client operators reach for first."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.exporter._certs import make_certs
+from tests.exporter._serve import DEADLINE, Exporter, append, event
+
+pytestmark = pytest.mark.slow
+
+
+def _curl(*args: str) -> tuple[int, str]:
+    """(exit code, HTTP status or '' when no response) of one curl call."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    result = subprocess.run(
+        [curl, "--silent", "--output", "/dev/null", "--write-out", "%{http_code}",
+         "--max-time", "30", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout.strip()
+
+
+def test_curl_against_tls_and_basic_auth(tmp_path: Path) -> None:
+    """curl with the CA and the password gets 200; wrong or no password 401; plain HTTP fails."""
+    certs = make_certs(tmp_path)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {certs.server_cert}\n  key_file: {certs.server_key}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    log = tmp_path / "app.jsonl"
+    append(log, event("auth.jwt_validated", outcome="success"))
+    client = ssl.create_default_context(cafile=str(certs.ca))
+    args = ["--file", str(log), "--web-config", str(web)]
+    with Exporter(
+        tmp_path, args, scheme="https", context=client, auth=("prometheus", "s3cret")
+    ) as exporter:
+        exporter.wait_healthy()
+        url = f"https://localhost:{exporter.port}/metrics"
+        ca = ["--cacert", str(certs.ca)]
+        assert _curl(*ca, "--user", "prometheus:s3cret", url) == (0, "200")
+        assert _curl(*ca, "--user", "prometheus:wrong", url) == (0, "401")
+        assert _curl(*ca, url) == (0, "401")
+        # Plain HTTP to the TLS port: the handshake fails and curl gets no HTTP answer at all.
+        code, status = _curl(f"http://127.0.0.1:{exporter.port}/metrics")
+        assert (code != 0, status) == (True, "000")
+        # Without the CA, curl refuses the certificate (exit 60): the TLS is real, not a stub.
+        assert _curl("--user", "prometheus:s3cret", url)[0] == 60
+        assert exporter.stop() == 0
