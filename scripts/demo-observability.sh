@@ -85,7 +85,12 @@ PY
 }
 
 section() {
-    printf '\n\033[1m== %s ==\033[0m\n' "$1"
+    # Bold only on a terminal, so a captured run (CI, a pasted log) has no escape codes.
+    if [ -t 1 ]; then
+        printf '\n\033[1m== %s ==\033[0m\n' "$1"
+    else
+        printf '\n== %s ==\n' "$1"
+    fi
 }
 
 APP_PORT="$(free_port)"
