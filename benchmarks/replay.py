@@ -1,0 +1,408 @@
+"""Replay throughput against mtail, a naive client_python loop and the orjson parse-only limit.
+
+Run by hand (takes a few minutes, needs the Debian package ``mtail``):
+
+    .venv/bin/python benchmarks/replay.py [--events 400000] [--big 4000000] [--keep DIR]
+
+Generates one file of contract events (keys always in the same order, so mtail's regular
+expressions work; every value inside the contract's closed sets), then runs each contender as a
+whole process on it, side by side, timing wall clock and peak RSS of the child:
+
+- ``log-exporter replay --format prometheus`` (its output checked exact against a model computed
+  here while generating, independently of log-exporter);
+- ``mtail --one_shot`` with ``benchmarks/mtail/sustainbot.mtail`` (its counts checked too);
+- a naive baseline: ``json.loads`` and prometheus_client ``labels().inc()/observe()`` per event;
+- the parse-only limit: ``orjson.loads`` on every line and nothing else.
+
+Then replay's peak RSS on a file of ``--big`` events, which must stay flat.
+Targets: replay >= 4x mtail's events/s (aim: >= 8x, close to the parse-only limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+HERE = Path(__file__).resolve().parent
+MTAIL_PROGS = HERE / "mtail"
+
+DRAG = ("draft", "research", "analysis", "grunt", "execute")
+WORKFLOWS = ("esg_report", "supplier_audit", "carbon_ledger", "policy_review")
+ROUTES = (("GET", "/api/v1/aim"), ("POST", "/api/v1/workflows/<name>"), ("GET", "/healthz"))
+WORKFLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Key = tuple[str, frozenset[tuple[str, str]]]
+
+
+class Model:
+    """Expected final values, kept while generating: the contract's rules, nothing shared."""
+
+    def __init__(self) -> None:
+        self.values: dict[Key, float] = defaultdict(float)
+        self.active = 0
+        self.lines = 0
+
+    def inc(self, name: str, by: float = 1.0, **labels: str) -> None:
+        self.values[(name, frozenset(labels.items()))] += by
+
+    def observe(self, name: str, value: float, buckets: Sequence[float], **labels: str) -> None:
+        for le in buckets:
+            if value <= le:
+                self.inc(f"{name}_bucket", le=repr(float(le)), **labels)
+            else:
+                self.inc(f"{name}_bucket", 0.0, le=repr(float(le)), **labels)
+        self.inc(f"{name}_bucket", le="inf", **labels)
+        self.inc(f"{name}_count", **labels)
+        self.inc(f"{name}_sum", value, **labels)
+
+
+def generate(path: Path, n: int, seed: int = 7) -> Model:
+    """Write ``n`` events to ``path``: each request brackets a few governance events."""
+    rng = random.Random(seed)
+    model = Model()
+    t_ms = 1_769_956_200_000
+    out: list[bytes] = []
+    written = 0
+    with path.open("wb") as f:
+
+        def emit(event: str, fields: dict[str, object]) -> None:
+            nonlocal t_ms, written
+            t_ms += 7
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t_ms // 1000))
+            record: dict[str, object] = {
+                "timestamp": f"{stamp}.{t_ms % 1000:03d}Z",
+                "level": "INFO",
+                "logger": "sustainbot.events",
+                "message": event,
+                "event": event,
+                "trace_id": f"{rng.getrandbits(64):016x}",
+                "schema_version": 1,
+            }
+            record.update(fields)
+            out.append(orjson.dumps(record))
+            written += 1
+            model.lines += 1
+            if len(out) >= 10_000:
+                f.write(b"\n".join(out) + b"\n")
+                out.clear()
+
+        emit(
+            "app.started", {"version": "1.0.0", "phase": "phase-2", "compliance_spec": "CSRD-2025"}
+        )
+        while written < n:
+            method, endpoint = rng.choice(ROUTES)
+            drag, wf = rng.choice(DRAG), rng.choice(WORKFLOWS)
+            emit("http.request_started", {"method": method, "endpoint": endpoint})
+            model.active += 1
+            ok = rng.random() < 0.9
+            emit("auth.jwt_validated", {"outcome": "success" if ok else "failure"})
+            model.inc("sustainbot_jwt_validations_total", outcome="success" if ok else "failure")
+            if not ok:
+                emit("auth.failed", {"failure_type": "expired_token"})
+                model.inc("sustainbot_authentication_failures_total", failure_type="expired_token")
+            emit(
+                "aim.request",
+                {"drag_mode": drag, "actor_role": "analyst", "workflow_name": wf, "actor": "J D"},
+            )
+            model.inc(
+                "sustainbot_aim_requests_total",
+                drag_mode=drag,
+                actor_role="analyst",
+                workflow_name=wf,
+            )
+            if rng.random() < 0.1:
+                emit("aim.validation_failed", {"failure_reason": "missing_aim", "drag_mode": drag})
+                model.inc(
+                    "sustainbot_aim_validation_failures_total",
+                    failure_reason="missing_aim",
+                    drag_mode=drag,
+                )
+            outcome = rng.choices(("success", "failure", "rejected"), (8, 1, 1))[0]
+            duration = max(round(rng.expovariate(1 / 4), 3), 0.001)
+            fields: dict[str, object] = {
+                "workflow_name": wf,
+                "outcome": outcome,
+                "drag_mode": drag,
+                "duration_seconds": duration,
+            }
+            if outcome == "failure":
+                fields["error_type"] = "TimeoutError"
+                model.inc(
+                    "sustainbot_workflow_execution_errors_total",
+                    workflow_name=wf,
+                    error_type="TimeoutError",
+                )
+            emit("workflow.completed", fields)
+            model.observe(
+                "sustainbot_governed_workflow_duration_seconds",
+                duration,
+                WORKFLOW_BUCKETS,
+                workflow_name=wf,
+                outcome=outcome,
+                drag_mode=drag,
+            )
+            model.inc("sustainbot_workflow_executions_total", workflow_name=wf, outcome=outcome)
+            emit(
+                "audit.entry",
+                {"outcome": outcome, "drag_mode": drag, "actor": "J D", "decision": "approved"},
+            )
+            model.inc("sustainbot_audit_log_entries_total", outcome=outcome, drag_mode=drag)
+            if rng.random() < 0.05:
+                emit(
+                    "prescriptive_language.detected",
+                    {"drag_mode": drag, "phrase_type": "must", "phrase": "you must"},
+                )
+                model.inc(
+                    "sustainbot_prescriptive_language_detections_total",
+                    drag_mode=drag,
+                    phrase_type="must",
+                )
+            status = 200 if ok else 401
+            # Never exactly 0: mtail 3.0 counts a 0 observation in _count but in no bucket, and the
+            # comparison is about speed on equivalent work, not about that difference.
+            http_duration = max(round(rng.expovariate(1 / 0.08), 4), 0.0001)
+            emit(
+                "http.request",
+                {
+                    "method": method,
+                    "endpoint": endpoint,
+                    "status_code": status,
+                    "duration_seconds": http_duration,
+                },
+            )
+            model.inc(
+                "sustainbot_http_requests_total",
+                method=method,
+                endpoint=endpoint,
+                status_code=str(status),
+            )
+            model.observe(
+                "sustainbot_http_request_duration_seconds",
+                http_duration,
+                HTTP_BUCKETS,
+                method=method,
+                endpoint=endpoint,
+            )
+            model.active = max(model.active - 1, 0)
+        if out:
+            f.write(b"\n".join(out) + b"\n")
+    model.values[("sustainbot_active_requests", frozenset())] = float(model.active)
+    model.values[
+        ("sustainbot_app_info", frozenset({"version": "1.0.0", "phase": "phase-2",
+                                           "compliance_spec": "CSRD-2025"}.items()))
+    ] = 1.0  # fmt: skip
+    return model
+
+
+NAIVE = r"""
+import json, sys
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+r = CollectorRegistry()
+P = "sustainbot_"
+aim = Counter(P + "aim_requests", "", ["drag_mode", "actor_role", "workflow_name"], registry=r)
+val = Counter(P + "aim_validation_failures", "", ["failure_reason", "drag_mode"], registry=r)
+wfd = Histogram(P + "governed_workflow_duration_seconds", "",
+                ["workflow_name", "outcome", "drag_mode"], registry=r,
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+wfe = Counter(P + "workflow_executions", "", ["workflow_name", "outcome"], registry=r)
+err = Counter(P + "workflow_execution_errors", "", ["workflow_name", "error_type"], registry=r)
+aud = Counter(P + "audit_log_entries", "", ["outcome", "drag_mode"], registry=r)
+pre = Counter(P + "prescriptive_language_detections", "", ["drag_mode", "phrase_type"], registry=r)
+jwt = Counter(P + "jwt_validations", "", ["outcome"], registry=r)
+auf = Counter(P + "authentication_failures", "", ["failure_type"], registry=r)
+act = Gauge(P + "active_requests", "", registry=r)
+req = Counter(P + "http_requests", "", ["method", "endpoint", "status_code"], registry=r)
+hd = Histogram(P + "http_request_duration_seconds", "", ["method", "endpoint"], registry=r,
+               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+active = 0
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        e = json.loads(line)
+        k = e["event"]
+        if k == "aim.request":
+            aim.labels(e["drag_mode"], e["actor_role"], e["workflow_name"]).inc()
+        elif k == "aim.validation_failed":
+            val.labels(e["failure_reason"], e["drag_mode"]).inc()
+        elif k == "workflow.completed":
+            wf, outcome = e["workflow_name"], e["outcome"]
+            wfd.labels(wf, outcome, e["drag_mode"]).observe(e["duration_seconds"])
+            wfe.labels(wf, outcome).inc()
+            if outcome == "failure":
+                err.labels(wf, e["error_type"]).inc()
+        elif k == "audit.entry":
+            aud.labels(e["outcome"], e["drag_mode"]).inc()
+        elif k == "prescriptive_language.detected":
+            pre.labels(e["drag_mode"], e["phrase_type"]).inc()
+        elif k == "auth.jwt_validated":
+            jwt.labels(e["outcome"]).inc()
+        elif k == "auth.failed":
+            auf.labels(e["failure_type"]).inc()
+        elif k == "http.request_started":
+            active += 1
+            act.set(active)
+        elif k == "http.request":
+            req.labels(e["method"], e["endpoint"], str(e["status_code"])).inc()
+            hd.labels(e["method"], e["endpoint"]).observe(e["duration_seconds"])
+            active = max(active - 1, 0)
+            act.set(active)
+sys.stdout.buffer.write(generate_latest(r))
+"""
+
+PARSE_ONLY = r"""
+import sys, orjson
+loads = orjson.loads
+with open(sys.argv[1], "rb") as f:
+    carry = b""
+    while chunk := f.read(1 << 20):
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            loads(line)
+    if carry:
+        loads(carry)
+"""
+
+
+def run(cmd: Sequence[str], out: Path) -> tuple[float, int]:
+    """Run ``cmd`` with stdout to ``out``; returns wall seconds and the child's peak RSS (KiB).
+
+    The peak comes from GNU time: a child's own rusage would inherit this (large) process's
+    high-water mark across fork and exec.
+    """
+    rss_file = out.with_suffix(".rss")
+    with out.open("wb") as stdout:
+        start = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace")[-2000:]
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {tail}")
+    return wall, int(rss_file.read_text().split()[-1])
+
+
+def _norm(name: str, labels: dict[str, str]) -> Key:
+    labels = dict(labels)
+    labels.pop("prog", None)
+    if "le" in labels:
+        labels["le"] = "inf" if labels["le"] in ("+Inf", "Inf") else repr(float(labels["le"]))
+    return (name, frozenset(labels.items()))
+
+
+def read_exposition(path: Path) -> dict[Key, float]:
+    values: dict[Key, float] = {}
+    for fam in text_string_to_metric_families(path.read_text("utf-8")):
+        for s in fam.samples:
+            ours = s.name.startswith("sustainbot_") and not s.name.endswith("_created")
+            if ours or s.name == "log_exporter_lines_total":
+                values[_norm(s.name, s.labels)] = s.value
+    return values
+
+
+def check(name: str, got: dict[Key, float], model: Model, *, exact: bool) -> str:
+    want = {k: v for k, v in model.values.items()}
+    missing = [k for k in want if k not in got]
+
+    def differs(a: float, b: float) -> bool:
+        return a != b if exact else abs(a - b) > 1e-6 * max(1.0, abs(b))
+
+    wrong = [k for k in want if k in got and differs(got[k], want[k])]
+    extra = [k for k in got if k not in want and not k[0].startswith("log_exporter_")]
+    if missing or wrong or extra:
+        sample = (missing + wrong + extra)[:5]
+        counts = f"{len(missing)} missing, {len(wrong)} wrong, {len(extra)} extra"
+        return f"{name}: MISMATCH ({counts}): {sample}"
+    return f"{name}: all {len(want)} modelled samples {'exact' if exact else 'equal'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--big", type=int, default=4_000_000, help="0 skips the RSS check")
+    parser.add_argument("--keep", help="directory for the generated files (default: a temp dir)")
+    args = parser.parse_args()
+    mtail = shutil.which("mtail")
+    if mtail is None or not os.path.exists("/usr/bin/time"):
+        raise SystemExit("needs mtail and GNU time (Debian packages mtail and time)")
+
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="replay-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "events.jsonl"
+    t0 = time.perf_counter()
+    model = generate(log, args.events)
+    model.values[("log_exporter_lines_total", frozenset({("result", "parsed")}))] = model.lines
+    print(f"generated {model.lines} events, {log.stat().st_size / 1e6:.1f} MB "
+          f"in {time.perf_counter() - t0:.1f}s -> {log}")  # fmt: skip
+
+    py = sys.executable
+    contenders = {
+        "log-exporter replay": [py, "-m", "log_exporter", "replay", "--quiet", str(log)],
+        "mtail --one_shot": [
+            mtail, "--one_shot", "--one_shot_format=prometheus", "--emit_prog_label=false",
+            "--progs", str(MTAIL_PROGS), "--logs", str(log),
+            "--address=127.0.0.1", "--port=0", "--stderrthreshold=FATAL",
+        ],
+        "naive json+client_python": [py, "-c", NAIVE, str(log)],
+        "orjson.loads only": [py, "-c", PARSE_ONLY, str(log)],
+    }  # fmt: skip
+    results: dict[str, tuple[float, int]] = {}
+    for name, cmd in contenders.items():
+        out = work / f"out-{name.split()[0]}.txt"
+        results[name] = run(cmd, out)
+        if name == "log-exporter replay":
+            print(check(name, read_exposition(out), model, exact=True))
+        elif name == "mtail --one_shot":
+            mtail_values = read_exposition(out)
+            # mtail does not count lines the way log-exporter does; leave that one out.
+            mtail_model = Model()
+            mtail_model.values = {
+                k: v for k, v in model.values.items() if not k[0].startswith("log_exporter_")
+            }
+            print(check(name, mtail_values, mtail_model, exact=False))
+
+    n = model.lines
+    base = n / results["mtail --one_shot"][0]
+    print(f"\n{'contender':28} {'wall s':>8} {'events/s':>12} {'x mtail':>8} {'peak RSS':>10}")
+    for name, (wall, rss) in results.items():
+        rate = n / wall
+        print(f"{name:28} {wall:8.2f} {rate:12,.0f} {rate / base:8.2f} {rss / 1024:8.1f} MB")
+    replay_rate = n / results["log-exporter replay"][0]
+    limit = n / results["orjson.loads only"][0]
+    print(f"\nreplay / mtail = {replay_rate / base:.2f}x (required >= 4, aim >= 8); "
+          f"replay / parse-only limit = {replay_rate / limit:.2f}")  # fmt: skip
+
+    if args.big:
+        big = work / "events-big.jsonl"
+        t0 = time.perf_counter()
+        big_model = generate(big, args.big, seed=8)
+        print(f"\ngenerated {big_model.lines} events, {big.stat().st_size / 1e6:.0f} MB "
+              f"in {time.perf_counter() - t0:.0f}s")  # fmt: skip
+        wall, rss = run([*contenders["log-exporter replay"][:-1], str(big)], work / "out-big.txt")
+        small_rss = results["log-exporter replay"][1] / 1024
+        print(f"replay peak RSS: {small_rss:.1f} MB on {n} events, {rss / 1024:.1f} MB on "
+              f"{big_model.lines} events ({big_model.lines / wall:,.0f} events/s)")  # fmt: skip
+        if not args.keep:
+            big.unlink()
+    if not args.keep:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
