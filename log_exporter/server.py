@@ -206,6 +206,17 @@ class _Handler(BaseHTTPRequestHandler):
         if body and self.command != "HEAD":
             self.wfile.write(data)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (malformed request line, unknown method, huge headers) get
+        # the same JSON shape as ours instead of its HTML page.
+        self.close_connection = True
+        # A request line too broken to carry a version leaves the HTTP/0.9 default, which would
+        # suppress the status line and headers; answer such clients in HTTP/1.0 instead.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        reason = message or self.responses.get(code, ("error",))[0]
+        self._send_json(code, {"error": reason.lower()})
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format % args, extra={"client": self.client_address[0]})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -239,3 +240,32 @@ def test_listen_typos_fail_with_a_clear_message(value: str, fragment: str) -> No
     """A malformed --listen value is refused with a message saying what is expected."""
     with pytest.raises(ValueError, match=fragment):
         parse_listen(value)
+
+
+def _raw(server: MetricsServer, data: bytes) -> bytes:
+    host, port = server.address
+    with socket.create_connection((host, port), timeout=30) as conn:
+        conn.sendall(data)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET /metrics HTTP/9.9\r\n\r\n", b"505"),
+        (b"BREW /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"501"),
+    ],
+)
+def test_malformed_requests_get_a_json_error(
+    server: MetricsServer, request_bytes: bytes, status: bytes
+) -> None:
+    """A request http.server itself refuses still gets a JSON error body, not an HTML page."""
+    response = _raw(server, request_bytes)
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == status
+    assert b"Content-Type: application/json" in head
+    assert "error" in json.loads(body)
