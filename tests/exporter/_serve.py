@@ -24,6 +24,15 @@ DEADLINE = 60.0
 T = TypeVar("T")
 
 
+def _clean_env() -> dict[str, str]:
+    """This process's environment without settings that would change what the exporter does."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LOG_EXPORTER_", "CLOUDWATCH_")) and k != "JSON_LOG_PATH"
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,8 +90,7 @@ class Exporter:
             else {}
         )
         self.stderr_path = tmp_path / f"exporter-{self.port}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOG_EXPORTER_")}
-        full_env.pop("JSON_LOG_PATH", None)
+        full_env = _clean_env()
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
         if "--listen" not in args and "LOG_EXPORTER_LISTEN" not in full_env:
@@ -178,7 +186,7 @@ def run_cli(
     args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``log-exporter ARGS`` to completion (for commands that must exit on their own)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOG_EXPORTER_")}
+    full_env = _clean_env()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", *args],
