@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from log_exporter.cloudwatch import emf
@@ -31,7 +31,7 @@ from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, 
 from log_exporter.cloudwatch.stats import ShipperStats
 from log_exporter.parse import event_time, parse_line
 from log_exporter.state import position_from_json, position_to_json
-from log_exporter.tail import Batch, Position
+from log_exporter.tail import Batch, Position, same_file
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +73,39 @@ Derive = Callable[[dict[str, Any]], Sequence[Observation]]
 def line_positions(previous: Position | None, batch: Batch) -> list[Position | None]:
     """The resume position after each line of ``batch``, where it can be known exactly.
 
-    Exact when the batch read one file straight on (no rotation, truncation, skipped oversized
-    line or rotated generation being drained): each line then ends ``len + 1`` bytes further.
-    Otherwise only the last line gets the batch's position, so a crash repeats a little more.
+    Exact when the batch is one run of whole lines of one file ending at the batch's position:
+    no rotation, truncation or skipped oversized line, no rotated generation being drained, and
+    (when the previous position is known) it starts where the previous one ended. Each line then
+    ends ``len + 1`` bytes further. Otherwise only the last line gets the batch's position, so
+    a crash repeats a little more than one batch.
     """
     n = len(batch.lines)
     end = batch.position
     if n == 0 or end is None:
         return [None] * n
+    total = sum(len(line) + 1 for line in batch.lines)
     simple = (
         batch.rotations == 0
         and batch.truncations == 0
         and batch.oversized == 0
         and not end.rotated
-        and (previous is None or not previous.rotated)
-        and sum(len(line) + 1 for line in batch.lines) == batch.bytes_read
-        and (previous is None or previous.offset + batch.bytes_read == end.offset)
+        and total <= end.offset
+        and (
+            previous is None
+            or (
+                not previous.rotated
+                and same_file(previous.file, end.file)
+                and previous.offset + total == end.offset
+            )
+        )
     )
     if not simple:
         return [None] * (n - 1) + [end]
     positions: list[Position | None] = []
-    offset = end.offset - batch.bytes_read
+    offset = end.offset - total
     for line in batch.lines:
         offset += len(line) + 1
-        positions.append(Position(end.file, offset))
-    positions[-1] = end
+        positions.append(replace(end, offset=offset))
     return positions
 
 

@@ -12,10 +12,13 @@ from botocore.config import Config
 T = TypeVar("T")
 
 
-def clients() -> tuple[Any, Any]:
-    """Plain boto3 clients on the emulator (endpoint and credentials from the environment)."""
+def clients(endpoint: str | None = None) -> tuple[Any, Any]:
+    """Plain boto3 clients on the emulator (credentials, and by default the endpoint, from env)."""
     cfg = Config(region_name="eu-west-1", retries={"total_max_attempts": 3, "mode": "standard"})
-    return boto3.client("logs", config=cfg), boto3.client("cloudwatch", config=cfg)
+    return (
+        boto3.client("logs", config=cfg, endpoint_url=endpoint),
+        boto3.client("cloudwatch", config=cfg, endpoint_url=endpoint),
+    )
 
 
 def messages(logs: Any, group: str, stream: str) -> list[str]:

@@ -86,8 +86,8 @@ def _metric_sum(cw: Any, name: str, dims: dict[str, str], stat: str = "Sum") -> 
         Namespace="AIWF/SustainBot",
         MetricName=name,
         Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
-        StartTime=now - timedelta(hours=1),
-        EndTime=now + timedelta(minutes=10),
+        StartTime=now - timedelta(hours=4),
+        EndTime=now + timedelta(hours=1),
         Period=3600,
         Statistics=[stat],
     )

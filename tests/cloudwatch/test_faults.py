@@ -1,0 +1,234 @@
+"""Shipping through a faulty network: throttling, 503, resets, slow answers, and kill -9.
+
+A real proxy sits between boto3 and moto. Afterwards every line must be in CloudWatch, with
+duplicates at most one batch (the one in flight when the connection or the process died).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from log_exporter.cloudwatch import service
+from log_exporter.cloudwatch.config import load
+from log_exporter.spec import compile, load_default_spec
+from log_exporter.state import StateFile, StateKeeper
+from tests.cloudwatch.conftest import event_line
+from tests.cloudwatch.faultproxy import FaultProxy
+from tests.cloudwatch.helpers import clients, messages, wait_for
+
+pytestmark = pytest.mark.slow
+
+GROUP = "/aiwf/faults"
+STREAM = "host-f"
+
+
+def _lines(n: int, pad: int = 200) -> list[str]:
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        ts = (now - timedelta(seconds=n - i) / 10).isoformat(timespec="milliseconds")
+        out.append(
+            event_line(
+                "workflow.completed",
+                ts.replace("+00:00", "Z"),
+                workflow_name="wf",
+                outcome="success",
+                drag_mode="draft",
+                duration_seconds=0.5,
+                seq=i,
+                pad="x" * pad,
+            )
+        )
+    return out
+
+
+def _all_arrived(lines: list[str]) -> Callable[[list[str]], bool]:
+    expected = Counter(line.rstrip("\n") for line in lines)
+    return lambda got: not (expected - Counter(got))
+
+
+def _check_at_least_once(got: list[str], lines: list[str], proxy: FaultProxy) -> int:
+    """Every line arrived; the extra copies form at most one batch. Returns the duplicates."""
+    expected = Counter(line.rstrip("\n") for line in lines)
+    have = Counter(got)
+    missing = expected - have
+    assert not missing, f"{sum(missing.values())} lines never arrived"
+    extra = have - expected
+    assert not (set(extra) - set(expected)), "CloudWatch holds lines that were never written"
+    duplicates = sum(extra.values())
+    if duplicates:
+        largest = max(proxy.forwarded_batches)
+        assert duplicates <= largest
+        # One batch is a contiguous run of lines: the duplicated sequence numbers are too.
+        seqs = sorted(json.loads(m)["seq"] for m in extra.elements())
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    return duplicates
+
+
+@pytest.fixture
+def proxy_for(moto_endpoint: str) -> Iterator[list[FaultProxy]]:
+    started: list[FaultProxy] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+def test_throttling_503_resets_and_slow_answers_lose_nothing(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy_for: list[FaultProxy]
+) -> None:
+    """Through throttling, 503s, resets, slow answers all lines arrive, at most one batch twice."""
+    logs_cycle = ["throttle", "503", "reset", "slow", "pass", "forward_reset", "pass"]
+
+    def plan(op: str, nth: int) -> str:
+        if op == "PutLogEvents":
+            # forward_reset only once: moto keeps that batch, the client sees a reset and resends.
+            action = logs_cycle[nth % len(logs_cycle)]
+            return "pass" if action == "forward_reset" and nth >= len(logs_cycle) else action
+        if op == "PutMetricData":
+            return ("503", "reset", "pass")[min(nth, 2)]
+        return "reset" if nth == 0 else "pass"
+
+    proxy = FaultProxy(aws_env, plan, slow_seconds=1.0).start()
+    proxy_for.append(proxy)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    log_file = tmp_path / "sustainbot.jsonl"
+    lines = _lines(9_000)
+    log_file.write_text("".join(lines))
+    config = load(
+        {
+            "CLOUDWATCH_ENABLED": "true",
+            "CLOUDWATCH_LOG_GROUP": GROUP,
+            "CLOUDWATCH_LOG_STREAM": STREAM,
+            "CLOUDWATCH_FLUSH_SECONDS": "1",
+        }
+    )
+    keeper = StateKeeper(StateFile(tmp_path / "state.json", target=str(log_file)))
+    shipping = service.start(
+        config,
+        path=str(log_file),
+        program=compile(load_default_spec()),
+        keeper=keeper,
+        sections=keeper.load(),
+    )
+    try:
+        logs, cw = clients(aws_env)
+        got = wait_for(
+            lambda: messages(logs, GROUP, STREAM),
+            _all_arrived(lines),
+            timeout=240,
+            what="every line through the faults",
+        )
+        duplicates = _check_at_least_once(got, lines, proxy)
+        assert duplicates > 0, "the forward-then-reset fault should have produced one resend"
+        stats = shipping.shipper.summary
+        assert stats.events_sent >= len(lines)
+        now = datetime.now(UTC)
+
+        def executions() -> float:
+            resp = cw.get_metric_statistics(
+                Namespace="AIWF/SustainBot",
+                MetricName="WorkflowExecutions",
+                Dimensions=[
+                    {"Name": "WorkflowName", "Value": "wf"},
+                    {"Name": "Outcome", "Value": "success"},
+                    {"Name": "DRAGMode", "Value": "draft"},
+                ],
+                StartTime=now - timedelta(hours=1),
+                EndTime=now + timedelta(hours=1),
+                Period=3600,
+                Statistics=["Sum"],
+            )
+            return float(sum(p["Sum"] for p in resp["Datapoints"]))
+
+        # Metrics are counted from acknowledged batches only, so the resent batch counts once.
+        wait_for(executions, lambda s: s == len(lines), what="metric sum through the faults")
+    finally:
+        shipping.stop()
+    acted = {a for _, a in proxy.actions}
+    assert {"throttle", "503", "reset", "slow", "forward_reset"} <= acted
+
+
+def _saved_offset(state: Path) -> int:
+    """The CloudWatch cursor in the state file (0 before the first acknowledged batch)."""
+    try:
+        section = json.loads(state.read_bytes())["sections"].get("cloudwatch") or {}
+    except (OSError, ValueError):
+        return 0
+    return int((section.get("position") or {}).get("offset", 0))
+
+
+def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "CLOUDWATCH_ENABLED": "true",
+        "CLOUDWATCH_LOG_GROUP": GROUP,
+        "CLOUDWATCH_LOG_STREAM": STREAM,
+        "CLOUDWATCH_FLUSH_SECONDS": "1",
+    }
+    argv = [sys.executable, "-m", "log_exporter", "serve", "--file", str(log_file),
+            "--state", str(state), "--listen", "127.0.0.1:0"]  # fmt: skip
+    # The child keeps its own copy of the descriptor; the parent's is closed at once.
+    with (tmp_path / "serve.log").open("ab") as stderr:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def test_kill_9_mid_shipping_then_restart_loses_nothing(
+    aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy]
+) -> None:
+    """kill -9 while a batch is in flight, restart: every line arrives, at most one batch twice."""
+    slow = {"on": True}
+
+    def plan(op: str, nth: int) -> str:
+        return "slow" if op == "PutLogEvents" and slow["on"] else "pass"
+
+    proxy = FaultProxy(aws_env, plan, slow_seconds=1.5).start()
+    proxy_for.append(proxy)
+    log_file = tmp_path / "sustainbot.jsonl"
+    state = tmp_path / "state.json"
+    lines = _lines(15_000)
+    log_file.write_text("".join(lines))
+    proc = _serve(log_file, state, proxy.url, tmp_path)
+    try:
+        # Killed once a batch was acknowledged (its cursor saved) and the next is on the wire.
+        wait_for(
+            lambda: (_saved_offset(state), proxy.in_flight.get("PutLogEvents", 0)),
+            lambda v: v[0] > 0 and v[1] >= 1,
+            what="a batch in flight",
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs, _ = clients(aws_env)
+    before = len(messages(logs, GROUP, STREAM))
+    assert 0 < before < len(lines), "the kill did not land mid-shipping"
+    slow["on"] = False
+    proc = _serve(log_file, state, proxy.url, tmp_path)
+    try:
+        got = wait_for(
+            lambda: messages(logs, GROUP, STREAM),
+            _all_arrived(lines),
+            timeout=240,
+            what="every line after the restart",
+        )
+        _check_at_least_once(got, lines, proxy)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
