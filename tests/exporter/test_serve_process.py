@@ -303,3 +303,26 @@ def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> N
         "log_exporter_io_errors_total",
         "log_exporter_spec_reloads_total",
     }
+
+
+def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) -> None:
+    """A log rotated by rename while the exporter runs loses and repeats nothing."""
+    log = tmp_path / "app.jsonl"
+    append(log, event("auth.failed", failure_type="expired") * 3)
+    with Exporter(tmp_path, ["--file", str(log)]) as exporter:
+        exporter.wait_healthy()
+        exporter.wait_metric(
+            "sustainbot_authentication_failures_total", 3.0, failure_type="expired"
+        )
+        # A writer that has not noticed the rotation yet still appends to the old file.
+        rotated = tmp_path / "app.jsonl.1"
+        log.rename(rotated)
+        append(rotated, event("auth.failed", failure_type="expired"))
+        append(log, event("auth.failed", failure_type="expired") * 2)
+        exporter.wait_metric(
+            "sustainbot_authentication_failures_total", 6.0, failure_type="expired"
+        )
+        exporter.wait_metric("log_exporter_file_rotations_total", 1.0)
+        size = log.stat().st_size + rotated.stat().st_size
+        exporter.wait_metric("log_exporter_bytes_read_total", float(size))
+        assert exporter.stop() == 0
