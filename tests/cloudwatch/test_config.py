@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -93,24 +96,61 @@ _BLOCK_BOTO3 = textwrap.dedent(
 )
 
 
-def test_enabled_without_boto3_fails_with_install_command(tmp_path: pytest.TempPathFactory) -> None:
-    """With boto3 missing, enabling CloudWatch fails at start and prints the pip command."""
+def test_enabled_without_boto3_fails_with_install_command(tmp_path: Path) -> None:
+    """With boto3 missing, serve with CLOUDWATCH_ENABLED=true exits 2 printing the pip command."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    log_file.write_text("")
     code = _BLOCK_BOTO3 + textwrap.dedent(
-        """
-        from log_exporter.cloudwatch.client import connect
-        from log_exporter.cloudwatch.config import load
-        try:
-            connect(load({"CLOUDWATCH_ENABLED": "true"}))
-        except Exception as exc:
-            print(type(exc).__name__, exc)
-            sys.exit(3)
+        f"""
+        from log_exporter.cli import main
+        sys.exit(main(["serve", "--file", {str(log_file)!r}, "--listen", "127.0.0.1:0"]))
         """
     )
+    env = {**os.environ, "CLOUDWATCH_ENABLED": "true"}
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
     )
-    assert proc.returncode == 3, proc.stderr
-    assert "pip install 'sustainbot-observability[cloudwatch]'" in proc.stdout
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'sustainbot-observability[cloudwatch]'" in proc.stderr
+
+
+def test_disabled_serve_says_how_to_enable(tmp_path: Path) -> None:
+    """Without CLOUDWATCH_ENABLED, serve runs and its start-up log says how to enable shipping."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    log_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    argv = [
+        sys.executable,
+        "-m",
+        "log_exporter",
+        "serve",
+        "--file",
+        str(log_file),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    seen = ""
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            # Read until serve says it is serving (or exits): no sleeping, no guessing.
+            for line in proc.stderr:
+                seen += line
+                if '"serving"' in line:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert "CLOUDWATCH_ENABLED=true" in seen
+    assert "pip install 'sustainbot-observability[cloudwatch]'" in seen
+    assert proc.returncode == 0
 
 
 def test_package_import_does_not_load_boto3() -> None:
