@@ -117,14 +117,32 @@ def _read_fingerprint(fd: int) -> str:
 class _Gen:
     """One open file generation and how far it has been read."""
 
-    __slots__ = ("buf", "deadline", "dev", "fd", "fp", "ino", "name", "offset", "read_pos", "skip")
+    __slots__ = (
+        "buf",
+        "deadline",
+        "dev",
+        "fd",
+        "fp",
+        "head",
+        "ino",
+        "mtime",
+        "name",
+        "offset",
+        "read_pos",
+        "skip",
+    )
 
     def __init__(self, fd: int, st: os.stat_result, offset: int, name: str) -> None:
         self.fd = fd
         self.dev = st.st_dev
         self.ino = st.st_ino
         self.name = name
-        self.fp = _read_fingerprint(fd)
+        first = os.pread(fd, FINGERPRINT_BYTES, 0)
+        self.fp = fingerprint_of(first)
+        # The first bytes as we read them: if the file stops starting with them it was
+        # truncated and rewritten, even while its first line (and fingerprint) is incomplete.
+        self.head = first[: min(offset, FINGERPRINT_BYTES)]
+        self.mtime = st.st_mtime_ns
         self.offset = offset  # consumed: the start of the line being assembled
         self.read_pos = offset  # next byte to read
         self.buf = bytearray()  # the partial line read so far
@@ -339,21 +357,22 @@ class Tailer:
         if not self._started:
             self._started = True
             self._start(batch)
+        # Truncations first: remembering the copies they left keeps the sibling scan that a
+        # rotation triggers from taking a copy for a new generation.
+        for gen in [*self._draining, *([self._cur] if self._cur else [])]:
+            self._check_truncated(gen, batch)
         if self._cur is None:
             self._open_current(batch, scan_missed=True)
         else:
             self._check_replaced(batch)
-        if self._cur is not None:
-            self._check_truncated(self._cur, batch)
 
         all_eof = True
-        for gen in list(self._draining):
+        for gen in [*self._draining, *([self._cur] if self._cur else [])]:
             all_eof &= self._read(gen, batch)
-        if self._cur is not None:
-            all_eof &= self._read(self._cur, batch)
-            if not self._cur.fp and self._cur.read_pos:
-                self._cur.fp = _read_fingerprint(self._cur.fd)
-                self._remember(self._cur.key, self._cur.fp)
+            if not gen.fp and gen.read_pos:
+                # The first line is complete now (or long enough): its identity is settled.
+                gen.fp = _read_fingerprint(gen.fd)
+                self._remember(gen.key, gen.fp)
 
         now = time.monotonic()
         for gen in list(self._draining):
@@ -368,6 +387,8 @@ class Tailer:
             chunk = os.pread(gen.fd, want, gen.read_pos)
             if not chunk:
                 return True
+            if len(gen.head) == gen.read_pos < FINGERPRINT_BYTES:
+                gen.head += chunk[: FINGERPRINT_BYTES - gen.read_pos]
             gen.read_pos += len(chunk)
             batch.bytes_read += len(chunk)
             self._budget -= len(chunk)
@@ -470,12 +491,14 @@ class Tailer:
 
     def _open_current(self, batch: Batch, *, scan_missed: bool) -> None:
         cur = self._open(self.path, 0)
-        if cur is None:
-            return
         if scan_missed:
-            missed = self._find_missed(exclude={cur.key})
+            # Also while the path is missing: a file created and renamed away before we
+            # looked (rotation without create) is only to be found among the siblings.
+            missed = self._find_missed(exclude=set() if cur is None else {cur.key})
             self._draining.extend(missed)
             batch.rotations += len(missed)
+        if cur is None:
+            return
         self._cur = cur
         self._remember(cur.key, cur.fp)
 
@@ -485,7 +508,12 @@ class Tailer:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return  # rotated away and not yet recreated: keep reading the old one
+            # Rotated away and not yet recreated: keep reading the old one, and look for a
+            # generation that came and went meanwhile (rotation without create).
+            missed = self._find_missed(exclude=set())
+            self._draining.extend(missed)
+            batch.rotations += len(missed)
+            return
         if (st.st_dev, st.st_ino) == self._cur.key:
             return
         old = self._cur
@@ -497,12 +525,24 @@ class Tailer:
 
     def _check_truncated(self, gen: _Gen, batch: Batch) -> None:
         """copytruncate or truncation: restart at 0, first finishing the copy if one exists."""
-        size = os.fstat(gen.fd).st_size
+        st = os.fstat(gen.fd)
+        size = st.st_size
+        changed = st.st_mtime_ns != gen.mtime
+        gen.mtime = st.st_mtime_ns
         truncated = size < gen.read_pos
-        if not truncated and gen.fp and size > 0:
+        if not truncated and size > 0:
             # A truncation followed by writes past our offset leaves the size looking fine;
-            # the first line gives it away.
-            truncated = _read_fingerprint(gen.fd) != gen.fp
+            # the first bytes give it away.
+            first = os.pread(gen.fd, FINGERPRINT_BYTES, 0)
+            truncated = not first.startswith(gen.head) or (
+                bool(gen.fp) and fingerprint_of(first) != gen.fp
+            )
+        elif not truncated and changed and gen.read_pos == 0:
+            # Empty when we last looked and empty again, yet modified: lines came and were
+            # copied and truncated away in between; the copy is a generation we never saw.
+            missed = self._find_missed(exclude=set())
+            self._draining.extend(missed)
+            batch.truncations += bool(missed)
         if not truncated:
             return
         batch.truncations += 1
@@ -514,8 +554,13 @@ class Tailer:
         gen.offset = gen.read_pos = 0
         gen.buf = bytearray()
         gen.skip = False
+        gen.head = b""
         gen.fp = _read_fingerprint(gen.fd)
         self._remember(gen.key, gen.fp)
+        # Copies of contents we never saw (two copytruncates between polls) are new data.
+        missed = self._find_missed(exclude=set())
+        self._draining.extend(missed)
+        batch.rotations += len(missed)
 
     def _open_keys(self) -> set[tuple[int, int]]:
         keys = {g.key for g in self._draining}
@@ -584,8 +629,9 @@ class Tailer:
         return copy
 
     def _is_known(self, gen: _Gen) -> bool:
-        fp = self._seen.get(gen.key)
-        return fp is not None and (fp == gen.fp or not fp or not gen.fp)
+        # Exact: a file seen while empty and later deleted may hand its inode number to a
+        # new generation, which must not pass for the old one.
+        return self._seen.get(gen.key) == gen.fp
 
     def _remember(self, key: tuple[int, int], fp: str) -> None:
         self._seen[key] = fp
@@ -630,10 +676,16 @@ class Tailer:
 
         main = self._take(pos)
         if main is not None and main.name == self.path:
-            # Not rotated meanwhile: every sibling is one we read or history we skipped.
             self._cur = main
-            for name in self._sibling_names():
-                self._note_existing(name)
+            if pos.known:
+                # Not rotated meanwhile, but a file we had read nothing of may have been
+                # copytruncated: its copy is the one sibling we do not know.
+                missed = self._find_missed(exclude={main.key})
+                self._draining.extend(missed)
+                batch.rotations += len(missed)
+            else:
+                for name in self._sibling_names():
+                    self._note_existing(name)
             return
         if main is not None:
             # Rotated while we were down: finish it, then the newer generations, then the file.
@@ -653,8 +705,8 @@ class Tailer:
                     pos.file,
                     self.path,
                 )
-                if not self._draining:
-                    # Nothing we read is left, so no sibling can be told apart as new.
+                if not pos.known:
+                    # Without the list of what we had read, no sibling can be told apart as new.
                     for name in self._sibling_names():
                         self._note_existing(name)
         # Without the list of generations already read, every sibling would look new.
