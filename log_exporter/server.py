@@ -8,6 +8,7 @@ endpoint.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import logging
@@ -74,6 +75,22 @@ def accepts_gzip(header: str | None) -> bool:
                 return False
         return True
     return False
+
+
+def select_encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], str]:
+    """``choose_encoder``'s format for an Accept header, rendered without needless escaping.
+
+    Under OpenMetrics' default ``escaping=underscores`` prometheus_client rewrites every sample
+    name character by character, which more than doubles the render time of a large page.
+    Escaping only changes names outside the legacy charset, and every name here is inside it
+    (the spec loader accepts no other), so ``allow-utf-8`` renders the very same bytes; the
+    tests pin that equality.
+    """
+    encoder, content_type = choose_encoder(accept)
+    if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") == "underscores":
+        keywords = {**encoder.keywords, "escaping": "allow-utf-8"}
+        return functools.partial(encoder.func, *encoder.args, **keywords), content_type
+    return encoder, content_type
 
 
 class _Server(ThreadingHTTPServer):
@@ -162,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             return False
 
     def _metrics(self, body: bool) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        encoder, content_type = select_encoder(self.headers.get("Accept", ""))
         try:
             output = encoder(self.server.registry)
         except Exception:

@@ -8,13 +8,15 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
-from log_exporter.server import MetricsServer, accepts_gzip, parse_listen
+from log_exporter.server import MetricsServer, accepts_gzip, parse_listen, select_encoder
 
 
 def _request(
@@ -269,3 +271,40 @@ def test_malformed_requests_get_a_json_error(
     assert head.split(b" ", 2)[1] == status
     assert b"Content-Type: application/json" in head
     assert "error" in json.loads(body)
+
+
+def _contract_registry() -> CollectorRegistry:
+    """The golden contract fixture through the real data path, with every self-metric."""
+    from log_exporter.collector import StoreCollector
+    from log_exporter.pipeline import Pipeline
+    from log_exporter.spec import compile, load_default_spec
+    from log_exporter.store import Store
+    from log_exporter.tail import Batch
+
+    data = (Path(__file__).parent / "fixtures" / "contract.jsonl").read_bytes()
+    spec = load_default_spec()
+    store = Store(spec.definitions)
+    Pipeline(compile(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    return registry
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "",
+        "text/plain;version=0.0.4",
+        "application/openmetrics-text; version=1.0.0",
+        # What Prometheus 2.x sends.
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    ],
+)
+def test_fast_openmetrics_renders_the_same_bytes_as_client_python(accept: str) -> None:
+    """Skipping name escaping changes no byte of the page, whatever format is negotiated."""
+    registry = _contract_registry()
+    fast, fast_type = select_encoder(accept)
+    reference, reference_type = choose_encoder(accept)
+    assert fast_type == reference_type
+    assert fast(registry) == reference(registry)
