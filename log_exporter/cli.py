@@ -206,6 +206,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     step: float = args.step
     if not (math.isfinite(step) and step >= 0.001):
         return fail(f"--step must be a number of seconds >= 0.001, not {step}")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if args.output != "-" and not os.access(out_dir, os.W_OK | os.X_OK):
+        # Found out now, not after a long replay whose result could not be kept.
+        return fail(f"{args.output}: cannot write into {out_dir}")
     try:
         if args.spec:
             with open(args.spec, encoding="utf-8") as f:

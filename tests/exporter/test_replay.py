@@ -318,3 +318,27 @@ def test_quiet_silences_the_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     code, drawn = _run_on_pty("--quiet", "-o", tmp_path / "out.prom", _progress_input(tmp_path))
     assert code == 0
     assert b"ETA" not in drawn and b"replayed" not in drawn
+
+
+def test_same_file_named_twice_is_replayed_once(tmp_path: Path) -> None:
+    """A file named twice (say by a glob and by hand, or through a symlink) counts once."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(_auth_lines(3, "x"))
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(log)
+    code, text = replay(tmp_path, log, link, log)
+    assert code == 0
+    assert _values(text)['sustainbot_authentication_failures_total{failure_type="x"}'] == 3.0
+
+
+def test_bad_step_and_unwritable_output_fail_before_reading(tmp_path: Path) -> None:
+    """A step that is not a positive number of seconds, or an output in a missing directory, is
+    refused at once with exit code 2 and the problem named."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(_auth_lines(3, "x"))
+    proc = run_cli("--format", "openmetrics", "--step", "0", log)
+    assert proc.returncode == 2 and b"--step" in proc.stderr
+    missing_dir = tmp_path / "nope" / "out.prom"
+    proc = run_cli("-o", missing_dir, log)
+    assert proc.returncode == 2 and str(missing_dir).encode() in proc.stderr
+    assert b"Traceback" not in proc.stderr

@@ -222,3 +222,38 @@ def test_timestamps_must_increase() -> None:
         w.add([], 10.0)
         with pytest.raises(ValueError, match="increase"):
             w.add([], 10.0)
+
+
+def test_event_stamped_before_an_earlier_one_counts_at_the_later_time(tmp_path: Path) -> None:
+    """Time never goes backwards: an event stamped before the event written above it (two writers
+    racing) counts at the later time already reached, and the summary says so."""
+    t0 = DAY_AGO
+
+    def line(offset: int, tag: str) -> bytes:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t0 + offset))
+        return b'{"timestamp":"%s.000Z","event":"auth.failed","failure_type":"%s"}\n' % (
+            stamp.encode(),
+            tag.encode(),
+        )
+
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(line(30, "a") + line(90, "a") + line(45, "late") + line(100, "a"))
+    out = tmp_path / "out.om"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "log_exporter",
+            "replay",
+            *("--format", "openmetrics", "-o", out, log),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"1 events stamped before an earlier event" in proc.stderr
+    by_time = samples_by_time(out.read_text())
+    late = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "late")}))
+    assert late not in by_time[t0 + 60]
+    assert by_time[t0 + 100][late] == 1.0
