@@ -7,6 +7,7 @@ save never race a batch. The HTTP server and the optional CloudWatch shipper hav
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import platform
 import signal
@@ -73,7 +74,7 @@ class Service:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         spec = read_spec(options.spec)
-        web_config = _web_config(options.web_config)
+        web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
         self.pipeline = Pipeline(compile(spec), self.store)
         self.stop = threading.Event()
@@ -228,6 +229,18 @@ class Service:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def _warn_exposure(self) -> None:
+        """Say so when the settings expose more than an operator may think."""
+        host = self.server.address[0]
+        config = self.web_config
+        if config is not None and config.auth_required and config.tls is None:
+            log.warning("basic auth without TLS: passwords cross the network in clear text")
+        if not ipaddress.ip_address(host).is_loopback and (config is None or not config.users):
+            log.warning(
+                "serving metrics beyond this host without authentication",
+                extra={"listen": self.options.listen},
+            )
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self._reload.set()
@@ -240,6 +253,7 @@ class Service:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         self.server.start()
+        self._warn_exposure()
         log.info(
             "serving",
             extra={

@@ -326,3 +326,37 @@ def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) ->
         size = log.stat().st_size + rotated.stat().st_size
         exporter.wait_metric("log_exporter_bytes_read_total", float(size))
         assert exporter.stop() == 0
+
+
+def test_listening_beyond_loopback_without_auth_is_warned(tmp_path: Path) -> None:
+    """Binding every interface without a web config works but logs a warning saying so."""
+    port = free_port()
+    args = ["--file", str(tmp_path / "x.jsonl"), "--listen", f"0.0.0.0:{port}"]
+    with Exporter(tmp_path, args, port=port) as exporter:
+        exporter.wait_healthy()
+        assert exporter.stop() == 0
+    warnings = [r for r in exporter.log_records() if r["level"] == "warning"]
+    assert any("without authentication" in r["msg"] for r in warnings), warnings
+
+
+def test_loopback_listen_logs_no_exposure_warning(tmp_path: Path) -> None:
+    """The default loopback listener is quiet: no exposure warning to get used to ignoring."""
+    with Exporter(tmp_path, ["--file", str(tmp_path / "x.jsonl")]) as exporter:
+        exporter.wait_healthy()
+        assert exporter.stop() == 0
+    assert not [r for r in exporter.log_records() if r["level"] == "warning"]
+
+
+def test_basic_auth_without_tls_is_warned(tmp_path: Path) -> None:
+    """Basic auth over plain HTTP works but logs that passwords travel in clear text."""
+    import bcrypt
+
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    args = ["--file", str(tmp_path / "x.jsonl"), "--web-config", str(web)]
+    with Exporter(tmp_path, args, auth=("prometheus", "pw")) as exporter:
+        exporter.wait_healthy()
+        assert exporter.stop() == 0
+    warnings = [r["msg"] for r in exporter.log_records() if r["level"] == "warning"]
+    assert any("without TLS" in msg for msg in warnings), warnings
