@@ -39,9 +39,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
-READ_SIZE: Final = 1 << 20
+# Under the 1 MiB line limit, so most batches need no scan for oversized lines.
+READ_SIZE: Final = 256 << 10
 # Decompressed bytes per gzip step: bounds memory against a "zip bomb" of tiny compressed input.
-_GZIP_OUT_MAX: Final = 4 << 20
+_GZIP_OUT_MAX: Final = 256 << 10
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 # "name.3" or "name.3.gz": the rotation number, higher is older.
 _ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
@@ -145,22 +146,27 @@ def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Batch]
     carry = b""
     skipping = False
     for chunk in chunks:
-        data = carry + chunk if carry else chunk
-        carry = b""
         oversized = 0
         if skipping:
-            cut = data.find(b"\n")
+            cut = chunk.find(b"\n")
             if cut < 0:
                 yield Batch([], bytes_read=len(chunk))
                 continue
-            data = data[cut + 1 :]
+            chunk_rest = chunk[cut + 1 :]
             skipping = False
-        lines = data.split(b"\n")
+        else:
+            chunk_rest = chunk
+        lines = chunk_rest.split(b"\n")
+        if carry:
+            # Only the line split across chunks is joined: no copy of the whole chunk.
+            lines[0] = carry + lines[0]
         carry = lines.pop()
-        if lines and max(map(len, lines)) > max_line_bytes:
-            kept = [line for line in lines if len(line) <= max_line_bytes]
-            oversized += len(lines) - len(kept)
-            lines = kept
+        # No line can be longer than the bytes this batch spans: skip the scan when small.
+        if lines and len(chunk_rest) + len(lines[0]) > max_line_bytes:
+            if max(map(len, lines)) > max_line_bytes:
+                kept = [line for line in lines if len(line) <= max_line_bytes]
+                oversized += len(lines) - len(kept)
+                lines = kept
         if len(carry) > max_line_bytes:
             # Counted now, skipped up to its newline: memory never holds more than one chunk.
             carry = b""
