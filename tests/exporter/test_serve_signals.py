@@ -129,3 +129,23 @@ def test_corrupt_state_file_starts_fresh_and_counts_it(tmp_path: Path) -> None:
         assert sample(exporter.metrics(), "log_exporter_state_load_failures_total") == 1.0
         assert exporter.stop() == 0
     assert json.loads(state.read_bytes())["format"] == "log-exporter-state"
+
+
+def test_unwritable_state_file_is_counted_and_serving_goes_on(tmp_path: Path) -> None:
+    """A state file that cannot be written is counted as an error; metrics keep flowing."""
+    log = tmp_path / "app.jsonl"
+    state = tmp_path / "no-such-dir" / "state.json"
+    args = ["--file", str(log), "--state", str(state), "--state-interval", "0.1"]
+    with Exporter(tmp_path, args) as exporter:
+        exporter.wait_healthy()
+        wait_for(
+            lambda: (sample(exporter.metrics(), "log_exporter_state_saves_total", result="error")
+                     or 0) >= 1,
+            "a failed state save to be counted",
+        )  # fmt: skip
+        append(log, event("auth.failed", failure_type="expired"))
+        exporter.wait_metric(
+            "sustainbot_authentication_failures_total", 1.0, failure_type="expired"
+        )
+        assert exporter.stop() == 0
+    assert not state.exists()
