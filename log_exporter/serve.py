@@ -92,6 +92,10 @@ class Service:
         self.sections: dict[str, Any] = {}
         resume = None
         if options.state is not None:
+            state_dir = Path(options.state).absolute().parent
+            if not state_dir.is_dir():
+                # Most likely a typo; failing now beats a warning every few seconds forever.
+                raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
             self.keeper = StateKeeper(
                 StateFile(options.state, target=options.file), interval=options.state_interval
             )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import Exporter, append, event, sample, wait_for
+from tests.exporter._serve import Exporter, append, event, run_cli, sample, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -134,10 +135,15 @@ def test_corrupt_state_file_starts_fresh_and_counts_it(tmp_path: Path) -> None:
 def test_unwritable_state_file_is_counted_and_serving_goes_on(tmp_path: Path) -> None:
     """A state file that cannot be written is counted as an error; metrics keep flowing."""
     log = tmp_path / "app.jsonl"
-    state = tmp_path / "no-such-dir" / "state.json"
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    state = state_dir / "state.json"
     args = ["--file", str(log), "--state", str(state), "--state-interval", "0.1"]
     with Exporter(tmp_path, args) as exporter:
         exporter.wait_healthy()
+        wait_for(state.exists, "a first state save")
+        # The volume holding the state goes away under the running exporter.
+        shutil.rmtree(state_dir)
         wait_for(
             lambda: (sample(exporter.metrics(), "log_exporter_state_saves_total", result="error")
                      or 0) >= 1,
@@ -149,3 +155,11 @@ def test_unwritable_state_file_is_counted_and_serving_goes_on(tmp_path: Path) ->
         )
         assert exporter.stop() == 0
     assert not state.exists()
+
+
+def test_state_in_a_missing_directory_fails_at_start(tmp_path: Path) -> None:
+    """A --state path whose directory does not exist is refused at start, naming it."""
+    state = tmp_path / "typo" / "state.json"
+    result = run_cli(["serve", "--file", "x", "--state", str(state)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(tmp_path / "typo") in result.stderr
