@@ -162,11 +162,11 @@ def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Batch]
             lines[0] = carry + lines[0]
         carry = lines.pop()
         # No line can be longer than the bytes this batch spans: skip the scan when small.
-        if lines and len(chunk_rest) + len(lines[0]) > max_line_bytes:
-            if max(map(len, lines)) > max_line_bytes:
-                kept = [line for line in lines if len(line) <= max_line_bytes]
-                oversized += len(lines) - len(kept)
-                lines = kept
+        spans = len(chunk_rest) + len(lines[0]) if lines else 0
+        if spans > max_line_bytes and max(map(len, lines)) > max_line_bytes:
+            kept = [line for line in lines if len(line) <= max_line_bytes]
+            oversized += len(lines) - len(kept)
+            lines = kept
         if len(carry) > max_line_bytes:
             # Counted now, skipped up to its newline: memory never holds more than one chunk.
             carry = b""
@@ -362,12 +362,14 @@ def replay_steps(
     done = 0
     for source in sources:
         reader = FileReader(source, max_line_bytes)
+        file_bytes = 0  # bytes read from this file
+        line_bytes = 0  # bytes of its lines counted so far, each with the line
         try:
             for batch in reader.batches():
                 lines["oversized"] += batch.oversized
+                file_bytes += batch.bytes_read
                 # The final line of a file without its newline: its bytes are all that is left.
                 newline = 1 if batch.bytes_read else 0
-                line_bytes = 0
                 for raw in batch.lines:
                     nbytes = len(raw) + newline
                     line_bytes += nbytes
@@ -403,13 +405,14 @@ def replay_steps(
                     store.bytes_read += nbytes
                     apply(event)
                 stats.lines += len(batch.lines) + batch.oversized
-                # Bytes of oversized lines and of a line split across chunks arrive here.
-                store.bytes_read += max(batch.bytes_read - line_bytes, 0)
                 progress.update(done + reader.raw_done, int(lines["parsed"]))
         except OSError as exc:
             raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
         finally:
             reader.close()
+        # What no line carried (oversized lines) counts at the end of the file, so the counter
+        # never goes down and ends at the bytes read, as with ``serve``.
+        store.bytes_read += file_bytes - line_bytes
         done += source.size
         stats.files += 1
         if reader.damage is not None:

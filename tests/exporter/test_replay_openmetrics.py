@@ -257,3 +257,24 @@ def test_event_stamped_before_an_earlier_one_counts_at_the_later_time(tmp_path: 
     late = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "late")}))
     assert late not in by_time[t0 + 60]
     assert by_time[t0 + 100][late] == 1.0
+
+
+def test_bytes_read_never_goes_down_and_ends_at_the_bytes_read(tmp_path: Path) -> None:
+    """log_exporter_bytes_read_total rises at every step (a counter that went down would read as
+    a reset) and its last sample equals the decompressed bytes of all files, oversized included."""
+    items = make_items(random.Random(4), 600, DAY_AGO, junk=0.05)
+    paths = write_rotated_set(tmp_path, items, parts=3)
+    big = b'{"event":"auth.failed","pad":"' + b"x" * (1 << 20) + b'"}\n'
+    paths[1].write_bytes(paths[1].read_bytes() + big)  # the plain middle generation
+    code, text = replay_om(tmp_path, *paths)
+    assert code == 0
+    samples = [
+        (float(m.group(2)), float(m.group(1)))
+        for m in re.finditer(r"^log_exporter_bytes_read_total (\S+) (\S+)$", text, re.MULTILINE)
+    ]
+    values = [v for _, v in sorted(samples)]
+    assert len(values) > 5
+    assert values == sorted(values)
+    total = sum(len(it.raw) + 1 for it in items) + len(big)
+    assert values[-1] == total
+    assert re.search(r'^log_exporter_lines_total\{result="oversized"\} 1 ', text, re.MULTILINE)
