@@ -39,18 +39,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "info", stream: IO[str] | None = None) -> logging.Logger:
-    """Route the ``log_exporter`` loggers to ``stream`` (stderr) as JSON lines and return the root.
+class _JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler ``configure`` installed, so a second call replaces only it."""
 
+
+def configure(level: str = "info", stream: IO[str] | None = None) -> logging.Logger:
+    """Write every log record as a JSON line to ``stream`` (stderr); return the package logger.
+
+    The exporter's own loggers log at ``level``. Libraries (watchdog, botocore) and Python
+    warnings go through the same handler at WARNING and above, so every line on stderr is JSON.
     Called once by the CLI; library code only calls ``logging.getLogger(__name__)``.
     """
-    root = logging.getLogger("log_exporter")
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _JsonHandler)]:
+        root.removeHandler(old)
+    handler = _JsonHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
-    root.setLevel(level.upper())
-    # The exporter's records must not be printed a second time by a root handler someone added.
-    root.propagate = False
-    return root
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    package = logging.getLogger("log_exporter")
+    package.setLevel(level.upper())
+    return package

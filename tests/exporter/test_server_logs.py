@@ -14,14 +14,15 @@ from log_exporter import logs
 
 
 @pytest.fixture(autouse=True)
-def _restore_logger() -> Iterator[None]:
-    # configure() changes the package logger; other tests (caplog) need it as it was.
-    root = logging.getLogger("log_exporter")
-    saved = (list(root.handlers), root.level, root.propagate)
+def _restore_logging() -> Iterator[None]:
+    # configure() changes the root and package loggers; other tests (caplog) need them intact.
+    root, package = logging.getLogger(), logging.getLogger("log_exporter")
+    saved = (list(root.handlers), root.level, package.level)
     yield
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
-    root.propagate = saved[2]
+    package.setLevel(saved[2])
+    logging.captureWarnings(False)
 
 
 def _capture() -> tuple[logging.Logger, io.StringIO]:
@@ -73,3 +74,14 @@ def test_level_filters_debug_records() -> None:
     logs.configure("info", stream=stream)
     logging.getLogger("log_exporter.server").debug("GET /metrics 200")
     assert stream.getvalue() == ""
+
+
+def test_library_warnings_are_json_too() -> None:
+    """A warning from a library logger is written in the same JSON format; its debug is not."""
+    stream = io.StringIO()
+    logs.configure("debug", stream=stream)
+    logging.getLogger("watchdog.observers").debug("noise")
+    logging.getLogger("watchdog.observers").warning("inotify limit reached")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["logger"] == "watchdog.observers"
