@@ -317,12 +317,15 @@ class Shipper:
 
     # -- drivers ---------------------------------------------------------------------------------
 
-    def _update_backlog(self, source: Source) -> None:
-        # Bytes the tailer has not read yet plus bytes read but not acknowledged; events are
-        # estimated from the mean line size seen so far.
+    def backlog(self, source: Source) -> tuple[int, int]:
+        """(bytes, estimated events) not yet acknowledged; safe to call from a scrape thread.
+
+        Bytes the tailer has not read plus bytes read but not acknowledged; events are
+        estimated from the mean line size seen so far.
+        """
         nbytes = source.lag_bytes() + self._builder.byte_size
         mean = self._line_bytes / self._line_count if self._line_count else 0.0
-        self._stats.backlog(nbytes, int(nbytes / mean) if mean else 0)
+        return nbytes, int(nbytes / mean) if mean else 0
 
     def run(
         self,
@@ -335,10 +338,10 @@ class Shipper:
         """Ship ``source`` until ``stop`` is set; a shutdown saves the acknowledged cursor."""
         previous = start
         last_flush = self._clock()
+        self._stats.backlog_probe = lambda: self.backlog(source)
         try:
-            self._api.ensure_stream(self.config.log_stream)
-            if self.config.metrics_mode == "emf":
-                self._api.ensure_stream(self.config.emf_log_stream)
+            # Streams are created by the first PutLogEvents: lines are read (and the backlog
+            # known) even while CloudWatch is unreachable at start.
             while not stop.is_set():
                 batch = source.poll()
                 positions = line_positions(previous, batch)
@@ -354,7 +357,6 @@ class Shipper:
                 if self._clock() - last_flush >= self.config.flush_seconds:
                     self.flush_metrics()
                     last_flush = self._clock()
-                self._update_backlog(source)
                 if idle:
                     stop.wait(poll_interval)
         except Stopped:

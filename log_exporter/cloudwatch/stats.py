@@ -7,7 +7,7 @@ waits on a CloudWatch call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -27,6 +27,9 @@ class ShipperStats:
     backlog_bytes: int = 0
     backlog_events: int = 0
     last_success: float = 0.0
+    # Computes (backlog bytes, backlog events) at scrape time, so the backlog keeps growing on
+    # /metrics while the shipper thread sits in a retry wait.
+    backlog_probe: Callable[[], tuple[int, int]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def request(self, api: str, result: str) -> None:
@@ -61,6 +64,10 @@ class ShipperStats:
 
     def snapshot(self) -> ShipperStats:
         """A consistent copy for rendering outside the lock."""
+        probe = self.backlog_probe
+        if probe is not None:
+            nbytes, events = probe()
+            self.backlog(nbytes, events)
         with self._lock:
             return ShipperStats(
                 events_shipped=self.events_shipped,

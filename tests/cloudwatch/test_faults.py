@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -232,3 +233,76 @@ def test_kill_9_mid_shipping_then_restart_loses_nothing(
             proc.kill()
             raise
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def _serving_url(log: Path) -> str:
+    """The /metrics URL the serve process announced in its JSON log ('' before it did)."""
+    try:
+        text = log.read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        if '"serving"' in line:
+            return str(json.loads(line)["url"])
+    return ""
+
+
+def _scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        text = resp.read().decode()
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def test_outage_grows_backlog_while_metrics_keep_serving(
+    aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy]
+) -> None:
+    """During a CloudWatch outage /metrics keeps answering and counting; the backlog then drains."""
+    down = {"on": True}
+    proxy = FaultProxy(aws_env, lambda op, nth: "503" if down["on"] else "pass").start()
+    proxy_for.append(proxy)
+    log_file = tmp_path / "sustainbot.jsonl"
+    lines = _lines(3_000)
+    log_file.write_text("".join(lines))
+    proc = _serve(log_file, tmp_path / "state.json", proxy.url, tmp_path)
+    try:
+        url = wait_for(lambda: _serving_url(tmp_path / "serve.log"), bool, what="serve to start")
+        outage = wait_for(
+            lambda: _scrape(url),
+            lambda s: (
+                s.get("log_exporter_cloudwatch_retries_total", 0) >= 2
+                and s.get("log_exporter_cloudwatch_backlog_bytes", 0) > 0
+            ),
+            what="retries and a backlog during the outage",
+        )
+        # The Prometheus path counted every line while nothing reached CloudWatch.
+        counted = wait_for(
+            lambda: _scrape(url),
+            lambda s: s.get('log_exporter_lines_total{result="parsed"}', 0) == len(lines),
+            what="the metrics path to count every line",
+        )
+        assert counted.get("log_exporter_cloudwatch_events_shipped_total", 0) == 0
+        assert outage["log_exporter_cloudwatch_backlog_events"] > 0
+        down["on"] = False
+        drained = wait_for(
+            lambda: _scrape(url),
+            lambda s: (
+                s.get("log_exporter_cloudwatch_events_shipped_total", 0) >= len(lines)
+                and s.get("log_exporter_cloudwatch_backlog_bytes", 1) == 0
+            ),
+            what="the backlog to drain",
+        )
+        assert drained["log_exporter_cloudwatch_last_success_timestamp_seconds"] > 0
+        logs, _ = clients(aws_env)
+        _check_at_least_once(messages(logs, GROUP, STREAM), lines, proxy)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
