@@ -85,8 +85,10 @@ class Service:
         # the same instant, so a restart neither loses nor repeats a line.
         self._consistency = threading.Lock()
         self._fed: Position | None = None
+        # After an unexpected error the store may hold half a batch: from then on saves repeat
+        # the last consistent section on disk (``_frozen``).
         self._broken = False
-        self._saved: dict[str, Any] | None = None
+        self._frozen: Any = None
 
         self.keeper: StateKeeper | None = None
         self.sections: dict[str, Any] = {}
@@ -159,13 +161,12 @@ class Service:
         with self._consistency:
             if self._broken:
                 # Another component (the CloudWatch shipper) still saves its own section.
-                return self.sections.get(STATE_SECTION) if self._saved is None else self._saved
+                return self._frozen
             position = self._fed
-            self._saved = {
+            return {
                 "position": None if position is None else position_to_json(position),
                 "store": self.store.dump(),
             }
-            return self._saved
 
     # -- the tail loop ------------------------------------------------------------------------
 
@@ -274,11 +275,15 @@ class Service:
             self.tailer.run(self._on_batch, self.stop, on_tick=self._on_tick)
         except Exception:
             # A half-applied batch must not be saved with either position: keep the last save.
-            self._broken = True
+            if self.keeper is not None:
+                with self._consistency:
+                    on_disk = self.keeper.state_file.load() or {}
+                    self._frozen = on_disk.get(STATE_SECTION)
+                    self._broken = True
             log.exception("stopped by an unexpected error; the state file keeps its last save")
             code = EXIT_ERROR
         finally:
-            if self.keeper is not None and not self._broken:
+            if self.keeper is not None and code == EXIT_OK:
                 self.keeper.save()
             self.server.shutdown()
             self.tailer.close()
