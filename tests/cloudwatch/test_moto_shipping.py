@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,3 +211,39 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     stamps = [e["timestamp"] for e in logs.filter_log_events(logGroupName=GROUP)["events"]]
     assert min(stamps) == int((now - timedelta(days=3)).timestamp() * 1000)
     assert _metric_sum(cw, "AuditLogEntries", {"Outcome": "rejected", "DRAGMode": "draft"}) == 1
+
+
+def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) -> None:
+    """`log-exporter replay --cloudwatch FILE` ships the file and prints what was left out."""
+    now = datetime.now(UTC)
+    log_file = tmp_path / "old.jsonl"
+    log_file.write_text(
+        event_line("auth.failed", _iso(now - timedelta(days=30)), failure_type="expired")
+        + event_line("auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired")
+        + "\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "log_exporter",
+            "replay",
+            "--cloudwatch",
+            "--cloudwatch-log-group",
+            GROUP,
+            "--cloudwatch-log-stream",
+            "replayed",
+            str(log_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 log events shipped" in proc.stderr
+    assert "1 too old" in proc.stderr
+    logs, _ = clients()
+    assert len(messages(logs, GROUP, "replayed")) == 1
