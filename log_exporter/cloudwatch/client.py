@@ -115,8 +115,11 @@ def connect(
 
 def _classify(exc: BaseException) -> tuple[bool, str]:
     """(retry?, result label) for an exception raised by a botocore call."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+    if isinstance(exc, ParamValidationError):
+        # Our request is malformed: the same bytes would fail forever.
+        return False, "ParamValidationError"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
@@ -167,9 +170,13 @@ class CloudWatchApi:
                 retry, label = _classify(exc)
                 self._stats.request(api, label)
                 if label == "ResourceNotFoundException" and on_missing is not None:
-                    # The group or stream was deleted under us: recreate and try again.
-                    on_missing()
+                    # The group or stream was deleted under us: recreate and try again, backing
+                    # off if it keeps disappearing so the loop never spins.
+                    if attempt and self._stop.wait(self._backoff.delay(attempt, self._rng)):
+                        raise Stopped(api) from exc
+                    attempt += 1
                     self._stats.retry()
+                    on_missing()
                     continue
                 if not retry:
                     from botocore.exceptions import ClientError

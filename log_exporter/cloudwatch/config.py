@@ -74,13 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ship lines and metrics to CloudWatch (env CLOUDWATCH_ENABLED=true)",
     )
+    defaults = CloudWatchConfig()
     for field, env, flag in _SETTINGS[1:]:
+        default = getattr(defaults, field) or "the host name"
         group.add_argument(
             flag,
             dest=f"cloudwatch_{field}",
             default=None,
             metavar=field.upper(),
-            help=f"(env {env})",
+            help=f"env {env}, default {default}",
         )
 
 

@@ -235,11 +235,8 @@ class Shipper:
         batch = self._builder.take()
         observations, self._pending_obs = self._pending_obs, []
         self._first_pending = None
-        try:
-            self._send_log_batch(self.config.log_stream, batch.events)
-        except Stopped:
-            # Not acknowledged: keep the old cursor; these lines are read again after a restart.
-            raise
+        # Stopped propagates: the cursor stays where it was and these lines are read again.
+        self._send_log_batch(self.config.log_stream, batch.events)
         self.summary.truncated += batch.truncated
         for obs, ts in observations:
             self._aggregator.add(obs, ts)
