@@ -38,6 +38,9 @@ FINGERPRINT_BYTES = 1024
 # cannot be resumed, so it is never a candidate.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
 
+# A generation absent from the directory this long is forgotten (see _forget_absent).
+_FORGET_AFTER_SECONDS = 60.0
+
 # How long run() sleeps at most before checking its stop event again.
 _STOP_CHECK_SECONDS = 0.25
 
@@ -212,6 +215,7 @@ class Tailer:
         self._cur: _Gen | None = None
         self._draining: list[_Gen] = []  # rotated away, read until their deadline; oldest first
         self._seen: dict[tuple[int, int], str] = {}  # generations read or deliberately skipped
+        self._seen_at: dict[tuple[int, int], float] = {}  # when each was last listed
         self._budget = 0
         self._more = False  # the last poll stopped at its byte budget, not at EOF
 
@@ -537,9 +541,9 @@ class Tailer:
             truncated = not first.startswith(gen.head) or (
                 bool(gen.fp) and fingerprint_of(first) != gen.fp
             )
-        elif not truncated and changed and gen.read_pos == 0:
-            # Empty when we last looked and empty again, yet modified: lines came and were
-            # copied and truncated away in between; the copy is a generation we never saw.
+        if not truncated and changed and gen.read_pos == 0:
+            # Empty when we last looked, yet modified: lines may have come and been copied and
+            # truncated away in between; such a copy is a generation we never saw.
             missed = self._find_missed(exclude=set())
             self._draining.extend(missed)
             batch.truncations += bool(missed)
@@ -573,7 +577,10 @@ class Tailer:
         skip = self._open_keys() | exclude
         present: set[tuple[int, int]] = set(skip)
         found: list[tuple[int, _Gen]] = []
+        now = time.monotonic()
         for name in self._sibling_names():
+            # Names shift under a rotating writer between the listing and the open, so one
+            # file can be opened under two names: the identity decides, once.
             gen = self._open(name, 0)
             if gen is None:
                 continue
@@ -581,13 +588,13 @@ class Tailer:
             # Not "same first line as one we read": identical lines are legal (and common in
             # tests), while copies (copytruncate) are remembered when the truncation is seen.
             if gen.key in skip or self._is_known(gen):
-                # Read before, skipped at start, or a copy already accounted for.
+                # Read before, skipped at start, a copy already accounted for, or a duplicate.
                 gen.close()
                 continue
-            gen.deadline = time.monotonic() + self._grace
+            skip.add(gen.key)
+            gen.deadline = now + self._grace
             found.append((os.fstat(gen.fd).st_mtime_ns, gen))
-        for key in [k for k in self._seen if k not in present]:
-            del self._seen[key]
+        self._forget_absent(present, now)
         found.sort(key=lambda item: item[0])
         for _, gen in found:
             log.info("found rotated generation %s that was never opened; reading it", gen.name)
@@ -635,6 +642,21 @@ class Tailer:
 
     def _remember(self, key: tuple[int, int], fp: str) -> None:
         self._seen[key] = fp
+        self._seen_at[key] = time.monotonic()
+
+    def _forget_absent(self, present: set[tuple[int, int]], now: float) -> None:
+        """Forget generations gone for a while, so ``known`` stays as small as the directory.
+
+        Not at the first absence: a file being renamed while the directory is listed can be
+        missed by one listing, and forgetting it would make it look new, and read twice.
+        """
+        for key in present:
+            if key in self._seen:
+                self._seen_at[key] = now
+        horizon = now - max(_FORGET_AFTER_SECONDS, 2 * self._grace)
+        for key in [k for k, at in self._seen_at.items() if at < horizon and k not in present]:
+            del self._seen[key]
+            del self._seen_at[key]
 
     def _note_existing(self, name: str) -> None:
         gen = self._open(name, 0)
@@ -663,6 +685,8 @@ class Tailer:
         now = time.monotonic()
         for saved in pos.rotated:
             gen = self._take(saved)
+            if gen is None and saved.offset == 0:
+                continue  # nothing of it was consumed: the sibling scan reads it if it is there
             if gen is None:
                 self.resume_misses += 1
                 log.warning(
@@ -699,12 +723,13 @@ class Tailer:
                 self._draining.append(copy)
                 batch.truncations += 1
             else:
-                self.resume_misses += 1
-                log.warning(
-                    "saved position %s matches no file next to %s; reading it from 0",
-                    pos.file,
-                    self.path,
-                )
+                if pos.offset > 0:  # at 0 nothing was consumed, so nothing can be lost
+                    self.resume_misses += 1
+                    log.warning(
+                        "saved position %s matches no file next to %s; reading it from 0",
+                        pos.file,
+                        self.path,
+                    )
                 if not pos.known:
                     # Without the list of what we had read, no sibling can be told apart as new.
                     for name in self._sibling_names():
@@ -720,7 +745,10 @@ class Tailer:
                 continue
             if (
                 gen.key not in self._open_keys()
-                and same_file(gen.file_id(), saved.file)
+                # Exact, "" included: a generation saved before its first line was complete
+                # (offset 0, nothing consumed) may have handed its inode number to a new file;
+                # if it is the same file grown, the sibling scan or the path reads it from 0.
+                and gen.file_id() == saved.file
                 # Smaller than our offset: truncated while we were down, not the bytes we read.
                 and os.fstat(gen.fd).st_size >= saved.offset
             ):
