@@ -292,6 +292,7 @@ class Shipper:
                 kept.append(datum)
             else:
                 self.summary.add(self.summary.datums_excluded, {reason: 1})
+                self._stats.exclude_datums({reason: 1})
         if self.config.metrics_mode == "emf":
             events: list[LogEvent] = []
             for ts_ms, doc in emf.documents(kept, self.config.namespace):
@@ -309,6 +310,7 @@ class Shipper:
             except RequestRejected as exc:
                 log.error("CloudWatch refused %d metric datums: %s", len(request), exc)
                 self.summary.add(self.summary.datums_excluded, {"invalid_request": len(request)})
+                self._stats.exclude_datums({"invalid_request": len(request)})
                 continue
             self.summary.datums_sent += len(request)
 

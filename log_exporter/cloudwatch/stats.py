@@ -24,6 +24,7 @@ class ShipperStats:
     datums_sent: int = 0
     requests: dict[tuple[str, str], int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    datums_excluded: dict[str, int] = field(default_factory=dict)
     backlog_bytes: int = 0
     backlog_events: int = 0
     last_success: float = 0.0
@@ -45,6 +46,11 @@ class ShipperStats:
         with self._lock:
             for reason, n in reasons.items():
                 self.rejected[reason] = self.rejected.get(reason, 0) + n
+
+    def exclude_datums(self, reasons: dict[str, int]) -> None:
+        with self._lock:
+            for reason, n in reasons.items():
+                self.datums_excluded[reason] = self.datums_excluded.get(reason, 0) + n
 
     def shipped(self, events: int, truncated: int, when: float) -> None:
         with self._lock:
@@ -76,6 +82,7 @@ class ShipperStats:
                 datums_sent=self.datums_sent,
                 requests=dict(self.requests),
                 rejected=dict(self.rejected),
+                datums_excluded=dict(self.datums_excluded),
                 backlog_bytes=self.backlog_bytes,
                 backlog_events=self.backlog_events,
                 last_success=self.last_success,
@@ -121,6 +128,14 @@ class CloudWatchCollector(Collector):
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
+        excluded = CounterMetricFamily(
+            p + "excluded_datums",
+            "Metric datums not sent, by reason (outside the 14-day/2-hour window, invalid).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.datums_excluded.items()):
+            excluded.add_metric([reason], n)
+        yield excluded
         yield GaugeMetricFamily(
             p + "backlog_bytes",
             "Bytes of the log not yet acknowledged by CloudWatch.",

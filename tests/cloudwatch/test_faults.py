@@ -177,8 +177,18 @@ def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subpro
         "CLOUDWATCH_LOG_STREAM": STREAM,
         "CLOUDWATCH_FLUSH_SECONDS": "1",
     }
-    argv = [sys.executable, "-m", "log_exporter", "serve", "--file", str(log_file),
-            "--state", str(state), "--listen", "127.0.0.1:0"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "log_exporter",
+        "serve",
+        "--file",
+        str(log_file),
+        "--state",
+        str(state),
+        "--listen",
+        "127.0.0.1:0",
+    ]
     # The child keeps its own copy of the descriptor; the parent's is closed at once.
     with (tmp_path / "serve.log").open("ab") as stderr:
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -306,3 +316,72 @@ def test_outage_grows_backlog_while_metrics_keep_serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_sigterm_then_restart_ships_each_line_once(
+    aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy]
+) -> None:
+    """After a clean stop and restart, shipping resumes at its cursor: no line is sent twice."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    state = tmp_path / "state.json"
+    first, second = _lines(500), _lines(300, pad=150)
+    log_file.write_text("".join(first))
+    logs, _ = clients(aws_env)
+    proc = _serve(log_file, state, aws_env, tmp_path)
+    try:
+        wait_for(lambda: messages(logs, GROUP, STREAM), _all_arrived(first), what="first lines")
+    finally:
+        assert _stop(proc) == 0
+    with log_file.open("a") as f:
+        f.write("".join(second))
+    proc = _serve(log_file, state, aws_env, tmp_path)
+    try:
+        got = wait_for(
+            lambda: messages(logs, GROUP, STREAM),
+            _all_arrived(first + second),
+            what="lines written while stopped",
+        )
+    finally:
+        assert _stop(proc) == 0
+    assert sorted(got) == sorted(line.rstrip("\n") for line in first + second)
+
+
+def test_enabled_without_state_file_warns_at_start(aws_env: str, tmp_path: Path) -> None:
+    """Shipping without --state warns that a restart will ship the whole file again."""
+    log_file = tmp_path / "sustainbot.jsonl"
+    log_file.write_text("")
+    env = {**os.environ, "CLOUDWATCH_ENABLED": "true", "CLOUDWATCH_LOG_GROUP": GROUP}
+    argv = [
+        sys.executable,
+        "-m",
+        "log_exporter",
+        "serve",
+        "--file",
+        str(log_file),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    seen = ""
+    with subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            for line in proc.stderr:
+                seen += line
+                if '"serving"' in line:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    warnings = [json.loads(x) for x in seen.splitlines() if '"warning"' in x]
+    assert any("restart ships the whole file again" in w["msg"] for w in warnings), seen
