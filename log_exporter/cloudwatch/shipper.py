@@ -360,6 +360,10 @@ class Shipper:
                     stop.wait(poll_interval)
         except Stopped:
             pass
+        except Exception:
+            # /metrics keeps serving; the growing backlog and stale last-success time on it
+            # (and this record) tell the operator that shipping stopped.
+            log.exception("CloudWatch shipping stopped by an unexpected error")
         finally:
             self.save()
 
