@@ -69,8 +69,9 @@ class TailModel(RuleBasedStateMachine):
             f.write(data)
 
     def _sibling(self) -> str:
+        """A new dated-style name (logrotate dateext); numbered names are shifted by rules."""
         self.generation += 1
-        return f"{self.path}.{self.generation}"
+        return f"{self.path}-{self.generation}"
 
     def _sync(self) -> None:
         """Poll until everything written has been counted, or polls stop yielding anything.
@@ -114,6 +115,20 @@ class TailModel(RuleBasedStateMachine):
             os.rename(self.path, self._sibling())
         if create:
             self.path.touch()
+
+    @precondition(lambda self: self.pending is None)
+    @rule()
+    def rotate_numbered(self) -> None:
+        """RotatingFileHandler: every numbered sibling moves up one (.1 to .2...), then the file
+        becomes .1 and a new one is created; names change, identities do not."""
+        prefix = self.path.name + "."
+        names = [n[len(prefix) :] for n in os.listdir(self.dir) if n.startswith(prefix)]
+        numbered = sorted((int(n) for n in names if n.isdigit()), reverse=True)
+        for k in numbered:
+            os.rename(f"{self.path}.{k}", f"{self.path}.{k + 1}")
+        if self.path.exists():
+            os.rename(self.path, f"{self.path}.1")
+        self.path.touch()
 
     @precondition(lambda self: self.pending is None)
     @rule()
