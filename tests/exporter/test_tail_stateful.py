@@ -206,8 +206,8 @@ class TailModel(RuleBasedStateMachine):
 
 
 TailModel.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=30,
+    max_examples=150,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
