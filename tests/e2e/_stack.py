@@ -1,0 +1,120 @@
+"""The real stack for end-to-end tests: ``sustainbot serve`` and ``log-exporter serve`` on one log.
+
+Both are started as the operator starts them (their console scripts, ephemeral loopback ports)
+and waited on deterministically: the service prints its bound port, the exporter answers
+/healthz.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.exporter._serve import DEADLINE, wait_for
+
+BIN = Path(sys.executable).parent / "sustainbot"
+SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
+
+
+def service_env(log_path: Path) -> dict[str, str]:
+    """This process's environment with only the service settings this stack chooses."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SUSTAINBOT_", "LOG_EXPORTER_", "CLOUDWATCH_"))
+        and k != "JSON_LOG_PATH"
+    }
+    env.update({"SUSTAINBOT_JWT_SECRET": SECRET, "JSON_LOG_PATH": str(log_path)})
+    return env
+
+
+class Service:
+    """A ``sustainbot serve`` subprocess (gunicorn) on an ephemeral loopback port.
+
+    ``answered`` counts every response this helper itself received, by (method, path, status),
+    so a test comparing request totals can include the health checks made while starting.
+    """
+
+    def __init__(self, tmp_path: Path, log_path: Path, *, workers: int, threads: int) -> None:
+        self.log_path = log_path
+        self.answered: Counter[tuple[str, str, int]] = Counter()
+        self.output_path = tmp_path / "sustainbot-serve.out"
+        self._output = open(self.output_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                str(BIN),
+                "serve",
+                "--port",
+                "0",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+            ],
+            env=service_env(log_path),
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+        self.port = 0
+
+    def output(self) -> str:
+        return self.output_path.read_text(encoding="utf-8", errors="replace")
+
+    def start(self) -> None:
+        """Wait for the announced port, then for /healthz to answer 200."""
+
+        def announced() -> int | None:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sustainbot serve exited during start:\n{self.output()}")
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.output())
+            return int(match.group(1)) if match else None
+
+        self.port = wait_for(announced, "sustainbot serve to announce its port")
+
+        def healthy() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sustainbot serve exited during start:\n{self.output()}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
+            try:
+                conn.request("GET", "/healthz")
+                status = conn.getresponse().status
+            except OSError:
+                return False
+            finally:
+                conn.close()
+            self.answered["GET", "/healthz", status] += 1
+            return status == 200
+
+        wait_for(healthy, "sustainbot /healthz to answer 200")
+
+    def stop(self) -> int:
+        """SIGTERM (gunicorn's graceful stop) and wait; kill only if it hangs."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    return self.proc.wait(timeout=DEADLINE)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise AssertionError("sustainbot serve ignored SIGTERM") from None
+            return self.proc.returncode
+        finally:
+            self._output.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if not self._output.closed:
+            self._output.close()
