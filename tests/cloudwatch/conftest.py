@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -40,18 +38,3 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     # moto does not decompress gzip request bodies; CloudWatch compresses PutMetricData.
     monkeypatch.setenv("AWS_DISABLE_REQUEST_COMPRESSION", "true")
     return moto_endpoint
-
-
-def event_line(event: str, ts: str, **fields: Any) -> str:
-    """One JSONL line of the event contract."""
-    record = {
-        "timestamp": ts,
-        "level": "INFO",
-        "logger": "sustainbot.test",
-        "message": event,
-        "event": event,
-        "trace_id": "t",
-        "schema_version": 1,
-        **fields,
-    }
-    return json.dumps(record) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -49,3 +50,18 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}: last value {value!r}"[:2000])
         time.sleep(0.2)
+
+
+def event_line(event: str, ts: str, **fields: Any) -> str:
+    """One JSONL line of the event contract."""
+    record = {
+        "timestamp": ts,
+        "level": "INFO",
+        "logger": "sustainbot.test",
+        "message": event,
+        "event": event,
+        "trace_id": "t",
+        "schema_version": 1,
+        **fields,
+    }
+    return json.dumps(record) + "\n"

@@ -22,8 +22,7 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.conftest import event_line
-from tests.cloudwatch.helpers import clients, messages, wait_for
+from tests.cloudwatch.helpers import clients, event_line, messages, wait_for
 
 pytestmark = pytest.mark.slow
 
