@@ -359,8 +359,16 @@ class Tailer:
 
     def _step(self, batch: Batch) -> bool:
         if not self._started:
+            try:
+                self._start(batch)
+            except OSError:
+                # Start again from scratch on the next poll rather than half resumed.
+                self.close()
+                self._seen.clear()
+                self._seen_at.clear()
+                batch.rotations = batch.truncations = 0
+                raise
             self._started = True
-            self._start(batch)
         # Truncations first: remembering the copies they left keeps the sibling scan that a
         # rotation triggers from taking a copy for a new generation.
         for gen in [*self._draining, *([self._cur] if self._cur else [])]:

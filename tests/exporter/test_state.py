@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -259,3 +260,34 @@ def test_resume_after_truncation_while_stopped_without_copy(tmp_path: Path) -> N
     path.write_bytes(line(0, "b") + b"\n")
     second = read_all(path, 1, resume=position)
     assert second.lines == [line(0, "b")]
+
+
+def test_io_error_while_resuming_is_retried_from_the_saved_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read failing while the saved position is being looked up is counted and retried, and
+    the resume still neither re-reads nor skips a line."""
+    path = tmp_path / "app.jsonl"
+    write_lines(path, lines_of(range(4)))
+    first = read_all(path, 4)
+    position = first.tailer.position
+    first.tailer.close()
+    write_lines(path, lines_of(range(4, 6)))  # unread when it was rotated
+    os.rename(path, f"{path}.1")
+    write_lines(path, lines_of(range(6, 8)))
+
+    # Simulated: a disk failing one read cannot be arranged here; one pread raises EIO.
+    real_pread = os.pread
+
+    def failing_pread(fd: int, n: int, offset: int) -> bytes:
+        monkeypatch.setattr(os, "pread", real_pread)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "pread", failing_pread)
+    second = Reader(Tailer(path, resume=position, rotation_grace=0.05))
+    assert second.poll().lines == []
+    assert second.tailer.io_errors == 1
+    second.until_count(4)
+    second.poll()
+    assert second.lines == lines_of(range(4, 8))
+    assert second.rotations == 1
