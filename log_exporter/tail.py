@@ -480,8 +480,8 @@ class Tailer:
             pos = lo
         if floor == 0:
             return 0
-        # No newline within a line's length of the end: the line in progress is oversized
-        # history; drop it without counting.
+        # No newline within a line's length of the end: the line in progress is oversized;
+        # drop it (counted as oversized once its newline arrives).
         gen.skip = True
         return size
 
