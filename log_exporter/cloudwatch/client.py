@@ -115,20 +115,27 @@ def connect(
 
 def _classify(exc: BaseException) -> tuple[bool, str]:
     """(retry?, result label) for an exception raised by a botocore call."""
-    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+    from botocore import exceptions as bex
+    from botocore.parsers import ResponseParserError
 
-    if isinstance(exc, ParamValidationError):
-        # Our request is malformed: the same bytes would fail forever.
-        return False, "ParamValidationError"
-    if isinstance(exc, ClientError):
+    transient = (
+        bex.HTTPClientError,  # resets, read timeouts, broken streams
+        bex.ConnectionError,  # refused, DNS, connect timeouts, proxy and TLS failures
+        bex.IncompleteReadError,
+        bex.NoCredentialsError,  # instance/container credentials not reachable yet
+        bex.PartialCredentialsError,
+        bex.CredentialRetrievalError,
+        ResponseParserError,  # a garbled answer from a proxy or load balancer
+    )
+    if isinstance(exc, bex.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "Unknown"))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         retry = code in _RETRY_CODES or status >= 500 or status == 429
         return retry, code
-    if isinstance(exc, BotoCoreError):
-        # Connection resets, timeouts, DNS, missing credentials: all transient from here.
+    if isinstance(exc, transient):
         return True, type(exc).__name__
+    # Anything else (a malformed request, a botocore misuse) would fail the same way forever.
     return False, type(exc).__name__
 
 
@@ -179,12 +186,14 @@ class CloudWatchApi:
                     on_missing()
                     continue
                 if not retry:
-                    from botocore.exceptions import ClientError
+                    from botocore.exceptions import BotoCoreError, ClientError
 
-                    message = str(exc)
                     if isinstance(exc, ClientError):
                         message = str(exc.response.get("Error", {}).get("Message", exc))
                         raise RequestRejected(api, label, message) from exc
+                    if isinstance(exc, BotoCoreError):
+                        # Refused before sending (e.g. parameter validation): same outcome.
+                        raise RequestRejected(api, label, str(exc)) from exc
                     raise
                 delay = self._backoff.delay(attempt, self._rng)
                 attempt += 1
@@ -224,14 +233,18 @@ class CloudWatchApi:
             )
             return any(s.get("logStreamName") == stream for s in found.get("logStreams", []))
 
+        group_missing = False
         try:
             exists = self._call("DescribeLogStreams", stream_exists)
         except RequestRejected as exc:
             if exc.code != "ResourceNotFoundException":
                 raise
-            exists = False
-        if not exists:
+            exists, group_missing = False, True
+        if group_missing:
+            # Only when missing: a least-privilege policy for a pre-created group may well
+            # not allow logs:CreateLogGroup.
             self._call("CreateLogGroup", create_group)
+        if not exists:
             self._call("CreateLogStream", create_stream, on_missing=create_group)
         self._ready_streams.add(stream)
 

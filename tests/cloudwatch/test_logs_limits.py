@@ -262,20 +262,33 @@ def test_invalid_parameter_not_retried_and_counted() -> None:
     assert h.stats.rejected == {"invalid_request": 2}
 
 
-def test_missing_stream_recreated_then_delivered() -> None:
-    """When the stream was deleted, it is created again and the batch delivered."""
+def test_missing_stream_recreated_without_touching_the_group() -> None:
+    """A deleted stream is created again; the existing group is left alone (no CreateLogGroup)."""
     h = Harness()
     h.stub.add_client_error("put_log_events", "ResourceNotFoundException", "gone", 400)
     h.stub.add_response("describe_log_streams", {"logStreams": []})
+    h.stub.add_response("create_log_stream", {})
+    h.expect_puts(1)
+    h.ship([line_of_size(100)])
+    assert [n for n, _ in h.calls][-4:] == [
+        "PutLogEvents",
+        "DescribeLogStreams",
+        "CreateLogStream",
+        "PutLogEvents",
+    ]
+    assert h.stats.events_shipped == 1
+
+
+def test_missing_group_and_stream_created_then_delivered() -> None:
+    """When the log group itself is gone, group and stream are created and the batch delivered."""
+    h = Harness()
+    h.stub.add_client_error("put_log_events", "ResourceNotFoundException", "gone", 400)
+    h.stub.add_client_error("describe_log_streams", "ResourceNotFoundException", "no group", 400)
     h.stub.add_response("create_log_group", {})
     h.stub.add_response("create_log_stream", {})
     h.expect_puts(1)
     h.ship([line_of_size(100)])
-    assert [n for n, _ in h.calls if n != "DescribeLogStreams"][-3:] == [
-        "CreateLogGroup",
-        "CreateLogStream",
-        "PutLogEvents",
-    ]
+    assert [n for n, _ in h.calls][-3:] == ["CreateLogGroup", "CreateLogStream", "PutLogEvents"]
     assert h.stats.events_shipped == 1
 
 
