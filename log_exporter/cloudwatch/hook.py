@@ -72,4 +72,5 @@ def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:
         print(f"log-exporter replay: {exc}", file=sys.stderr)
         return 2
     print(format_summary(summary), file=sys.stderr)
-    return 0
+    # As plain replay: 1 when a file was damaged (what could be read was still shipped).
+    return 1 if summary.damaged else 0

@@ -141,10 +141,12 @@ def replay(
     shipper = Shipper(config, api, ObservationDeriver(program), stats)
     readers = [FileReader(source, max_line_bytes) for source in open_sources(files, max_line_bytes)]
     try:
-        return shipper.replay(reader.batches() for reader in readers)
+        summary = shipper.replay(reader.batches() for reader in readers)
     finally:
         for reader in readers:
             reader.close()
+    summary.damaged = [f"{r.source.path}: {r.damage}" for r in readers if r.damage]
+    return summary
 
 
 def format_summary(summary: Summary) -> str:
@@ -174,4 +176,5 @@ def format_summary(summary: Summary) -> str:
             f"{n} {r.replace('_', ' ')}" for r, n in sorted(summary.datums_excluded.items())
         )
         lines.append(f"  metric datums not sent: {parts}")
+    lines += [f"  damaged, shipped up to the damage: {d}" for d in summary.damaged]
     return "\n".join(lines)

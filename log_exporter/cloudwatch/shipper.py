@@ -122,6 +122,8 @@ class Summary:
     datums_sent: int = 0
     datums_excluded: dict[str, int] = field(default_factory=dict)
     emf_documents: int = 0
+    # "path: what stopped the read", for files cut short (a corrupt or truncated gzip).
+    damaged: list[str] = field(default_factory=list)
 
     def add(self, target: dict[str, int], counts: Mapping[str, int]) -> None:
         for k, v in counts.items():

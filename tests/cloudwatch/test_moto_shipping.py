@@ -6,6 +6,7 @@ CloudWatch must match the events.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -246,3 +247,45 @@ def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) 
     assert "1 too old" in proc.stderr
     logs, _ = clients()
     assert len(messages(logs, GROUP, "replayed")) == 1
+
+
+def test_replay_truncated_gzip_ships_what_it_can_and_exits_1(aws_env: str, tmp_path: Path) -> None:
+    """A cut-off gzip is shipped up to the damage, reported, and replay exits 1."""
+    now = datetime.now(UTC)
+    text = "".join(
+        event_line("auth.failed", _iso(now - timedelta(minutes=i)), failure_type="expired", n=i)
+        for i in range(2_000)
+    )
+    whole = gzip.compress(text.encode())
+    cut = tmp_path / "sustainbot.jsonl.1.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "log_exporter",
+            "replay",
+            "--cloudwatch",
+            "--cloudwatch-log-group",
+            GROUP,
+            "--cloudwatch-log-stream",
+            "cut",
+            str(cut),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"damaged, shipped up to the damage: {cut}" in proc.stderr
+    logs, _ = clients()
+    shipped = messages(logs, GROUP, "cut")
+    assert 0 < len(shipped) < 2_000
+    originals = text.splitlines()
+    partial = [m for m in shipped if m not in set(originals)]
+    # Like plain replay, the bytes before the damage count, so the last line may be cut short.
+    assert len(partial) <= 1
+    assert all(any(o.startswith(p) for o in originals) for p in partial)
