@@ -50,9 +50,11 @@ class Reader:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
+                position = self.tailer.position
+                where = None if position is None else (position.file, position.offset)
                 raise AssertionError(
                     f"timed out waiting for {what}: {len(self.lines)} lines, "
-                    f"{self.oversized} oversized, position {self.tailer.position}"
+                    f"{self.oversized} oversized, position {where}"
                 )
             batch = self.poll()
             if not batch.bytes_read:

@@ -132,11 +132,31 @@ def test_rapid_rotations_by_rotating_file_handler_in_another_process(tmp_path: P
         writer.kill()
         writer.wait()
     assert writer.returncode == 0
-    reader.until_count(count)
+    try:
+        reader.until_count(count)
+    finally:
+        _explain_missing(tmp_path, reader, lines_of(range(count), "rapid"))
     exactly_once(reader.lines, lines_of(range(count), "rapid"))
     rotated = len([n for n in os.listdir(tmp_path) if n.startswith("app.jsonl.")])
     assert rotated > 50, "the test must really rotate often"
     assert reader.rotations == rotated
+
+
+def _explain_missing(directory: Path, reader: Reader, written: list[bytes]) -> None:
+    """On a loss, say which files hold the missing lines and what the tailer knew of them."""
+    seen = set(reader.lines)
+    missing = [x for x in written if x not in seen]
+    position = reader.tailer.position
+    if not missing or position is None:
+        return
+    known = {(f.dev, f.ino): f.fingerprint for f in position.known}
+    for name in sorted(os.listdir(directory)):
+        data = (directory / name).read_bytes()
+        lost = sum(1 for x in missing if x in data)
+        if lost:
+            st = os.stat(directory / name)
+            state = known.get((st.st_dev, st.st_ino), "unknown")
+            print(f"{name}: {lost} missing lines; inode {st.st_ino}; known as {state!r}")
 
 
 def _logrotate(tmp_path: Path, path: Path, directives: str) -> None:
