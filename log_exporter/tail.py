@@ -554,7 +554,8 @@ class Tailer:
             # truncated away in between; such a copy is a generation we never saw.
             missed = self._find_missed(exclude=set())
             self._draining.extend(missed)
-            batch.truncations += bool(missed)
+            # Usually a rotation raced with our first look; either way a generation we missed.
+            batch.rotations += len(missed)
         if not truncated:
             return
         batch.truncations += 1
