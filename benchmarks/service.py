@@ -99,9 +99,8 @@ MIX: tuple[tuple[str, dict[str, Any], int], ...] = (
 
 def serve(variant: str, directory: Path, workers: int, threads: int) -> None:
     """Build the app around the variant's writer and serve it with gunicorn until SIGTERM."""
-    from gunicorn.app.base import BaseApplication
-
     from sustainbot.app import create_app
+    from sustainbot.cli import run_gunicorn
 
     app = create_app(Settings(jwt_secret=SECRET), writer=make_writer(variant, directory))
 
@@ -119,18 +118,7 @@ def serve(variant: str, directory: Path, workers: int, threads: int) -> None:
         "when_ready": announce,
     }
 
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-            if "control_socket_disable" in self.cfg.settings:
-                # gunicorn >= 25: one fixed control-socket path per user would clash.
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            return app
-
-    Server().run()
+    run_gunicorn(app, options)
 
 
 def start_server(

@@ -72,7 +72,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             f"({writer.status.error}); execute will answer 503 until it can",
             file=sys.stderr,
         )
-    _run_gunicorn(
+    run_gunicorn(
         app,
         {
             "bind": f"{args.host}:{args.port}",
@@ -93,7 +93,8 @@ def _announce(server: Any) -> None:
         print(f"sustainbot: listening on {listener}", flush=True)
 
 
-def _run_gunicorn(application: Any, options: dict[str, Any]) -> None:
+def run_gunicorn(application: Any, options: dict[str, Any]) -> None:
+    """Serve a WSGI application on gunicorn with these settings (also used by the benchmarks)."""
     from gunicorn.app.base import BaseApplication
 
     class GunicornServer(BaseApplication):  # type: ignore[misc]
