@@ -63,10 +63,9 @@ class Pipeline:
                     last = event
                     et = event.get("event")
                     if type(et) is str:
-                        fns = dispatch_get(et)
-                        if fns is not None:
-                            for fn in fns:
-                                fn(event)
+                        fn = dispatch_get(et)
+                        if fn is not None:
+                            fn(event)
             finally:
                 lines = store.lines
                 lines["parsed"] += parsed
@@ -104,7 +103,6 @@ class Pipeline:
         """Derive an accepted event's metrics into the store (caller holds the lock if needed)."""
         et = event.get("event")
         if type(et) is str:
-            fns = self._dispatch.get(et)
-            if fns is not None:
-                for fn in fns:
-                    fn(event)
+            fn = self._dispatch.get(et)
+            if fn is not None:
+                fn(event)

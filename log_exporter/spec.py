@@ -3,11 +3,12 @@
 No I/O here except reading the built-in spec shipped inside the package. The schema is described
 in ``docs/spec.md``. ``load_spec`` validates a whole spec and reports every error with the file,
 the table and the field; ``compile`` turns a ``Spec`` into a ``Program`` whose hot path is a dict
-from event type to prebuilt closures that update a ``Store`` directly.
+from event type to one generated function that updates a ``Store`` directly.
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import tomllib
@@ -685,40 +686,17 @@ class Program:
     def event_types(self) -> frozenset[str]:
         return frozenset(self._by_event)
 
-    def bind(self, store: Store) -> dict[str, tuple[Apply, ...]]:
-        """Event type -> the closures that apply such an event to ``store``'s metric state.
+    def bind(self, store: Store) -> dict[str, Apply]:
+        """Event type -> one function that applies such an event to ``store``'s metric state.
 
-        The closures hold the store's state objects: after ``store.reconfigure`` bind again.
+        The functions hold the store's state objects: after ``store.reconfigure`` bind again.
         Raises ValueError if the store does not hold this spec's metrics.
         """
-        table: dict[str, list[Apply]] = {}
-        for et, pairs in self._by_event.items():
-            for m, r in pairs:
-                fn = self._closure(store, m, r)
-                if r.match:
-                    fn = _guarded(self._matchers[r], fn)
-                table.setdefault(et, []).append(fn)
-        return {et: tuple(fns) for et, fns in table.items()}
-
-    def _closure(self, store: Store, m: MetricSpec, r: Rule) -> Apply:
-        state = store.states.get(m.name)
-        if state is None or not state.definition.same_shape(m.definition):
-            raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
-        key_of = self._keys[m.name]
-        invalid = store.invalid_values
-        name = m.name
-        if isinstance(state, InfoState):
-            return _info_closure(state, key_of)
-        if isinstance(state, HistogramState):
-            assert r.value is not None  # the loader requires it
-            return _histogram_closure(state, key_of, r.value, invalid, name)
-        if isinstance(state, GaugeState):
-            floor = -_INF if m.floor is None else m.floor
-            return _gauge_closure(state, key_of, r, floor, invalid, name)
-        assert isinstance(state, CounterState)
-        if r.value is None:
-            return _count_closure(state, key_of)
-        return _add_closure(state, key_of, r.value, invalid, name)
+        for m in self.spec.metrics:
+            state = store.states.get(m.name)
+            if state is None or not state.definition.same_shape(m.definition):
+                raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
+        return {et: _generate(et, pairs, store) for et, pairs in self._by_event.items()}
 
     def derive(self, event: Event) -> list[Derived]:
         """Every metric change ``event`` causes, without touching any store.
@@ -757,115 +735,164 @@ def compile(spec: Spec) -> Program:
     return Program(spec)
 
 
-def _guarded(matches: Callable[[Event], bool], fn: Apply) -> Apply:
-    def guarded(ev: Event) -> None:
-        if matches(ev):
-            fn(ev)
-
-    return guarded
-
-
-def _info_closure(state: InfoState, key_of: Callable[[Event], tuple[str, ...]]) -> Apply:
-    def apply_info(ev: Event) -> None:
-        state.current = key_of(ev)
-
-    return apply_info
+# Each event type gets one function, generated from the spec as Python source when the program is
+# bound. For speed: a field read by several metrics is read and converted once, the rules run
+# without a call each, and closed sets are plain set lookups. Label values are pure functions of
+# the event, so computing them before a value check (or once for several rules) changes nothing;
+# those of a rule behind a ``match`` are computed behind it, only when it matches.
 
 
-def _count_closure(state: CounterState, key_of: Callable[[Event], tuple[str, ...]]) -> Apply:
-    series = state.series
-    add_new = state.add_new
+class _Scope:
+    """The generated statements of one block, and the values already computed on its path."""
 
-    def count(ev: Event) -> None:
-        key = key_of(ev)
-        try:
-            series[key] += 1.0
-        except KeyError:
-            add_new(key, 1.0)
+    def __init__(self, gen: _Generator, indent: str, known: dict[tuple[Any, ...], str]) -> None:
+        self.gen = gen
+        self.indent = indent
+        self.known = dict(known)  # what this block's path has computed: key -> variable
 
-    return count
+    def emit(self, line: str) -> None:
+        self.gen.lines.append(self.indent + line)
 
+    def nested(self, header: str) -> _Scope:
+        self.emit(header)
+        return _Scope(self.gen, self.indent + "    ", self.known)
 
-def _add_closure(
-    state: CounterState,
-    key_of: Callable[[Event], tuple[str, ...]],
-    value_field: str,
-    invalid: dict[str, float],
-    name: str,
-) -> Apply:
-    series = state.series
-    add_new = state.add_new
+    def value(self, key: tuple[Any, ...], make: Callable[[str], str]) -> str:
+        var = self.known.get(key)
+        if var is None:
+            var = self.known[key] = self.gen.name("v")
+            self.emit(f"{var} = {make(var)}")
+        return var
 
-    def add(ev: Event) -> None:
-        v: Any = ev.get(value_field)
-        t = type(v)
-        if not ((t is float or t is int) and 0 <= v <= _FMAX):
-            invalid[name] += 1.0
-            return
-        key = key_of(ev)
-        try:
-            series[key] += v
-        except KeyError:
-            add_new(key, float(v))
+    def raw(self, fld: str) -> str:
+        return self.value(("raw", fld), lambda _: f"get({fld!r})")
 
-    return add
+    def text(self, fld: str) -> str:
+        """The field as label text (``convert_label``), as for an open label or a match."""
+        r = self.raw(fld)
+        return self.value(("text", fld), lambda _: f"{r} if type({r}) is str else convert({r})")
 
+    def label(self, lb: LabelSpec) -> str:
+        if lb.values is None:
+            return self.text(lb.field)
+        r = self.raw(lb.field)
+        vs = self.gen.const(frozenset(lb.values), "closed")
+        return self.value(
+            ("closed", lb.field, lb.values),
+            lambda _: (
+                f"({r} if {r} in {vs} else 'other') if type({r}) is str else "
+                f"'unknown' if {r} is None else _closed(convert({r}), {vs})"
+            ),
+        )
 
-def _histogram_closure(
-    state: HistogramState,
-    key_of: Callable[[Event], tuple[str, ...]],
-    value_field: str,
-    invalid: dict[str, float],
-    name: str,
-) -> Apply:
-    series_get = state.series.get
-    new_series = state.new_series
-    bounds = state.bounds
-
-    def observe(ev: Event) -> None:
-        v: Any = ev.get(value_field)
-        t = type(v)
-        if not ((t is float or t is int) and 0 <= v <= _FMAX):
-            invalid[name] += 1.0
-            return
-        key = key_of(ev)
-        cells = series_get(key)
-        if cells is None:
-            cells = new_series(key)
-        cells[bisect_left(bounds, v)] += 1.0
-        cells[-1] += v
-
-    return observe
+    def key(self, labels: tuple[LabelSpec, ...]) -> str:
+        values = [self.label(lb) for lb in labels]
+        return f"({values[0]},)" if len(values) == 1 else f"({', '.join(values)})"
 
 
-def _gauge_closure(
-    state: GaugeState,
-    key_of: Callable[[Event], tuple[str, ...]],
-    rule: Rule,
-    floor: float,
-    invalid: dict[str, float],
-    name: str,
-) -> Apply:
-    series = state.series
-    admit = state.admit
-    op = rule.op
-    value_field = rule.value
-    sign = -1.0 if op == "dec" else 1.0
+def _closed(text: str, values: frozenset[str]) -> str:
+    return text if text in values else "other"
 
-    def update(ev: Event) -> None:
-        amount = 1.0
-        if value_field is not None:
-            n = _number(ev.get(value_field), nonnegative=False)
-            if n is None:
-                invalid[name] += 1.0
-                return
-            amount = n
-        key = key_of(ev)
-        current = series.get(key)
-        if current is None:
-            key = admit(key)
-            current = series.get(key, 0.0)
-        new = amount if op == "set" else current + sign * amount
-        series[key] = floor if new < floor else new
 
-    return update
+class _Generator:
+    """Python source for one event type's function, and the objects it refers to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {
+            "convert": convert_label,
+            "_closed": _closed,
+            "bisect_left": bisect_left,
+        }
+        self._count = 0
+
+    def name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def const(self, obj: object, prefix: str) -> str:
+        name = self.name(prefix)
+        self.namespace[name] = obj
+        return name
+
+
+def _generate(event_type: str, pairs: tuple[tuple[MetricSpec, Rule], ...], store: Store) -> Apply:
+    gen = _Generator()
+    top = _Scope(gen, "    ", {})
+    for m, r in pairs:
+        scope = top
+        if r.match:
+            tests = [
+                f"{scope.text(f)} in {gen.const(frozenset(vs), 'accepted')}" for f, vs in r.match
+            ]
+            scope = scope.nested(f"if {' and '.join(tests)}:")
+        _rule(scope, m, r, store)
+    source = "\n".join(["def apply(ev):", "    get = ev.get", *gen.lines])
+    exec(builtins.compile(source, f"<spec program for {event_type!r}>", "exec"), gen.namespace)
+    fn: Apply = gen.namespace["apply"]
+    return fn
+
+
+def _rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
+    """The statements of one rule, the same steps as ``derive`` describes, into the store."""
+    gen = scope.gen
+    state = store.states[m.name]
+    key = scope.key(m.labels)
+    if isinstance(state, InfoState):
+        scope.emit(f"{gen.const(state, 'info')}.current = {key}")
+        return
+    invalid = f"{gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+    if isinstance(state, HistogramState):
+        assert r.value is not None  # the loader requires it
+        v = scope.raw(r.value)
+        series_get = gen.const(state.series.get, "series_get")
+        new_series = gen.const(state.new_series, "new_series")
+        bounds = gen.const(state.bounds, "bounds")
+        ok = scope.nested(f"if (type({v}) is float or type({v}) is int) and 0 <= {v} <= {_FMAX!r}:")
+        ok.emit(f"k = {key}")
+        ok.emit(f"cells = {series_get}(k)")
+        ok.emit("if cells is None:")
+        ok.emit(f"    cells = {new_series}(k)")
+        ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+        ok.emit(f"cells[-1] += {v}")
+        scope.nested("else:").emit(invalid)
+        return
+    series = gen.const(state.series, "series")
+    if isinstance(state, GaugeState):
+        amount = "1.0"
+        body = scope
+        if r.value is not None:
+            v = scope.raw(r.value)
+            body = scope.nested(
+                f"if (type({v}) is float or type({v}) is int) and {-_FMAX!r} <= {v} <= {_FMAX!r}:"
+            )
+            amount = "amount"
+            body.emit(f"amount = float({v})")
+        body.emit(f"k = {key}")
+        body.emit(f"current = {series}.get(k)")
+        body.emit("if current is None:")
+        body.emit(f"    k = {gen.const(state.admit, 'admit')}(k)")
+        body.emit(f"    current = {series}.get(k, 0.0)")
+        sign = -1.0 if r.op == "dec" else 1.0
+        body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
+        if m.floor is None:
+            body.emit(f"{series}[k] = new")
+        else:
+            floor = gen.const(m.floor, "floor")
+            body.emit(f"{series}[k] = {floor} if new < {floor} else new")
+        if r.value is not None:
+            scope.nested("else:").emit(invalid)
+        return
+    assert isinstance(state, CounterState)
+    add_new = gen.const(state.add_new, "add_new")
+    if r.value is None:
+        scope.emit(f"k = {key}")
+        scope.nested("try:").emit(f"{series}[k] += 1.0")
+        scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
+        return
+    v = scope.raw(r.value)
+    ok = scope.nested(f"if (type({v}) is float or type({v}) is int) and 0 <= {v} <= {_FMAX!r}:")
+    ok.emit(f"k = {key}")
+    ok.nested("try:").emit(f"{series}[k] += {v}")
+    ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
+    scope.nested("else:").emit(invalid)
