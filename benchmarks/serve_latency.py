@@ -8,12 +8,27 @@ Run by hand: ``.venv/bin/python benchmarks/serve_latency.py [--samples N] [--bur
   all; events/s. Target >= 150k events/s.
 * RSS of the serve process (current and peak). Target <= 80 MB.
 
+``--rotate-every SECONDS`` does the same while a second thread rotates the log the way
+logrotate's ``create`` does (shift ``F.N`` to ``F.N+1``, rename ``F`` to ``F.1``, create a new
+``F``) every SECONDS, from the latency samples to the end of the catch-up. The writer reopens the
+path when it no longer names its file, as ``logging.handlers.WatchedFileHandler`` does. The
+burst is written in ``--chunk`` events per write at ``--burst-rate`` events/s (well above what
+the exporter reads, so the reader still sets the pace; one write would take a few tens of ms and
+no rotation could fall inside it); the first rotation comes 0.1 s after the burst starts. Every
+sample must be counted exactly once (more is a double count, a 15 s stall below is a loss); after
+the catch-up and ``--settle`` seconds, the lines in all generations, the lines counted and the
+lines written must be equal, or the run fails. ``--compare-rotation`` runs without rotation and
+with rotation every second, both with the chunked writer (``--repeat`` times each, alternately),
+and prints a table of the medians. ``--sample-gap`` spaces the latency samples so that rotations
+fall among them.
+
 Figures depend on the machine and its load; run on an idle machine and quote them with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -21,12 +36,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 PARSED = re.compile(rb'^log_exporter_lines_total\{result="parsed"\} (\S+)$', re.M)
+LINES = re.compile(rb'^log_exporter_lines_total\{result="[^"]*"\} (\S+)$', re.M)
+ROTATIONS = re.compile(rb"^log_exporter_file_rotations_total (\S+)$", re.M)
 DEADLINE = 120.0
+STALL = 15.0  # seconds without progress that mean lines were lost (rotation runs)
 
 
 def make_lines(n: int) -> list[bytes]:
@@ -72,12 +91,309 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def scrape(url: str) -> tuple[float, float, float]:
+    """(parsed lines, lines of every result, rotations noticed) from one scrape."""
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        body = resp.read()
+    parsed = PARSED.search(body)
+    rotations = ROTATIONS.search(body)
+    return (
+        float(parsed.group(1)) if parsed else 0.0,
+        sum(float(m.group(1)) for m in LINES.finditer(body)),
+        float(rotations.group(1)) if rotations else 0.0,
+    )
+
+
+class Rotator(threading.Thread):
+    """Rotates ``path`` as logrotate's ``create`` does, every ``interval`` seconds."""
+
+    def __init__(self, path: Path, interval: float, first: float) -> None:
+        super().__init__(daemon=True)
+        self.path, self.interval, self.first = path, interval, first
+        self.times: list[float] = []  # monotonic time of each rotation
+        self.stop = threading.Event()
+
+    def rotate(self) -> None:
+        name = self.path.name
+        numbered = []
+        for sibling in self.path.parent.iterdir():
+            suffix = sibling.name[len(name) + 1 :]
+            if sibling.name.startswith(name + ".") and suffix.isdigit():
+                numbered.append(int(suffix))
+        for n in sorted(numbered, reverse=True):
+            os.rename(f"{self.path}.{n}", f"{self.path}.{n + 1}")
+        os.rename(self.path, f"{self.path}.1")
+        # The writer may have recreated it already (it reopens the path when it changed).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        self.times.append(time.monotonic())
+
+    def run(self) -> None:
+        due = time.monotonic() + self.first
+        while not self.stop.wait(max(0.0, due - time.monotonic())):
+            self.rotate()
+            due += self.interval
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.join()
+
+
+class Appender:
+    """Appends to whatever file ``path`` names, reopening when it changed (WatchedFileHandler)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd, self.ident = path, -1, (0, 0)
+
+    def write(self, data: bytes) -> None:
+        try:
+            st = os.stat(self.path)
+            current = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self.fd < 0 or current != self.ident:
+            if self.fd >= 0:
+                os.close(self.fd)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            st = os.fstat(self.fd)
+            self.ident = (st.st_dev, st.st_ino)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def generations(log: Path) -> list[tuple[str, int]]:
+    """(name, lines) of the log and its numbered siblings, newest first."""
+    siblings = [p for p in log.parent.iterdir() if p.name.startswith(log.name + ".")]
+    files = [log, *sorted(siblings, key=lambda p: int(p.name.rpartition(".")[2]))]
+    return [(p.name, p.read_bytes().count(b"\n")) for p in files]
+
+
+def wait_exact(url: str, target: int, log: Path, what: str) -> float:
+    """Poll until exactly ``target`` lines are counted; fail loudly on more, or on a stall."""
+    end = time.monotonic() + DEADLINE
+    last, changed = -1.0, time.monotonic()
+    while True:
+        parsed, total, rotations = scrape(url)
+        now = time.monotonic()
+        if parsed > target or total > target:
+            raise SystemExit(
+                f"DOUBLE COUNT during {what}: {total:.0f} lines counted ({parsed:.0f} parsed), "
+                f"{target} written; rotations noticed {rotations:.0f}; "
+                f"generations (name, lines): {generations(log)}"
+            )
+        if parsed == target:
+            return now
+        if total != last:
+            last, changed = total, now
+        if now - changed > STALL or now > end:
+            raise SystemExit(
+                f"LOST LINES during {what}: {total:.0f} lines counted ({parsed:.0f} parsed), "
+                f"{target} written, no progress for {now - changed:.0f} s; rotations noticed "
+                f"{rotations:.0f}; generations (name, lines): {generations(log)}"
+            )
+
+
+def measure(
+    args: argparse.Namespace, rotate_every: float | None, samples: list[bytes], chunks: list[bytes]
+) -> dict:
+    """One run of the exporter: latency samples, then the catch-up burst."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "sustainbot.jsonl"
+        log.touch()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/metrics"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
+             "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        )  # fmt: skip
+        rotator = None
+        try:
+            end = time.monotonic() + DEADLINE
+            while True:
+                try:
+                    parsed_lines(url)
+                    break
+                except OSError:
+                    if time.monotonic() > end or proc.poll() is not None:
+                        raise SystemExit("the exporter did not start") from None
+                    time.sleep(0.05)
+            idle_rss, _ = rss_mb(proc.pid)
+            writer = Appender(log)
+            if rotate_every:
+                rotator = Rotator(log, rotate_every, rotate_every)
+                rotator.start()
+
+            # Latency: one line at a time (distinct events, as the service writes), each waited
+            # for before the next.
+            latencies = []
+            for i, line in enumerate(samples):
+                start = time.monotonic()
+                writer.write(line + b"\n")
+                latencies.append(wait_exact(url, i + 1, log, "the latency samples") - start)
+                time.sleep(args.sample_gap)
+            sample_rotations = 0
+            if rotator:
+                rotator.halt()
+                sample_rotations = len(rotator.times)
+
+            # Catch-up: the burst in chunks, rotated every ``rotate_every`` seconds meanwhile.
+            expected = args.samples + args.burst
+            before = parsed_lines(url)
+            if rotate_every:
+                rotator = Rotator(log, rotate_every, min(0.1, rotate_every))
+            start = time.monotonic()
+            if rotator:
+                rotator.start()
+            for n, chunk in enumerate(chunks):
+                if args.burst_rate:  # paced, so that the write spans rotations
+                    time.sleep(
+                        max(0.0, start + n * args.chunk / args.burst_rate - time.monotonic())
+                    )
+                writer.write(chunk)
+            written = time.monotonic()
+            writer.close()
+            done = wait_exact(url, expected, log, "the catch-up")
+            elapsed = done - start
+            rss, peak = rss_mb(proc.pid)
+            burst_rotations = []
+            if rotator:
+                rotator.halt()
+                burst_rotations = rotator.times
+            # Let late reads and rotated files' grace periods pass, then check exactness.
+            time.sleep(args.settle)
+            parsed, total, noticed = scrape(url)
+            on_disk = generations(log)
+        finally:
+            if rotator and rotator.is_alive():
+                rotator.halt()
+            proc.terminate()
+            proc.wait(timeout=DEADLINE)
+
+    in_files = sum(n for _, n in on_disk)
+    if not (parsed == total == in_files == expected) or before != args.samples:
+        raise SystemExit(
+            f"NOT EXACT: {expected} lines written, {in_files} in {len(on_disk)} generations, "
+            f"{total:.0f} counted ({parsed:.0f} parsed), {before:.0f} before the burst; "
+            f"generations (name, lines): {on_disk}"
+        )
+    ms = [x * 1000 for x in latencies]
+    return {
+        "p50": statistics.median(ms),
+        "p99": percentile(ms, 0.99),
+        "max": max(ms),
+        "elapsed": elapsed,
+        "rate": args.burst / elapsed,
+        "write": written - start,
+        "idle_rss": idle_rss,
+        "rss": rss,
+        "peak": peak,
+        "rotations": sample_rotations + len(burst_rotations),
+        "in_write": sum(1 for t in burst_rotations if t < written),
+        "in_burst": len(burst_rotations),
+        "noticed": noticed,
+        "generations": len(on_disk),
+        "expected": expected,
+        "counted": total,
+        "in_files": in_files,
+    }
+
+
+def report(label: str, r: dict) -> None:
+    print(
+        f"{label}: catch-up {r['rate']:,.0f} events/s ({r['elapsed']:.2f} s, written in "
+        f"{r['write']:.2f} s), latency p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms max "
+        f"{r['max']:.1f} ms, peak RSS {r['peak']:.1f} MiB, rotations {r['rotations']} made "
+        f"({r['in_burst']} during the catch-up, {r['in_write']} inside the write) / "
+        f"{r['noticed']:.0f} noticed; exact: {r['expected']:,} written, {r['in_files']:,} in "
+        f"{r['generations']} files, {r['counted']:,.0f} counted",
+        flush=True,
+    )
+
+
+def compare(args: argparse.Namespace, samples: list[bytes], chunks: list[bytes]) -> None:
+    runs: dict[str, list[dict]] = {"none": [], "1 s": []}
+    for i in range(args.repeat):
+        for label, every in (("none", None), ("1 s", 1.0)):
+            runs[label].append(measure(args, every, samples, chunks))
+            report(f"run {i + 1}, rotation {label}", runs[label][-1])
+
+    def med(label: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[label])
+
+    print(
+        f"\nmedians of {args.repeat} run(s) each; {args.burst:,} events in chunks of "
+        f"{args.chunk:,} written at {args.burst_rate:,.0f} events/s (0: unpaced), "
+        f"{args.samples} latency samples {args.sample_gap * 1000:.0f} ms apart"
+    )
+    print(
+        "| rotation | catch-up events/s | burst written in | latency p50 | latency p99 "
+        "| peak RSS | rotations made / noticed (during the catch-up) | exact count |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label in runs:
+        exact = f"{runs[label][0]['expected']:,} = counted, every run"
+        print(
+            f"| {label} | {med(label, 'rate'):,.0f} | {med(label, 'write'):.2f} s "
+            f"| {med(label, 'p50'):.1f} ms "
+            f"| {med(label, 'p99'):.1f} ms | {med(label, 'peak'):.1f} MiB "
+            f"| {med(label, 'rotations'):.0f} / {med(label, 'noticed'):.0f} "
+            f"({med(label, 'in_burst'):.0f}) | {exact} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
     parser.add_argument("--burst", type=int, default=500_000, help="events in the catch-up burst")
+    parser.add_argument(
+        "--rotate-every", type=float, metavar="SECONDS", help="rotate the log every SECONDS"
+    )
+    parser.add_argument(
+        "--compare-rotation", action="store_true", help="without and with rotation every 1 s"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each (--compare-rotation)")
+    parser.add_argument(
+        "--chunk", type=int, default=5_000, help="events per write of the burst (rotation runs)"
+    )
+    parser.add_argument(
+        "--burst-rate",
+        type=float,
+        default=1_000_000,
+        help="events/s the chunked burst is written at (rotation runs; 0: as fast as possible)",
+    )
+    parser.add_argument(
+        "--sample-gap", type=float, default=0.0, help="seconds between latency samples"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=7.0, help="seconds to wait before the exactness check"
+    )
     args = parser.parse_args()
+    if args.rotate_every or args.compare_rotation:
+        # Every event distinct, samples included: no two generations start with the same line.
+        lines = make_lines(args.samples + args.burst)
+        samples, burst = lines[: args.samples], lines[args.samples :]
+        chunks = [
+            b"".join(line + b"\n" for line in burst[i : i + args.chunk])
+            for i in range(0, args.burst, args.chunk)
+        ]
+        del lines, burst
+        if args.compare_rotation:
+            compare(args, samples, chunks)
+        else:
+            every = args.rotate_every
+            report(f"rotation every {every:g} s", measure(args, every, samples, chunks))
+        return
+    single(args)
 
+
+def single(args: argparse.Namespace) -> None:
+    """The run without rotation options: the burst appended in one write."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "sustainbot.jsonl"
         log.touch()
