@@ -742,6 +742,9 @@ def compile(spec: Spec) -> Program:
 # those of a rule behind a ``match`` are computed behind it, only when it matches.
 
 
+_TOP: Final = "    "  # the indentation of the generated function's body
+
+
 class _Scope:
     """The generated statements of one block, and the values already computed on its path."""
 
@@ -765,7 +768,14 @@ class _Scope:
         return var
 
     def raw(self, fld: str) -> str:
-        return self.value(("raw", fld), lambda _: f"get({fld!r})")
+        if self.indent == _TOP:
+            # Read in the function's prelude (see ``_generate``), not here.
+            var = self.known.get(("raw", fld))
+            if var is None:
+                var = self.known[("raw", fld)] = self.gen.name("v")
+                self.gen.prelude.append((var, fld))
+            return var
+        return self.value(("raw", fld), lambda _: f"ev.get({fld!r})")
 
     def text(self, fld: str) -> str:
         """The field as label text (``convert_label``), as for an open label or a match."""
@@ -799,6 +809,8 @@ class _Generator:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        # (variable, field) read unconditionally at the start of the function.
+        self.prelude: list[tuple[str, str]] = []
         self.namespace: dict[str, Any] = {
             "convert": convert_label,
             "_closed": _closed,
@@ -818,7 +830,7 @@ class _Generator:
 
 def _generate(event_type: str, pairs: tuple[tuple[MetricSpec, Rule], ...], store: Store) -> Apply:
     gen = _Generator()
-    top = _Scope(gen, "    ", {})
+    top = _Scope(gen, _TOP, {})
     for m, r in pairs:
         scope = top
         if r.match:
@@ -827,7 +839,17 @@ def _generate(event_type: str, pairs: tuple[tuple[MetricSpec, Rule], ...], store
             ]
             scope = scope.nested(f"if {' and '.join(tests)}:")
         _rule(scope, m, r, store)
-    source = "\n".join(["def apply(ev):", "    get = ev.get", *gen.lines])
+    # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
+    # all again with ``get`` in the rare event that lacks one of them.
+    prelude = []
+    if gen.prelude:
+        prelude = [
+            "    try:",
+            *(f"        {var} = ev[{fld!r}]" for var, fld in gen.prelude),
+            "    except KeyError:",
+            *(f"        {var} = ev.get({fld!r})" for var, fld in gen.prelude),
+        ]
+    source = "\n".join(["def apply(ev):", *prelude, *gen.lines, "    return"])
     exec(builtins.compile(source, f"<spec program for {event_type!r}>", "exec"), gen.namespace)
     fn: Apply = gen.namespace["apply"]
     return fn
