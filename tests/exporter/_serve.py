@@ -90,6 +90,8 @@ class Exporter:
             else {}
         )
         self.stderr_path = tmp_path / f"exporter-{self.port}.log"
+        state = list(args)[list(args).index("--state") + 1] if "--state" in args else None
+        self.state_path = None if state is None else tmp_path / state
         full_env = _clean_env()
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
@@ -147,11 +149,29 @@ class Exporter:
         return parse_metrics(body.decode())
 
     def wait_metric(self, name: str, value: float, **labels: str) -> None:
-        """Poll /metrics until ``name{labels}`` equals ``value``."""
-        wait_for(
-            lambda: sample(self.metrics(), name, **labels) == value,
-            f"{name}{labels} == {value}",
-        )
+        """Poll /metrics until ``name{labels}`` equals ``value``; on timeout say what it was,
+        so a loss (below) tells itself apart from a double count (above)."""
+        last: list[float | None] = [None]
+
+        def reached() -> bool:
+            last[0] = sample(self.metrics(), name, **labels)
+            return last[0] == value
+
+        try:
+            wait_for(reached, f"{name}{labels} == {value}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last value {last[0]!r}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """The state file and the exporter's log, for a failure message."""
+        parts = []
+        if self.state_path is not None:
+            try:
+                parts.append(f"state file: {self.state_path.read_text(encoding='utf-8')}")
+            except OSError as exc:
+                parts.append(f"state file: {exc}")
+        parts.append(f"exporter log:\n{self.stderr()}")
+        return "\n".join(parts)
 
     def send(self, signum: int) -> None:
         self.proc.send_signal(signum)
