@@ -257,6 +257,9 @@ class Service:
         """Serve until SIGTERM/SIGINT; returns the exit code."""
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
+        # Before /healthz answers: a generation rotated once the exporter is seen running must be
+        # read, not taken for history present at start.
+        self.tailer.start()
         self.server.start()
         self._warn_exposure()
         log.info(

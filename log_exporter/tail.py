@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 
 __all__ = [
     "FINGERPRINT_BYTES",
+    "NO_FILE",
     "Batch",
     "FileId",
     "Position",
@@ -57,6 +58,12 @@ class FileId:
     ino: int
     # Hex digest of the first bytes of the file, "" when it is empty.
     fingerprint: str
+
+
+# The file of a position taken while no generation is open (the path does not exist yet): no real
+# file has inode 0. Resuming from it reads every generation not in ``known``, which is exact,
+# where a restart without a position would take the generations written meanwhile for history.
+NO_FILE = FileId(0, 0, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +219,7 @@ class Tailer:
         self._poll_interval = poll_interval
 
         self._started = False
+        self._pending = Batch(lines=[])  # what start() noticed, reported by the next poll
         self._cur: _Gen | None = None
         self._draining: list[_Gen] = []  # rotated away, read until their deadline; oldest first
         self._seen: dict[tuple[int, int], str] = {}  # generations read or deliberately skipped
@@ -267,10 +275,26 @@ class Tailer:
         self._draining = []
         self._cur = None
 
+    def start(self) -> None:
+        """Take stock of the directory now, without reading: note the rotated siblings present
+        as history, or find the generations to resume. The first ``poll()`` does it otherwise.
+
+        A caller that tells the world it is running (a health check) calls this first: what is
+        rotated after that moment is then read, not taken for history.
+        """
+        if self._started:
+            return
+        try:
+            self._begin(self._pending)
+        except OSError as exc:
+            self.io_errors += 1
+            log.warning("I/O error while starting to tail %s: %s (will retry)", self.path, exc)
+        self._publish(self._make_position())
+
     def poll(self) -> Batch:
         """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
         for I/O errors (they are logged, counted and retried on the next poll)."""
-        batch = Batch(lines=[])
+        batch, self._pending = self._pending, Batch(lines=[])
         self._budget = self._max_batch
         all_eof = False
         try:
@@ -357,18 +381,22 @@ class Tailer:
 
     # -- one poll --------------------------------------------------------------------------
 
+    def _begin(self, batch: Batch) -> None:
+        if self._started:
+            return
+        try:
+            self._start(batch)
+        except OSError:
+            # Start again from scratch on the next poll rather than half resumed.
+            self.close()
+            self._seen.clear()
+            self._seen_at.clear()
+            batch.rotations = batch.truncations = 0
+            raise
+        self._started = True
+
     def _step(self, batch: Batch) -> bool:
-        if not self._started:
-            try:
-                self._start(batch)
-            except OSError:
-                # Start again from scratch on the next poll rather than half resumed.
-                self.close()
-                self._seen.clear()
-                self._seen_at.clear()
-                batch.rotations = batch.truncations = 0
-                raise
-            self._started = True
+        self._begin(batch)
         # Truncations first: remembering the copies they left keeps the sibling scan that a
         # rotation triggers from taking a copy for a new generation.
         for gen in [*self._draining, *([self._cur] if self._cur else [])]:
@@ -691,6 +719,10 @@ class Tailer:
         """Continue where a previous run stopped, across rotations that happened meanwhile."""
         for known in pos.known:
             self._remember((known.dev, known.ino), known.fingerprint)
+        if pos.file == NO_FILE:
+            # Nothing was open: ``known`` is exactly what had been read or was history.
+            self._open_current(batch, scan_missed=True)
+            return
         now = time.monotonic()
         for saved in pos.rotated:
             gen = self._take(saved)
@@ -770,14 +802,17 @@ class Tailer:
 
     def _make_position(self) -> Position | None:
         gens = [*self._draining, *([self._cur] if self._cur else [])]
+        known = tuple(FileId(dev, ino, fp) for (dev, ino), fp in self._seen.items())
         if not gens:
-            return self._position
+            # Not the previous position: it may name a generation finished since (whose last
+            # unterminated line was then delivered) and lacks what was noted as history since.
+            return Position(NO_FILE, 0, (), known) if self._started else None
         newest = gens[-1]
         return Position(
             newest.file_id(),
             newest.offset,
             tuple(Position(g.file_id(), g.offset) for g in gens[:-1]),
-            tuple(FileId(dev, ino, fp) for (dev, ino), fp in self._seen.items()),
+            known,
         )
 
     def _publish(self, position: Position | None) -> None:

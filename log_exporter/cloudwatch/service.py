@@ -104,6 +104,8 @@ def start(
         max_line_bytes=max_line_bytes,
         max_batch_bytes=MAX_BATCH_BYTES,
     )
+    # Before serve answers /healthz, as its own tailer: what is rotated later is not history.
+    tailer.start()
     thread = threading.Thread(
         target=shipper.run,
         args=(tailer, stop),

@@ -60,6 +60,26 @@ def test_generation_rotated_away_before_it_was_opened_is_read(tmp_path: Path) ->
     assert reader.rotations == 2
 
 
+def test_generations_rotated_after_start_but_before_the_first_poll_are_read(
+    tmp_path: Path,
+) -> None:
+    """Once started, the tailer has taken stock of the history: generations rotated before its
+    first poll are new, and read, while the siblings present at start are not."""
+    path = tmp_path / "app.jsonl"
+    write_lines(f"{path}.1", lines_of(range(3), "history"))
+    reader = Reader(Tailer(path, rotation_grace=0.05))
+    reader.tailer.start()
+    a, b = lines_of(range(5), "a"), lines_of(range(5), "b")
+    write_lines(path, a)
+    os.rename(f"{path}.1", f"{path}.2")
+    os.rename(path, f"{path}.1")
+    write_lines(path, b)
+    reader.until_count(10)
+    reader.poll()
+    assert reader.lines == a + b
+    assert reader.rotations == 1
+
+
 def test_writer_still_appending_to_the_rotated_file_within_grace(tmp_path: Path) -> None:
     """A writer that has not reopened yet keeps writing to the renamed file; those lines are
     read as long as they come within the grace period."""
@@ -120,6 +140,9 @@ def test_rapid_rotations_by_rotating_file_handler_in_another_process(tmp_path: P
     path = tmp_path / "app.jsonl"
     count = 6000
     reader = Reader(Tailer(path, rotation_grace=0.5))
+    # Siblings present when the tailer starts are history; started only at its first poll, a
+    # tailer polled late (a loaded machine) would rightly skip the first generations.
+    reader.tailer.start()
     writer = subprocess.Popen([sys.executable, "-c", ROTATING_WRITER, str(path), str(count)])
     try:
         deadline = time.monotonic() + DEADLINE

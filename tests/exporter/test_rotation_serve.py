@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from log_exporter.serve import ServeOptions, Service
 from tests.exporter._serve import Exporter, append, event, sample, wait_for
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def _restore_signals() -> Iterator[None]:
+    # Service.run installs handlers in this (the test) process; put pytest's back afterwards.
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 def _rotate(log: Path) -> None:
@@ -85,3 +97,51 @@ def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:
         second.wait_metric("log_exporter_bytes_read_total", float(_total_bytes(log)))
         assert sample(second.metrics(), "log_exporter_lines_total", result="parsed") == total
         assert second.stop() == 0
+
+
+@pytest.mark.usefixtures("_restore_signals")
+def test_generation_rotated_once_serving_but_before_the_first_poll_is_counted(
+    tmp_path: Path,
+) -> None:
+    """A generation written and rotated away as soon as the exporter serves, before its tail
+    loop first polls, is counted: the history is taken before /healthz can answer."""
+    log = tmp_path / "app.jsonl"
+    service = Service(
+        ServeOptions(
+            file=str(log),
+            listen="127.0.0.1:0",
+            spec=None,
+            web_config=None,
+            start_at="beginning",
+            state=None,
+            state_interval=5.0,
+            max_line_bytes=1 << 20,
+        )
+    )
+    real_start = service.server.start
+
+    def start_then_rotate() -> None:
+        real_start()
+        # A writer that waited for /healthz acts here, before the tail loop runs at all.
+        append(log, event("auth.jwt_validated", outcome="success") * 3)
+        os.rename(log, f"{log}.1")
+        append(log, event("auth.jwt_validated", outcome="success") * 2)
+
+    service.server.start = start_then_rotate  # type: ignore[method-assign]
+
+    def stop_once_the_path_is_read() -> None:
+        # The first poll reads the path and any generation it finds in one batch, fed at once.
+        try:
+            wait_for(lambda: service.store.lines["parsed"] >= 2, "the lines at the path")
+        finally:
+            service.stop.set()
+            service.tailer.wake()
+
+    stopper = threading.Thread(target=stop_once_the_path_is_read)
+    stopper.start()
+    try:
+        assert service.run() == 0
+    finally:
+        service.stop.set()
+        stopper.join()
+    assert service.store.lines["parsed"] == 5.0

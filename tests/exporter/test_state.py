@@ -199,6 +199,31 @@ def test_resume_after_rotations_while_stopped(tmp_path: Path) -> None:
     assert second.tailer.resume_misses == 0
 
 
+def test_state_saved_before_the_file_appeared_does_not_make_new_generations_history(
+    tmp_path: Path,
+) -> None:
+    """A position saved while the path did not exist yet keeps the history it noted, so a restart
+    reads every generation written since, rotated ones included, and still not the history."""
+    path = tmp_path / "app.jsonl"
+    write_lines(f"{path}.1", lines_of(range(3), "history"))
+    first = Reader(Tailer(path))
+    first.poll()
+    saved = first.tailer.position
+    assert saved is not None, "a restart must know what was history at start"
+    position = position_from_json(orjson.loads(orjson.dumps(position_to_json(saved))))
+    first.tailer.close()
+
+    write_lines(path, lines_of(range(4), "a"))
+    os.rename(f"{path}.1", f"{path}.2")
+    os.rename(path, f"{path}.1")
+    write_lines(path, lines_of(range(2), "b"))
+
+    second = read_all(path, 6, resume=position)
+    second.poll()
+    exactly_once(second.lines, lines_of(range(4), "a") + lines_of(range(2), "b"))
+    assert second.tailer.resume_misses == 0
+
+
 def test_resume_after_copytruncate_while_stopped(tmp_path: Path) -> None:
     """copytruncate while stopped: the lines after the offset are read from the copy, then the
     truncated file from 0."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter.tail import Batch, Tailer
+from log_exporter.tail import NO_FILE, Batch, Position, Tailer
 from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
 
 
@@ -20,7 +20,8 @@ def test_missing_file_is_followed_once_it_appears(tmp_path: Path) -> None:
     path = tmp_path / "app.jsonl"
     reader = Reader(Tailer(path))
     batch = reader.poll()
-    assert batch.lines == [] and batch.position is None
+    # No file yet, but a position all the same: it says that nothing was history.
+    assert batch.lines == [] and batch.position == Position(NO_FILE, 0)
     assert reader.tailer.caught_up, "nothing existed at start, so there is nothing to catch up on"
 
     written = [line(i) for i in range(3)]
