@@ -201,7 +201,7 @@ def wait_exact(url: str, target: int, log: Path, what: str) -> float:
 
 def measure(
     args: argparse.Namespace, rotate_every: float | None, samples: list[bytes], chunks: list[bytes]
-) -> dict:
+) -> dict[str, float]:
     """One run of the exporter: latency samples, then the catch-up burst."""
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "sustainbot.jsonl"
@@ -304,7 +304,7 @@ def measure(
     }
 
 
-def report(label: str, r: dict) -> None:
+def report(label: str, r: dict[str, float]) -> None:
     print(
         f"{label}: catch-up {r['rate']:,.0f} events/s ({r['elapsed']:.2f} s, written in "
         f"{r['write']:.2f} s), latency p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms max "
@@ -317,7 +317,7 @@ def report(label: str, r: dict) -> None:
 
 
 def compare(args: argparse.Namespace, samples: list[bytes], chunks: list[bytes]) -> None:
-    runs: dict[str, list[dict]] = {"none": [], "1 s": []}
+    runs: dict[str, list[dict[str, float]]] = {"none": [], "1 s": []}
     for i in range(args.repeat):
         for label, every in (("none", None), ("1 s", 1.0)):
             runs[label].append(measure(args, every, samples, chunks))
