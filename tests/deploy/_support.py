@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.exporter._replay_model import CONTRACT_FAMILIES
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
@@ -39,21 +41,7 @@ def load_yaml_all(path: Path) -> list[Any]:
 
 # The metric families the event contract derives, and the exporter's self-metrics: every query
 # shipped in deploy/ and dashboards/ may use only these (plus Prometheus's own `up`).
-CONTRACT_METRICS = {
-    "sustainbot_app_info",
-    "sustainbot_aim_requests_total",
-    "sustainbot_aim_validation_failures_total",
-    "sustainbot_governed_workflow_duration_seconds",
-    "sustainbot_workflow_executions_total",
-    "sustainbot_workflow_execution_errors_total",
-    "sustainbot_audit_log_entries_total",
-    "sustainbot_prescriptive_language_detections_total",
-    "sustainbot_jwt_validations_total",
-    "sustainbot_authentication_failures_total",
-    "sustainbot_active_requests",
-    "sustainbot_http_requests_total",
-    "sustainbot_http_request_duration_seconds",
-}
+CONTRACT_METRICS = frozenset(CONTRACT_FAMILIES)
 SELF_METRICS = {
     "log_exporter_lines_total",
     "log_exporter_bytes_read_total",
