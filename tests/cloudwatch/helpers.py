@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
@@ -65,3 +69,33 @@ def event_line(event: str, ts: str, **fields: Any) -> str:
         **fields,
     }
     return json.dumps(record) + "\n"
+
+
+def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]:
+    """Start `log-exporter serve` on ``log_file``, read its log up to "serving", stop it with
+    SIGTERM; return that log and the exit code."""
+    argv = [
+        sys.executable,
+        "-m",
+        "log_exporter",
+        "serve",
+        "--file",
+        str(log_file),
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    seen = ""
+    with subprocess.Popen(
+        argv, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stderr is not None
+        try:
+            # Read until serve says it is serving (or exits): no sleeping, no guessing.
+            for line in proc.stderr:
+                seen += line
+                if '"serving"' in line:
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    return seen, proc.returncode

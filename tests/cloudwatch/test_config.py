@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import pytest
 
 from log_exporter.cloudwatch import config as cw_config
 from log_exporter.cloudwatch.config import ConfigError, load
+from tests.cloudwatch.helpers import serve_startup_log
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -124,33 +124,10 @@ def test_disabled_serve_says_how_to_enable(tmp_path: Path) -> None:
     log_file = tmp_path / "sustainbot.jsonl"
     log_file.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
-    argv = [
-        sys.executable,
-        "-m",
-        "log_exporter",
-        "serve",
-        "--file",
-        str(log_file),
-        "--listen",
-        "127.0.0.1:0",
-    ]
-    seen = ""
-    with subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stderr is not None
-        try:
-            # Read until serve says it is serving (or exits): no sleeping, no guessing.
-            for line in proc.stderr:
-                seen += line
-                if '"serving"' in line:
-                    break
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+    seen, returncode = serve_startup_log(log_file, env)
     assert "CLOUDWATCH_ENABLED=true" in seen
     assert "pip install 'sustainbot-observability[cloudwatch]'" in seen
-    assert proc.returncode == 0
+    assert returncode == 0
 
 
 def test_package_import_does_not_load_boto3() -> None:

@@ -24,7 +24,13 @@ from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.cloudwatch.faultproxy import FaultProxy
-from tests.cloudwatch.helpers import clients, event_line, messages, wait_for
+from tests.cloudwatch.helpers import (
+    clients,
+    event_line,
+    messages,
+    serve_startup_log,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -359,28 +365,6 @@ def test_enabled_without_state_file_warns_at_start(aws_env: str, tmp_path: Path)
     log_file = tmp_path / "sustainbot.jsonl"
     log_file.write_text("")
     env = {**os.environ, "CLOUDWATCH_ENABLED": "true", "CLOUDWATCH_LOG_GROUP": GROUP}
-    argv = [
-        sys.executable,
-        "-m",
-        "log_exporter",
-        "serve",
-        "--file",
-        str(log_file),
-        "--listen",
-        "127.0.0.1:0",
-    ]
-    seen = ""
-    with subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stderr is not None
-        try:
-            for line in proc.stderr:
-                seen += line
-                if '"serving"' in line:
-                    break
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+    seen, _ = serve_startup_log(log_file, env)
     warnings = [json.loads(x) for x in seen.splitlines() if '"warning"' in x]
     assert any("restart ships the whole file again" in w["msg"] for w in warnings), seen

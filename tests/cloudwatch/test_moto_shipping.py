@@ -213,6 +213,21 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     assert _metric_sum(cw, "AuditLogEntries", {"Outcome": "rejected", "DRAGMode": "draft"}) == 1
 
 
+def _replay_to_cloudwatch(path: Path, stream: str) -> subprocess.CompletedProcess[str]:
+    """Run `log-exporter replay --cloudwatch` on one file into ``stream``, with no CLOUDWATCH_*
+    settings inherited, so only the flags decide where it ships."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    argv = ["replay", "--cloudwatch", "--cloudwatch-log-group", GROUP]
+    return subprocess.run(
+        [sys.executable, "-m", "log_exporter", *argv, "--cloudwatch-log-stream", stream, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) -> None:
     """`log-exporter replay --cloudwatch FILE` ships the file and prints what was left out."""
     now = datetime.now(UTC)
@@ -222,26 +237,7 @@ def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) 
         + event_line("auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired")
         + "\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "log_exporter",
-            "replay",
-            "--cloudwatch",
-            "--cloudwatch-log-group",
-            GROUP,
-            "--cloudwatch-log-stream",
-            "replayed",
-            str(log_file),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _replay_to_cloudwatch(log_file, "replayed")
     assert proc.returncode == 0, proc.stderr
     assert "1 log events shipped" in proc.stderr
     assert "1 too old" in proc.stderr
@@ -259,26 +255,7 @@ def test_replay_truncated_gzip_ships_what_it_can_and_exits_1(aws_env: str, tmp_p
     whole = gzip.compress(text.encode())
     cut = tmp_path / "sustainbot.jsonl.1.gz"
     cut.write_bytes(whole[: len(whole) // 2])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "log_exporter",
-            "replay",
-            "--cloudwatch",
-            "--cloudwatch-log-group",
-            GROUP,
-            "--cloudwatch-log-stream",
-            "cut",
-            str(cut),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _replay_to_cloudwatch(cut, "cut")
     assert proc.returncode == 1, proc.stderr
     assert f"damaged, shipped up to the damage: {cut}" in proc.stderr
     logs, _ = clients()
