@@ -39,6 +39,19 @@ def replay_om(tmp_path: Path, *args: str | Path) -> tuple[int, str]:
     return code, out.read_text("utf-8") if out.exists() else ""
 
 
+def replay_om_process(tmp_path: Path, log: Path) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run replay --format openmetrics as its own process, for what it writes on stderr; return
+    the process and the OpenMetrics text."""
+    out = tmp_path / "out.om"
+    proc = subprocess.run(
+        [sys.executable, "-m", "log_exporter", "replay", "--format", "openmetrics", "-o", out, log],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    return proc, out.read_text("utf-8") if out.exists() else ""
+
+
 # The test's own reading of a sample line; client_python's OpenMetrics parser rejects histograms
 # with several points per series (valid per the spec), and promtool checks validity elsewhere.
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+) (\S+)$")
@@ -115,22 +128,10 @@ def test_untimed_events_take_the_previous_time_and_are_counted(tmp_path: Path) -
         b'{"timestamp":"yesterday","event":"auth.failed","failure_type":"x"}\n'
         b'{"timestamp":"2026-02-01T14:31:10.000Z","event":"auth.failed","failure_type":"y"}\n'
     )
-    out = tmp_path / "out.om"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "log_exporter",
-            "replay",
-            *("--format", "openmetrics", "-o", out, log),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    proc, text = replay_om_process(tmp_path, log)
     assert proc.returncode == 0, proc.stderr
     assert b"2 events without a usable timestamp" in proc.stderr
-    by_time = samples_by_time(out.read_text())
+    by_time = samples_by_time(text)
     x = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "x")}))
     step = 1769956260.0  # 14:31:00, between the two timed events
     assert by_time[step][x] == 3.0
@@ -238,22 +239,10 @@ def test_event_stamped_before_an_earlier_one_counts_at_the_later_time(tmp_path: 
 
     log = tmp_path / "sustainbot.jsonl"
     log.write_bytes(line(30, "a") + line(90, "a") + line(45, "late") + line(100, "a"))
-    out = tmp_path / "out.om"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "log_exporter",
-            "replay",
-            *("--format", "openmetrics", "-o", out, log),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    proc, text = replay_om_process(tmp_path, log)
     assert proc.returncode == 0, proc.stderr
     assert b"1 events stamped before an earlier event" in proc.stderr
-    by_time = samples_by_time(out.read_text())
+    by_time = samples_by_time(text)
     late = ("sustainbot_authentication_failures_total", frozenset({("failure_type", "late")}))
     assert late not in by_time[t0 + 60]
     assert by_time[t0 + 100][late] == 1.0
