@@ -105,6 +105,10 @@ class Service:
             resume = self._restore(self.sections.get(STATE_SECTION))
             self.keeper.provide(STATE_SECTION, self._state_section)
         self._fed = resume
+        # Set by the tail thread once the data present at start is in the store. The tailer's own
+        # ``caught_up`` turns true when the last poll returns, before its batch is fed: /readyz
+        # answering from it could show metrics that still miss that batch.
+        self._ready = False
         self.tailer = Tailer(
             options.file,
             start_at=options.start_at,
@@ -117,7 +121,7 @@ class Service:
             self.server = MetricsServer(
                 self.registry,
                 listen=options.listen,
-                ready=lambda: self.tailer.caught_up,
+                ready=lambda: self._ready,
                 web_config=web_config,
             )
         except WebConfigError as exc:
@@ -180,6 +184,8 @@ class Service:
         # (it moves without a batch when, e.g., a drained rotated file is let go).
         with self._consistency:
             self._fed = self.tailer.position
+        if not self._ready and self.tailer.caught_up:
+            self._ready = True
         if self._reload.is_set():
             self._reload.clear()
             self.reload_spec()
