@@ -299,3 +299,40 @@ def test_last_sample_equals_the_final_prometheus_output(tmp_path: Path) -> None:
     end = max(t for t, _ in last.values())
     # Series that ended earlier (an info series replaced by a newer start) are not in the final.
     assert {k: v for k, (t, v) in last.items() if t == end} == final
+
+
+# Runs replay in a fresh interpreter and prints its peak resident set size. VmHWM, not
+# ru_maxrss: Linux carries a parent's ru_maxrss over fork and exec, so the test's own memory
+# (it holds the generated items) would be reported as the child's.
+_PEAK_RSS = """
+import sys
+from log_exporter.cli import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_peak_memory_grows_with_event_count(tmp_path: Path) -> None:
+    """Ten times the events over the same time range (same series, same steps) must not raise
+    replay's peak memory: only series x steps may cost memory, never the number of events."""
+    peaks: dict[int, int] = {}
+    for n in (10_000, 100_000):
+        log = tmp_path / f"{n}.jsonl"
+        items = make_items(random.Random(5), n, DAY_AGO, mean_gap=7200 / n)
+        log.write_bytes(b"".join(it.raw + b"\n" for it in items))
+        argv = ["replay", "--quiet", "--format", "openmetrics", "-o", str(tmp_path / f"{n}.om")]
+        proc = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, *argv, str(log)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        peaks[n] = int(proc.stdout.split()[-1])  # kB
+    # Holding the events would take hundreds of bytes each: 90,000 more would add tens of MB.
+    assert peaks[100_000] - peaks[10_000] < 8 * 1024, peaks
