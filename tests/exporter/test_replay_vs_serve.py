@@ -99,8 +99,9 @@ def test_serve_and_replay_give_identical_final_values(
     items = make_items(rng, n, 1_764_000_000.0, junk=0.05, untimed=untimed)
     for raw in junk:
         items.insert(rng.randrange(len(items) + 1), Item(raw, None, None))
-    # The log ends with a timed event: the last-event gauge then means the same whatever the
-    # batching (see the closing report on Pipeline.feed and untimed last events).
+    # The log ends with a timed event. Pipeline.feed sets the last-event gauge from a batch's
+    # last event only and keeps the old value when that one is untimed, so after an untimed
+    # final event serve's gauge depends on where its batches were cut; replay's does not.
     t_end = 1_764_000_000.0 + 10 * (n + 10)
     last = make_event(rng, t_end, n + 1)
     items.append(Item(orjson.dumps(last), last, t_end))
