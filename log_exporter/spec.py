@@ -485,8 +485,10 @@ class _Checker:
         if name is not None and len(name) > 255:
             self.err(table, "cloudwatch.name", "CloudWatch allows at most 255 characters")
         unit = doc.get("unit")
-        if unit not in CLOUDWATCH_UNITS:
+        # Checked as a string first: any TOML value may be here, and a list cannot be hashed.
+        if type(unit) is not str or unit not in CLOUDWATCH_UNITS:
             self.err(table, "cloudwatch.unit", f"not a CloudWatch unit: {_show(unit)}")
+            unit = None
         dims_doc = doc.get("dimensions", {})
         if type(dims_doc) is not dict:
             self.err(table, "cloudwatch.dimensions", f"must be a table, not {_show(dims_doc)}")
@@ -521,7 +523,7 @@ class _Checker:
                     dims.append(Dimension(dim_name, source))
             else:
                 self.err(table, fld, f"must be a label name or an inline table, not {_show(src)}")
-        if name is None or unit not in CLOUDWATCH_UNITS:
+        if name is None or unit is None:
             return None
         return CloudWatchSpec(name, unit, tuple(dims))
 

@@ -206,6 +206,11 @@ events = ["e"]
             "field 'cloudwatch.unit'",
         ),
         (
+            # Not a string: once a traceback (a list cannot be looked up in the set of units).
+            MINIMAL + "[metrics.x_total.cloudwatch]\nname='X'\nunit=['Count']\n",
+            "field 'cloudwatch.unit': not a CloudWatch unit",
+        ),
+        (
             MINIMAL.replace("x_total", "x"),
             "[metrics.x] field 'type': a counter's name must end in _total",
         ),
