@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.deploy._events import Generated, write_events
-from tests.deploy._support import DEPLOY, REPO, binary, load_yaml, run
+from tests.deploy._support import DEPLOY, REPO, Prometheus, binary, free_port, load_yaml, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,30 +32,9 @@ STEP = 60
 
 @dataclass
 class Backfilled:
-    url: str
+    prometheus: Prometheus
     events: Generated
     jsonl: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _get(url: str, timeout: float = 30) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-def _api(base: str, path: str, **params: str | float) -> Any:
-    """Call the Prometheus HTTP API; a query error comes back as the JSON error body."""
-    url = f"{base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
-    try:
-        return _get(url)
-    except urllib.error.HTTPError as exc:
-        return json.load(exc)
 
 
 @pytest.fixture(scope="module")
@@ -84,46 +62,11 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
         [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
     )
     assert blocks.returncode == 0, blocks.stdout + blocks.stderr
-    config = tmp / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n", encoding="utf-8")
-    port = _free_port()
-    log = (tmp / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=30d",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    prom = Prometheus(prometheus, data, tmp)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp / "prometheus.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    "prometheus did not become ready: " + (tmp / "prometheus.log").read_text()
-                )
-            time.sleep(0.2)
-        yield Backfilled(url, events, jsonl)
+        yield Backfilled(prom, events, jsonl)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
+        prom.stop()
 
 
 def _dashboard() -> dict[str, Any]:
@@ -157,8 +100,7 @@ def test_panel_query_fails_or_returns_nothing(
     window = int(events.end - events.start)
     for panel_id, target in _targets(_dashboard()):
         expr = _substitute(target["expr"], drag_mode, workflow, window)
-        result = _api(
-            backfilled.url,
+        result = backfilled.prometheus.api(
             "/api/v1/query_range",
             query=expr,
             start=events.start,
@@ -169,7 +111,7 @@ def test_panel_query_fails_or_returns_nothing(
         assert result["data"]["result"], f"panel {panel_id} returns no data: {expr}"
         if target.get("instant"):
             # Grafana sends instant targets as a query at the end of the time range.
-            instant = _api(backfilled.url, "/api/v1/query", query=expr, time=events.end)
+            instant = backfilled.prometheus.api("/api/v1/query", query=expr, time=events.end)
             assert instant["status"] == "success", (panel_id, expr, instant)
             assert instant["data"]["result"], f"panel {panel_id} (instant) returns no data"
 
@@ -185,7 +127,7 @@ def test_prescriptive_stat_misses_detections(
     # A range reaching back before the first event: every detection of the log is in it.
     window = int(events.end - events.start) + 600
     expr = _substitute(target["expr"], drag_mode, workflow, window)
-    result = _api(backfilled.url, "/api/v1/query", query=expr, time=events.end)
+    result = backfilled.prometheus.api("/api/v1/query", query=expr, time=events.end)
     assert result["status"] == "success", result
     ((sample),) = result["data"]["result"]
     wanted = re.compile(drag_mode)
@@ -203,8 +145,7 @@ def test_template_variable_offers_wrong_values(backfilled: Backfilled) -> None:
         assert match, variable["query"]
         metric, label = match.groups()
         # What Grafana's Prometheus datasource sends for label_values(metric, label).
-        result = _api(
-            backfilled.url,
+        result = backfilled.prometheus.api(
             f"/api/v1/label/{label}/values",
             **{"match[]": metric, "start": events.start, "end": events.end},
         )
@@ -219,8 +160,7 @@ def test_deployment_annotation_missing_or_repeated(backfilled: Backfilled) -> No
         a for a in _dashboard()["annotations"]["list"] if a.get("name") == "Deployments"
     ]
     step = int(annotation["step"].removesuffix("s"))
-    result = _api(
-        backfilled.url,
+    result = backfilled.prometheus.api(
         "/api/v1/query_range",
         query=annotation["expr"],
         start=events.start,
@@ -245,7 +185,7 @@ def _metric_names(expr: str) -> set[str]:
 
 def _served_by_serve(jsonl: Path) -> str:
     """The /metrics page of a real `log-exporter serve` that has read the whole file."""
-    port = _free_port()
+    port = free_port()
     args = ["serve", "--file", str(jsonl), "--listen", f"127.0.0.1:{port}"]
     log_path = jsonl.with_name("serve.log")
     with log_path.open("w") as log:

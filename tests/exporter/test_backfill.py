@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.deploy._support import Prometheus
 from tests.exporter._replay_model import Item, expected_at, make_items, write_rotated_set
 
 DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
 STEP = 60
-DEADLINE = 120.0
 
 pytestmark = pytest.mark.slow
 
@@ -37,73 +32,12 @@ def recipe() -> str:
     return m.group(1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get_json(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return json.loads(resp.read())  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def binaries() -> tuple[str, str]:
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
     if prometheus is None or promtool is None:
         pytest.skip("prometheus and promtool (Debian package prometheus) are not installed")
     return prometheus, promtool
-
-
-class Prometheus:
-    """A real Prometheus on an ephemeral port over a given data directory, scraping nothing."""
-
-    def __init__(self, binary: str, data: Path, tmp: Path) -> None:
-        config = tmp / "prometheus.yml"
-        config.write_text("global:\n  evaluation_interval: 1h\n")
-        self.port = free_port()
-        self.log = (tmp / "prometheus.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                "--storage.tsdb.retention.time=400d",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "prometheus exited; see prometheus.log"
-            try:
-                with urllib.request.urlopen(self.base + "/-/ready", timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)  # polling a condition with a deadline, not waiting for luck
-        raise AssertionError("prometheus did not become ready")
-
-    def query(self, expr: str, at: float) -> list[dict[str, object]]:
-        qs = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
-        body = get_json(f"{self.base}/api/v1/query?{qs}")
-        assert body["status"] == "success", body
-        return body["data"]["result"]  # type: ignore[index, no-any-return]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=60)
-        self.log.close()
 
 
 @pytest.fixture
@@ -113,7 +47,6 @@ def prometheus_factory(binaries: tuple[str, str], tmp_path: Path) -> Iterator[ob
     def start(data: Path) -> Prometheus:
         p = Prometheus(binaries[0], data, tmp_path)
         started.append(p)
-        p.wait_ready()
         return p
 
     yield start
