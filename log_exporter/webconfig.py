@@ -19,7 +19,6 @@ an operator who wrote ``cipher_suites`` expects it to be enforced.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import ssl
 import threading
@@ -113,14 +112,20 @@ class WebConfig:
         if scheme.lower() != "basic":
             return False
         try:
+            # ValueError covers binascii.Error, UnicodeDecodeError and non-ASCII header text.
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:
             return False
         user, sep, password = decoded.partition(":")
         if not sep:
             return False
         hashed = self.users.get(user)
-        ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else _DUMMY_HASH)
+        try:
+            ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else _DUMMY_HASH)
+        except ValueError:
+            # The bcrypt library refuses passwords over 72 bytes rather than checking their first
+            # 72; credentials it cannot check are refused like wrong ones, not a dropped request.
+            return False
         ok = ok and hashed is not None
         if ok:
             with self._lock:

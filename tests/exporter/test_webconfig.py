@@ -131,6 +131,10 @@ def test_garbage_authorization_header_is_401(tls_server: MetricsServer, certs: C
         "Basic !!!not-base64!!!",
         "Bearer abc",
         "Basic " + base64.b64encode(b"nocolon").decode(),
+        # Not ASCII, so not base64 text at all: once a dropped connection instead of an answer.
+        "Basic \xff\xfe",
+        # Longer than bcrypt's 72 bytes, which bcrypt refuses to check: also once dropped.
+        "Basic " + base64.b64encode(b"prometheus:" + b"x" * 100).decode(),
     ):
         request = urllib.request.Request(
             _url(tls_server, "/metrics"), headers={"Authorization": header}
