@@ -320,7 +320,8 @@ class Store:
         """
         try:
             parsed = _parse_dump(dump, self.states)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            # AttributeError: a list or a number where the dump has an object (no .items()).
             raise StoreError(f"state dump not usable: {exc!r}") from exc
         values, lines, counters, invalid = parsed
         for name, restored in values.items():
@@ -362,7 +363,9 @@ def _key_in(v: Any, width: int) -> tuple[str, ...]:
 
 def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[Any, ...]:
     """Validate a whole dump before anything is changed, so a bad one changes nothing."""
-    if not isinstance(dump, dict) or dump.get("version") != DUMP_VERSION:
+    if not isinstance(dump, dict):
+        raise TypeError(f"the dump is not an object: {type(dump).__name__}")
+    if dump.get("version") != DUMP_VERSION:
         raise ValueError(f"unsupported dump version {dump.get('version')!r}")
     values: dict[str, Any] = {}
     for name, entry in dump["metrics"].items():

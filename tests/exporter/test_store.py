@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
@@ -151,8 +154,9 @@ def test_restore_ignores_metrics_whose_shape_changed() -> None:
         lambda d: d["metrics"]["latency_seconds"].update(series=[[["a"], [1]]]),
         lambda d: d.pop("lines"),
         lambda d: d["metrics"]["bytes_total"].update(series=[[[], "lots"]]),
+        lambda d: d.update(metrics=[]),
     ],
-    ids=["version", "label-width", "cells", "missing-key", "bad-number"],
+    ids=["version", "label-width", "cells", "missing-key", "bad-number", "metrics-not-object"],
 )
 def test_bad_dump_is_rejected_and_changes_nothing(mangle: object) -> None:
     """A corrupt state dump raises StoreError and leaves the current values untouched."""
@@ -166,6 +170,63 @@ def test_bad_dump_is_rejected_and_changes_nothing(mangle: object) -> None:
     with pytest.raises(StoreError):
         other.restore(dump)
     assert _render(other) == before
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["NaN", "+Inf", "-Inf", "a", "req_total"])
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _subtrees(v: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [path]
+    if isinstance(v, dict):
+        for k, x in v.items():
+            out += _subtrees(x, (*path, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            out += _subtrees(x, (*path, i))
+    return out
+
+
+@st.composite
+def _mangled_dumps(draw: st.DrawFn) -> object:
+    pipeline, store = _setup()
+    _feed(pipeline, EVENTS)
+    dump: object = json.loads(json.dumps(store.dump()))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_subtrees(dump)))
+        if not path:
+            dump = draw(json_values)
+            continue
+        node: Any = dump
+        for p in path[:-1]:
+            node = node[p]
+        node[path[-1]] = draw(json_values)
+    return dump
+
+
+@given(_mangled_dumps())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_any_mangled_dump_restores_or_raises_store_error_changing_nothing(dump: object) -> None:
+    """Whatever a state file's store section holds, restore() takes it or raises StoreError (so
+    serve starts fresh) and leaves the values untouched; never another exception at start."""
+    _, store = _setup()
+    before = _render(store)
+    try:
+        store.restore(dump)  # type: ignore[arg-type]
+    except StoreError:
+        assert _render(store) == before
+    else:
+        assert "log_exporter_lines_total" in _render(store)
 
 
 def test_reload_keeps_unchanged_metrics_and_resets_changed() -> None:
