@@ -199,9 +199,15 @@ class CloudWatchApi:
                 attempt += 1
                 self._stats.retry()
                 level = logging.ERROR if "Access" in label or "Token" in label else logging.WARNING
+                # The details are in the message too, not only in ``extra``: replay prints
+                # bare messages on stderr, where a retry that names no error cannot be acted on.
                 log.log(
                     level,
-                    "cloudwatch call failed, retrying",
+                    "cloudwatch %s failed (%s), retry %d in %.1f s",
+                    api,
+                    label,
+                    attempt,
+                    delay,
                     extra={
                         "api": api,
                         "error": label,

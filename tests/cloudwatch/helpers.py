@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -99,3 +100,18 @@ def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
     return seen, proc.returncode
+
+
+def replay_to_cloudwatch(path: Path, group: str, stream: str) -> subprocess.CompletedProcess[str]:
+    """Run `log-exporter replay --cloudwatch` on one file into ``group``/``stream``, with no
+    CLOUDWATCH_* settings inherited, so only the flags decide where it ships."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream]
+    return subprocess.run(
+        [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", *where, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

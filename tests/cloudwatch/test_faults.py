@@ -28,6 +28,7 @@ from tests.cloudwatch.helpers import (
     clients,
     event_line,
     messages,
+    replay_to_cloudwatch,
     serve_startup_log,
     wait_for,
 )
@@ -368,3 +369,18 @@ def test_enabled_without_state_file_warns_at_start(aws_env: str, tmp_path: Path)
     seen, _ = serve_startup_log(log_file, env)
     warnings = [json.loads(x) for x in seen.splitlines() if '"warning"' in x]
     assert any("restart ships the whole file again" in w["msg"] for w in warnings), seen
+
+
+def test_retry_message_on_replay_stderr_hides_the_error(
+    aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy_for: list[FaultProxy]
+) -> None:
+    """replay --cloudwatch prints plain messages: a retried call must say which API failed how."""
+    proxy = FaultProxy(aws_env, lambda op, nth: "throttle" if nth == 0 else "pass").start()
+    proxy_for.append(proxy)
+    log_file = tmp_path / "old.jsonl"
+    log_file.write_text("".join(_lines(3)))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    proc = replay_to_cloudwatch(log_file, GROUP, STREAM)
+    assert proc.returncode == 0, proc.stderr
+    assert "cloudwatch PutLogEvents failed (ThrottlingException), retry 1 in" in proc.stderr
+    assert "3 log events shipped" in proc.stderr

@@ -9,8 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +21,13 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.helpers import clients, event_line, messages, wait_for
+from tests.cloudwatch.helpers import (
+    clients,
+    event_line,
+    messages,
+    replay_to_cloudwatch,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -213,21 +217,6 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     assert _metric_sum(cw, "AuditLogEntries", {"Outcome": "rejected", "DRAGMode": "draft"}) == 1
 
 
-def _replay_to_cloudwatch(path: Path, stream: str) -> subprocess.CompletedProcess[str]:
-    """Run `log-exporter replay --cloudwatch` on one file into ``stream``, with no CLOUDWATCH_*
-    settings inherited, so only the flags decide where it ships."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
-    argv = ["replay", "--cloudwatch", "--cloudwatch-log-group", GROUP]
-    return subprocess.run(
-        [sys.executable, "-m", "log_exporter", *argv, "--cloudwatch-log-stream", stream, str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) -> None:
     """`log-exporter replay --cloudwatch FILE` ships the file and prints what was left out."""
     now = datetime.now(UTC)
@@ -237,7 +226,7 @@ def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) 
         + event_line("auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired")
         + "\n"
     )
-    proc = _replay_to_cloudwatch(log_file, "replayed")
+    proc = replay_to_cloudwatch(log_file, GROUP, "replayed")
     assert proc.returncode == 0, proc.stderr
     assert "1 log events shipped" in proc.stderr
     assert "1 too old" in proc.stderr
@@ -255,7 +244,7 @@ def test_replay_truncated_gzip_ships_what_it_can_and_exits_1(aws_env: str, tmp_p
     whole = gzip.compress(text.encode())
     cut = tmp_path / "sustainbot.jsonl.1.gz"
     cut.write_bytes(whole[: len(whole) // 2])
-    proc = _replay_to_cloudwatch(cut, "cut")
+    proc = replay_to_cloudwatch(cut, GROUP, "cut")
     assert proc.returncode == 1, proc.stderr
     assert f"damaged, shipped up to the damage: {cut}" in proc.stderr
     logs, _ = clients()
