@@ -6,9 +6,10 @@ Each subcommand's wiring lives in its own ``_cmd_*`` function; the work lives in
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from log_exporter import __version__
 
@@ -16,6 +17,24 @@ from log_exporter import __version__
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def _typed(convert: type[int] | type[float], env: str) -> Callable[[str], float]:
+    """An argparse type naming the environment variable too: a string default taken from the
+    environment is converted by argparse like a flag, and a message naming only the flag would
+    send the reader looking for a flag nobody passed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            kind = "an integer" if convert is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind} (flag or {env})") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (flag or {env})")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,14 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--state-interval",
-        type=float,
+        type=_typed(float, "LOG_EXPORTER_STATE_INTERVAL"),
         default=_env("LOG_EXPORTER_STATE_INTERVAL", "5"),
         metavar="SECONDS",
         help="seconds between state saves (env LOG_EXPORTER_STATE_INTERVAL)",
     )
     serve.add_argument(
         "--max-line-bytes",
-        type=int,
+        type=_typed(int, "LOG_EXPORTER_MAX_LINE_BYTES"),
         default=_env("LOG_EXPORTER_MAX_LINE_BYTES", str(1 << 20)),
         metavar="N",
         help="longer lines are skipped and counted as oversized (env LOG_EXPORTER_MAX_LINE_BYTES)",
