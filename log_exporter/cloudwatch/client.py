@@ -56,10 +56,30 @@ _RETRY_CODES: Final = frozenset(
         "SignatureDoesNotMatch",
     }
 )
+# The errors an operator fixes (credentials, IAM): serve waits for the fix, replay stops on them.
+_AUTH_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+    }
+)
 
 
 class MissingExtraError(ConfigError):
     """CloudWatch shipping was enabled but boto3 is not installed."""
+
+
+class CredentialsRefused(ConfigError):
+    """A credentials or permission error in a one-shot run (replay): no operator will fix it
+    while the command waits, so it ends the run instead of being retried."""
 
 
 class Stopped(Exception):
@@ -153,7 +173,9 @@ class CloudWatchApi:
         backoff: Backoff = Backoff(),
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        wait_for_credentials: bool = True,
     ) -> None:
+        self._wait_for_credentials = wait_for_credentials
         self._logs = logs
         self._metrics = metrics
         self._config = config
@@ -195,6 +217,12 @@ class CloudWatchApi:
                         # Refused before sending (e.g. parameter validation): same outcome.
                         raise RequestRejected(api, label, str(exc)) from exc
                     raise
+                if label in _AUTH_CODES and not self._wait_for_credentials:
+                    raise CredentialsRefused(
+                        f"CloudWatch {api} failed: {label}: {exc}. Fix the credentials or the IAM"
+                        " policy (docs/cloudwatch.md) and replay again; what was shipped before"
+                        " this is shipped again"
+                    ) from exc
                 delay = self._backoff.delay(attempt, self._rng)
                 attempt += 1
                 self._stats.retry()

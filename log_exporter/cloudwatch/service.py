@@ -135,11 +135,16 @@ def replay(
 ) -> Summary:
     """Ship historical files, oldest first, with their own timestamps; what was sent and left out.
 
-    Raises ReplayError for an unreadable file and MissingExtraError without boto3.
+    Raises ReplayError for an unreadable file, MissingExtraError without boto3 and
+    CredentialsRefused on a credentials or permission error.
     """
     logs_client, metrics_client = connect(config)
     stats = ShipperStats()
-    api = CloudWatchApi(logs_client, metrics_client, config, stats, threading.Event())
+    # A one-shot command: a credentials or IAM error ends it (exit 2) instead of waiting forever
+    # for an operator to fix it, as serve does.
+    api = CloudWatchApi(
+        logs_client, metrics_client, config, stats, threading.Event(), wait_for_credentials=False
+    )
     shipper = Shipper(config, api, ObservationDeriver(program), stats)
     readers = [FileReader(source, max_line_bytes) for source in open_sources(files, max_line_bytes)]
     try:

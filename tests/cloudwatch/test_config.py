@@ -146,3 +146,29 @@ def test_package_import_does_not_load_boto3() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_replay_without_credentials_retries_forever(tmp_path: Path) -> None:
+    """`replay --cloudwatch` with no AWS credentials anywhere ends at once with exit code 2 and
+    says what is missing, instead of retrying like serve does."""
+    log_file = tmp_path / "old.jsonl"
+    log_file.write_text('{"timestamp":"2026-02-01T10:00:00.000Z","event":"auth.failed"}\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLOUDWATCH_"))} | {
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        # Should credentials turn up after all, nothing listens here: the run would then hang
+        # retrying and time out instead of reaching a real AWS account.
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", str(log_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "NoCredentialsError" in proc.stderr
+    assert "docs/cloudwatch.md" in proc.stderr

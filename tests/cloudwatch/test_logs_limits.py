@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from log_exporter.cloudwatch.client import Backoff, CloudWatchApi
+from log_exporter.cloudwatch.client import Backoff, CloudWatchApi, CredentialsRefused
 from log_exporter.cloudwatch.config import CloudWatchConfig
 from log_exporter.cloudwatch.logs_batch import (
     EVENT_OVERHEAD,
@@ -55,7 +55,9 @@ def line_of_size(size: int, when: datetime = T0) -> bytes:
 class Harness:
     """A Shipper on stubbed boto3 clients; ``calls`` records every request's parameters."""
 
-    def __init__(self, now: datetime = T0 + timedelta(minutes=1)) -> None:
+    def __init__(
+        self, now: datetime = T0 + timedelta(minutes=1), *, wait_for_credentials: bool = True
+    ) -> None:
         kw: dict[str, Any] = {
             "region_name": "eu-west-1",
             "aws_access_key_id": "testing",
@@ -78,6 +80,7 @@ class Harness:
             threading.Event(),
             backoff=Backoff(base=0.001, cap=0.01),
             clock=lambda: self.now,
+            wait_for_credentials=wait_for_credentials,
         )
         # Streams exist already: these tests are about PutLogEvents.
         self.stub.add_response(
@@ -251,6 +254,27 @@ def test_throttling_retried_then_delivered() -> None:
     assert h.stats.retries == 2
     assert h.stats.events_shipped == 1
     assert h.stats.requests[("PutLogEvents", "ThrottlingException")] == 1
+
+
+def test_access_denied_drops_the_batch_while_serving() -> None:
+    """serve keeps a batch CloudWatch refused for lack of permission and sends it once IAM is
+    fixed, without a restart."""
+    h = Harness()
+    h.stub.add_client_error("put_log_events", "AccessDeniedException", "not allowed", 400)
+    h.expect_puts(1)
+    h.ship([line_of_size(100)])
+    assert len(h.puts()) == 2
+    assert h.stats.events_shipped == 1
+
+
+def test_access_denied_leaves_a_replay_waiting_forever() -> None:
+    """A one-shot replay stops at a permission error with a message naming the call and the
+    error, instead of retrying while nobody is there to fix IAM."""
+    h = Harness(wait_for_credentials=False)
+    h.stub.add_client_error("put_log_events", "AccessDeniedException", "not allowed", 400)
+    with pytest.raises(CredentialsRefused, match="PutLogEvents failed: AccessDeniedException"):
+        h.ship([line_of_size(100)])
+    assert len(h.puts()) == 1
 
 
 def test_invalid_parameter_not_retried_and_counted() -> None:
