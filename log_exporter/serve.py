@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import platform
 import signal
 import threading
@@ -98,6 +99,7 @@ class Service:
             if not state_dir.is_dir():
                 # Most likely a typo; failing now beats a warning every few seconds forever.
                 raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
+            _check_state_is_no_sibling(options.state, options.file)
             self.keeper = StateKeeper(
                 StateFile(options.state, target=options.file), interval=options.state_interval
             )
@@ -298,6 +300,24 @@ class Service:
             self.tailer.close()
         log.info("stopped", extra={"exit_code": code})
         return code
+
+
+def _check_state_is_no_sibling(state: str, file: str) -> None:
+    """Refuse a state file the tailer would take for a rotated generation of the log.
+
+    The tailer reads every unknown file of the log's directory whose name starts with the log's
+    name (``app.jsonl.1``, ``app.jsonl-2026``). The state file is replaced on every save, so it
+    would be a new "generation" at each rotation, its JSON counted as a log line.
+    """
+    state_path, log_path = os.path.abspath(state), os.path.abspath(file)
+    if os.path.dirname(state_path) == os.path.dirname(log_path) and os.path.basename(
+        state_path
+    ).startswith(os.path.basename(log_path)):
+        raise StartupError(
+            f"--state {state}: in the log's directory, a name starting with "
+            f"{os.path.basename(log_path)!r} is taken for a rotated log; "
+            "choose another name or directory"
+        )
 
 
 def _web_config(path: str | None) -> WebConfig | None:

@@ -163,3 +163,12 @@ def test_state_in_a_missing_directory_fails_at_start(tmp_path: Path) -> None:
     result = run_cli(["serve", "--file", "x", "--state", str(state)], cwd=tmp_path)
     assert result.returncode == 2
     assert str(tmp_path / "typo") in result.stderr
+
+
+@pytest.mark.parametrize("name", ["app.jsonl.state", "app.jsonl"])
+def test_state_file_named_like_a_rotated_log_fails_at_start(tmp_path: Path, name: str) -> None:
+    """A state file the tailer would read as a rotated generation is refused at start."""
+    log = tmp_path / "app.jsonl"
+    result = run_cli(["serve", "--file", str(log), "--state", str(tmp_path / name)], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "taken for a rotated log" in result.stderr
