@@ -53,7 +53,10 @@ def create_app(
         registry=registry if registry is not None else default_registry(),
     )
     app = Flask("sustainbot")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the limit: werkzeug stops reading a chunked body (no Content-Length) at
+    # MAX_CONTENT_LENGTH without an error, so _read_body needs that extra byte to tell a body
+    # of exactly 64 KiB from a longer one.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["sustainbot"] = service
     _register_hooks(app, service)
     _register_routes(app, service)
@@ -246,7 +249,10 @@ def _authenticate(service: _Service) -> Principal | Response:
 def _read_body() -> dict[str, Any] | Response:
     try:
         raw = request.get_data(cache=True)
+        too_large = len(raw) > MAX_BODY_BYTES
     except RequestEntityTooLarge:
+        raw, too_large = b"", True
+    if too_large:
         return _error(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
     try:
         body = orjson.loads(raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -172,6 +174,17 @@ def test_body_over_64_kib_is_413(client, token, event_log) -> None:
     assert response.status_code == 413
     assert response.json["error"] == "body_too_large"
     assert event_log.of("workflow.completed") == []
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)], ids=["at_limit", "one_over"])
+def test_body_limit_is_exactly_64_kib(client, token, event_log, extra, status) -> None:
+    """A body of exactly 64 KiB is served and one byte more is 413: the limit is not off by one."""
+    payload = json.dumps(body()).encode()
+    data = payload + b" " * (64 * 1024 - len(payload) + extra)
+    response = client.post(
+        EXECUTE, data=data, content_type="application/json", headers=bearer(token())
+    )
+    assert response.status_code == status
 
 
 def test_unknown_path_is_404_with_unmatched_endpoint(client, event_log) -> None:

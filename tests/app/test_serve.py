@@ -167,6 +167,28 @@ def test_smoke_over_real_http(service: Service) -> None:
     assert status == 413
 
 
+def test_chunked_body_over_64_kib_is_413_not_400(service: Service) -> None:
+    """A chunked body (no Content-Length) over 64 KiB is 413 like any other, not cut and 400."""
+    chunk = b" " * 8192
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            "/workflows/governed/execute",
+            body=iter([_payload("draft", "x")] + [chunk] * 9),
+            headers={
+                "Authorization": f"Bearer {service.token('admin')}",
+                "Content-Type": "application/json",
+            },
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        status, answer = response.status, json.loads(response.read())
+    finally:
+        conn.close()
+    assert (status, answer["error"]) == (413, "body_too_large")
+
+
 def test_many_concurrent_clients_write_whole_lines(service: Service) -> None:
     """Under many concurrent clients every event is one whole line and counts match requests."""
     approver = {"Authorization": f"Bearer {service.token('approver')}"}
