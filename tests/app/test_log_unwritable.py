@@ -76,3 +76,32 @@ def test_healthz_ok_when_log_writable(client, event_log: EventLog) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok", "event_log": "writable"}
+
+
+def test_result_withheld_when_audit_write_fails_after_workflow_ran(tmp_path: Path, token) -> None:
+    """If the disk fills while the workflow runs, its result is withheld with 503, not answered."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("/dev/full is not available")
+    from sustainbot.workflows import Workflow
+
+    log_path = tmp_path / "sustainbot.jsonl"
+
+    def fill_disk(text: str) -> str:
+        # Point the log path at a full device mid-request: the writer follows the path (as it
+        # does on rotation), so workflow.completed and audit.entry meet ENOSPC.
+        log_path.rename(tmp_path / "sustainbot.jsonl.1")
+        log_path.symlink_to("/dev/full")
+        return "a result that must not reach the client without its audit record"
+
+    settings = Settings(json_log_path=log_path, jwt_secret=SECRET)
+    registry = {"generate_report": Workflow("generate_report", "fills the disk", fill_disk)}
+    client = create_app(settings, registry=registry).test_client()
+    response = client.post(EXECUTE, json=body(), headers=bearer(token()))
+    assert response.status_code == 503
+    assert response.json["error"] == "event_log_unavailable"
+    assert response.json["event_log_error"] == "ENOSPC"
+    assert "output" not in response.json
+    before = EventLog(tmp_path / "sustainbot.jsonl.1")
+    assert [e["event"] for e in before.events()][-1] == "aim.request"
+    before.assert_valid()
+    assert client.get("/healthz").status_code == 503
