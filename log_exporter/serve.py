@@ -91,6 +91,10 @@ class Service:
         self._broken = False
         self._frozen: Any = None
 
+        if os.path.exists(options.file) and not os.path.isfile(options.file):
+            # The tailer waits for a regular file and treats anything else as not there yet, so
+            # `--file logs/` would serve empty metrics, ready, with nothing in the log to say why.
+            raise StartupError(f"--file {options.file}: not a regular file (a directory?)")
         self.keeper: StateKeeper | None = None
         self.sections: dict[str, Any] = {}
         resume = None

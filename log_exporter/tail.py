@@ -260,6 +260,9 @@ class Tailer:
             st = os.stat(self.path)
         except OSError:
             return cur_rest + draining_rest
+        if not stat.S_ISREG(st.st_mode):
+            # Not followed (see ``_open``), so its size is nothing waiting to be read.
+            return cur_rest + draining_rest
         if cur_key == (st.st_dev, st.st_ino):
             return max(0, st.st_size - cur_offset) + draining_rest
         return st.st_size + cur_rest + draining_rest

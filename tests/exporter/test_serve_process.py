@@ -266,6 +266,14 @@ def test_bad_setting_fails_at_start_naming_it(
     assert fragment in result.stderr
 
 
+def test_file_that_is_a_directory_fails_at_start(tmp_path: Path) -> None:
+    """--file naming a directory stops the exporter with exit 2 instead of serving nothing."""
+    (tmp_path / "logs").mkdir()
+    result = run_cli(["serve", "--file", str(tmp_path / "logs")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not a regular file" in result.stderr
+
+
 def test_port_in_use_fails_at_start(tmp_path: Path) -> None:
     """If the listen port is taken, the exporter exits 2 saying it cannot listen there."""
     with socket.socket() as taken:

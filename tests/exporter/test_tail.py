@@ -143,6 +143,21 @@ def test_lag_and_caught_up_report_unread_bytes(tmp_path: Path) -> None:
     assert tailer.lag_bytes() == len(line(100)) + 1, "lag counts appends before the next poll"
 
 
+def test_directory_at_the_path_is_waited_past_and_not_counted_as_lag(tmp_path: Path) -> None:
+    """A directory where the log should be is not followed, so its size is no lag; once a real
+    file takes its place, that file is read."""
+    path = tmp_path / "app.jsonl"
+    path.mkdir()
+    reader = Reader(Tailer(path))
+    reader.poll()
+    assert reader.lines == []
+    assert reader.tailer.lag_bytes() == 0
+    path.rmdir()
+    append(path, line(0) + b"\n")
+    reader.until(lambda: len(reader.lines) == 1, "the file that replaced the directory")
+    assert reader.lines == [line(0)]
+
+
 def test_io_error_is_counted_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failing read is logged and counted, and the next poll reads the same lines again."""
     path = tmp_path / "app.jsonl"
