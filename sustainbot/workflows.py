@@ -99,8 +99,10 @@ EMISSION_FACTORS_KG: Mapping[str, float] = {
     "l": 2.51,  # diesel, litres
     "therm": 5.31,  # natural gas
 }
+# A number starts only where no digit precedes it: trying every position inside a long run of
+# digits made one 10,000-character input cost seconds of CPU (quadratic backtracking).
 _QUANTITY = re.compile(
-    r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s*(kwh|km|litres?|liters?|l|therms?)\b",
+    r"(?<!\d)(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)\s*(kwh|km|litres?|liters?|l|therms?)\b",
     re.IGNORECASE,
 )
 

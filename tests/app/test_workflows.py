@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from sustainbot.governance import MAX_INPUT_CHARS
 from sustainbot.workflows import FAILURE_MARKER, carbon_audit, default_registry
 from tests.app.helpers import EventLog, bearer, body
 
@@ -78,3 +81,22 @@ def test_deploy_staging_is_a_dry_run_plan(client, token) -> None:
     output = response.json["output"]
     assert output.startswith("Dry-run plan for staging")
     assert "1. Pull image api:1.4.2" in output and "4. Pull image worker:2.0" in output
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * MAX_INPUT_CHARS,
+        "text" + "\n " * (MAX_INPUT_CHARS // 2 - 2),
+        "1,000" * (MAX_INPUT_CHARS // 5),
+    ],
+    ids=["digit_run", "blank_lines", "comma_groups"],
+)
+def test_hostile_input_does_not_cost_seconds_of_cpu(client, token, text) -> None:
+    """A maximum-size input built to make the regexes backtrack is answered in little CPU."""
+    # Process CPU time, not wall time, so a busy machine does not make this flaky; before the
+    # patterns were anchored a digit run took about 6 s and the blank lines about 2 s.
+    started = time.process_time()
+    response = _execute(client, token, "carbon_audit", text)
+    assert response.status_code == 200
+    assert time.process_time() - started < 0.5
