@@ -12,13 +12,24 @@ from sustainbot.governance import ROLES
 from sustainbot.settings import Settings, SettingsError, load_settings
 
 
+def _port(text: str) -> int:
+    # Checked here so a typo is a usage message, not a traceback from gunicorn's bind().
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sustainbot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service on gunicorn")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=5000, help="port, 0 for any free one")
+    serve.add_argument("--port", type=_port, default=5000, help="port, 0 for any free one")
     serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
 

@@ -65,3 +65,13 @@ def test_serve_with_invalid_setting_names_variable(env, capsys) -> None:
     env.setenv("SUSTAINBOT_JWT_SECRET", "short")
     assert main(["serve", "--port", "0"]) == 2
     assert "SUSTAINBOT_JWT_SECRET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_serve_with_bad_port_is_a_usage_error_not_a_traceback(env, capsys, port) -> None:
+    """serve with a port outside 0-65535 exits 2 with a usage message before binding anything."""
+    env.setenv("SUSTAINBOT_JWT_SECRET", SECRET)
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    assert "not a port number" in capsys.readouterr().err
