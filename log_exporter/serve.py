@@ -243,6 +243,13 @@ class Service:
                 "State files found unusable at start (the exporter then started fresh).",
                 value=float(self.keeper.state_file.load_failures),
             )
+            # Logged at start too, but a log line is easily missed: a loss must be alertable.
+            yield CounterMetricFamily(
+                "log_exporter_resume_misses_total",
+                "Saved generations not found at start (e.g. compressed while stopped); "
+                "their unread tail, if any, was not read.",
+                value=float(self.tailer.resume_misses),
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import threading
@@ -67,6 +68,34 @@ def test_rotation_while_stopped_resumes_exactly(tmp_path: Path) -> None:
         samples = second.metrics()
         assert sample(samples, "log_exporter_lines_total", result="parsed") == 14.0
         assert sample(samples, "log_exporter_file_rotations_total") == 2.0
+        assert second.stop() == 0
+
+
+def test_generation_compressed_while_stopped_is_counted_as_a_resume_miss(tmp_path: Path) -> None:
+    """A generation compressed while the exporter was stopped cannot be resumed: the loss of its
+    unread tail shows in log_exporter_resume_misses_total, and the new file is still read."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, state = logs / "app.jsonl", tmp_path / "state.json"
+    args = ["--file", str(log), "--state", str(state)]
+    append(log, event("auth.failed", failure_type="expired") * 5)
+    with Exporter(tmp_path, args) as first:
+        first.wait_healthy()
+        first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
+        assert sample(first.metrics(), "log_exporter_resume_misses_total") == 0.0
+        assert first.stop() == 0
+
+    append(log, event("auth.failed", failure_type="expired") * 2)  # unread, then compressed
+    _rotate(log)
+    data = (logs / "app.jsonl.1").read_bytes()
+    (logs / "app.jsonl.1.gz").write_bytes(gzip.compress(data))
+    (logs / "app.jsonl.1").unlink()
+    append(log, event("auth.failed", failure_type="expired") * 3)
+
+    with Exporter(tmp_path, args) as second:
+        second.wait_healthy()
+        second.wait_metric("sustainbot_authentication_failures_total", 8.0, failure_type="expired")
+        assert sample(second.metrics(), "log_exporter_resume_misses_total") == 1.0
         assert second.stop() == 0
 
 
