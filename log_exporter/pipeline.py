@@ -33,8 +33,8 @@ class Pipeline:
         """Apply a whole batch under one acquisition of the store's lock.
 
         ``log_exporter_last_event_timestamp_seconds`` takes the timestamp of the batch's last
-        event only (the gauge shows the latest anyway); if that event has no valid timestamp the
-        gauge keeps its previous value.
+        event that has a valid one (the gauge shows the latest anyway), so where a batch splits
+        never changes the value.
         """
         store = self.store
         dispatch_get = self._dispatch.get
@@ -76,6 +76,9 @@ class Pipeline:
                 store.truncations += batch.truncations
                 if last is not None:
                     ts = event_time(last)
+                    if ts is None:
+                        # Rare: parse again from the end only to find the latest timed event.
+                        ts = _latest_event_time(batch.lines)
                     if ts is not None:
                         store.last_event_timestamp = ts
 
@@ -106,3 +109,13 @@ class Pipeline:
             fn = self._dispatch.get(et)
             if fn is not None:
                 fn(event)
+
+
+def _latest_event_time(lines: list[bytes]) -> float | None:
+    for raw in reversed(lines):
+        event = parse_line(raw)
+        if type(event) is dict:
+            ts = event_time(event)
+            if ts is not None:
+                return ts
+    return None

@@ -195,3 +195,21 @@ def test_last_event_timestamp_absent_until_an_event_has_one() -> None:
     # A later batch whose last event has no usable timestamp keeps the previous value.
     pipeline.feed(Batch([b'{"event": "auth.failed", "timestamp": "yesterday"}']))
     assert registry.get_sample_value("log_exporter_last_event_timestamp_seconds") == got
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_last_event_without_timestamp_keeps_the_latest_timed_one(split: int) -> None:
+    """The last-event gauge shows the latest timed event, however the lines fall into batches."""
+    lines = [
+        b'{"event":"auth.failed","failure_type":"expired","timestamp":"2026-02-01T14:30:00.000Z"}',
+        b'{"event":"auth.failed","failure_type":"expired","timestamp":"2026-02-01T14:30:05.500Z"}',
+        b'{"event":"auth.failed","failure_type":"expired"}',
+        b"not json",
+    ]
+    pipeline, store = _pipeline()
+    for start in range(0, len(lines), split):
+        pipeline.feed(Batch(lines=lines[start : start + split]))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    expected = 1769956205.5  # 2026-02-01T14:30:05.500Z
+    assert registry.get_sample_value("log_exporter_last_event_timestamp_seconds") == expected
