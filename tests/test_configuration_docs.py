@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +45,12 @@ def test_configuration_doc_missing_a_setting() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = {name for name in _env_example_names() if f"`{name}`" not in doc}
     assert missing == set()
+
+
+def test_configuration_doc_stale_against_program_pages() -> None:
+    """docs/configuration.md is regenerated whenever a program's settings table changes."""
+    script = ROOT / "scripts" / "gen_configuration_doc.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
