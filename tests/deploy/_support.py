@@ -135,5 +135,8 @@ SELF_METRICS = {
     "log_exporter_build_info",
     "log_exporter_series_overflow_total",
     "log_exporter_invalid_values_total",
+    # Served with --state only, as every shipped sidecar runs.
+    "log_exporter_state_saves_total",
+    "log_exporter_resume_misses_total",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")

@@ -184,9 +184,15 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def _served_by_serve(jsonl: Path) -> str:
-    """The /metrics page of a real `log-exporter serve` that has read the whole file."""
+    """The /metrics page of a real `log-exporter serve` that has read the whole file.
+
+    With a state file, as compose and Kubernetes run it: the state metrics exist only then.
+    """
     port = free_port()
+    state_dir = jsonl.parent / "serve-state"
+    state_dir.mkdir(exist_ok=True)
     args = ["serve", "--file", str(jsonl), "--listen", f"127.0.0.1:{port}"]
+    args += ["--state", str(state_dir / "state.json")]
     log_path = jsonl.with_name("serve.log")
     with log_path.open("w") as log:
         proc = subprocess.Popen(

@@ -15,6 +15,8 @@ EXPECTED_ALERTS = {
     "SustainBotExporterDown",
     "SustainBotExporterLagging",
     "SustainBotNoEvents",
+    "SustainBotExporterLostLinesOnResume",
+    "SustainBotExporterStateSavesFailing",
 }
 
 
@@ -44,7 +46,7 @@ def test_alert_fires_late_early_or_never() -> None:
 
 
 def test_alert_missing_from_rules() -> None:
-    """The six alerts an operator expects all exist under their documented names."""
+    """The alerts an operator expects all exist under their documented names."""
     assert _alert_names() == EXPECTED_ALERTS
 
 
