@@ -30,7 +30,19 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_RETRY_CODES: Final = frozenset(
+# Fixable by an operator (IAM, rotated keys) without restarting: keep the data waiting.
+_PERMISSION_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
+_RETRY_CODES: Final = _PERMISSION_CODES | frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -46,30 +58,11 @@ _RETRY_CODES: Final = frozenset(
         "RequestTimeout",
         "RequestTimeoutException",
         "OperationAbortedException",
-        # Fixable by an operator (IAM, rotated keys) without restarting: keep the data waiting.
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
     }
 )
 # The errors an operator fixes (credentials, IAM): serve waits for the fix, replay stops on them.
-_AUTH_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "NoCredentialsError",
-        "PartialCredentialsError",
-        "CredentialRetrievalError",
-    }
+_AUTH_CODES: Final = _PERMISSION_CODES | frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
 )
 
 
