@@ -1,4 +1,4 @@
-"""Helpers to run a real ``log-exporter serve`` process and wait on it deterministically."""
+"""Helpers to run ``log-exporter serve`` (as a process or in-process) and wait on it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from log_exporter.serve import ServeOptions, Service
 
 # Generous: the machine is small and shared; a deadline only bounds how long a failure takes.
 DEADLINE = 60.0
@@ -237,3 +240,51 @@ def event(kind: str, **fields: Any) -> bytes:
 def append(path: Path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
+
+
+def in_process_service(
+    log: Path, *, state: Path | None = None, state_interval: float = 5.0
+) -> Service:
+    """``serve`` built in this process on an ephemeral port, so a test can wrap its parts."""
+    return Service(
+        ServeOptions(
+            file=str(log),
+            listen="127.0.0.1:0",
+            spec=None,
+            web_config=None,
+            start_at="beginning",
+            state=None if state is None else str(state),
+            state_interval=state_interval,
+            max_line_bytes=1 << 20,
+        )
+    )
+
+
+def run_beside(service: Service, beside: Callable[[], None]) -> int:
+    """Run ``service`` here while ``beside`` runs in a thread; its exit code.
+
+    Service.run installs signal handlers in this (the test) process: pytest's are put back."""
+    signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    saved = {s: signal.getsignal(s) for s in signums}
+    thread = threading.Thread(target=beside)
+    thread.start()
+    try:
+        return service.run()
+    finally:
+        service.stop.set()
+        thread.join()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def run_until(service: Service, condition: Callable[[], object], what: str) -> int:
+    """Run ``service`` until ``condition`` holds (named ``what`` on timeout); its exit code."""
+
+    def stop_once() -> None:
+        try:
+            wait_for(condition, what)
+        finally:
+            service.stop.set()
+            service.tailer.wake()
+
+    return run_beside(service, stop_once)

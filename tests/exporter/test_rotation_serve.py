@@ -5,25 +5,21 @@ from __future__ import annotations
 import gzip
 import os
 import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from log_exporter.serve import ServeOptions, Service
-from tests.exporter._serve import Exporter, append, event, sample, wait_for
+from tests.exporter._serve import (
+    Exporter,
+    append,
+    event,
+    in_process_service,
+    run_until,
+    sample,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def _restore_signals() -> Iterator[None]:
-    # Service.run installs handlers in this (the test) process; put pytest's back afterwards.
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
 
 
 def _rotate(log: Path) -> None:
@@ -128,25 +124,13 @@ def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:
         assert second.stop() == 0
 
 
-@pytest.mark.usefixtures("_restore_signals")
 def test_generation_rotated_once_serving_but_before_the_first_poll_is_counted(
     tmp_path: Path,
 ) -> None:
     """A generation written and rotated away as soon as the exporter serves, before its tail
     loop first polls, is counted: the history is taken before /healthz can answer."""
     log = tmp_path / "app.jsonl"
-    service = Service(
-        ServeOptions(
-            file=str(log),
-            listen="127.0.0.1:0",
-            spec=None,
-            web_config=None,
-            start_at="beginning",
-            state=None,
-            state_interval=5.0,
-            max_line_bytes=1 << 20,
-        )
-    )
+    service = in_process_service(log)
     real_start = service.server.start
 
     def start_then_rotate() -> None:
@@ -158,19 +142,7 @@ def test_generation_rotated_once_serving_but_before_the_first_poll_is_counted(
 
     service.server.start = start_then_rotate  # type: ignore[method-assign]
 
-    def stop_once_the_path_is_read() -> None:
-        # The first poll reads the path and any generation it finds in one batch, fed at once.
-        try:
-            wait_for(lambda: service.store.lines["parsed"] >= 2, "the lines at the path")
-        finally:
-            service.stop.set()
-            service.tailer.wake()
-
-    stopper = threading.Thread(target=stop_once_the_path_is_read)
-    stopper.start()
-    try:
-        assert service.run() == 0
-    finally:
-        service.stop.set()
-        stopper.join()
+    # The first poll reads the path and any generation it finds in one batch, fed at once.
+    code = run_until(service, lambda: service.store.lines["parsed"] >= 2, "the lines at the path")
+    assert code == 0
     assert service.store.lines["parsed"] == 5.0

@@ -4,47 +4,21 @@ unexpected failure exits 1 with a consistent state file; readiness waits for the
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from log_exporter.serve import ServeOptions, Service
+from log_exporter.serve import Service
 from log_exporter.tail import Batch
-from tests.exporter._serve import append, event, wait_for
+from tests.exporter._serve import append, event, in_process_service, run_beside, run_until, wait_for
 
 
-@pytest.fixture
-def _restore_signals() -> Iterator[None]:
-    # Service.run installs handlers in this (the test) process; put pytest's back afterwards.
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
-
-
-@pytest.mark.usefixtures("_restore_signals")
 def test_failure_mid_batch_exits_1_without_saving_half_a_batch(tmp_path: Path) -> None:
     """If applying a batch fails, the exporter exits 1 and the state file keeps its last save."""
     log, state = tmp_path / "app.jsonl", tmp_path / "state.json"
     first = event("auth.failed", failure_type="expired") * 3
     append(log, first)
-    service = Service(
-        ServeOptions(
-            file=str(log),
-            listen="127.0.0.1:0",
-            spec=None,
-            web_config=None,
-            start_at="beginning",
-            state=str(state),
-            state_interval=0.05,
-            max_line_bytes=1 << 20,
-        )
-    )
+    service = in_process_service(log, state=state, state_interval=0.05)
     real_feed = service.pipeline.feed
 
     # Fault injection: nothing in a line can make the real pipeline raise, so a wrapper applies
@@ -69,14 +43,7 @@ def test_failure_mid_batch_exits_1_without_saving_half_a_batch(tmp_path: Path) -
         )
         append(log, event("auth.failed", failure_type="expired") * 2)
 
-    writer = threading.Thread(target=write_more_once_saved)
-    writer.start()
-    try:
-        code = service.run()
-    finally:
-        service.stop.set()
-        writer.join()
-    assert code == 1
+    assert run_beside(service, write_more_once_saved) == 1
 
     saved = json.loads(state.read_bytes())["sections"]["metrics"]
     assert saved["position"]["offset"] == len(first)
@@ -92,23 +59,11 @@ def _readyz(service: Service) -> int:
         return exc.code
 
 
-@pytest.mark.usefixtures("_restore_signals")
 def test_readyz_is_not_ready_while_the_last_batch_present_at_start_is_fed(tmp_path: Path) -> None:
     """/readyz answers 503 until the batch that reaches the end of the file is in the store."""
     log = tmp_path / "app.jsonl"
     append(log, event("auth.failed", failure_type="expired") * 3)
-    service = Service(
-        ServeOptions(
-            file=str(log),
-            listen="127.0.0.1:0",
-            spec=None,
-            web_config=None,
-            start_at="beginning",
-            state=None,
-            state_interval=5.0,
-            max_line_bytes=1 << 20,
-        )
-    )
+    service = in_process_service(log)
     real_feed = service.pipeline.feed
     seen_while_feeding: list[int] = []
 
@@ -120,20 +75,6 @@ def test_readyz_is_not_ready_while_the_last_batch_present_at_start_is_fed(tmp_pa
 
     service.pipeline.feed = feed  # type: ignore[method-assign]
 
-    def stop_once_ready() -> None:
-        try:
-            wait_for(lambda: _readyz(service) == 200, "/readyz to answer 200")
-        finally:
-            service.stop.set()
-            service.tailer.wake()
-
-    stopper = threading.Thread(target=stop_once_ready)
-    stopper.start()
-    try:
-        code = service.run()
-    finally:
-        service.stop.set()
-        stopper.join()
-    assert code == 0
+    assert run_until(service, lambda: _readyz(service) == 200, "/readyz to answer 200") == 0
     assert seen_while_feeding == [503]
     assert service.store.lines["parsed"] == 3
