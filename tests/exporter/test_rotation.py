@@ -192,6 +192,23 @@ def _logrotate(tmp_path: Path, path: Path, directives: str) -> None:
     )
 
 
+def _logrotate_with_unread_lines(
+    tmp_path: Path, directives: str
+) -> tuple[Path, Reader, list[bytes]]:
+    """Lines 0-19 read, 20-39 written but unread, then logrotate with ``directives``: the path,
+    its reader and those 40 lines."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    path = logs / "app.jsonl"
+    before, unread = lines_of(range(20)), lines_of(range(20, 40))
+    write_lines(path, before)
+    reader = Reader(Tailer(path, rotation_grace=0.05))
+    reader.until_count(20)
+    write_lines(path, unread)
+    _logrotate(tmp_path, path, directives)
+    return path, reader, before + unread
+
+
 needs_logrotate = pytest.mark.skipif(shutil.which("logrotate") is None, reason="no logrotate")
 
 
@@ -199,19 +216,12 @@ needs_logrotate = pytest.mark.skipif(shutil.which("logrotate") is None, reason="
 def test_logrotate_create_with_unread_lines(tmp_path: Path) -> None:
     """The real logrotate with `create`: unread lines in the rotated file and lines in the new
     file are each read once."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    path = logs / "app.jsonl"
-    before, unread, after = lines_of(range(20)), lines_of(range(20, 40)), lines_of(range(40, 60))
-    write_lines(path, before)
-    reader = Reader(Tailer(path, rotation_grace=0.05))
-    reader.until_count(20)
-    write_lines(path, unread)
-    _logrotate(tmp_path, path, "    create")
-    assert (logs / "app.jsonl.1").exists() and path.exists()
+    path, reader, before_rotation = _logrotate_with_unread_lines(tmp_path, "    create")
+    assert path.with_name("app.jsonl.1").exists() and path.exists()
+    after = lines_of(range(40, 60))
     write_lines(path, after)
     reader.until_count(60)
-    assert reader.lines == before + unread + after
+    assert reader.lines == before_rotation + after
     assert reader.rotations == 1
 
 
@@ -222,19 +232,12 @@ def test_logrotate_copytruncate_with_unread_lines(tmp_path: Path) -> None:
 
     (Lines a writer adds between logrotate's copy and its truncate are lost by logrotate itself;
     this test writes none then, so exactness is what we can and do guarantee.)"""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    path = logs / "app.jsonl"
-    before, unread, after = lines_of(range(20)), lines_of(range(20, 40)), lines_of(range(40, 60))
-    write_lines(path, before)
-    reader = Reader(Tailer(path, rotation_grace=0.05))
-    reader.until_count(20)
-    write_lines(path, unread)
-    _logrotate(tmp_path, path, "    copytruncate")
-    assert (logs / "app.jsonl.1").stat().st_size > 0 and path.stat().st_size == 0
+    path, reader, before_rotation = _logrotate_with_unread_lines(tmp_path, "    copytruncate")
+    assert path.with_name("app.jsonl.1").stat().st_size > 0 and path.stat().st_size == 0
+    after = lines_of(range(40, 60))
     write_lines(path, after)
     reader.until_count(60)
-    exactly_once(reader.lines, before + unread + after)
+    exactly_once(reader.lines, before_rotation + after)
     assert reader.truncations == 1
 
 
