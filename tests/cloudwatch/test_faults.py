@@ -200,6 +200,15 @@ def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subpro
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
 def test_kill_9_mid_shipping_then_restart_loses_nothing(
     aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy]
 ) -> None:
@@ -242,12 +251,7 @@ def test_kill_9_mid_shipping_then_restart_loses_nothing(
         )
         _check_at_least_once(got, lines, proxy)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        _stop(proc)
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
 
 
@@ -316,21 +320,7 @@ def test_outage_grows_backlog_while_metrics_keep_serving(
         logs, _ = clients(aws_env)
         _check_at_least_once(messages(logs, GROUP, STREAM), lines, proxy)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+        _stop(proc)
 
 
 def test_sigterm_then_restart_ships_each_line_once(
