@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.exporter._serve import DEADLINE, wait_for
+from tests.exporter._serve import DEADLINE, terminate, wait_for
 
 BIN = Path(sys.executable).parent / "sustainbot"
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
@@ -113,13 +113,7 @@ class Service:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            # SIGTERM first: a killed master would leave its workers running until they notice.
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        # SIGTERM first: a killed master would leave its workers running until they notice.
+        terminate(self.proc)
         if not self._output.closed:
             self._output.close()

@@ -205,6 +205,17 @@ class Exporter:
             self._stderr.close()
 
 
+def terminate(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM a process still running and wait for it; kill it only if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_cli(
     args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:

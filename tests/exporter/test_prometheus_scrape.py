@@ -24,6 +24,7 @@ from tests.exporter._serve import (
     event,
     free_port,
     parse_metrics,
+    terminate,
     wait_for,
 )
 
@@ -100,13 +101,7 @@ class Prometheus:
             return list(json.load(resp)["data"]["activeTargets"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
 
 
