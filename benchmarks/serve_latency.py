@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 PARSED = re.compile(rb'^log_exporter_lines_total\{result="parsed"\} (\S+)$', re.M)
@@ -199,6 +200,31 @@ def wait_exact(url: str, target: int, log: Path, what: str) -> float:
             )
 
 
+@contextlib.contextmanager
+def running_exporter(log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``log-exporter serve`` on ``log``, once /metrics answers: the process and that URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
+         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+    )  # fmt: skip
+    try:
+        end = time.monotonic() + DEADLINE
+        while True:
+            try:
+                parsed_lines(url)
+                break
+            except OSError:
+                if time.monotonic() > end or proc.poll() is not None:
+                    raise SystemExit("the exporter did not start") from None
+                time.sleep(0.05)
+        yield proc, url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=DEADLINE)
+
+
 def measure(
     args: argparse.Namespace, rotate_every: float | None, samples: list[bytes], chunks: list[bytes]
 ) -> dict[str, float]:
@@ -206,74 +232,58 @@ def measure(
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "sustainbot.jsonl"
         log.touch()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/metrics"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
-             "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
-        )  # fmt: skip
-        rotator = None
-        try:
-            end = time.monotonic() + DEADLINE
-            while True:
-                try:
-                    parsed_lines(url)
-                    break
-                except OSError:
-                    if time.monotonic() > end or proc.poll() is not None:
-                        raise SystemExit("the exporter did not start") from None
-                    time.sleep(0.05)
-            idle_rss, _ = rss_mb(proc.pid)
-            writer = Appender(log)
-            if rotate_every:
-                rotator = Rotator(log, rotate_every, rotate_every)
-                rotator.start()
+        with running_exporter(log) as (proc, url):
+            rotator = None
+            try:
+                idle_rss, _ = rss_mb(proc.pid)
+                writer = Appender(log)
+                if rotate_every:
+                    rotator = Rotator(log, rotate_every, rotate_every)
+                    rotator.start()
 
-            # Latency: one line at a time (distinct events, as the service writes), each waited
-            # for before the next.
-            latencies = []
-            for i, line in enumerate(samples):
+                # Latency: one line at a time (distinct events, as the service writes), each waited
+                # for before the next.
+                latencies = []
+                for i, line in enumerate(samples):
+                    start = time.monotonic()
+                    writer.write(line + b"\n")
+                    latencies.append(wait_exact(url, i + 1, log, "the latency samples") - start)
+                    time.sleep(args.sample_gap)
+                sample_rotations = 0
+                if rotator:
+                    rotator.halt()
+                    sample_rotations = len(rotator.times)
+
+                # Catch-up: the burst in chunks, rotated every ``rotate_every`` seconds meanwhile.
+                expected = args.samples + args.burst
+                before = parsed_lines(url)
+                if rotate_every:
+                    rotator = Rotator(log, rotate_every, min(0.1, rotate_every))
                 start = time.monotonic()
-                writer.write(line + b"\n")
-                latencies.append(wait_exact(url, i + 1, log, "the latency samples") - start)
-                time.sleep(args.sample_gap)
-            sample_rotations = 0
-            if rotator:
-                rotator.halt()
-                sample_rotations = len(rotator.times)
-
-            # Catch-up: the burst in chunks, rotated every ``rotate_every`` seconds meanwhile.
-            expected = args.samples + args.burst
-            before = parsed_lines(url)
-            if rotate_every:
-                rotator = Rotator(log, rotate_every, min(0.1, rotate_every))
-            start = time.monotonic()
-            if rotator:
-                rotator.start()
-            for n, chunk in enumerate(chunks):
-                if args.burst_rate:  # paced, so that the write spans rotations
-                    time.sleep(
-                        max(0.0, start + n * args.chunk / args.burst_rate - time.monotonic())
-                    )
-                writer.write(chunk)
-            written = time.monotonic()
-            writer.close()
-            done = wait_exact(url, expected, log, "the catch-up")
-            elapsed = done - start
-            rss, peak = rss_mb(proc.pid)
-            burst_rotations = []
-            if rotator:
-                rotator.halt()
-                burst_rotations = rotator.times
-            # Let late reads and rotated files' grace periods pass, then check exactness.
-            time.sleep(args.settle)
-            parsed, total, noticed = scrape(url)
-            on_disk = generations(log)
-        finally:
-            if rotator and rotator.is_alive():
-                rotator.halt()
-            proc.terminate()
-            proc.wait(timeout=DEADLINE)
+                if rotator:
+                    rotator.start()
+                for n, chunk in enumerate(chunks):
+                    if args.burst_rate:  # paced, so that the write spans rotations
+                        time.sleep(
+                            max(0.0, start + n * args.chunk / args.burst_rate - time.monotonic())
+                        )
+                    writer.write(chunk)
+                written = time.monotonic()
+                writer.close()
+                done = wait_exact(url, expected, log, "the catch-up")
+                elapsed = done - start
+                rss, peak = rss_mb(proc.pid)
+                burst_rotations = []
+                if rotator:
+                    rotator.halt()
+                    burst_rotations = rotator.times
+                # Let late reads and rotated files' grace periods pass, then check exactness.
+                time.sleep(args.settle)
+                parsed, total, noticed = scrape(url)
+                on_disk = generations(log)
+            finally:
+                if rotator and rotator.is_alive():
+                    rotator.halt()
 
     in_files = sum(n for _, n in on_disk)
     if not (parsed == total == in_files == expected) or before != args.samples:
@@ -397,22 +407,7 @@ def single(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "sustainbot.jsonl"
         log.touch()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/metrics"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
-             "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
-        )  # fmt: skip
-        try:
-            end = time.monotonic() + DEADLINE
-            while True:
-                try:
-                    parsed_lines(url)
-                    break
-                except OSError:
-                    if time.monotonic() > end or proc.poll() is not None:
-                        raise SystemExit("the exporter did not start") from None
-                    time.sleep(0.05)
+        with running_exporter(log) as (proc, url):
             idle_rss, _ = rss_mb(proc.pid)
 
             # Latency: one line at a time, each waited for before the next.
@@ -436,9 +431,6 @@ def single(args: argparse.Namespace) -> None:
             done = wait_parsed(url, before + args.burst)
             elapsed = done - start
             rss, peak = rss_mb(proc.pid)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=DEADLINE)
 
     ms = [x * 1000 for x in latencies]
     print(f"write-to-scrape latency over {len(ms)} samples: "
