@@ -54,11 +54,14 @@ class Prometheus:
         # JSON is valid YAML, so no YAML writer is needed.
         config_path = tmp_path / "prometheus.yml"
         config_path.write_text(json.dumps(config))
+        # Looked up before the log is opened: a skip must not leave an open file behind, which
+        # warnings-as-errors would turn into a failure of whatever test runs next.
+        binary = _binary("prometheus")
         self.log_path = tmp_path / "prometheus.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
-                _binary("prometheus"),
+                binary,
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
