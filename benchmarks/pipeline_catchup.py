@@ -18,7 +18,7 @@ import orjson
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 DRAG = ["draft", "research", "analysis", "grunt", "execute"]
 WORKFLOWS = ["esg_report", "supplier_audit", "carbon_ledger", "policy_review"]

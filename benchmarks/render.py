@@ -30,7 +30,7 @@ from log_exporter.pipeline import Pipeline
 from log_exporter.server import select_encoder
 from log_exporter.spec import compile, load_spec
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 SERIES_PER_HISTOGRAM = len(BUCKETS) + 3

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from log_exporter import __version__
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, MAX_LINE_BYTES
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-line-bytes",
         type=_typed(int, "LOG_EXPORTER_MAX_LINE_BYTES"),
-        default=_env("LOG_EXPORTER_MAX_LINE_BYTES", str(1 << 20)),
+        default=_env("LOG_EXPORTER_MAX_LINE_BYTES", str(MAX_LINE_BYTES)),
         metavar="N",
         help="longer lines are skipped and counted as oversized (env LOG_EXPORTER_MAX_LINE_BYTES)",
     )
@@ -161,7 +162,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         shipping = start_for_serve(args, service)
     except StartupError as exc:
         log.error(str(exc))
-        return 2
+        return EXIT_CONFIG
     try:
         return service.run()
     finally:
@@ -179,20 +180,20 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
             data = f.read()
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     try:
         spec = load_spec(text, path)
     except SpecError as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(f"OK: {len(spec.metrics)} metrics")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -220,7 +221,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     def fail(message: str) -> int:
         print(f"log-exporter replay: {message}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
 
     step: float = args.step
     if not (math.isfinite(step) and step >= 0.001):
@@ -279,8 +280,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         print(f"log-exporter replay: {summary(stats)}", file=sys.stderr)
     if args.format == "openmetrics" and stats.last_time is None:
         print("log-exporter replay: no event has a usable timestamp: no samples", file=sys.stderr)
-        return 1
-    return 1 if stats.damage else 0
+        return EXIT_ERROR
+    return EXIT_ERROR if stats.damage else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import orjson
 from log_exporter.parse import MALFORMED, event_time, parse_line
 from log_exporter.spec import Program
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 __all__ = ["Pipeline"]
 

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final, Protocol
 
+from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import event_time, parse_line
 from log_exporter.pipeline import Pipeline
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 __all__ = [
-    "DEFAULT_MAX_LINE_BYTES",
     "FileReader",
     "ReplayError",
     "ReplayStats",
@@ -38,7 +38,6 @@ __all__ = [
     "write_output",
 ]
 
-DEFAULT_MAX_LINE_BYTES: Final = 1 << 20
 # Under the 1 MiB line limit, so most batches need no scan for oversized lines.
 READ_SIZE: Final = 256 << 10
 # Decompressed bytes per gzip step: bounds memory against a "zip bomb" of tiny compressed input.
@@ -90,9 +89,7 @@ def order_sources(sources: Iterable[Source]) -> list[Source]:
     return ordered
 
 
-def open_sources(
-    paths: Sequence[str], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-) -> list[Source]:
+def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[Source]:
     """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
 
     The same file named twice (by any path) is replayed once.
@@ -188,7 +185,7 @@ class FileReader:
     def __init__(
         self,
         source: Source,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
         read_size: int = READ_SIZE,
     ) -> None:
         self.source = source
@@ -310,7 +307,7 @@ def replay_final(
     sources: Sequence[Source],
     pipeline: Pipeline,
     progress: _Progress,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ReplayStats:
     """Feed every file through ``pipeline.feed``, the path ``serve`` takes, oldest file first."""
     stats = ReplayStats()
@@ -341,7 +338,7 @@ def replay_steps(
     step: float,
     emit: Callable[[float], None],
     progress: _Progress,
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ReplayStats:
     """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
 

@@ -25,18 +25,19 @@ from prometheus_client.metrics_core import Metric
 
 from log_exporter import __version__
 from log_exporter.collector import StoreCollector
+from log_exporter.limits import EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
 from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
-from log_exporter.state import StateFile, StateKeeper, position_from_json, position_to_json
+from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
-from log_exporter.tail import Batch, Position, Tailer
+from log_exporter.tail import Tailer
+from log_exporter.values import Batch, Position, position_from_json, position_to_json
 from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
 STATE_SECTION = "metrics"
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG = 0, 1, 2
 
 
 class StartupError(Exception):

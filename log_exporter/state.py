@@ -17,71 +17,17 @@ from typing import Any
 
 import orjson
 
-from log_exporter.tail import FileId, Position
-
 __all__ = [
     "FORMAT",
     "VERSION",
     "StateFile",
     "StateKeeper",
-    "position_from_json",
-    "position_to_json",
 ]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "log-exporter-state"
 VERSION = 1
-
-
-def position_to_json(position: Position) -> dict[str, Any]:
-    """A Position as plain JSON values."""
-    return {
-        "dev": position.file.dev,
-        "ino": position.file.ino,
-        "fingerprint": position.file.fingerprint,
-        "offset": position.offset,
-        "rotated": [position_to_json(p) for p in position.rotated],
-        "known": [[f.dev, f.ino, f.fingerprint] for f in position.known],
-    }
-
-
-def _int_field(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if type(value) is not int or value < 0:
-        raise ValueError(f"position field {name!r} must be a non-negative integer, not {value!r}")
-    return value
-
-
-def position_from_json(obj: object) -> Position:
-    """The Position ``position_to_json`` wrote; ValueError naming the bad field otherwise."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"a position must be an object, not {type(obj).__name__}")
-    fingerprint = obj.get("fingerprint")
-    if not isinstance(fingerprint, str):
-        raise ValueError(f"position field 'fingerprint' must be a string, not {fingerprint!r}")
-    rotated = obj.get("rotated", [])
-    if not isinstance(rotated, list):
-        raise ValueError("position field 'rotated' must be a list")
-    known = obj.get("known", [])
-    if not isinstance(known, list) or not all(_is_file_id(k) for k in known):
-        raise ValueError("position field 'known' must be a list of [dev, ino, fingerprint]")
-    return Position(
-        FileId(_int_field(obj, "dev"), _int_field(obj, "ino"), fingerprint),
-        _int_field(obj, "offset"),
-        tuple(position_from_json(p) for p in rotated),
-        tuple(FileId(k[0], k[1], k[2]) for k in known),
-    )
-
-
-def _is_file_id(value: object) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 3
-        and type(value[0]) is int
-        and type(value[1]) is int
-        and isinstance(value[2], str)
-    )
 
 
 class StateFile:

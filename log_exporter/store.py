@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from log_exporter.limits import OVERFLOW
+
 __all__ = [
     "DEFAULT_SERIES_CAP",
     "LINE_RESULTS",
@@ -35,7 +37,6 @@ __all__ = [
 ]
 
 DEFAULT_SERIES_CAP: Final = 1000
-OVERFLOW: Final = "__overflow__"
 LINE_RESULTS: Final = ("parsed", "malformed", "oversized")
 DUMP_VERSION: Final = 1
 

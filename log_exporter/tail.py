@@ -8,32 +8,27 @@ and delete+recreate are all followed; the rules and their residual risks are in 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-__all__ = [
-    "FINGERPRINT_BYTES",
-    "NO_FILE",
-    "Batch",
-    "FileId",
-    "Position",
-    "Tailer",
-    "fingerprint_of",
-    "same_file",
-]
+from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.values import (
+    FINGERPRINT_BYTES,
+    NO_FILE,
+    Batch,
+    FileId,
+    Position,
+    fingerprint_of,
+)
+
+__all__ = ["Tailer"]
 
 log = logging.getLogger(__name__)
-
-# The fingerprint covers the first line, capped at this many bytes, so it stops changing as soon
-# as the first line is complete and a growing file keeps its identity.
-FINGERPRINT_BYTES = 1024
 
 # A rotated sibling compressed after rotation is a different file (new inode, new bytes): it
 # cannot be resumed, so it is never a candidate.
@@ -48,76 +43,6 @@ _STOP_CHECK_SECONDS = 0.25
 # watchdog event types that can mean new bytes or a new generation; our own opens and
 # no-write closes must not wake the loop.
 _WAKING_EVENTS = frozenset({"modified", "created", "moved", "deleted", "closed"})
-
-
-@dataclass(frozen=True, slots=True)
-class FileId:
-    """Identity of one file generation."""
-
-    dev: int
-    ino: int
-    # Hex digest of the first bytes of the file, "" when it is empty.
-    fingerprint: str
-
-
-# The file of a position taken while no generation is open (the path does not exist yet): no real
-# file has inode 0. Resuming from it reads every generation not in ``known``, which is exact,
-# where a restart without a position would take the generations written meanwhile for history.
-NO_FILE = FileId(0, 0, "")
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where reading stands: resume here after a restart."""
-
-    file: FileId
-    # Bytes consumed in that file, always at a line boundary.
-    offset: int
-    # Older generations still being read (rotated away less than the grace period ago), oldest
-    # first; without them a restart during the grace period would lose or re-read their tail.
-    rotated: tuple[Position, ...] = ()
-    # Rotated generations already read or deliberately skipped (history at start), so a resume
-    # after rotations while stopped reads exactly the siblings that are new.
-    known: tuple[FileId, ...] = ()
-
-
-@dataclass(slots=True)
-class Batch:
-    """Whole lines read in one go, with the counts the store needs."""
-
-    # b"\n" removed; a trailing b"\r" may remain.
-    lines: list[bytes]
-    oversized: int = 0
-    bytes_read: int = 0
-    rotations: int = 0
-    truncations: int = 0
-    position: Position | None = None
-
-
-def fingerprint_of(head: bytes) -> str:
-    """Fingerprint of a file from its first ``FINGERPRINT_BYTES`` bytes (or fewer).
-
-    "" while undetermined: the file is shorter than the cap and its first line is not complete.
-    """
-    newline = head.find(b"\n", 0, FINGERPRINT_BYTES)
-    if newline >= 0:
-        data = head[: newline + 1]
-    elif len(head) >= FINGERPRINT_BYTES:
-        data = head[:FINGERPRINT_BYTES]
-    else:
-        return ""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def same_file(a: FileId, b: FileId) -> bool:
-    """True when both name the same generation.
-
-    Device and inode must match, and so must the fingerprints when both are known: an inode
-    number is reused once a file is deleted, the first line of a new generation differs.
-    """
-    if a.dev != b.dev or a.ino != b.ino:
-        return False
-    return a.fingerprint == b.fingerprint or not a.fingerprint or not b.fingerprint
 
 
 def _read_fingerprint(fd: int) -> str:
@@ -197,7 +122,7 @@ class Tailer:
         *,
         start_at: Literal["beginning", "end"] = "beginning",
         resume: Position | None = None,
-        max_line_bytes: int = 1 << 20,
+        max_line_bytes: int = MAX_LINE_BYTES,
         read_size: int = 1 << 20,
         max_batch_bytes: int = 4 << 20,
         rotation_grace: float = 5.0,

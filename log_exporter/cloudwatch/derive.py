@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Dimensions, Observation
+from log_exporter.limits import OVERFLOW
 from log_exporter.spec import Program
 
-OVERFLOW: Final = "__overflow__"
 DEFAULT_DIMENSION_CAP: Final = 1000
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from log_exporter.cloudwatch.config import INSTALL_HINT, ConfigError, load
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
     from log_exporter.cloudwatch.service import Shipping
@@ -70,7 +71,7 @@ def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:
         summary = replay(config, args.files, compile_spec(spec))
     except (ConfigError, ReplayError) as exc:
         print(f"log-exporter replay: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     print(format_summary(summary), file=sys.stderr)
     # As plain replay: 1 when a file was damaged (what could be read was still shipped).
-    return 1 if summary.damaged else 0
+    return EXIT_ERROR if summary.damaged else EXIT_OK

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from log_exporter.tail import Position
+from log_exporter.values import Position
 
 MAX_BATCH_EVENTS: Final = 10_000
 MAX_BATCH_BYTES: Final = 1_048_576

@@ -19,6 +19,7 @@ from log_exporter.cloudwatch.derive import ObservationDeriver
 from log_exporter.cloudwatch.logs_batch import MAX_BATCH_BYTES
 from log_exporter.cloudwatch.shipper import Shipper, Summary
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
+from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.replay import FileReader, open_sources
 from log_exporter.spec import Program
 from log_exporter.state import StateKeeper
@@ -75,7 +76,7 @@ def start(
     sections: Mapping[str, Any] | None = None,
     registry: CollectorRegistry | None = None,
     start_at: Literal["beginning", "end"] = "beginning",
-    max_line_bytes: int = 1 << 20,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Shipping:
     """Start shipping ``path`` in its own thread with its own tailer and cursor.
 
@@ -131,7 +132,7 @@ def replay(
     files: Sequence[str],
     program: Program,
     *,
-    max_line_bytes: int = 1 << 20,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Summary:
     """Ship historical files, oldest first, with their own timestamps; what was sent and left out.
 

@@ -30,8 +30,7 @@ from log_exporter.cloudwatch.logs_batch import (
 from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, chunk_datums
 from log_exporter.cloudwatch.stats import ShipperStats
 from log_exporter.parse import event_time, parse_line
-from log_exporter.state import position_from_json, position_to_json
-from log_exporter.tail import Batch, Position, same_file
+from log_exporter.values import Batch, Position, position_from_json, position_to_json, same_file
 
 log = logging.getLogger(__name__)
 

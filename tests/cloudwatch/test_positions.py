@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from log_exporter.cloudwatch.shipper import line_positions
-from log_exporter.tail import Batch, FileId, Position, Tailer
+from log_exporter.tail import Tailer
+from log_exporter.values import Batch, FileId, Position
 
 
 def test_cursor_exact_per_line_even_when_a_read_ends_mid_line(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from log_exporter.tail import Batch, Tailer
+from log_exporter.tail import Tailer
+from log_exporter.values import Batch
 
 # Generous: the machine is small and shared; a healthy run finishes each wait in milliseconds.
 DEADLINE = 60.0

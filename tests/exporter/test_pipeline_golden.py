@@ -20,7 +20,7 @@ from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import compile, load_default_spec, load_spec
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONTRACT = FIXTURES / "contract.jsonl"

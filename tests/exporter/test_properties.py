@@ -15,7 +15,7 @@ from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import compile, convert_label, load_default_spec
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 SPEC = load_default_spec()
 PROGRAM = compile(SPEC)

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from log_exporter.serve import Service
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 from tests.exporter._serve import append, event, in_process_service, run_beside, run_until, wait_for
 
 

@@ -279,7 +279,7 @@ def _contract_registry() -> CollectorRegistry:
     from log_exporter.pipeline import Pipeline
     from log_exporter.spec import compile, load_default_spec
     from log_exporter.store import Store
-    from log_exporter.tail import Batch
+    from log_exporter.values import Batch
 
     data = (Path(__file__).parent / "fixtures" / "contract.jsonl").read_bytes()
     spec = load_default_spec()

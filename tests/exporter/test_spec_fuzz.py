@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import SpecError, compile, default_spec_text, load_spec
 from log_exporter.store import Store
-from log_exporter.tail import Batch
+from log_exporter.values import Batch
 
 SOURCE = "fuzz.toml"
 BUILTIN: dict[str, Any] = tomllib.loads(default_spec_text())

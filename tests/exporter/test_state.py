@@ -10,13 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from log_exporter.state import (
-    StateFile,
-    StateKeeper,
-    position_from_json,
-    position_to_json,
-)
-from log_exporter.tail import FileId, Position, Tailer
+from log_exporter.state import StateFile, StateKeeper
+from log_exporter.tail import Tailer
+from log_exporter.values import FileId, Position, position_from_json, position_to_json
 from tests.exporter.tail_helpers import Reader, append, exactly_once, line
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter.tail import NO_FILE, Batch, Position, Tailer
+from log_exporter.tail import Tailer
+from log_exporter.values import NO_FILE, Batch, Position
 from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
 
 

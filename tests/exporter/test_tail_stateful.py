@@ -23,7 +23,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from log_exporter.tail import Position, Tailer
+from log_exporter.tail import Tailer
+from log_exporter.values import Position
 
 
 class TailModel(RuleBasedStateMachine):

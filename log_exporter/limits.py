@@ -1,0 +1,23 @@
+"""Limits and exit codes shared by every stage and command, named once.
+
+Part of the interface: the line limit is a documented default, the overflow label value appears
+on /metrics and in CloudWatch, and the exit codes are what scripts and Kubernetes see.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "MAX_LINE_BYTES", "OVERFLOW"]
+
+# A longer line is skipped and counted as oversized (serve, replay and the CloudWatch cursor).
+MAX_LINE_BYTES: Final = 1 << 20
+
+# The label (or dimension) value of the series that takes what a full series cap turns away.
+OVERFLOW: Final = "__overflow__"
+
+# Exit codes. EXIT_ERROR: serve stopped by an unexpected error, or replay finished but a file was
+# damaged (its output is still written). EXIT_CONFIG: a bad setting or input, nothing was done.
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_CONFIG: Final = 2
