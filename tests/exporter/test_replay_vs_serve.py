@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.replay import open_sources, replay_final
+from log_exporter.replay import replay_final
+from log_exporter.sources import open_sources
 from log_exporter.spec import compile as compile_spec
 from log_exporter.spec import load_default_spec
 from log_exporter.store import Store
@@ -66,7 +67,11 @@ def through_replay(paths: list[Path]) -> bytes:
     return _exposition(store)
 
 
-junk_lines = st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"{" not in b)
+# Not the gzip magic: replay reads a file that starts with it as gzip (by content, not by name),
+# so a log whose first junk line began with it would be a damaged gzip there, not a malformed line.
+junk_lines = st.binary(max_size=40).filter(
+    lambda b: b"\n" not in b and b"{" not in b and not b.startswith(b"\x1f\x8b")
+)
 
 
 @settings(
