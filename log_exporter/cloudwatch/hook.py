@@ -63,7 +63,7 @@ def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:
     if getattr(args, "cloudwatch_enabled", None) is None:
         return None
     from log_exporter.cloudwatch.service import format_summary, replay
-    from log_exporter.replay import ReplayError
+    from log_exporter.sources import ReplayError
     from log_exporter.spec import compile as compile_spec
 
     try:

@@ -20,7 +20,7 @@ from log_exporter.cloudwatch.logs_batch import MAX_BATCH_BYTES
 from log_exporter.cloudwatch.shipper import Shipper, Summary
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.replay import FileReader, open_sources
+from log_exporter.sources import FileReader, open_sources
 from log_exporter.spec import Program
 from log_exporter.state import StateKeeper
 from log_exporter.tail import Tailer

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from log_exporter.cli import main
-from log_exporter.replay import split_lines
+from log_exporter.sources import split_lines
 from tests.exporter._replay_model import (
     expected,
     make_items,

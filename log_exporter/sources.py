@@ -1,0 +1,269 @@
+"""Replay's input files: plain or gzip, checked, ordered oldest first, read as batches of lines.
+
+Files are read in large chunks and cut into whole lines exactly like the tailer (a line over
+``max_line_bytes`` is counted as oversized and skipped in bounded memory), except that the final
+line of a file counts even without its newline: a file being replayed is complete. A corrupt gzip
+stream stops its file cleanly, with a report of where.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.parse import event_time, parse_line
+from log_exporter.values import Batch
+
+__all__ = [
+    "FileReader",
+    "ReplayError",
+    "Source",
+    "open_sources",
+    "order_sources",
+    "split_lines",
+]
+
+# Under the 1 MiB line limit, so most batches need no scan for oversized lines.
+READ_SIZE: Final = 256 << 10
+# Decompressed bytes per gzip step: bounds memory against a "zip bomb" of tiny compressed input.
+_GZIP_OUT_MAX: Final = 256 << 10
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+# "name.3" or "name.3.gz": the rotation number, higher is older.
+_ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
+
+
+class ReplayError(Exception):
+    """A file that cannot be replayed at all (missing, unreadable, not a file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input file, with what ordering needs to know."""
+
+    path: str
+    size: int  # bytes on disk (compressed for gzip): what the progress bar counts
+    gzip: bool
+    first_time: float | None  # timestamp of its first event that has one
+    rotation: int  # the N of "name.N[.gz]", 0 without one
+
+
+def _rotation_number(path: str) -> int:
+    m = _ROTATION_NUMBER.search(os.path.basename(path))
+    return int(m.group(1)) if m else 0
+
+
+def order_sources(sources: Iterable[Source]) -> list[Source]:
+    """Oldest first: by the time of each file's first timed event, ties by rotation order.
+
+    Rotation order is the usual one: a higher ``.N`` is older, a name without a number is the
+    newest, then the name decides. A file without any timed event cannot be placed by time: it
+    goes just before the first file that rotation order says is newer (at the end if none is).
+    """
+    timed = sorted(
+        (s for s in sources if s.first_time is not None),
+        key=lambda s: (s.first_time, -s.rotation, os.path.basename(s.path)),
+    )
+    untimed = sorted(
+        (s for s in sources if s.first_time is None),
+        key=lambda s: (-s.rotation, os.path.basename(s.path)),
+    )
+    ordered = timed
+    for u in untimed:
+        at = next((i for i, s in enumerate(ordered) if s.rotation < u.rotation), len(ordered))
+        ordered.insert(at, u)
+    return ordered
+
+
+def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[Source]:
+    """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
+
+    The same file named twice (by any path) is replayed once.
+    """
+    sources: list[Source] = []
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ReplayError(f"{path}: not a regular file")
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                is_gzip = f.read(2) == _GZIP_MAGIC
+        except ReplayError:
+            raise
+        except OSError as exc:
+            raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        first = _first_event_time(path, is_gzip, max_line_bytes)
+        sources.append(Source(path, st.st_size, is_gzip, first, _rotation_number(path)))
+    return order_sources(sources)
+
+
+def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
+    """The timestamp of the file's first event that has a usable one (None when none has)."""
+    reader = FileReader(Source(path, 0, is_gzip, None, 0), max_line_bytes)
+    try:
+        for batch in reader.batches():
+            for raw in batch.lines:
+                event = parse_line(raw)
+                if type(event) is dict:
+                    t = event_time(event)
+                    if t is not None:
+                        return t
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    finally:
+        reader.close()
+    return None
+
+
+def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Batch]:
+    """Cut a stream of byte chunks into whole lines, one ``Batch`` per chunk.
+
+    A line longer than ``max_line_bytes`` (without its b"\\n") is counted in ``oversized`` and
+    dropped; while one is being skipped at most one chunk is held. The final line without a
+    newline is returned too (as its own batch).
+    """
+    carry = b""
+    skipping = False
+    for chunk in chunks:
+        oversized = 0
+        if skipping:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                yield Batch([], bytes_read=len(chunk))
+                continue
+            chunk_rest = chunk[cut + 1 :]
+            skipping = False
+        else:
+            chunk_rest = chunk
+        lines = chunk_rest.split(b"\n")
+        if carry:
+            # Only the line split across chunks is joined: no copy of the whole chunk.
+            lines[0] = carry + lines[0]
+        carry = lines.pop()
+        # No line can be longer than the bytes this batch spans: skip the scan when small.
+        spans = len(chunk_rest) + len(lines[0]) if lines else 0
+        if spans > max_line_bytes and max(map(len, lines)) > max_line_bytes:
+            kept = [line for line in lines if len(line) <= max_line_bytes]
+            oversized += len(lines) - len(kept)
+            lines = kept
+        if len(carry) > max_line_bytes:
+            # Counted now, skipped up to its newline: memory never holds more than one chunk.
+            carry = b""
+            skipping = True
+            oversized += 1
+        yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
+    if carry:
+        yield Batch([carry])
+
+
+class FileReader:
+    """Reads one source as ``Batch`` objects, stopping cleanly at a corrupt gzip stream.
+
+    After ``batches()`` is exhausted, ``damage`` describes where a corrupt or truncated stream
+    stopped (None when the file was read to its end), and ``raw_done`` counts the bytes on disk
+    consumed so far, for progress.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        self.source = source
+        self.max_line_bytes = max_line_bytes
+        self.read_size = read_size
+        self.raw_done = 0
+        self.damage: str | None = None
+        self._file: BinaryIO | None = None
+        self._out_bytes = 0
+        self._lines = 0
+
+    def batches(self) -> Iterator[Batch]:
+        """Whole lines of the file; raises ``OSError`` only when the file cannot be opened."""
+        self._file = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
+        chunks = self._gunzip(self._file) if self.source.gzip else self._plain(self._file)
+        for batch in split_lines(chunks, self.max_line_bytes):
+            self._lines += len(batch.lines) + batch.oversized
+            yield batch
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _plain(self, f: BinaryIO) -> Iterator[bytes]:
+        size = self.read_size
+        while True:
+            try:
+                chunk = f.read(size)
+            except OSError as exc:
+                self._damaged(f"read error after {self.raw_done} bytes: {exc.strerror or exc}")
+                return
+            if not chunk:
+                return
+            self.raw_done += len(chunk)
+            yield chunk
+
+    def _gunzip(self, f: BinaryIO) -> Iterator[bytes]:
+        # zlib directly rather than the gzip module: it tells exactly how far a corrupt stream
+        # got, and ``max_length`` bounds the output of each step whatever the compression ratio.
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        in_member = False  # bytes of the current member have been fed
+        pending = b""
+        consumed = 0  # compressed bytes the decompressor has taken
+        while True:
+            if not pending:
+                try:
+                    pending = f.read(self.read_size)
+                except OSError as exc:
+                    self._damaged(f"read error after {consumed} compressed bytes: {exc}")
+                    return
+                if not pending:
+                    break
+            if not in_member:
+                # Padding of zeros after the last member is allowed, as gzip(1) does.
+                stripped = pending.lstrip(b"\x00")
+                consumed += len(pending) - len(stripped)
+                pending = stripped
+                if not pending:
+                    continue
+            in_member = True
+            try:
+                out = d.decompress(pending, _GZIP_OUT_MAX)
+            except zlib.error as exc:
+                self._damaged(f"corrupt gzip stream at compressed byte {consumed}: {exc}")
+                return
+            if d.eof:
+                rest = d.unused_data
+                consumed += len(pending) - len(rest)
+                pending = rest
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                in_member = False
+            else:
+                rest = d.unconsumed_tail
+                consumed += len(pending) - len(rest)
+                pending = rest
+            self.raw_done = consumed
+            if out:
+                self._out_bytes += len(out)
+                yield out
+        if in_member:
+            self._damaged(f"gzip stream truncated after {consumed} compressed bytes")
+        self.raw_done = consumed
+
+    def _damaged(self, what: str) -> None:
+        self.damage = (
+            f"{self.source.path}: {what}; replayed the {self._out_bytes} bytes before it "
+            f"({self._lines} whole lines), skipped the rest of the file"
+        )
