@@ -15,7 +15,7 @@ import orjson
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from sustainbot import __version__
+from sustainbot import __version__, emit
 from sustainbot.auth import AuthError, Principal, TokenVerifier
 from sustainbot.events import EventWriter
 from sustainbot.governance import DRAG_MODES, POLICY, AimRequest, truncate, validate
@@ -60,11 +60,8 @@ def create_app(
     app.extensions["sustainbot"] = service
     _register_hooks(app, service)
     _register_routes(app, service)
-    service.writer.emit(
-        "app.started",
-        trace_id=uuid.uuid4().hex,
-        logger="sustainbot.app",
-        message=f"SustainBot {__version__} started",
+    emit.app_started(
+        emit.Trace(service.writer, uuid.uuid4().hex),
         version=__version__,
         phase=settings.phase,
         compliance_spec=settings.compliance_spec,
@@ -86,17 +83,10 @@ def trace_id_from(traceparent: str | None, request_id: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _emit(service: _Service, event: str, logger: str, message: str, **fields: Any) -> bool:
-    ok = service.writer.emit(
-        event, trace_id=g.trace_id, logger=f"sustainbot.{logger}", message=message, **fields
-    )
-    if not ok:
-        g.log_ok = False
-    return ok
-
-
 def _error(status: int, code: str, message: str, **extra: Any) -> Response:
-    response = jsonify({"error": code, "message": message, "trace_id": g.get("trace_id"), **extra})
+    trace = g.get("trace")
+    trace_id = trace.trace_id if trace is not None else None
+    response = jsonify({"error": code, "message": message, "trace_id": trace_id, **extra})
     response.status_code = status
     return response
 
@@ -104,38 +94,28 @@ def _error(status: int, code: str, message: str, **extra: Any) -> Response:
 def _register_hooks(app: Flask, service: _Service) -> None:
     @app.before_request
     def start_request() -> None:
-        g.trace_id = trace_id_from(
-            request.headers.get("traceparent"), request.headers.get("X-Request-ID")
+        g.trace = emit.Trace(
+            service.writer,
+            trace_id_from(request.headers.get("traceparent"), request.headers.get("X-Request-ID")),
         )
         g.started = time.perf_counter()
-        g.log_ok = True
         g.method = request.method if request.method in KNOWN_METHODS else "other"
         # The route template, never the raw path: raw paths are client-controlled.
         g.endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        _emit(
-            service,
-            "http.request_started",
-            "http",
-            f"{g.method} {g.endpoint} started",
-            method=g.method,
-            endpoint=g.endpoint,
-        )
+        emit.http_request_started(g.trace, method=g.method, endpoint=g.endpoint)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         if "started" not in g:
             return response
-        _emit(
-            service,
-            "http.request",
-            "http",
-            f"{g.method} {g.endpoint} {response.status_code}",
+        emit.http_request(
+            g.trace,
             method=g.method,
             endpoint=g.endpoint,
             status_code=response.status_code,
             duration_seconds=time.perf_counter() - g.started,
         )
-        response.headers["X-Request-ID"] = g.trace_id
+        response.headers["X-Request-ID"] = g.trace.trace_id
         return response
 
     @app.errorhandler(HTTPException)
@@ -156,8 +136,10 @@ def _register_hooks(app: Flask, service: _Service) -> None:
 def _register_routes(app: Flask, service: _Service) -> None:
     @app.get("/healthz")
     def healthz() -> Response:
-        status = service.writer.check() if g.log_ok else service.writer.status
-        if g.log_ok and status.writable:
+        written = g.trace.all_written
+        # A write that already failed in this request decides; else try to open the file now.
+        status = service.writer.check() if written else service.writer.status
+        if written and status.writable:
             return jsonify({"status": "ok", "event_log": "writable"})
         response = jsonify(
             {"status": "unavailable", "event_log": "unwritable", "error": status.error}
@@ -185,8 +167,10 @@ def _register_routes(app: Flask, service: _Service) -> None:
             return checked
         _, aim = checked
         if aim.valid:
-            return jsonify({"valid": True, "trace_id": g.trace_id})
-        response = jsonify({"valid": False, "reasons": list(aim.reasons), "trace_id": g.trace_id})
+            return jsonify({"valid": True, "trace_id": g.trace.trace_id})
+        response = jsonify(
+            {"valid": False, "reasons": list(aim.reasons), "trace_id": g.trace.trace_id}
+        )
         response.status_code = 422
         return response
 
@@ -196,7 +180,7 @@ def _register_routes(app: Flask, service: _Service) -> None:
         if isinstance(checked, Response):
             return checked
         principal, aim = checked
-        if not g.log_ok:
+        if not g.trace.all_written:
             return _log_unavailable(service)
         return _execute(service, principal, aim)
 
@@ -215,34 +199,12 @@ def _authenticate(service: _Service) -> Principal | Response:
         principal = service.verifier.verify(request.headers.get("Authorization"))
     except AuthError as exc:
         if exc.failure_type != "missing_token":
-            _emit(
-                service,
-                "auth.jwt_validated",
-                "auth",
-                "bearer token rejected",
-                level="WARNING",
-                outcome="failure",
-                failure_type=exc.failure_type,
-            )
-        _emit(
-            service,
-            "auth.failed",
-            "auth",
-            f"authentication failed: {exc.failure_type}",
-            level="WARNING",
-            failure_type=exc.failure_type,
-        )
+            emit.auth_jwt_validated(g.trace, outcome="failure", failure_type=exc.failure_type)
+        emit.auth_failed(g.trace, failure_type=exc.failure_type)
         response = _error(401, "unauthorized", exc.detail, failure_type=exc.failure_type)
         response.headers["WWW-Authenticate"] = 'Bearer realm="sustainbot"'
         return response
-    _emit(
-        service,
-        "auth.jwt_validated",
-        "auth",
-        "bearer token accepted",
-        outcome="success",
-        actor_role=principal.role,
-    )
+    emit.auth_jwt_validated(g.trace, outcome="success", actor_role=principal.role)
     return principal
 
 
@@ -272,27 +234,16 @@ def _admit(service: _Service) -> tuple[Principal, AimRequest] | Response:
     if isinstance(body, Response):
         return body
     aim = validate(body, principal.role, service.registry.keys())
-    extra = {"requested_workflow": aim.requested_workflow} if aim.requested_workflow else {}
-    _emit(
-        service,
-        "aim.request",
-        "governance",
-        f"AIM request for {aim.workflow_name} in mode {aim.drag_mode}",
+    emit.aim_request(
+        g.trace,
         drag_mode=aim.drag_mode,
         actor_role=principal.role,
         workflow_name=aim.workflow_name,
-        **extra,
+        requested_workflow=aim.requested_workflow,
     )
     for reason in aim.reasons:
-        _emit(
-            service,
-            "aim.validation_failed",
-            "governance",
-            f"AIM validation failed: {reason}",
-            level="WARNING",
-            failure_reason=reason,
-            drag_mode=aim.drag_mode,
-            workflow_name=aim.workflow_name,
+        emit.aim_validation_failed(
+            g.trace, failure_reason=reason, drag_mode=aim.drag_mode, workflow_name=aim.workflow_name
         )
     return principal, aim
 
@@ -311,29 +262,20 @@ def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Respon
         except Exception as exc:  # a workflow's failure is an outcome, not a server error
             outcome, error_type = "failure", type(exc).__name__
     duration = time.perf_counter() - started
-    failure = {"error_type": error_type} if error_type else {}
-    _emit(
-        service,
-        "workflow.completed",
-        "workflows",
-        f"workflow {aim.workflow_name} {outcome}",
-        level="ERROR" if outcome == "failure" else "INFO",
+    emit.workflow_completed(
+        g.trace,
         workflow_name=aim.workflow_name,
         outcome=outcome,
         drag_mode=aim.drag_mode,
         duration_seconds=duration,
-        **failure,
+        error_type=error_type,
     )
-    requested = {"requested_workflow": aim.requested_workflow} if aim.requested_workflow else {}
-    _emit(
-        service,
-        "audit.entry",
-        "audit",
-        f"execute {aim.workflow_name}: {outcome}",
+    emit.audit_entry(
+        g.trace,
         outcome=outcome,
         drag_mode=aim.drag_mode,
         decision="deny" if outcome == "rejected" else "allow",
-        reasons=list(aim.reasons),
+        reasons=aim.reasons,
         actor=principal.name,
         actor_role=principal.role,
         workflow_name=aim.workflow_name,
@@ -341,8 +283,8 @@ def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Respon
         aim_actor=truncate(aim.actor) if aim.actor else None,
         input_sha256=hashlib.sha256(aim.input.encode()).hexdigest() if aim.input else None,
         input_chars=len(aim.input) if aim.input else 0,
-        **requested,
-        **failure,
+        requested_workflow=aim.requested_workflow,
+        error_type=error_type,
     )
     detections: list[dict[str, str]] = []
     if outcome != "rejected":
@@ -354,18 +296,15 @@ def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Respon
                 detections.append(
                     {"phrase_type": found.phrase_type, "phrase": found.phrase, "source": source}
                 )
-                _emit(
-                    service,
-                    "prescriptive_language.detected",
-                    "prescriptive",
-                    f"{found.phrase_type} phrase {found.phrase!r} in {source}",
+                emit.prescriptive_language_detected(
+                    g.trace,
                     drag_mode=aim.drag_mode,
                     phrase_type=found.phrase_type,
                     phrase=found.phrase,
                     source=source,
                     workflow_name=aim.workflow_name,
                 )
-    if not g.log_ok:
+    if not g.trace.all_written:
         # The audit trail is incomplete: withhold the result rather than answer without it.
         return _log_unavailable(service)
     if outcome == "rejected":
@@ -379,7 +318,7 @@ def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Respon
         )
     return jsonify(
         {
-            "trace_id": g.trace_id,
+            "trace_id": g.trace.trace_id,
             "workflow_name": aim.workflow_name,
             "drag_mode": aim.drag_mode,
             "outcome": outcome,
