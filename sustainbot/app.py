@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +14,10 @@ import orjson
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from sustainbot import __version__, emit
+from sustainbot import __version__, emit, governed
 from sustainbot.auth import AuthError, Principal, TokenVerifier
 from sustainbot.events import EventWriter
-from sustainbot.governance import DRAG_MODES, POLICY, AimRequest, truncate, validate
-from sustainbot.prescriptive import detect
+from sustainbot.governance import DRAG_MODES, POLICY, AimRequest, validate
 from sustainbot.settings import Settings
 from sustainbot.workflows import Workflow, default_registry
 
@@ -37,6 +35,7 @@ class _Service:
     writer: EventWriter
     verifier: TokenVerifier
     registry: Mapping[str, Workflow]
+    clock: Callable[[], float]  # for durations: monotonic seconds
 
 
 def create_app(
@@ -51,6 +50,7 @@ def create_app(
         writer=writer if writer is not None else EventWriter(settings.json_log_path),
         verifier=TokenVerifier(settings),
         registry=registry if registry is not None else default_registry(),
+        clock=time.perf_counter,
     )
     app = Flask("sustainbot")
     # One byte over the limit: werkzeug stops reading a chunked body (no Content-Length) at
@@ -86,7 +86,7 @@ def trace_id_from(traceparent: str | None, request_id: str | None) -> str:
 def _error(status: int, code: str, message: str, **extra: Any) -> Response:
     trace = g.get("trace")
     trace_id = trace.trace_id if trace is not None else None
-    response = jsonify({"error": code, "message": message, "trace_id": trace_id, **extra})
+    response = jsonify(governed.error_body(code, message, trace_id, **extra))
     response.status_code = status
     return response
 
@@ -98,7 +98,7 @@ def _register_hooks(app: Flask, service: _Service) -> None:
             service.writer,
             trace_id_from(request.headers.get("traceparent"), request.headers.get("X-Request-ID")),
         )
-        g.started = time.perf_counter()
+        g.started = service.clock()
         g.method = request.method if request.method in KNOWN_METHODS else "other"
         # The route template, never the raw path: raw paths are client-controlled.
         g.endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
@@ -113,7 +113,7 @@ def _register_hooks(app: Flask, service: _Service) -> None:
             method=g.method,
             endpoint=g.endpoint,
             status_code=response.status_code,
-            duration_seconds=time.perf_counter() - g.started,
+            duration_seconds=service.clock() - g.started,
         )
         response.headers["X-Request-ID"] = g.trace.trace_id
         return response
@@ -180,18 +180,12 @@ def _register_routes(app: Flask, service: _Service) -> None:
         if isinstance(checked, Response):
             return checked
         principal, aim = checked
-        if not g.trace.all_written:
-            return _log_unavailable(service)
-        return _execute(service, principal, aim)
-
-
-def _log_unavailable(service: _Service) -> Response:
-    return _error(
-        503,
-        "event_log_unavailable",
-        "the audit log cannot be written, so no workflow runs",
-        event_log_error=service.writer.status.error,
-    )
+        result = governed.execute(
+            principal, aim, registry=service.registry, trace=g.trace, clock=service.clock
+        )
+        response = jsonify(result.body)
+        response.status_code = result.status
+        return response
 
 
 def _authenticate(service: _Service) -> Principal | Response:
@@ -246,87 +240,6 @@ def _admit(service: _Service) -> tuple[Principal, AimRequest] | Response:
             g.trace, failure_reason=reason, drag_mode=aim.drag_mode, workflow_name=aim.workflow_name
         )
     return principal, aim
-
-
-def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Response:
-    started = time.perf_counter()
-    output: str | None = None
-    error_type: str | None = None
-    if not aim.valid:
-        outcome = "rejected"
-    else:
-        assert aim.input is not None
-        try:
-            output = service.registry[aim.workflow_name].run(aim.input)
-            outcome = "success"
-        except Exception as exc:  # a workflow's failure is an outcome, not a server error
-            outcome, error_type = "failure", type(exc).__name__
-    duration = time.perf_counter() - started
-    emit.workflow_completed(
-        g.trace,
-        workflow_name=aim.workflow_name,
-        outcome=outcome,
-        drag_mode=aim.drag_mode,
-        duration_seconds=duration,
-        error_type=error_type,
-    )
-    emit.audit_entry(
-        g.trace,
-        outcome=outcome,
-        drag_mode=aim.drag_mode,
-        decision="deny" if outcome == "rejected" else "allow",
-        reasons=aim.reasons,
-        actor=principal.name,
-        actor_role=principal.role,
-        workflow_name=aim.workflow_name,
-        mission=truncate(aim.mission) if aim.mission else None,
-        aim_actor=truncate(aim.actor) if aim.actor else None,
-        input_sha256=hashlib.sha256(aim.input.encode()).hexdigest() if aim.input else None,
-        input_chars=len(aim.input) if aim.input else 0,
-        requested_workflow=aim.requested_workflow,
-        error_type=error_type,
-    )
-    detections: list[dict[str, str]] = []
-    if outcome != "rejected":
-        sources = [("input", aim.input or "")]
-        if output is not None:
-            sources.append(("output", output))
-        for source, text in sources:
-            for found in detect(text):
-                detections.append(
-                    {"phrase_type": found.phrase_type, "phrase": found.phrase, "source": source}
-                )
-                emit.prescriptive_language_detected(
-                    g.trace,
-                    drag_mode=aim.drag_mode,
-                    phrase_type=found.phrase_type,
-                    phrase=found.phrase,
-                    source=source,
-                    workflow_name=aim.workflow_name,
-                )
-    if not g.trace.all_written:
-        # The audit trail is incomplete: withhold the result rather than answer without it.
-        return _log_unavailable(service)
-    if outcome == "rejected":
-        forbidden = "role_not_permitted" in aim.reasons
-        return _error(
-            403 if forbidden else 422,
-            "role_not_permitted" if forbidden else "validation_failed",
-            "the request was rejected by governance",
-            outcome="rejected",
-            reasons=list(aim.reasons),
-        )
-    return jsonify(
-        {
-            "trace_id": g.trace.trace_id,
-            "workflow_name": aim.workflow_name,
-            "drag_mode": aim.drag_mode,
-            "outcome": outcome,
-            "output": output,
-            "error_type": error_type,
-            "detections": detections,
-        }
-    )
 
 
 def wsgi_app_from_env() -> Flask:
