@@ -61,30 +61,7 @@ def execute(
     if not trace.all_written:
         # The audit trail is incomplete: withhold the result rather than answer without it.
         return _log_unavailable(trace)
-    if outcome == "rejected":
-        forbidden = "role_not_permitted" in aim.reasons
-        return Answer(
-            403 if forbidden else 422,
-            error_body(
-                "role_not_permitted" if forbidden else "validation_failed",
-                "the request was rejected by governance",
-                trace.trace_id,
-                outcome="rejected",
-                reasons=list(aim.reasons),
-            ),
-        )
-    return Answer(
-        200,
-        {
-            "trace_id": trace.trace_id,
-            "workflow_name": aim.workflow_name,
-            "drag_mode": aim.drag_mode,
-            "outcome": outcome,
-            "output": output,
-            "error_type": error_type,
-            "detections": detections,
-        },
-    )
+    return _answer(trace.trace_id, aim, outcome, output, error_type, detections)
 
 
 def _run(registry: Mapping[str, Workflow], aim: AimRequest) -> tuple[str | None, str, str | None]:
@@ -144,6 +121,41 @@ def _scan(trace: emit.Trace, aim: AimRequest, output: str | None) -> list[dict[s
                 workflow_name=aim.workflow_name,
             )
     return detections
+
+
+def _answer(
+    trace_id: str,
+    aim: AimRequest,
+    outcome: str,
+    output: str | None,
+    error_type: str | None,
+    detections: list[dict[str, str]],
+) -> Answer:
+    """403 or 422 for a request governance rejected, else 200 with the run's result."""
+    if outcome == "rejected":
+        forbidden = "role_not_permitted" in aim.reasons
+        return Answer(
+            403 if forbidden else 422,
+            error_body(
+                "role_not_permitted" if forbidden else "validation_failed",
+                "the request was rejected by governance",
+                trace_id,
+                outcome="rejected",
+                reasons=list(aim.reasons),
+            ),
+        )
+    return Answer(
+        200,
+        {
+            "trace_id": trace_id,
+            "workflow_name": aim.workflow_name,
+            "drag_mode": aim.drag_mode,
+            "outcome": outcome,
+            "output": output,
+            "error_type": error_type,
+            "detections": detections,
+        },
+    )
 
 
 def _log_unavailable(trace: emit.Trace) -> Answer:
