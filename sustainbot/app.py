@@ -1,42 +1,33 @@
-"""The Flask application: HTTP in, governance decisions out, every step written as an event."""
+"""The service factory: the Flask app around one Settings value, tracing every request as events.
+
+``create_app`` builds the writer, verifier and workflows once, registers the endpoints'
+blueprint (``sustainbot.routes``), and adds the app-wide parts: the hooks that give each request
+its trace and its two http events, and the handlers that answer every error as JSON.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
-from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from sustainbot import __version__
-from sustainbot.auth import AuthError, Principal, TokenVerifier
+from sustainbot import __version__, emit
+from sustainbot.auth import TokenVerifier
 from sustainbot.events import EventWriter
-from sustainbot.governance import DRAG_MODES, POLICY, AimRequest, truncate, validate
-from sustainbot.prescriptive import detect
+from sustainbot.routes import MAX_BODY_BYTES, Service, blueprint, refusal
 from sustainbot.settings import Settings
 from sustainbot.workflows import Workflow, default_registry
 
-MAX_BODY_BYTES = 64 * 1024
 # Methods outside this set are written as "other" so clients cannot mint label values.
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class _Service:
-    settings: Settings
-    writer: EventWriter
-    verifier: TokenVerifier
-    registry: Mapping[str, Workflow]
 
 
 def create_app(
@@ -46,25 +37,23 @@ def create_app(
     registry: Mapping[str, Workflow] | None = None,
 ) -> Flask:
     """Build the service; raises NoKeyConfiguredError when no JWT key is configured."""
-    service = _Service(
-        settings=settings,
+    service = Service(
         writer=writer if writer is not None else EventWriter(settings.json_log_path),
         verifier=TokenVerifier(settings),
         registry=registry if registry is not None else default_registry(),
+        clock=time.perf_counter,
     )
     app = Flask("sustainbot")
     # One byte over the limit: werkzeug stops reading a chunked body (no Content-Length) at
-    # MAX_CONTENT_LENGTH without an error, so _read_body needs that extra byte to tell a body
-    # of exactly 64 KiB from a longer one.
+    # MAX_CONTENT_LENGTH without an error, so the body reader needs that extra byte to tell a
+    # body of exactly 64 KiB from a longer one.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.extensions["sustainbot"] = service
     _register_hooks(app, service)
-    _register_routes(app, service)
-    service.writer.emit(
-        "app.started",
-        trace_id=uuid.uuid4().hex,
-        logger="sustainbot.app",
-        message=f"SustainBot {__version__} started",
+    _register_error_handlers(app)
+    app.register_blueprint(blueprint)
+    emit.app_started(
+        emit.Trace(service.writer, uuid.uuid4().hex),
         version=__version__,
         phase=settings.phase,
         compliance_spec=settings.compliance_spec,
@@ -86,62 +75,40 @@ def trace_id_from(traceparent: str | None, request_id: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _emit(service: _Service, event: str, logger: str, message: str, **fields: Any) -> bool:
-    ok = service.writer.emit(
-        event, trace_id=g.trace_id, logger=f"sustainbot.{logger}", message=message, **fields
-    )
-    if not ok:
-        g.log_ok = False
-    return ok
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> Response:
-    response = jsonify({"error": code, "message": message, "trace_id": g.get("trace_id"), **extra})
-    response.status_code = status
-    return response
-
-
-def _register_hooks(app: Flask, service: _Service) -> None:
+def _register_hooks(app: Flask, service: Service) -> None:
+    # On the app, not the blueprint: requests that no route matches are traced too.
     @app.before_request
     def start_request() -> None:
-        g.trace_id = trace_id_from(
-            request.headers.get("traceparent"), request.headers.get("X-Request-ID")
+        g.trace = emit.Trace(
+            service.writer,
+            trace_id_from(request.headers.get("traceparent"), request.headers.get("X-Request-ID")),
         )
-        g.started = time.perf_counter()
-        g.log_ok = True
+        g.started = service.clock()
         g.method = request.method if request.method in KNOWN_METHODS else "other"
         # The route template, never the raw path: raw paths are client-controlled.
         g.endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        _emit(
-            service,
-            "http.request_started",
-            "http",
-            f"{g.method} {g.endpoint} started",
-            method=g.method,
-            endpoint=g.endpoint,
-        )
+        emit.http_request_started(g.trace, method=g.method, endpoint=g.endpoint)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
         if "started" not in g:
             return response
-        _emit(
-            service,
-            "http.request",
-            "http",
-            f"{g.method} {g.endpoint} {response.status_code}",
+        emit.http_request(
+            g.trace,
             method=g.method,
             endpoint=g.endpoint,
             status_code=response.status_code,
-            duration_seconds=time.perf_counter() - g.started,
+            duration_seconds=service.clock() - g.started,
         )
-        response.headers["X-Request-ID"] = g.trace_id
+        response.headers["X-Request-ID"] = g.trace.trace_id
         return response
 
+
+def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         code = re.sub(r"[^a-z]+", "_", (exc.name or "error").lower()).strip("_")
-        response = _error(exc.code or 500, code, exc.description or code)
+        response = refusal(exc.code or 500, code, exc.description or code)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return response
@@ -150,244 +117,7 @@ def _register_hooks(app: Flask, service: _Service) -> None:
     def unexpected_error(exc: Exception) -> Response:
         # A bug on our side; a client mistake never lands here.
         app.logger.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", "unexpected server error")
-
-
-def _register_routes(app: Flask, service: _Service) -> None:
-    @app.get("/healthz")
-    def healthz() -> Response:
-        status = service.writer.check() if g.log_ok else service.writer.status
-        if g.log_ok and status.writable:
-            return jsonify({"status": "ok", "event_log": "writable"})
-        response = jsonify(
-            {"status": "unavailable", "event_log": "unwritable", "error": status.error}
-        )
-        response.status_code = 503
-        return response
-
-    @app.get("/workflows")
-    def list_workflows() -> Response:
-        return jsonify(
-            {
-                "workflows": [
-                    {"name": w.name, "description": w.description}
-                    for w in service.registry.values()
-                ],
-                "drag_modes": list(DRAG_MODES),
-                "policy": {mode: sorted(POLICY[mode]) for mode in DRAG_MODES},
-            }
-        )
-
-    @app.post("/governance/validate")
-    def governance_validate() -> Response:
-        checked = _admit(service)
-        if isinstance(checked, Response):
-            return checked
-        _, aim = checked
-        if aim.valid:
-            return jsonify({"valid": True, "trace_id": g.trace_id})
-        response = jsonify({"valid": False, "reasons": list(aim.reasons), "trace_id": g.trace_id})
-        response.status_code = 422
-        return response
-
-    @app.post("/workflows/governed/execute")
-    def governed_execute() -> Response:
-        checked = _admit(service)
-        if isinstance(checked, Response):
-            return checked
-        principal, aim = checked
-        if not g.log_ok:
-            return _log_unavailable(service)
-        return _execute(service, principal, aim)
-
-
-def _log_unavailable(service: _Service) -> Response:
-    return _error(
-        503,
-        "event_log_unavailable",
-        "the audit log cannot be written, so no workflow runs",
-        event_log_error=service.writer.status.error,
-    )
-
-
-def _authenticate(service: _Service) -> Principal | Response:
-    try:
-        principal = service.verifier.verify(request.headers.get("Authorization"))
-    except AuthError as exc:
-        if exc.failure_type != "missing_token":
-            _emit(
-                service,
-                "auth.jwt_validated",
-                "auth",
-                "bearer token rejected",
-                level="WARNING",
-                outcome="failure",
-                failure_type=exc.failure_type,
-            )
-        _emit(
-            service,
-            "auth.failed",
-            "auth",
-            f"authentication failed: {exc.failure_type}",
-            level="WARNING",
-            failure_type=exc.failure_type,
-        )
-        response = _error(401, "unauthorized", exc.detail, failure_type=exc.failure_type)
-        response.headers["WWW-Authenticate"] = 'Bearer realm="sustainbot"'
-        return response
-    _emit(
-        service,
-        "auth.jwt_validated",
-        "auth",
-        "bearer token accepted",
-        outcome="success",
-        actor_role=principal.role,
-    )
-    return principal
-
-
-def _read_body() -> dict[str, Any] | Response:
-    try:
-        raw = request.get_data(cache=True)
-        too_large = len(raw) > MAX_BODY_BYTES
-    except RequestEntityTooLarge:
-        raw, too_large = b"", True
-    if too_large:
-        return _error(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _error(400, "malformed_json", "request body is not valid JSON")
-    if not isinstance(body, dict):
-        return _error(400, "body_not_object", "request body must be a JSON object")
-    return body
-
-
-def _admit(service: _Service) -> tuple[Principal, AimRequest] | Response:
-    """Authenticate, parse and AIM-validate a governance request, writing its events."""
-    principal = _authenticate(service)
-    if isinstance(principal, Response):
-        return principal
-    body = _read_body()
-    if isinstance(body, Response):
-        return body
-    aim = validate(body, principal.role, service.registry.keys())
-    extra = {"requested_workflow": aim.requested_workflow} if aim.requested_workflow else {}
-    _emit(
-        service,
-        "aim.request",
-        "governance",
-        f"AIM request for {aim.workflow_name} in mode {aim.drag_mode}",
-        drag_mode=aim.drag_mode,
-        actor_role=principal.role,
-        workflow_name=aim.workflow_name,
-        **extra,
-    )
-    for reason in aim.reasons:
-        _emit(
-            service,
-            "aim.validation_failed",
-            "governance",
-            f"AIM validation failed: {reason}",
-            level="WARNING",
-            failure_reason=reason,
-            drag_mode=aim.drag_mode,
-            workflow_name=aim.workflow_name,
-        )
-    return principal, aim
-
-
-def _execute(service: _Service, principal: Principal, aim: AimRequest) -> Response:
-    started = time.perf_counter()
-    output: str | None = None
-    error_type: str | None = None
-    if not aim.valid:
-        outcome = "rejected"
-    else:
-        assert aim.input is not None
-        try:
-            output = service.registry[aim.workflow_name].run(aim.input)
-            outcome = "success"
-        except Exception as exc:  # a workflow's failure is an outcome, not a server error
-            outcome, error_type = "failure", type(exc).__name__
-    duration = time.perf_counter() - started
-    failure = {"error_type": error_type} if error_type else {}
-    _emit(
-        service,
-        "workflow.completed",
-        "workflows",
-        f"workflow {aim.workflow_name} {outcome}",
-        level="ERROR" if outcome == "failure" else "INFO",
-        workflow_name=aim.workflow_name,
-        outcome=outcome,
-        drag_mode=aim.drag_mode,
-        duration_seconds=duration,
-        **failure,
-    )
-    requested = {"requested_workflow": aim.requested_workflow} if aim.requested_workflow else {}
-    _emit(
-        service,
-        "audit.entry",
-        "audit",
-        f"execute {aim.workflow_name}: {outcome}",
-        outcome=outcome,
-        drag_mode=aim.drag_mode,
-        decision="deny" if outcome == "rejected" else "allow",
-        reasons=list(aim.reasons),
-        actor=principal.name,
-        actor_role=principal.role,
-        workflow_name=aim.workflow_name,
-        mission=truncate(aim.mission) if aim.mission else None,
-        aim_actor=truncate(aim.actor) if aim.actor else None,
-        input_sha256=hashlib.sha256(aim.input.encode()).hexdigest() if aim.input else None,
-        input_chars=len(aim.input) if aim.input else 0,
-        **requested,
-        **failure,
-    )
-    detections: list[dict[str, str]] = []
-    if outcome != "rejected":
-        sources = [("input", aim.input or "")]
-        if output is not None:
-            sources.append(("output", output))
-        for source, text in sources:
-            for found in detect(text):
-                detections.append(
-                    {"phrase_type": found.phrase_type, "phrase": found.phrase, "source": source}
-                )
-                _emit(
-                    service,
-                    "prescriptive_language.detected",
-                    "prescriptive",
-                    f"{found.phrase_type} phrase {found.phrase!r} in {source}",
-                    drag_mode=aim.drag_mode,
-                    phrase_type=found.phrase_type,
-                    phrase=found.phrase,
-                    source=source,
-                    workflow_name=aim.workflow_name,
-                )
-    if not g.log_ok:
-        # The audit trail is incomplete: withhold the result rather than answer without it.
-        return _log_unavailable(service)
-    if outcome == "rejected":
-        forbidden = "role_not_permitted" in aim.reasons
-        return _error(
-            403 if forbidden else 422,
-            "role_not_permitted" if forbidden else "validation_failed",
-            "the request was rejected by governance",
-            outcome="rejected",
-            reasons=list(aim.reasons),
-        )
-    return jsonify(
-        {
-            "trace_id": g.trace_id,
-            "workflow_name": aim.workflow_name,
-            "drag_mode": aim.drag_mode,
-            "outcome": outcome,
-            "output": output,
-            "error_type": error_type,
-            "detections": detections,
-        }
-    )
+        return refusal(500, "internal_error", "unexpected server error")
 
 
 def wsgi_app_from_env() -> Flask:

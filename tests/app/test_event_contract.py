@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
-from tests.app.helpers import PERSON, EventLog, bearer, body, schema_validator
+from sustainbot import emit
+from tests.app.helpers import PERSON, SCHEMA_PATH, EventLog, bearer, body, schema_validator
 
 EXECUTE = "/workflows/governed/execute"
 
@@ -47,6 +49,19 @@ def test_every_line_validates_against_schema(client, token, event_log: EventLog)
         "audit.entry",
         "prescriptive_language.detected",
     }
+
+
+def test_each_event_type_has_one_emitter() -> None:
+    """sustainbot.emit has one public function per event type of the schema, named after it."""
+    types = json.loads(SCHEMA_PATH.read_text())["properties"]["event"]["enum"]
+    emitters = {
+        name
+        for name, member in vars(emit).items()
+        if inspect.isfunction(member)
+        and member.__module__ == emit.__name__
+        and not name.startswith("_")
+    }
+    assert emitters == {event_type.replace(".", "_") for event_type in types}
 
 
 def test_schema_rejects_contract_violations() -> None:
