@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.app.helpers import PERSON, EventLog, bearer, body, schema_validator
+from tests.support.app import PERSON, EventLog, bearer, body, schema_validator
 
 EXECUTE = "/workflows/governed/execute"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.helpers import REPO, SECRET, EventLog
+from tests.support.app import REPO, SECRET, EventLog
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent / "sustainbot"

@@ -23,8 +23,7 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.faultproxy import FaultProxy
-from tests.cloudwatch.helpers import (
+from tests.support.cloudwatch import (
     clients,
     event_line,
     messages,
@@ -32,6 +31,7 @@ from tests.cloudwatch.helpers import (
     serve_startup_log,
     wait_for,
 )
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ import pytest
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
-from tests.cloudwatch.faultproxy import FaultProxy
-from tests.cloudwatch.helpers import event_line
+from tests.support.cloudwatch import event_line
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.slow
 

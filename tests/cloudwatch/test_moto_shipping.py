@@ -21,7 +21,7 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.helpers import (
+from tests.support.cloudwatch import (
     clients,
     event_line,
     messages,

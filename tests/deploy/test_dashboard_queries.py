@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy._events import Generated, write_events
-from tests.deploy._support import DEPLOY, REPO, Prometheus, binary, free_port, load_yaml, run
+from tests.support.deploy import DEPLOY, REPO, Prometheus, binary, free_port, load_yaml, run
+from tests.support.event_history import Generated, write_events
 
 pytestmark = pytest.mark.slow
 

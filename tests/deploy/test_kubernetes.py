@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy._support import DEPLOY, binary, load_yaml, load_yaml_all, run
+from tests.support.deploy import DEPLOY, binary, load_yaml, load_yaml_all, run
 
 K8S = DEPLOY / "kubernetes"
 LOG_DIR = "/var/log/sustainbot"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.deploy._support import DEPLOY, binary, load_yaml, run
+from tests.support.deploy import DEPLOY, binary, load_yaml, run
 
 PROM_DIR = DEPLOY / "prometheus"
 RULES = PROM_DIR / "rules" / "sustainbot-alerts.yml"

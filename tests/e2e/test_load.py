@@ -24,8 +24,8 @@ import pytest
 from sustainbot.auth import mint_token
 from sustainbot.governance import DRAG_MODES
 from sustainbot.settings import Settings
-from tests.e2e._stack import SECRET, Service
-from tests.exporter._serve import DEADLINE, Exporter, wait_for
+from tests.support.serve import DEADLINE, Exporter, wait_for
+from tests.support.stack import SECRET, Service
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy._support import Prometheus
-from tests.exporter._replay_model import Item, expected_at, make_items, write_rotated_set
+from tests.support.deploy import Prometheus
+from tests.support.replay_model import Item, expected_at, make_items, write_rotated_set
 
 DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
 STEP = 60

@@ -16,8 +16,8 @@ from typing import Any
 import bcrypt
 import pytest
 
-from tests.exporter._certs import make_certs
-from tests.exporter._serve import (
+from tests.support.certs import make_certs
+from tests.support.serve import (
     DEADLINE,
     Exporter,
     append,

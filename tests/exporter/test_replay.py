@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from log_exporter.cli import main
 from log_exporter.sources import split_lines
-from tests.exporter._replay_model import (
+from tests.support.replay_model import (
     expected,
     make_items,
     only_modelled,

@@ -19,7 +19,7 @@ from log_exporter.spec import compile as compile_spec
 from log_exporter.spec import load_default_spec
 from log_exporter.store import Store
 from log_exporter.tail import Tailer
-from tests.exporter._replay_model import Item, make_items, write_rotated_set
+from tests.support.replay_model import Item, make_items, write_rotated_set
 
 DEADLINE = 60.0
 

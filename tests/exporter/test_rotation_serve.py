@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import (
+from tests.support.serve import (
     Exporter,
     append,
     event,

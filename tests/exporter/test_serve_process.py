@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter import __version__
-from tests.exporter._serve import Exporter, append, event, free_port, run_cli, sample, wait_for
+from tests.support.serve import Exporter, append, event, free_port, run_cli, sample, wait_for
 
 pytestmark = pytest.mark.slow
 

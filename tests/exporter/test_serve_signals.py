@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import Exporter, append, event, run_cli, sample, wait_for
+from tests.support.serve import Exporter, append, event, run_cli, sample, wait_for
 
 pytestmark = pytest.mark.slow
 

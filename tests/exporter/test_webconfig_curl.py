@@ -10,8 +10,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.exporter._certs import make_certs
-from tests.exporter._serve import DEADLINE, Exporter, append, event
+from tests.support.certs import make_certs
+from tests.support.serve import DEADLINE, Exporter, append, event
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.exporter._replay_model import CONTRACT_FAMILIES
+from tests.support.replay_model import CONTRACT_FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.exporter._serve import DEADLINE, terminate, wait_for
+from tests.support.serve import DEADLINE, terminate, wait_for
 
 BIN = Path(sys.executable).parent / "sustainbot"
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
