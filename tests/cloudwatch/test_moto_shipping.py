@@ -22,12 +22,13 @@ from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
+    SHIPPING_DEADLINE,
     clients,
     event_line,
     messages,
     replay_to_cloudwatch,
-    wait_for,
 )
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -121,15 +122,19 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
             f.write("".join(lines[50:]))
         logs, cw = clients()
         got = wait_for(
-            lambda: messages(logs, GROUP, STREAM), lambda m: len(m) >= len(lines), what="all lines"
+            lambda: messages(logs, GROUP, STREAM),
+            "all lines",
+            until=lambda m: len(m) >= len(lines),
+            timeout=SHIPPING_DEADLINE,
         )
         assert sorted(got) == sorted(line.rstrip("\n") for line in lines)
         for (name, outcome), n in expected.items():
             dims = {"WorkflowName": name, "Outcome": outcome, "DRAGMode": "draft"}
             wait_for(
                 lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
-                lambda s, n=n: s == n,
-                what=f"WorkflowExecutions {name}/{outcome}",
+                f"WorkflowExecutions {name}/{outcome}",
+                until=lambda s, n=n: s == n,
+                timeout=SHIPPING_DEADLINE,
             )
             samples = _metric_sum(cw, "WorkflowDuration", dims, "SampleCount")
             assert samples == n
@@ -149,11 +154,12 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
         )
         wait_for(
             lambda: json.loads((tmp_path / "state.json").read_bytes())["sections"],
-            lambda s: (
+            "cursor saved at the end of the file",
+            until=lambda s: (
                 (s.get("cloudwatch") or {}).get("position", {}) is not None
                 and (s["cloudwatch"]["position"] or {}).get("offset") == os.path.getsize(log_file)
             ),
-            what="cursor saved at the end of the file",
+            timeout=SHIPPING_DEADLINE,
         )
     finally:
         shipping.stop()
@@ -178,8 +184,11 @@ def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Pat
         logs, cw = clients()
         docs = wait_for(
             lambda: [json.loads(m) for m in messages(logs, GROUP, config.emf_log_stream)],
-            lambda d: sum(x.get("WorkflowExecutions", 0) for x in d) >= sum(expected.values()),
-            what="EMF documents",
+            "EMF documents",
+            until=lambda d: (
+                sum(x.get("WorkflowExecutions", 0) for x in d) >= sum(expected.values())
+            ),
+            timeout=SHIPPING_DEADLINE,
         )
         executions: Counter[tuple[str, str]] = Counter()
         for doc in docs:

@@ -18,15 +18,14 @@ import pytest
 
 from tests.support.certs import make_certs
 from tests.support.serve import (
-    DEADLINE,
     Exporter,
     append,
     event,
     free_port,
     parse_metrics,
     terminate,
-    wait_for,
 )
+from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
 

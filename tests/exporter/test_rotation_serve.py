@@ -16,8 +16,8 @@ from tests.support.serve import (
     in_process_service,
     run_until,
     sample,
-    wait_for,
 )
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from log_exporter.serve import Service
 from log_exporter.values import Batch
-from tests.support.serve import append, event, in_process_service, run_beside, run_until, wait_for
+from tests.support.serve import append, event, in_process_service, run_beside, run_until
+from tests.support.waits import wait_for
 
 
 def test_failure_mid_batch_exits_1_without_saving_half_a_batch(tmp_path: Path) -> None:

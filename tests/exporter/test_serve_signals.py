@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serve import Exporter, append, event, run_cli, sample, wait_for
+from tests.support.serve import Exporter, append, event, run_cli, sample
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import bcrypt
 import pytest
 
 from tests.support.certs import make_certs
-from tests.support.serve import DEADLINE, Exporter, append, event
+from tests.support.serve import Exporter, append, event
+from tests.support.waits import DEADLINE
 
 pytestmark = pytest.mark.slow
 

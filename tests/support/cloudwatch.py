@@ -1,4 +1,4 @@
-"""Reading back what reached the emulator, and waiting for it without sleeping blindly."""
+"""Reading back what reached the CloudWatch emulator, and running the exporter against it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
-T = TypeVar("T")
+# What reaches moto goes through flush intervals, retries and HTTP: slower than a local exporter.
+SHIPPING_DEADLINE = 120.0
 
 
 def clients(endpoint: str | None = None) -> tuple[Any, Any]:
@@ -41,20 +41,6 @@ def messages(logs: Any, group: str, stream: str) -> list[str]:
             kwargs["nextToken"] = token
     except logs.exceptions.ResourceNotFoundException:
         return []
-
-
-def wait_for(
-    probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 120.0, what: str = ""
-) -> T:
-    """Poll ``probe`` until ``done`` holds; past the deadline, fail showing the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last value {value!r}"[:2000])
-        time.sleep(0.2)
 
 
 def event_line(event: str, ts: str, **fields: Any) -> str:

@@ -11,20 +11,16 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from log_exporter.serve import ServeOptions, Service
-
-# Generous: the machine is small and shared; a deadline only bounds how long a failure takes.
-DEADLINE = 60.0
-T = TypeVar("T")
+from tests.support.waits import DEADLINE, wait_for
 
 
 def _clean_env() -> dict[str, str]:
@@ -40,18 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at deadline."""
-    end = time.monotonic() + deadline
-    last: T | None = None
-    while time.monotonic() < end:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what} (last: {last!r})")
 
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -154,16 +138,12 @@ class Exporter:
     def wait_metric(self, name: str, value: float, **labels: str) -> None:
         """Poll /metrics until ``name{labels}`` equals ``value``; on timeout say what it was,
         so a loss (below) tells itself apart from a double count (above)."""
-        last: list[float | None] = [None]
-
-        def reached() -> bool:
-            last[0] = sample(self.metrics(), name, **labels)
-            return last[0] == value
-
-        try:
-            wait_for(reached, f"{name}{labels} == {value}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last value {last[0]!r}\n{self.diagnosis()}") from None
+        wait_for(
+            lambda: sample(self.metrics(), name, **labels),
+            f"{name}{labels} == {value}",
+            until=lambda last: last == value,
+            explain=self.diagnosis,
+        )
 
     def diagnosis(self) -> str:
         """The state file and the exporter's log, for a failure message."""

@@ -16,7 +16,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.support.serve import DEADLINE, terminate, wait_for
+from tests.support.serve import terminate
+from tests.support.waits import DEADLINE, wait_for
 
 BIN = Path(sys.executable).parent / "sustainbot"
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
