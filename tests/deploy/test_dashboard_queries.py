@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, REPO, Prometheus, binary, free_port, load_yaml, run
+from tests.support.deploy import DEPLOY, REPO, Prometheus, binary, load_yaml, run
 from tests.support.event_history import Generated, write_events
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

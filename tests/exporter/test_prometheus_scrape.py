@@ -17,11 +17,11 @@ import bcrypt
 import pytest
 
 from tests.support.certs import make_certs
+from tests.support.ports import free_port
 from tests.support.serve import (
     Exporter,
     append,
     event,
-    free_port,
     parse_metrics,
     terminate,
 )

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from log_exporter import __version__
-from tests.support.serve import Exporter, append, event, free_port, run_cli, sample
+from tests.support.ports import free_port
+from tests.support.serve import Exporter, append, event, run_cli, sample
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow

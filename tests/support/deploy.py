@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ports import free_port
 from tests.support.replay_model import CONTRACT_FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,13 +43,6 @@ def load_yaml(path: Path) -> Any:
 def load_yaml_all(path: Path) -> list[Any]:
     """Parse every document of a multi-document YAML file, skipping empty ones."""
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-
-
-def free_port() -> int:
-    """A loopback port free right now, for a server that cannot report the one it bound."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Prometheus:

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from log_exporter.serve import ServeOptions, Service
+from tests.support.ports import free_port
 from tests.support.waits import DEADLINE, wait_for
 
 
@@ -30,12 +30,6 @@ def _clean_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("LOG_EXPORTER_", "CLOUDWATCH_")) and k != "JSON_LOG_PATH"
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
