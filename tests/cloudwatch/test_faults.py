@@ -26,11 +26,11 @@ from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
     clients,
-    event_line,
     messages,
     replay_to_cloudwatch,
     serve_startup_log,
 )
+from tests.support.contract import contract_line
 from tests.support.faultproxy import FaultProxy
 from tests.support.waits import wait_for
 
@@ -46,7 +46,7 @@ def _lines(n: int, pad: int = 200) -> list[str]:
     for i in range(n):
         ts = (now - timedelta(seconds=n - i) / 10).isoformat(timespec="milliseconds")
         out.append(
-            event_line(
+            contract_line(
                 "workflow.completed",
                 ts.replace("+00:00", "Z"),
                 workflow_name="wf",
@@ -55,7 +55,8 @@ def _lines(n: int, pad: int = 200) -> list[str]:
                 duration_seconds=0.5,
                 seq=i,
                 pad="x" * pad,
-            )
+                trace_id="t",
+            ).decode()
         )
     return out
 

@@ -24,10 +24,10 @@ from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
     clients,
-    event_line,
     messages,
     replay_to_cloudwatch,
 )
+from tests.support.contract import contract_line
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]
         name = f"wf{i % 3}"
         outcome = ("success", "failure")[i % 2]
         lines.append(
-            event_line(
+            contract_line(
                 "workflow.completed",
                 ts,
                 workflow_name=name,
@@ -57,18 +57,20 @@ def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]
                 drag_mode="draft",
                 duration_seconds=0.1 * (i % 7),
                 error_type="timeout",
-            )
+                trace_id="t",
+            ).decode()
         )
         expected[(name, outcome)] += 1
         lines.append(
-            event_line(
+            contract_line(
                 "aim.request",
                 ts,
                 drag_mode="research",
                 actor_role="analyst",
                 workflow_name=name,
                 actor="Jane Doe",
-            )
+                trace_id="t",
+            ).decode()
         )
     lines.append("this line is not JSON \xff but still shipped\n")
     return lines, expected
@@ -208,7 +210,9 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     old = tmp_path / "sustainbot.jsonl.1"
 
     def audit(age: timedelta, outcome: str) -> str:
-        return event_line("audit.entry", _iso(now - age), outcome=outcome, drag_mode="draft")
+        return contract_line(
+            "audit.entry", _iso(now - age), outcome=outcome, drag_mode="draft", trace_id="t"
+        ).decode()
 
     old.write_text(audit(timedelta(days=20), "success") + audit(timedelta(days=3), "success"))
     new = tmp_path / "sustainbot.jsonl"
@@ -231,8 +235,12 @@ def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) 
     now = datetime.now(UTC)
     log_file = tmp_path / "old.jsonl"
     log_file.write_text(
-        event_line("auth.failed", _iso(now - timedelta(days=30)), failure_type="expired")
-        + event_line("auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired")
+        contract_line(
+            "auth.failed", _iso(now - timedelta(days=30)), failure_type="expired", trace_id="t"
+        ).decode()
+        + contract_line(
+            "auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired", trace_id="t"
+        ).decode()
         + "\n"
     )
     proc = replay_to_cloudwatch(log_file, GROUP, "replayed")
@@ -247,7 +255,13 @@ def test_replay_truncated_gzip_ships_what_it_can_and_exits_1(aws_env: str, tmp_p
     """A cut-off gzip is shipped up to the damage, reported, and replay exits 1."""
     now = datetime.now(UTC)
     text = "".join(
-        event_line("auth.failed", _iso(now - timedelta(minutes=i)), failure_type="expired", n=i)
+        contract_line(
+            "auth.failed",
+            _iso(now - timedelta(minutes=i)),
+            failure_type="expired",
+            n=i,
+            trace_id="t",
+        ).decode()
         for i in range(2_000)
     )
     whole = gzip.compress(text.encode())

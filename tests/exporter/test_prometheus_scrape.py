@@ -17,11 +17,11 @@ import bcrypt
 import pytest
 
 from tests.support.certs import make_certs
+from tests.support.contract import contract_line
 from tests.support.ports import free_port
 from tests.support.serve import (
     Exporter,
     append,
-    event,
     parse_metrics,
     terminate,
 )
@@ -153,7 +153,10 @@ def test_prometheus_query_results_equal_the_contract_counts(
         # Live: new events reach Prometheus through the next scrapes.
         append(
             log,
-            event("aim.request", drag_mode="grunt", actor_role="engineer", workflow_name="w") * 4,
+            contract_line(
+                "aim.request", drag_mode="grunt", actor_role="engineer", workflow_name="w"
+            )
+            * 4,
         )
         wait_for(
             lambda: (
@@ -205,7 +208,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
     )
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success") * 3)
+    append(log, contract_line("auth.jwt_validated", outcome="success") * 3)
     client = ssl.create_default_context(cafile=str(certs.ca))
     with Exporter(
         tmp_path,
@@ -245,7 +248,7 @@ def test_prometheus_with_a_wrong_password_is_refused(
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success"))
+    append(log, contract_line("auth.jwt_validated", outcome="success"))
     with Exporter(tmp_path, ["--file", str(log), "--web-config", str(web)]) as exporter:
         exporter.auth_header = {
             "Authorization": "Basic " + base64.b64encode(b"prometheus:right").decode()

@@ -11,7 +11,8 @@ import bcrypt
 import pytest
 
 from tests.support.certs import make_certs
-from tests.support.serve import Exporter, append, event
+from tests.support.contract import contract_line
+from tests.support.serve import Exporter, append
 from tests.support.waits import DEADLINE
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def test_curl_against_tls_and_basic_auth(tmp_path: Path) -> None:
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
     )
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success"))
+    append(log, contract_line("auth.jwt_validated", outcome="success"))
     client = ssl.create_default_context(cafile=str(certs.ca))
     args = ["--file", str(log), "--web-config", str(web)]
     with Exporter(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -41,21 +40,6 @@ def messages(logs: Any, group: str, stream: str) -> list[str]:
             kwargs["nextToken"] = token
     except logs.exceptions.ResourceNotFoundException:
         return []
-
-
-def event_line(event: str, ts: str, **fields: Any) -> str:
-    """One JSONL line of the event contract."""
-    record = {
-        "timestamp": ts,
-        "level": "INFO",
-        "logger": "sustainbot.test",
-        "message": event,
-        "event": event,
-        "trace_id": "t",
-        "schema_version": 1,
-        **fields,
-    }
-    return json.dumps(record) + "\n"
 
 
 def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]:

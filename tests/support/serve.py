@@ -207,21 +207,6 @@ def run_cli(
     )
 
 
-def event(kind: str, **fields: Any) -> bytes:
-    """One contract line (common fields filled in) as bytes with its newline."""
-    line = {
-        "timestamp": "2026-02-01T14:30:00.123Z",
-        "level": "info",
-        "logger": "sustainbot.test",
-        "message": kind,
-        "event": kind,
-        "trace_id": "0" * 32,
-        "schema_version": 1,
-        **fields,
-    }
-    return json.dumps(line).encode() + b"\n"
-
-
 def append(path: Path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
