@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -21,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, REPO, Prometheus, binary, load_yaml, run
+from tests.support.deploy import DEPLOY, REPO, Prometheus, load_yaml
 from tests.support.event_history import Generated, write_events
 from tests.support.ports import free_port
+from tests.support.processes import binary, run, spawn, terminate
 
 pytestmark = pytest.mark.slow
 
@@ -195,10 +195,7 @@ def _served_by_serve(jsonl: Path) -> str:
     args = ["serve", "--file", str(jsonl), "--listen", f"127.0.0.1:{port}"]
     args += ["--state", str(state_dir / "state.json")]
     log_path = jsonl.with_name("serve.log")
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "log_exporter", *args], stdout=log, stderr=subprocess.STDOUT
-        )
+    proc = spawn([sys.executable, "-m", "log_exporter", *args], log_path)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -216,12 +213,7 @@ def _served_by_serve(jsonl: Path) -> str:
             text: str = r.read().decode()
         return text
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        terminate(proc)
 
 
 def test_query_names_metric_the_exporter_never_serves(backfilled: Backfilled) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, binary, load_yaml, load_yaml_all, run
+from tests.support.deploy import DEPLOY, load_yaml, load_yaml_all
+from tests.support.processes import binary, run
 
 K8S = DEPLOY / "kubernetes"
 LOG_DIR = "/var/log/sustainbot"

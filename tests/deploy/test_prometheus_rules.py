@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.deploy import DEPLOY, binary, load_yaml, run
+from tests.support.deploy import DEPLOY, load_yaml
+from tests.support.processes import binary, run
 
 PROM_DIR = DEPLOY / "prometheus"
 RULES = PROM_DIR / "rules" / "sustainbot-alerts.yml"

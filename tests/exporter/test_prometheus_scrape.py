@@ -19,12 +19,8 @@ import pytest
 from tests.support.certs import make_certs
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
-from tests.support.serve import (
-    Exporter,
-    append,
-    parse_metrics,
-    terminate,
-)
+from tests.support.processes import terminate
+from tests.support.serve import Exporter, append, parse_metrics
 from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -12,6 +10,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from tests.support import processes
+from tests.support.processes import clean_env
 
 # What reaches moto goes through flush intervals, retries and HTTP: slower than a local exporter.
 SHIPPING_DEADLINE = 120.0
@@ -67,15 +68,14 @@ def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]
                 if '"serving"' in line:
                     break
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            processes.stop(proc, what="log-exporter serve")
     return seen, proc.returncode
 
 
 def replay_to_cloudwatch(path: Path, group: str, stream: str) -> subprocess.CompletedProcess[str]:
     """Run `log-exporter replay --cloudwatch` on one file into ``group``/``stream``, with no
-    CLOUDWATCH_* settings inherited, so only the flags decide where it ships."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    settings inherited (CLOUDWATCH_* included), so only the flags decide where it ships."""
+    env = clean_env()
     where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream]
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", *where, str(path)],

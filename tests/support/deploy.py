@@ -1,10 +1,9 @@
-"""Helpers shared by the deployment tests: repository paths and real binaries."""
+"""Helpers shared by the deployment tests: repository paths, YAML, a real Prometheus, and the
+metric names the shipped queries may use."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -16,23 +15,11 @@ import pytest
 import yaml
 
 from tests.support.ports import free_port
+from tests.support.processes import spawn, terminate
 from tests.support.replay_model import CONTRACT_FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-
-
-def binary(name: str) -> str:
-    """Return the path of a real binary the test needs, or skip naming the missing package."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package 'prometheus' provides it)")
-    return path
-
-
-def run(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion and capture its output as text."""
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def load_yaml(path: Path) -> Any:
@@ -58,18 +45,16 @@ class Prometheus:
         self.log_path = tmp / "prometheus.log"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={data}",
-                    "--storage.tsdb.retention.time=400d",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = spawn(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=400d",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            self.log_path,
+        )
         try:
             self._wait_ready(ready_within)
         except BaseException:
@@ -109,12 +94,7 @@ class Prometheus:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit within a minute."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=60)
+        terminate(self.proc)
 
 
 # The metric families the event contract derives, and the exporter's self-metrics: every query

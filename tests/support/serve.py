@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import ssl
 import subprocess
@@ -19,17 +18,10 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from log_exporter.serve import ServeOptions, Service
+from tests.support import processes
 from tests.support.ports import free_port
+from tests.support.processes import clean_env, spawn
 from tests.support.waits import DEADLINE, wait_for
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without settings that would change what the exporter does."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LOG_EXPORTER_", "CLOUDWATCH_")) and k != "JSON_LOG_PATH"
-    }
 
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -73,15 +65,13 @@ class Exporter:
         self.stderr_path = tmp_path / f"exporter-{self.port}.log"
         state = list(args)[list(args).index("--state") + 1] if "--state" in args else None
         self.state_path = None if state is None else tmp_path / state
-        full_env = _clean_env()
+        full_env = clean_env()
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
         if "--listen" not in args and "LOG_EXPORTER_LISTEN" not in full_env:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
-        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=full_env, cwd=tmp_path
-        )
+        # Its stdout carries nothing; stderr is the JSON log the tests read back.
+        self.proc = spawn(cmd, self.stderr_path, env=full_env, cwd=tmp_path, stdout=False)
 
     @property
     def base(self) -> str:
@@ -155,18 +145,7 @@ class Exporter:
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Send ``signum`` and wait for the exit code (killing it only if it hangs)."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signum)
-                try:
-                    return self.proc.wait(timeout=DEADLINE)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-                    raise AssertionError(f"exporter ignored signal {signum}") from None
-            return self.proc.returncode
-        finally:
-            self._stderr.close()
+        return processes.stop(self.proc, signum, what="the exporter")
 
     def __enter__(self) -> Exporter:
         return self
@@ -174,27 +153,14 @@ class Exporter:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
-        if not self._stderr.closed:
-            self._stderr.close()
-
-
-def terminate(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM a process still running and wait for it; kill it only if it hangs."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.wait(timeout=DEADLINE)
 
 
 def run_cli(
     args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``log-exporter ARGS`` to completion (for commands that must exit on their own)."""
-    full_env = _clean_env()
+    full_env = clean_env()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", *args],
