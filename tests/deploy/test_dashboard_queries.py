@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, REPO, Prometheus, load_yaml
+from tests.support.deploy import DEPLOY, REPO, load_yaml
 from tests.support.event_history import Generated, write_events
 from tests.support.ports import free_port
 from tests.support.processes import binary, run, spawn, terminate
+from tests.support.prometheus import Prometheus
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
         [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
     )
     assert blocks.returncode == 0, blocks.stdout + blocks.stderr
-    prom = Prometheus(prometheus, data, tmp)
+    prom = Prometheus(prometheus, tmp, data=data)
     try:
         yield Backfilled(prom, events, jsonl)
     finally:
