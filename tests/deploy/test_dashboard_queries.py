@@ -25,6 +25,7 @@ from tests.support.event_history import Generated, write_events
 from tests.support.ports import free_port
 from tests.support.processes import binary, run, spawn, terminate
 from tests.support.prometheus import Prometheus
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -198,18 +199,16 @@ def _served_by_serve(jsonl: Path) -> str:
     log_path = jsonl.with_name("serve.log")
     proc = spawn([sys.executable, "-m", "log_exporter", *args], log_path)
     try:
-        deadline = time.monotonic() + 120
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, log_path.read_text()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        break
+                    return bool(r.status == 200)
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("log-exporter serve did not become ready")
-            time.sleep(0.1)
+                return False
+
+        wait_for(ready, "log-exporter serve to answer /readyz", timeout=120)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             text: str = r.read().decode()
         return text

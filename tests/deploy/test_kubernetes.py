@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.support.deploy import DEPLOY, load_yaml, load_yaml_all
 from tests.support.processes import binary, run
+from tests.support.waits import wait_for
 
 K8S = DEPLOY / "kubernetes"
 LOG_DIR = "/var/log/sustainbot"
@@ -230,14 +230,6 @@ def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
         )
 
 
-def _wait_for(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_log_rotator_loses_lines_or_never_rotates(
     containers: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -260,7 +252,7 @@ def test_log_rotator_loses_lines_or_never_rotates(
                     f.write(line)
             generations.append("".join(lines))
             rotated = log.with_name(log.name + ".1")
-            _wait_for(lambda: not log.exists(), f"rotation {generation}")
+            wait_for(lambda: not log.exists(), f"rotation {generation}")
             assert rotated.read_text() == generations[-1]
     finally:
         proc.terminate()
