@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.deploy import DEPLOY, load_yaml, load_yaml_all
-from tests.support.processes import binary, run
+from tests.support.processes import run
 from tests.support.waits import wait_for
 
 K8S = DEPLOY / "kubernetes"
@@ -201,7 +201,9 @@ def test_kustomization_names_missing_file_or_image(containers: dict[str, dict[st
     assert {i["name"] for i in kustomization["images"]} == used
 
 
-def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
+def test_annotation_scrape_config_rejected_by_promtool(
+    tmp_path: Path, promtool_binary: str
+) -> None:
     """The in-cluster scrape config parses, rewrites pod addresses right, and loads the rules.
 
     Debian's Prometheus is built without Kubernetes discovery, so the discovery block is swapped
@@ -218,7 +220,7 @@ def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
     rules = DEPLOY / "prometheus" / "rules" / "sustainbot-alerts.yml"
     (tmp_path / "rules" / rules.name).write_text(rules.read_text())
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    result = run([binary("promtool"), "check", "config", str(tmp_path / "prometheus.yml")])
+    result = run([promtool_binary, "check", "config", str(tmp_path / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     # Prometheus anchors relabel regexes; the address rewrite must keep the pod IP, use the port.
     (rewrite,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -14,7 +13,6 @@ import bcrypt
 import pytest
 
 from tests.support.certs import make_certs
-from tests.support.contract import contract_line
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter, append, parse_metrics
 from tests.support.waits import DEADLINE, wait_for
@@ -26,29 +24,21 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TARGET_LABELS = {"job", "instance"}
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package 'prometheus')")
-    return path
-
-
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+def prometheus_factory(
+    prometheus_binary: str, tmp_path: Path
+) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
     """Starts Prometheus servers scraping the sidecar every second with a given scrape config."""
     started: list[Prometheus] = []
 
     def start(scrape_config: dict[str, Any]) -> Prometheus:
-        # Looked up before anything is opened: a skip must not leave an open file behind, which
-        # warnings-as-errors would turn into a failure of whatever test runs next.
-        binary = _binary("prometheus")
         directory = tmp_path / f"prometheus-{len(started)}"
         directory.mkdir()
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [{"job_name": "sidecar", **scrape_config}],
         }
-        started.append(Prometheus(binary, directory, config=config))
+        started.append(Prometheus(prometheus_binary, directory, config=config))
         return started[-1]
 
     yield start
@@ -72,7 +62,7 @@ def _scraped_like(prom: Prometheus, expected: dict[Any, float], selector: str) -
 
 
 def test_prometheus_query_results_equal_the_contract_counts(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """Prometheus scraping the sidecar stores exactly the golden contract values, then follows."""
     log = tmp_path / "contract.jsonl"
@@ -115,9 +105,8 @@ def test_prometheus_query_results_equal_the_contract_counts(
         assert exporter.stop() == 0
 
 
-def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
+def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -> None:
     """``promtool check metrics`` finds nothing to complain about in a full /metrics page."""
-    promtool = _binary("promtool")
     log = tmp_path / "contract.jsonl"
     log.write_bytes((FIXTURES / "contract.jsonl").read_bytes())
     args = ["--file", str(log), "--state", str(tmp_path / "state.json")]
@@ -130,7 +119,7 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
     # Every family appears, self-metrics with --state included, so promtool judges them all.
     assert b"log_exporter_state_saves_total" in body
     result = subprocess.run(
-        [promtool, "check", "metrics"],
+        [promtool_binary, "check", "metrics"],
         input=body,
         capture_output=True,
         timeout=DEADLINE,
@@ -142,7 +131,7 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
 
 
 def test_prometheus_scrapes_through_tls_and_basic_auth(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """A Prometheus configured with the CA and the password scrapes a TLS + basic auth sidecar."""
     certs = make_certs(tmp_path)
@@ -188,7 +177,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
 
 
 def test_prometheus_with_a_wrong_password_is_refused(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """A Prometheus with the wrong password sees the target down with HTTP 401, and no data."""
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
