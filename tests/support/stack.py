@@ -1,8 +1,8 @@
-"""The real stack for end-to-end tests: ``sustainbot serve`` and ``log-exporter serve`` on one log.
+"""The service half of the end-to-end stack: ``sustainbot serve`` as a real process, beside the
+``log-exporter serve`` of ``tests.support.serve`` on the same log.
 
-Both are started as the operator starts them (their console scripts, ephemeral loopback ports)
-and waited on deterministically: the service prints its bound port, the exporter answers
-/healthz.
+It is started as the operator starts it (its console script, an ephemeral loopback port) and
+waited on deterministically: it prints its bound port, then answers /healthz.
 """
 
 from __future__ import annotations
