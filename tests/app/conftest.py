@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sustainbot.app import create_app
 from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
-from tests.app.helpers import PERSON, SECRET, EventLog
+from tests.support.app import PERSON, SECRET, EventLog
 
 
 @pytest.fixture

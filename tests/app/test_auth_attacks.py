@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sustainbot.app import create_app
 from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
-from tests.app.helpers import PERSON, SECRET, EventLog, bearer, body
+from tests.support.app import PERSON, SECRET, EventLog, bearer, body
 
 EXECUTE = "/workflows/governed/execute"
 

@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from sustainbot.cli import main
-from tests.app.helpers import SECRET
+from tests.support.app import SECRET
 
 
 @pytest.fixture

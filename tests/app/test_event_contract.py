@@ -6,7 +6,7 @@ import inspect
 import json
 
 from sustainbot import emit
-from tests.app.helpers import PERSON, SCHEMA_PATH, EventLog, bearer, body, schema_validator
+from tests.support.app import PERSON, SCHEMA_PATH, EventLog, bearer, body, schema_validator
 
 EXECUTE = "/workflows/governed/execute"
 

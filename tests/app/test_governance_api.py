@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sustainbot.governance import DRAG_MODES, MAX_INPUT_CHARS, POLICY, ROLES
-from tests.app.helpers import EventLog, bearer, body
+from tests.support.app import EventLog, bearer, body
 
 EXECUTE = "/workflows/governed/execute"
 VALIDATE = "/governance/validate"

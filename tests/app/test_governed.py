@@ -10,7 +10,7 @@ from sustainbot.auth import Principal
 from sustainbot.events import EventWriter
 from sustainbot.governance import validate
 from sustainbot.workflows import Workflow, default_registry
-from tests.app.helpers import PERSON, EventLog, body
+from tests.support.app import PERSON, EventLog, body
 
 PRINCIPAL = Principal(subject=PERSON, name=PERSON, role="approver")
 

@@ -10,7 +10,7 @@ import pytest
 from sustainbot.app import create_app
 from sustainbot.events import EventWriter
 from sustainbot.settings import Settings
-from tests.app.helpers import SECRET, EventLog, bearer, body
+from tests.support.app import SECRET, EventLog, bearer, body
 
 EXECUTE = "/workflows/governed/execute"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sustainbot.prescriptive import MAX_DETECTIONS_PER_TEXT, detect
-from tests.app.helpers import EventLog, bearer, body
+from tests.support.app import EventLog, bearer, body
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:

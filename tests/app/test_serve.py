@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.helpers import REPO, SECRET, EventLog
+from tests.support.app import REPO, SECRET, EventLog
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent / "sustainbot"
@@ -67,27 +67,28 @@ def _env(log_path: Path) -> dict[str, str]:
 
 def _wait_for_port(process: subprocess.Popen[str], stdout: Path) -> int:
     """Poll serve's stdout file for the 'listening on' line it prints once the socket is bound."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
+
+    def announced() -> int | None:
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", stdout.read_text())
         if match:
             return int(match.group(1))
         assert process.poll() is None, f"serve exited early: {stdout.read_text()}"
-        time.sleep(0.05)
-    raise AssertionError("sustainbot serve did not report its port in time")
+        return None
+
+    return wait_for(announced, "sustainbot serve to report its port", timeout=STARTUP_DEADLINE)
 
 
 def _wait_healthy(service: Service) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         try:
             if service.request("GET", "/healthz")[0] == 200:
-                return
+                return True
         except OSError:
             pass
         assert service.process.poll() is None, "serve exited during startup"
-        time.sleep(0.1)
-    raise AssertionError("/healthz did not answer 200 in time")
+        return False
+
+    wait_for(healthy, "/healthz to answer 200", timeout=STARTUP_DEADLINE, interval=0.1)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sustainbot.settings import DEFAULT_JSON_LOG_PATH, Settings, SettingsError
-from tests.app.helpers import SECRET
+from tests.support.app import SECRET
 
 
 def test_defaults_without_environment() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from sustainbot.governance import MAX_INPUT_CHARS
 from sustainbot.workflows import FAILURE_MARKER, carbon_audit, default_registry
-from tests.app.helpers import EventLog, bearer, body
+from tests.support.app import EventLog, bearer, body
 
 EXECUTE = "/workflows/governed/execute"
 

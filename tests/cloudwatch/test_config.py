@@ -13,7 +13,7 @@ import pytest
 
 from log_exporter.cloudwatch import config as cw_config
 from log_exporter.cloudwatch.config import ConfigError, load
-from tests.cloudwatch.helpers import serve_startup_log
+from tests.support.cloudwatch import serve_startup_log
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -23,15 +23,16 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.faultproxy import FaultProxy
-from tests.cloudwatch.helpers import (
+from tests.support.cloudwatch import (
+    SHIPPING_DEADLINE,
     clients,
-    event_line,
     messages,
     replay_to_cloudwatch,
     serve_startup_log,
-    wait_for,
 )
+from tests.support.contract import contract_line
+from tests.support.faultproxy import FaultProxy
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ def _lines(n: int, pad: int = 200) -> list[str]:
     for i in range(n):
         ts = (now - timedelta(seconds=n - i) / 10).isoformat(timespec="milliseconds")
         out.append(
-            event_line(
+            contract_line(
                 "workflow.completed",
                 ts.replace("+00:00", "Z"),
                 workflow_name="wf",
@@ -54,7 +55,8 @@ def _lines(n: int, pad: int = 200) -> list[str]:
                 duration_seconds=0.5,
                 seq=i,
                 pad="x" * pad,
-            )
+                trace_id="t",
+            ).decode()
         )
     return out
 
@@ -131,9 +133,9 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
         logs, cw = clients(aws_env)
         got = wait_for(
             lambda: messages(logs, GROUP, STREAM),
-            _all_arrived(lines),
+            "every line through the faults",
+            until=_all_arrived(lines),
             timeout=240,
-            what="every line through the faults",
         )
         duplicates = _check_at_least_once(got, lines, proxy)
         assert duplicates > 0, "the forward-then-reset fault should have produced one resend"
@@ -158,7 +160,12 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
             return float(sum(p["Sum"] for p in resp["Datapoints"]))
 
         # Metrics are counted from acknowledged batches only, so the resent batch counts once.
-        wait_for(executions, lambda s: s == len(lines), what="metric sum through the faults")
+        wait_for(
+            executions,
+            "metric sum through the faults",
+            until=lambda s: s == len(lines),
+            timeout=SHIPPING_DEADLINE,
+        )
     finally:
         shipping.stop()
     acted = {a for _, a in proxy.actions}
@@ -229,8 +236,9 @@ def test_kill_9_mid_shipping_then_restart_loses_nothing(
         # Killed once a batch was acknowledged (its cursor saved) and the next is on the wire.
         wait_for(
             lambda: (_saved_offset(state), proxy.in_flight.get("PutLogEvents", 0)),
-            lambda v: v[0] > 0 and v[1] >= 1,
-            what="a batch in flight",
+            "a batch in flight",
+            until=lambda v: v[0] > 0 and v[1] >= 1,
+            timeout=SHIPPING_DEADLINE,
         )
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
@@ -245,9 +253,9 @@ def test_kill_9_mid_shipping_then_restart_loses_nothing(
     try:
         got = wait_for(
             lambda: messages(logs, GROUP, STREAM),
-            _all_arrived(lines),
+            "every line after the restart",
+            until=_all_arrived(lines),
             timeout=240,
-            what="every line after the restart",
         )
         _check_at_least_once(got, lines, proxy)
     finally:
@@ -290,31 +298,38 @@ def test_outage_grows_backlog_while_metrics_keep_serving(
     log_file.write_text("".join(lines))
     proc = _serve(log_file, tmp_path / "state.json", proxy.url, tmp_path)
     try:
-        url = wait_for(lambda: _serving_url(tmp_path / "serve.log"), bool, what="serve to start")
+        url = wait_for(
+            lambda: _serving_url(tmp_path / "serve.log"),
+            "serve to start",
+            timeout=SHIPPING_DEADLINE,
+        )
         outage = wait_for(
             lambda: _scrape(url),
-            lambda s: (
+            "retries and a backlog during the outage",
+            until=lambda s: (
                 s.get("log_exporter_cloudwatch_retries_total", 0) >= 2
                 and s.get("log_exporter_cloudwatch_backlog_bytes", 0) > 0
             ),
-            what="retries and a backlog during the outage",
+            timeout=SHIPPING_DEADLINE,
         )
         # The Prometheus path counted every line while nothing reached CloudWatch.
         counted = wait_for(
             lambda: _scrape(url),
-            lambda s: s.get('log_exporter_lines_total{result="parsed"}', 0) == len(lines),
-            what="the metrics path to count every line",
+            "the metrics path to count every line",
+            until=lambda s: s.get('log_exporter_lines_total{result="parsed"}', 0) == len(lines),
+            timeout=SHIPPING_DEADLINE,
         )
         assert counted.get("log_exporter_cloudwatch_events_shipped_total", 0) == 0
         assert outage["log_exporter_cloudwatch_backlog_events"] > 0
         down["on"] = False
         drained = wait_for(
             lambda: _scrape(url),
-            lambda s: (
+            "the backlog to drain",
+            until=lambda s: (
                 s.get("log_exporter_cloudwatch_events_shipped_total", 0) >= len(lines)
                 and s.get("log_exporter_cloudwatch_backlog_bytes", 1) == 0
             ),
-            what="the backlog to drain",
+            timeout=SHIPPING_DEADLINE,
         )
         assert drained["log_exporter_cloudwatch_last_success_timestamp_seconds"] > 0
         logs, _ = clients(aws_env)
@@ -334,7 +349,12 @@ def test_sigterm_then_restart_ships_each_line_once(
     logs, _ = clients(aws_env)
     proc = _serve(log_file, state, aws_env, tmp_path)
     try:
-        wait_for(lambda: messages(logs, GROUP, STREAM), _all_arrived(first), what="first lines")
+        wait_for(
+            lambda: messages(logs, GROUP, STREAM),
+            "first lines",
+            until=_all_arrived(first),
+            timeout=SHIPPING_DEADLINE,
+        )
     finally:
         assert _stop(proc) == 0
     with log_file.open("a") as f:
@@ -343,8 +363,9 @@ def test_sigterm_then_restart_ships_each_line_once(
     try:
         got = wait_for(
             lambda: messages(logs, GROUP, STREAM),
-            _all_arrived(first + second),
-            what="lines written while stopped",
+            "lines written while stopped",
+            until=_all_arrived(first + second),
+            timeout=SHIPPING_DEADLINE,
         )
     finally:
         assert _stop(proc) == 0

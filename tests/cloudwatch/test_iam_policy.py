@@ -17,8 +17,8 @@ import pytest
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
-from tests.cloudwatch.faultproxy import FaultProxy
-from tests.cloudwatch.helpers import event_line
+from tests.support.contract import contract_line
+from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,13 @@ def test_policy_misses_a_call_or_allows_an_unused_one(
         log = tmp_path / "sustainbot.jsonl"
         log.write_text(
             "".join(
-                event_line(
+                contract_line(
                     "audit.entry",
                     (now - timedelta(minutes=i)).isoformat(timespec="milliseconds"),
                     outcome="success",
                     drag_mode="draft",
-                )
+                    trace_id="t",
+                ).decode()
                 for i in range(5)
             )
         )

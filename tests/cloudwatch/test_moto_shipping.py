@@ -21,13 +21,14 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
-from tests.cloudwatch.helpers import (
+from tests.support.cloudwatch import (
+    SHIPPING_DEADLINE,
     clients,
-    event_line,
     messages,
     replay_to_cloudwatch,
-    wait_for,
 )
+from tests.support.contract import contract_line
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]
         name = f"wf{i % 3}"
         outcome = ("success", "failure")[i % 2]
         lines.append(
-            event_line(
+            contract_line(
                 "workflow.completed",
                 ts,
                 workflow_name=name,
@@ -56,18 +57,20 @@ def _workload(now: datetime, n: int) -> tuple[list[str], Counter[tuple[str, str]
                 drag_mode="draft",
                 duration_seconds=0.1 * (i % 7),
                 error_type="timeout",
-            )
+                trace_id="t",
+            ).decode()
         )
         expected[(name, outcome)] += 1
         lines.append(
-            event_line(
+            contract_line(
                 "aim.request",
                 ts,
                 drag_mode="research",
                 actor_role="analyst",
                 workflow_name=name,
                 actor="Jane Doe",
-            )
+                trace_id="t",
+            ).decode()
         )
     lines.append("this line is not JSON \xff but still shipped\n")
     return lines, expected
@@ -121,15 +124,19 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
             f.write("".join(lines[50:]))
         logs, cw = clients()
         got = wait_for(
-            lambda: messages(logs, GROUP, STREAM), lambda m: len(m) >= len(lines), what="all lines"
+            lambda: messages(logs, GROUP, STREAM),
+            "all lines",
+            until=lambda m: len(m) >= len(lines),
+            timeout=SHIPPING_DEADLINE,
         )
         assert sorted(got) == sorted(line.rstrip("\n") for line in lines)
         for (name, outcome), n in expected.items():
             dims = {"WorkflowName": name, "Outcome": outcome, "DRAGMode": "draft"}
             wait_for(
                 lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
-                lambda s, n=n: s == n,
-                what=f"WorkflowExecutions {name}/{outcome}",
+                f"WorkflowExecutions {name}/{outcome}",
+                until=lambda s, n=n: s == n,
+                timeout=SHIPPING_DEADLINE,
             )
             samples = _metric_sum(cw, "WorkflowDuration", dims, "SampleCount")
             assert samples == n
@@ -149,11 +156,12 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
         )
         wait_for(
             lambda: json.loads((tmp_path / "state.json").read_bytes())["sections"],
-            lambda s: (
+            "cursor saved at the end of the file",
+            until=lambda s: (
                 (s.get("cloudwatch") or {}).get("position", {}) is not None
                 and (s["cloudwatch"]["position"] or {}).get("offset") == os.path.getsize(log_file)
             ),
-            what="cursor saved at the end of the file",
+            timeout=SHIPPING_DEADLINE,
         )
     finally:
         shipping.stop()
@@ -178,8 +186,11 @@ def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Pat
         logs, cw = clients()
         docs = wait_for(
             lambda: [json.loads(m) for m in messages(logs, GROUP, config.emf_log_stream)],
-            lambda d: sum(x.get("WorkflowExecutions", 0) for x in d) >= sum(expected.values()),
-            what="EMF documents",
+            "EMF documents",
+            until=lambda d: (
+                sum(x.get("WorkflowExecutions", 0) for x in d) >= sum(expected.values())
+            ),
+            timeout=SHIPPING_DEADLINE,
         )
         executions: Counter[tuple[str, str]] = Counter()
         for doc in docs:
@@ -199,7 +210,9 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     old = tmp_path / "sustainbot.jsonl.1"
 
     def audit(age: timedelta, outcome: str) -> str:
-        return event_line("audit.entry", _iso(now - age), outcome=outcome, drag_mode="draft")
+        return contract_line(
+            "audit.entry", _iso(now - age), outcome=outcome, drag_mode="draft", trace_id="t"
+        ).decode()
 
     old.write_text(audit(timedelta(days=20), "success") + audit(timedelta(days=3), "success"))
     new = tmp_path / "sustainbot.jsonl"
@@ -222,8 +235,12 @@ def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) 
     now = datetime.now(UTC)
     log_file = tmp_path / "old.jsonl"
     log_file.write_text(
-        event_line("auth.failed", _iso(now - timedelta(days=30)), failure_type="expired")
-        + event_line("auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired")
+        contract_line(
+            "auth.failed", _iso(now - timedelta(days=30)), failure_type="expired", trace_id="t"
+        ).decode()
+        + contract_line(
+            "auth.failed", _iso(now - timedelta(minutes=5)), failure_type="expired", trace_id="t"
+        ).decode()
         + "\n"
     )
     proc = replay_to_cloudwatch(log_file, GROUP, "replayed")
@@ -238,7 +255,13 @@ def test_replay_truncated_gzip_ships_what_it_can_and_exits_1(aws_env: str, tmp_p
     """A cut-off gzip is shipped up to the damage, reported, and replay exits 1."""
     now = datetime.now(UTC)
     text = "".join(
-        event_line("auth.failed", _iso(now - timedelta(minutes=i)), failure_type="expired", n=i)
+        contract_line(
+            "auth.failed",
+            _iso(now - timedelta(minutes=i)),
+            failure_type="expired",
+            n=i,
+            trace_id="t",
+        ).decode()
         for i in range(2_000)
     )
     whole = gzip.compress(text.encode())

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy._support import DEPLOY, REPO, load_yaml, run
+from tests.support.deploy import DEPLOY, REPO, load_yaml
+from tests.support.processes import run
 
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy._support import (
+from tests.support.deploy import (
     CONTRACT_METRICS,
     DEPLOY,
     HISTOGRAM_SUFFIXES,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -21,8 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.deploy._events import Generated, write_events
-from tests.deploy._support import DEPLOY, REPO, Prometheus, binary, free_port, load_yaml, run
+from tests.support.deploy import DEPLOY, REPO, load_yaml
+from tests.support.event_history import Generated, write_events
+from tests.support.processes import run, spawn, terminate
+from tests.support.prometheus import Prometheus
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +40,9 @@ class Backfilled:
 
 
 @pytest.fixture(scope="module")
-def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]:
-    promtool, prometheus = binary("promtool"), binary("prometheus")
+def backfilled(
+    tmp_path_factory: pytest.TempPathFactory, promtool_binary: str, prometheus_binary: str
+) -> Iterator[Backfilled]:
     tmp = tmp_path_factory.mktemp("backfill")
     # A day ago and hour-aligned: old enough to land in persisted blocks, not the head block.
     start = (int(time.time()) // 3600 - 27) * 3600
@@ -59,10 +62,10 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfilled]
     assert replay.returncode == 0, replay.stderr
     data = tmp / "data"
     blocks = run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
+        [promtool_binary, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
     )
     assert blocks.returncode == 0, blocks.stdout + blocks.stderr
-    prom = Prometheus(prometheus, data, tmp)
+    prom = Prometheus(prometheus_binary, tmp, data=data)
     try:
         yield Backfilled(prom, events, jsonl)
     finally:
@@ -183,50 +186,45 @@ def _metric_names(expr: str) -> set[str]:
     return set(re.findall(r"\b(?:sustainbot|log_exporter)_[a-z_]+\b", expr))
 
 
-def _served_by_serve(jsonl: Path) -> str:
+def _served_by_serve(jsonl: Path, port: int) -> str:
     """The /metrics page of a real `log-exporter serve` that has read the whole file.
 
     With a state file, as compose and Kubernetes run it: the state metrics exist only then.
     """
-    port = free_port()
     state_dir = jsonl.parent / "serve-state"
     state_dir.mkdir(exist_ok=True)
     args = ["serve", "--file", str(jsonl), "--listen", f"127.0.0.1:{port}"]
     args += ["--state", str(state_dir / "state.json")]
     log_path = jsonl.with_name("serve.log")
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "log_exporter", *args], stdout=log, stderr=subprocess.STDOUT
-        )
+    proc = spawn([sys.executable, "-m", "log_exporter", *args], log_path)
     try:
-        deadline = time.monotonic() + 120
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, log_path.read_text()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-                    if r.status == 200:
-                        break
+                    return bool(r.status == 200)
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("log-exporter serve did not become ready")
-            time.sleep(0.1)
+                return False
+
+        wait_for(ready, "log-exporter serve to answer /readyz", timeout=120)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             text: str = r.read().decode()
         return text
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        terminate(proc)
 
 
-def test_query_names_metric_the_exporter_never_serves(backfilled: Backfilled) -> None:
+def test_query_names_metric_the_exporter_never_serves(
+    backfilled: Backfilled, free_port: int
+) -> None:
     """Every metric the dashboard and alert rules use is on a real sidecar's /metrics page."""
     served = set(
-        re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", _served_by_serve(backfilled.jsonl), re.MULTILINE)
+        re.findall(
+            r"^([a-zA-Z_:][a-zA-Z0-9_:]*)",
+            _served_by_serve(backfilled.jsonl, free_port),
+            re.MULTILINE,
+        )
     )
     dashboard = _dashboard()
     exprs = [t["expr"] for _, t in _targets(dashboard)]

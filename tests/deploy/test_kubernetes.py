@@ -6,13 +6,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy._support import DEPLOY, binary, load_yaml, load_yaml_all, run
+from tests.support.deploy import DEPLOY, load_yaml, load_yaml_all
+from tests.support.processes import run
+from tests.support.waits import wait_for
 
 K8S = DEPLOY / "kubernetes"
 LOG_DIR = "/var/log/sustainbot"
@@ -200,7 +201,9 @@ def test_kustomization_names_missing_file_or_image(containers: dict[str, dict[st
     assert {i["name"] for i in kustomization["images"]} == used
 
 
-def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
+def test_annotation_scrape_config_rejected_by_promtool(
+    tmp_path: Path, promtool_binary: str
+) -> None:
     """The in-cluster scrape config parses, rewrites pod addresses right, and loads the rules.
 
     Debian's Prometheus is built without Kubernetes discovery, so the discovery block is swapped
@@ -217,7 +220,7 @@ def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
     rules = DEPLOY / "prometheus" / "rules" / "sustainbot-alerts.yml"
     (tmp_path / "rules" / rules.name).write_text(rules.read_text())
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    result = run([binary("promtool"), "check", "config", str(tmp_path / "prometheus.yml")])
+    result = run([promtool_binary, "check", "config", str(tmp_path / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     # Prometheus anchors relabel regexes; the address rewrite must keep the pod IP, use the port.
     (rewrite,) = [r for r in job["relabel_configs"] if r.get("target_label") == "__address__"]
@@ -227,14 +230,6 @@ def test_annotation_scrape_config_rejected_by_promtool(tmp_path: Path) -> None:
         assert rewrite["replacement"].replace("$1", match[1]).replace("$2", match[2]) == (
             "10.0.0.7:9464"
         )
-
-
-def _wait_for(condition: Any, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_log_rotator_loses_lines_or_never_rotates(
@@ -259,7 +254,7 @@ def test_log_rotator_loses_lines_or_never_rotates(
                     f.write(line)
             generations.append("".join(lines))
             rotated = log.with_name(log.name + ".1")
-            _wait_for(lambda: not log.exists(), f"rotation {generation}")
+            wait_for(lambda: not log.exists(), f"rotation {generation}")
             assert rotated.read_text() == generations[-1]
     finally:
         proc.terminate()

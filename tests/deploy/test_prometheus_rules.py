@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.deploy._support import DEPLOY, binary, load_yaml, run
+from tests.support.deploy import DEPLOY, load_yaml
+from tests.support.processes import run
 
 PROM_DIR = DEPLOY / "prometheus"
 RULES = PROM_DIR / "rules" / "sustainbot-alerts.yml"
@@ -25,23 +26,23 @@ def _alert_names() -> set[str]:
     return {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
 
 
-def test_prometheus_config_rejected_by_promtool() -> None:
+def test_prometheus_config_rejected_by_promtool(promtool_binary: str) -> None:
     """Prometheus accepts the shipped config, including the rule file it loads."""
-    result = run([binary("promtool"), "check", "config", str(PROM_DIR / "prometheus.yml")])
+    result = run([promtool_binary, "check", "config", str(PROM_DIR / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout
 
 
-def test_alert_rules_rejected_by_promtool() -> None:
+def test_alert_rules_rejected_by_promtool(promtool_binary: str) -> None:
     """Every alert rule parses and passes promtool's rule lint."""
-    result = run([binary("promtool"), "check", "rules", str(RULES)])
+    result = run([promtool_binary, "check", "rules", str(RULES)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(EXPECTED_ALERTS)} rules found" in result.stdout
 
 
-def test_alert_fires_late_early_or_never() -> None:
+def test_alert_fires_late_early_or_never(promtool_binary: str) -> None:
     """Each alert fires exactly when its unit tests say, with the rendered annotations."""
-    result = run([binary("promtool"), "test", "rules", str(RULE_TESTS)])
+    result = run([promtool_binary, "test", "rules", str(RULE_TESTS)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

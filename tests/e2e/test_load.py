@@ -24,8 +24,9 @@ import pytest
 from sustainbot.auth import mint_token
 from sustainbot.governance import DRAG_MODES
 from sustainbot.settings import Settings
-from tests.e2e._stack import SECRET, Service
-from tests.exporter._serve import DEADLINE, Exporter, wait_for
+from tests.support.serve import Exporter
+from tests.support.stack import SECRET, Service
+from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy._support import Prometheus
-from tests.exporter._replay_model import Item, expected_at, make_items, write_rotated_set
+from tests.support.prometheus import Prometheus
+from tests.support.replay_model import Item, expected_at, make_items, write_rotated_set
 
 DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
 STEP = 60
@@ -45,7 +45,7 @@ def prometheus_factory(binaries: tuple[str, str], tmp_path: Path) -> Iterator[ob
     started: list[Prometheus] = []
 
     def start(data: Path) -> Prometheus:
-        p = Prometheus(binaries[0], data, tmp_path)
+        p = Prometheus(binaries[0], tmp_path, data=data)
         started.append(p)
         return p
 

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 import ssl
 import subprocess
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import pytest
 
-from tests.exporter._certs import make_certs
-from tests.exporter._serve import (
-    DEADLINE,
-    Exporter,
-    append,
-    event,
-    free_port,
-    parse_metrics,
-    terminate,
-    wait_for,
-)
+from tests.support.certs import make_certs
+from tests.support.prometheus import Prometheus
+from tests.support.serve import Exporter, append, parse_metrics
+from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,87 +24,21 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TARGET_LABELS = {"job", "instance"}
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package 'prometheus')")
-    return path
-
-
-class Prometheus:
-    """A real Prometheus server with its own config, storage and port under ``tmp_path``."""
-
-    def __init__(self, tmp_path: Path, scrape_config: dict[str, Any]) -> None:
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{"job_name": "sidecar", **scrape_config}],
-        }
-        # JSON is valid YAML, so no YAML writer is needed.
-        config_path = tmp_path / "prometheus.yml"
-        config_path.write_text(json.dumps(config))
-        # Looked up before the log is opened: a skip must not leave an open file behind, which
-        # warnings-as-errors would turn into a failure of whatever test runs next.
-        binary = _binary("prometheus")
-        self.log_path = tmp_path / "prometheus.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-        wait_for(self._ready, "Prometheus to be ready")
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited:\n{self.log_path.read_text()}")
-        try:
-            url = f"http://127.0.0.1:{self.port}/-/ready"
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    def query(self, promql: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """An instant query's vector as ``{(name, sorted labels without job/instance): value}``."""
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
-            {"query": promql}
-        )
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            answer = json.load(resp)
-        assert answer["status"] == "success", answer
-        out = {}
-        for item in answer["data"]["result"]:
-            labels = dict(item["metric"])
-            name = labels.pop("__name__", "")
-            kept = tuple(sorted((k, v) for k, v in labels.items() if k not in TARGET_LABELS))
-            out[(name, kept)] = float(item["value"][1])
-        return out
-
-    def target_health(self) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/targets"
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return list(json.load(resp)["data"]["activeTargets"])
-
-    def stop(self) -> None:
-        terminate(self.proc)
-        self._log.close()
-
-
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
+def prometheus_factory(
+    prometheus_binary: str, tmp_path: Path
+) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+    """Starts Prometheus servers scraping the sidecar every second with a given scrape config."""
     started: list[Prometheus] = []
 
     def start(scrape_config: dict[str, Any]) -> Prometheus:
         directory = tmp_path / f"prometheus-{len(started)}"
         directory.mkdir()
-        started.append(Prometheus(directory, scrape_config))
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [{"job_name": "sidecar", **scrape_config}],
+        }
+        started.append(Prometheus(prometheus_binary, directory, config=config))
         return started[-1]
 
     yield start
@@ -123,12 +46,23 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
         prom.stop()
 
 
+def _vector(prom: Prometheus, promql: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """An instant query's vector as ``{(name, sorted labels without job/instance): value}``."""
+    out = {}
+    for item in prom.query(promql):
+        labels = dict(item["metric"])
+        name = labels.pop("__name__", "")
+        kept = tuple(sorted((k, v) for k, v in labels.items() if k not in TARGET_LABELS))
+        out[(name, kept)] = float(item["value"][1])
+    return out
+
+
 def _scraped_like(prom: Prometheus, expected: dict[Any, float], selector: str) -> bool:
-    return prom.query(selector) == expected
+    return _vector(prom, selector) == expected
 
 
 def test_prometheus_query_results_equal_the_contract_counts(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """Prometheus scraping the sidecar stores exactly the golden contract values, then follows."""
     log = tmp_path / "contract.jsonl"
@@ -154,11 +88,16 @@ def test_prometheus_query_results_equal_the_contract_counts(
         # Live: new events reach Prometheus through the next scrapes.
         append(
             log,
-            event("aim.request", drag_mode="grunt", actor_role="engineer", workflow_name="w") * 4,
+            contract_line(
+                "aim.request", drag_mode="grunt", actor_role="engineer", workflow_name="w"
+            )
+            * 4,
         )
         wait_for(
             lambda: (
-                prom.query('sum by (drag_mode) (sustainbot_aim_requests_total{drag_mode="grunt"})')
+                _vector(
+                    prom, 'sum by (drag_mode) (sustainbot_aim_requests_total{drag_mode="grunt"})'
+                )
                 == {("", (("drag_mode", "grunt"),)): 4.0}
             ),
             "4 grunt requests in Prometheus",
@@ -166,9 +105,8 @@ def test_prometheus_query_results_equal_the_contract_counts(
         assert exporter.stop() == 0
 
 
-def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
+def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -> None:
     """``promtool check metrics`` finds nothing to complain about in a full /metrics page."""
-    promtool = _binary("promtool")
     log = tmp_path / "contract.jsonl"
     log.write_bytes((FIXTURES / "contract.jsonl").read_bytes())
     args = ["--file", str(log), "--state", str(tmp_path / "state.json")]
@@ -181,7 +119,7 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
     # Every family appears, self-metrics with --state included, so promtool judges them all.
     assert b"log_exporter_state_saves_total" in body
     result = subprocess.run(
-        [promtool, "check", "metrics"],
+        [promtool_binary, "check", "metrics"],
         input=body,
         capture_output=True,
         timeout=DEADLINE,
@@ -193,7 +131,7 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path) -> None:
 
 
 def test_prometheus_scrapes_through_tls_and_basic_auth(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """A Prometheus configured with the CA and the password scrapes a TLS + basic auth sidecar."""
     certs = make_certs(tmp_path)
@@ -206,7 +144,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
     )
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success") * 3)
+    append(log, contract_line("auth.jwt_validated", outcome="success") * 3)
     client = ssl.create_default_context(cafile=str(certs.ca))
     with Exporter(
         tmp_path,
@@ -230,7 +168,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
         )
         wait_for(
             lambda: (
-                prom.query('sustainbot_jwt_validations_total{outcome="success"}')
+                _vector(prom, 'sustainbot_jwt_validations_total{outcome="success"}')
                 == {("sustainbot_jwt_validations_total", (("outcome", "success"),)): 3.0}
             ),
             "Prometheus to scrape through TLS and basic auth",
@@ -239,14 +177,14 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
 
 
 def test_prometheus_with_a_wrong_password_is_refused(
-    tmp_path: Path, prometheus_factory: Any
+    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
 ) -> None:
     """A Prometheus with the wrong password sees the target down with HTTP 401, and no data."""
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success"))
+    append(log, contract_line("auth.jwt_validated", outcome="success"))
     with Exporter(tmp_path, ["--file", str(log), "--web-config", str(web)]) as exporter:
         exporter.auth_header = {
             "Authorization": "Basic " + base64.b64encode(b"prometheus:right").decode()
@@ -260,9 +198,9 @@ def test_prometheus_with_a_wrong_password_is_refused(
         )
 
         def refused() -> bool:
-            targets = prom.target_health()
+            targets = prom.active_targets()
             return bool(targets) and "401" in targets[0].get("lastError", "")
 
         wait_for(refused, "the target to report 401")
-        assert prom.query("sustainbot_jwt_validations_total") == {}
+        assert _vector(prom, "sustainbot_jwt_validations_total") == {}
         assert exporter.stop() == 0

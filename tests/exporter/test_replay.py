@@ -21,13 +21,14 @@ from hypothesis import strategies as st
 
 from log_exporter.cli import main
 from log_exporter.sources import split_lines
-from tests.exporter._replay_model import (
+from tests.support.replay_model import (
     expected,
     make_items,
     only_modelled,
     parse_exposition,
     write_rotated_set,
 )
+from tests.support.waits import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAY_AGO = time.time() - 86400
@@ -288,20 +289,25 @@ def _run_on_pty(*args: str | Path) -> tuple[int, bytes]:
     )
     os.close(slave)
     drawn = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
+        nonlocal drawn
         ready, _, _ = select.select([master], [], [], 1.0)
         if ready:
             try:
                 chunk = os.read(master, 65536)
             except OSError:  # EIO: the child closed the terminal
-                break
+                return True
             if not chunk:
-                break
+                return True
             drawn += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
+            return False
+        return proc.poll() is not None
+
+    try:
+        wait_for(finished, "replay to close its terminal", timeout=120, interval=0)
+    finally:
+        os.close(master)
     return proc.wait(timeout=60), drawn
 
 

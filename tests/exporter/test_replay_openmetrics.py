@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, I
 
 from log_exporter.cli import main
 from log_exporter.openmetrics import SpillingWriter
-from tests.exporter._replay_model import (
+from tests.support.replay_model import (
     MODELLED,
     Key,
     belongs,

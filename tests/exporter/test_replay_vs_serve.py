@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -19,9 +18,8 @@ from log_exporter.spec import compile as compile_spec
 from log_exporter.spec import load_default_spec
 from log_exporter.store import Store
 from log_exporter.tail import Tailer
-from tests.exporter._replay_model import Item, make_items, write_rotated_set
-
-DEADLINE = 60.0
+from tests.support.replay_model import Item, make_items, write_rotated_set
+from tests.support.waits import wait_for
 
 
 class _Silent:
@@ -46,14 +44,14 @@ def through_serve(live: Path, read_size: int) -> bytes:
     pipeline, store = _new_pipeline()
     tailer = Tailer(live, read_size=read_size, max_batch_bytes=max(read_size * 3, 64))
     size = live.stat().st_size
-    deadline = time.monotonic() + DEADLINE
+
+    def caught_up() -> bool:
+        batch = tailer.poll()
+        pipeline.feed(batch)
+        return tailer.caught_up and store.bytes_read >= size and not batch.lines
+
     try:
-        while True:
-            batch = tailer.poll()
-            pipeline.feed(batch)
-            if tailer.caught_up and store.bytes_read >= size and not batch.lines:
-                break
-            assert time.monotonic() < deadline, "the tailer did not reach the end of the file"
+        wait_for(caught_up, "the tailer to reach the end of the file", interval=0)
     finally:
         tailer.close()
     return _exposition(store)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.tail import Tailer
-from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
+from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 
 
 def lines_of(seq: range, tag: str = "line") -> list[bytes]:

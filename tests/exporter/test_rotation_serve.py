@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import (
+from tests.support.contract import contract_line
+from tests.support.serve import (
     Exporter,
     append,
-    event,
     in_process_service,
     run_until,
     sample,
-    wait_for,
 )
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +45,17 @@ def test_rotation_while_stopped_resumes_exactly(tmp_path: Path) -> None:
     logs.mkdir()
     log, state = logs / "app.jsonl", tmp_path / "state.json"
     args = ["--file", str(log), "--state", str(state)]
-    append(log, event("auth.failed", failure_type="expired") * 5)
+    append(log, contract_line("auth.failed", failure_type="expired") * 5)
     with Exporter(tmp_path, args) as first:
         first.wait_healthy()
         first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
         assert first.stop() == 0
 
-    append(log, event("auth.failed", failure_type="expired") * 2)  # unread when rotated
+    append(log, contract_line("auth.failed", failure_type="expired") * 2)  # unread when rotated
     _rotate(log)
-    append(log, event("auth.failed", failure_type="expired") * 3)
+    append(log, contract_line("auth.failed", failure_type="expired") * 3)
     _rotate(log)
-    append(log, event("auth.failed", failure_type="expired") * 4)
+    append(log, contract_line("auth.failed", failure_type="expired") * 4)
 
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
@@ -74,19 +74,19 @@ def test_generation_compressed_while_stopped_is_counted_as_a_resume_miss(tmp_pat
     logs.mkdir()
     log, state = logs / "app.jsonl", tmp_path / "state.json"
     args = ["--file", str(log), "--state", str(state)]
-    append(log, event("auth.failed", failure_type="expired") * 5)
+    append(log, contract_line("auth.failed", failure_type="expired") * 5)
     with Exporter(tmp_path, args) as first:
         first.wait_healthy()
         first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
         assert sample(first.metrics(), "log_exporter_resume_misses_total") == 0.0
         assert first.stop() == 0
 
-    append(log, event("auth.failed", failure_type="expired") * 2)  # unread, then compressed
+    append(log, contract_line("auth.failed", failure_type="expired") * 2)  # unread, then compressed
     _rotate(log)
     data = (logs / "app.jsonl.1").read_bytes()
     (logs / "app.jsonl.1.gz").write_bytes(gzip.compress(data))
     (logs / "app.jsonl.1").unlink()
-    append(log, event("auth.failed", failure_type="expired") * 3)
+    append(log, contract_line("auth.failed", failure_type="expired") * 3)
 
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
@@ -106,7 +106,7 @@ def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:
     with Exporter(tmp_path, args) as first:
         first.wait_healthy()
         for round_ in range(6):
-            append(log, event("auth.jwt_validated", outcome="success") * 40)
+            append(log, contract_line("auth.jwt_validated", outcome="success") * 40)
             total += 40
             if round_ % 2:
                 _rotate(log)
@@ -114,7 +114,7 @@ def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:
         first.stop(signal.SIGKILL)
 
     _rotate(log)  # and once more while it is down
-    append(log, event("auth.jwt_validated", outcome="success") * 7)
+    append(log, contract_line("auth.jwt_validated", outcome="success") * 7)
     total += 7
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
@@ -136,9 +136,9 @@ def test_generation_rotated_once_serving_but_before_the_first_poll_is_counted(
     def start_then_rotate() -> None:
         real_start()
         # A writer that waited for /healthz acts here, before the tail loop runs at all.
-        append(log, event("auth.jwt_validated", outcome="success") * 3)
+        append(log, contract_line("auth.jwt_validated", outcome="success") * 3)
         os.rename(log, f"{log}.1")
-        append(log, event("auth.jwt_validated", outcome="success") * 2)
+        append(log, contract_line("auth.jwt_validated", outcome="success") * 2)
 
     service.server.start = start_then_rotate  # type: ignore[method-assign]
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import clean_env
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,16 +31,10 @@ def test_demo_runs_end_to_end_and_leaves_no_process_behind(tmp_path: Path) -> No
     """The demo prints the derived metrics and the scrape URL, exits 0 and stops both programs."""
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
-    env = dict(os.environ)
+    env = clean_env()
     # As `make demo` does: the virtualenv's programs first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["TMPDIR"] = str(tmp_path)
-    for name in list(env):
-        if (
-            name.startswith(("LOG_EXPORTER_", "SUSTAINBOT_", "CLOUDWATCH_"))
-            or name == "JSON_LOG_PATH"
-        ):
-            del env[name]
     result = subprocess.run(
         ["bash", str(SCRIPT)],
         cwd=ROOT,

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from log_exporter.serve import Service
 from log_exporter.values import Batch
-from tests.exporter._serve import append, event, in_process_service, run_beside, run_until, wait_for
+from tests.support.contract import contract_line
+from tests.support.serve import append, in_process_service, run_beside, run_until
+from tests.support.waits import wait_for
 
 
 def test_failure_mid_batch_exits_1_without_saving_half_a_batch(tmp_path: Path) -> None:
     """If applying a batch fails, the exporter exits 1 and the state file keeps its last save."""
     log, state = tmp_path / "app.jsonl", tmp_path / "state.json"
-    first = event("auth.failed", failure_type="expired") * 3
+    first = contract_line("auth.failed", failure_type="expired") * 3
     append(log, first)
     service = in_process_service(log, state=state, state_interval=0.05)
     real_feed = service.pipeline.feed
@@ -41,7 +43,7 @@ def test_failure_mid_batch_exits_1_without_saving_half_a_batch(tmp_path: Path) -
             ),
             "a state save covering the first lines",
         )
-        append(log, event("auth.failed", failure_type="expired") * 2)
+        append(log, contract_line("auth.failed", failure_type="expired") * 2)
 
     assert run_beside(service, write_more_once_saved) == 1
 
@@ -62,7 +64,7 @@ def _readyz(service: Service) -> int:
 def test_readyz_is_not_ready_while_the_last_batch_present_at_start_is_fed(tmp_path: Path) -> None:
     """/readyz answers 503 until the batch that reaches the end of the file is in the store."""
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.failed", failure_type="expired") * 3)
+    append(log, contract_line("auth.failed", failure_type="expired") * 3)
     service = in_process_service(log)
     real_feed = service.pipeline.feed
     seen_while_feeding: list[int] = []

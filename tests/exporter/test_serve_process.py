@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from log_exporter import __version__
-from tests.exporter._serve import Exporter, append, event, free_port, run_cli, sample, wait_for
+from tests.support.contract import contract_line
+from tests.support.ports import free_port
+from tests.support.serve import Exporter, append, run_cli, sample
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +27,13 @@ def test_events_appended_after_start_show_in_metrics(tmp_path: Path) -> None:
         log.parent.mkdir()
         append(
             log,
-            event("aim.request", drag_mode="draft", actor_role="engineer", workflow_name="w")
-            + event("aim.request", drag_mode="draft", actor_role="engineer", workflow_name="w")
-            + event("auth.jwt_validated", outcome="failure")
+            contract_line(
+                "aim.request", drag_mode="draft", actor_role="engineer", workflow_name="w"
+            )
+            + contract_line(
+                "aim.request", drag_mode="draft", actor_role="engineer", workflow_name="w"
+            )
+            + contract_line("auth.jwt_validated", outcome="failure")
             + b"{not json\n",
         )
         exporter.wait_metric(
@@ -56,7 +63,7 @@ def test_readyz_means_the_existing_file_was_read(tmp_path: Path) -> None:
     """When /readyz first answers 200, every line present at start is already in /metrics."""
     log = tmp_path / "big.jsonl"
     n = 20_000
-    append(log, event("auth.failed", failure_type="expired") * n)
+    append(log, contract_line("auth.failed", failure_type="expired") * n)
     with Exporter(tmp_path, ["--file", str(log)]) as exporter:
         exporter.wait_healthy()
 
@@ -76,12 +83,12 @@ def test_readyz_means_the_existing_file_was_read(tmp_path: Path) -> None:
 def test_start_at_end_skips_history(tmp_path: Path) -> None:
     """With --start-at end, lines already in the file are not counted, new ones are."""
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.failed", failure_type="expired") * 5)
+    append(log, contract_line("auth.failed", failure_type="expired") * 5)
     with Exporter(tmp_path, ["--file", str(log), "--start-at", "end"]) as exporter:
         exporter.wait_healthy()
         # Ready means the start position was taken, so what follows is "new".
         exporter.wait_metric("log_exporter_lag_bytes", 0.0)
-        append(log, event("auth.failed", failure_type="missing_token"))
+        append(log, contract_line("auth.failed", failure_type="missing_token"))
         exporter.wait_metric(
             "sustainbot_authentication_failures_total", 1.0, failure_type="missing_token"
         )
@@ -103,7 +110,7 @@ def test_oversized_and_malformed_lines_are_counted_not_fatal(tmp_path: Path) -> 
         + b'"}\n'
         + b"\xff\xfe garbage\n"
         + b"[1, 2]\n"
-        + event("auth.failed", failure_type="expired"),
+        + contract_line("auth.failed", failure_type="expired"),
     )
     with Exporter(tmp_path, ["--file", str(log), "--max-line-bytes", "1024"]) as exporter:
         exporter.wait_healthy()
@@ -120,7 +127,7 @@ def test_oversized_and_malformed_lines_are_counted_not_fatal(tmp_path: Path) -> 
 def test_environment_configures_file_and_listen(tmp_path: Path) -> None:
     """JSON_LOG_PATH (the app's own setting) and LOG_EXPORTER_LISTEN work without flags."""
     log = tmp_path / "from-env.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success"))
+    append(log, contract_line("auth.jwt_validated", outcome="success"))
     port = free_port()
     env = {"JSON_LOG_PATH": str(log), "LOG_EXPORTER_LISTEN": f"127.0.0.1:{port}"}
     with Exporter(tmp_path, [], env=env, port=port) as exporter:
@@ -132,8 +139,8 @@ def test_environment_configures_file_and_listen(tmp_path: Path) -> None:
 def test_log_exporter_file_wins_over_json_log_path(tmp_path: Path) -> None:
     """LOG_EXPORTER_FILE takes precedence over the app's JSON_LOG_PATH."""
     wanted, other = tmp_path / "wanted.jsonl", tmp_path / "other.jsonl"
-    append(wanted, event("auth.jwt_validated", outcome="success"))
-    append(other, event("auth.jwt_validated", outcome="failure"))
+    append(wanted, contract_line("auth.jwt_validated", outcome="success"))
+    append(other, contract_line("auth.jwt_validated", outcome="failure"))
     env = {"LOG_EXPORTER_FILE": str(wanted), "JSON_LOG_PATH": str(other)}
     with Exporter(tmp_path, [], env=env) as exporter:
         exporter.wait_healthy()
@@ -148,7 +155,7 @@ def test_log_exporter_file_wins_over_json_log_path(tmp_path: Path) -> None:
 def test_openmetrics_and_gzip_through_the_process(tmp_path: Path) -> None:
     """A real scrape asking for OpenMetrics with gzip gets a compressed OpenMetrics page."""
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.jwt_validated", outcome="success"))
+    append(log, contract_line("auth.jwt_validated", outcome="success"))
     with Exporter(tmp_path, ["--file", str(log)]) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric("sustainbot_jwt_validations_total", 1.0, outcome="success")
@@ -320,7 +327,7 @@ def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> N
 def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) -> None:
     """A log rotated by rename while the exporter runs loses and repeats nothing."""
     log = tmp_path / "app.jsonl"
-    append(log, event("auth.failed", failure_type="expired") * 3)
+    append(log, contract_line("auth.failed", failure_type="expired") * 3)
     with Exporter(tmp_path, ["--file", str(log)]) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric(
@@ -329,8 +336,8 @@ def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) ->
         # A writer that has not noticed the rotation yet still appends to the old file.
         rotated = tmp_path / "app.jsonl.1"
         log.rename(rotated)
-        append(rotated, event("auth.failed", failure_type="expired"))
-        append(log, event("auth.failed", failure_type="expired") * 2)
+        append(rotated, contract_line("auth.failed", failure_type="expired"))
+        append(log, contract_line("auth.failed", failure_type="expired") * 2)
         exporter.wait_metric(
             "sustainbot_authentication_failures_total", 6.0, failure_type="expired"
         )

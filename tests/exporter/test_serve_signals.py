@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import Exporter, append, event, run_cli, sample, wait_for
+from tests.support.contract import contract_line
+from tests.support.serve import Exporter, append, run_cli, sample
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +40,7 @@ def test_sighup_with_a_valid_spec_takes_effect_and_keeps_unchanged_values(tmp_pa
     """After SIGHUP a new metric in the spec is derived, and unchanged metrics keep counting."""
     spec, log = tmp_path / "spec.toml", tmp_path / "app.jsonl"
     spec.write_text(PINGS)
-    append(log, event("ping", color="red") * 3 + event("pong"))
+    append(log, contract_line("ping", color="red") * 3 + contract_line("pong"))
     with Exporter(tmp_path, ["--file", str(log), "--spec", str(spec)]) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric("demo_pings_total", 3.0, color="red")
@@ -47,7 +49,7 @@ def test_sighup_with_a_valid_spec_takes_effect_and_keeps_unchanged_values(tmp_pa
         spec.write_text(PINGS + PONGS)
         exporter.send(signal.SIGHUP)
         exporter.wait_metric("log_exporter_spec_reloads_total", 1.0, result="success")
-        append(log, event("ping", color="red") + event("pong") * 2)
+        append(log, contract_line("ping", color="red") + contract_line("pong") * 2)
         exporter.wait_metric("demo_pongs_total", 2.0)
         assert sample(exporter.metrics(), "demo_pings_total", color="red") == 4.0
         assert exporter.stop() == 0
@@ -57,7 +59,7 @@ def test_sighup_with_an_invalid_spec_keeps_the_old_one(tmp_path: Path) -> None:
     """A broken spec on SIGHUP is logged and ignored; the process lives and keeps counting."""
     spec, log = tmp_path / "spec.toml", tmp_path / "app.jsonl"
     spec.write_text(PINGS)
-    append(log, event("ping", color="blue"))
+    append(log, contract_line("ping", color="blue"))
     with Exporter(tmp_path, ["--file", str(log), "--spec", str(spec)]) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric("demo_pings_total", 1.0, color="blue")
@@ -71,7 +73,7 @@ def test_sighup_with_an_invalid_spec_keeps_the_old_one(tmp_path: Path) -> None:
         assert str(spec) in failure["error"]
         assert "[metrics.broken]" in failure["error"]
 
-        append(log, event("ping", color="blue"))
+        append(log, contract_line("ping", color="blue"))
         exporter.wait_metric("demo_pings_total", 2.0, color="blue")
         assert _reloads(exporter, "success") == 0.0
         assert exporter.stop() == 0
@@ -83,14 +85,14 @@ def test_sigterm_saves_state_and_a_restart_neither_resets_nor_double_counts(
     """SIGTERM exits 0 after saving; a restart resumes values and position exactly."""
     log, state = tmp_path / "app.jsonl", tmp_path / "state.json"
     args = ["--file", str(log), "--state", str(state)]
-    append(log, event("auth.failed", failure_type="expired") * 7)
+    append(log, contract_line("auth.failed", failure_type="expired") * 7)
     with Exporter(tmp_path, args) as first:
         first.wait_healthy()
         first.wait_metric("sustainbot_authentication_failures_total", 7.0, failure_type="expired")
         assert first.stop() == 0
     assert json.loads(state.read_bytes())["format"] == "log-exporter-state"
 
-    append(log, event("auth.failed", failure_type="expired") * 2)
+    append(log, contract_line("auth.failed", failure_type="expired") * 2)
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
         second.wait_metric("sustainbot_authentication_failures_total", 9.0, failure_type="expired")
@@ -107,11 +109,11 @@ def test_kill_9_restart_still_ends_exact(tmp_path: Path) -> None:
     with Exporter(tmp_path, args) as first:
         first.wait_healthy()
         for _ in range(20):
-            append(log, event("auth.jwt_validated", outcome="success") * 50)
+            append(log, contract_line("auth.jwt_validated", outcome="success") * 50)
         wait_for(state.exists, "a first state save")
         first.stop(signal.SIGKILL)
 
-    append(log, event("auth.jwt_validated", outcome="success") * 5)
+    append(log, contract_line("auth.jwt_validated", outcome="success") * 5)
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
         second.wait_metric("sustainbot_jwt_validations_total", 1005.0, outcome="success")
@@ -123,7 +125,7 @@ def test_corrupt_state_file_starts_fresh_and_counts_it(tmp_path: Path) -> None:
     """A garbled state file is logged and counted; the exporter reads the log from the start."""
     log, state = tmp_path / "app.jsonl", tmp_path / "state.json"
     state.write_text("{ not json")
-    append(log, event("auth.jwt_validated", outcome="failure") * 3)
+    append(log, contract_line("auth.jwt_validated", outcome="failure") * 3)
     with Exporter(tmp_path, ["--file", str(log), "--state", str(state)]) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric("sustainbot_jwt_validations_total", 3.0, outcome="failure")
@@ -149,7 +151,7 @@ def test_unwritable_state_file_is_counted_and_serving_goes_on(tmp_path: Path) ->
                      or 0) >= 1,
             "a failed state save to be counted",
         )  # fmt: skip
-        append(log, event("auth.failed", failure_type="expired"))
+        append(log, contract_line("auth.failed", failure_type="expired"))
         exporter.wait_metric(
             "sustainbot_authentication_failures_total", 1.0, failure_type="expired"
         )

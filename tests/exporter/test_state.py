@@ -13,7 +13,7 @@ import pytest
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.tail import Tailer
 from log_exporter.values import FileId, Position, position_from_json, position_to_json
-from tests.exporter.tail_helpers import Reader, append, exactly_once, line
+from tests.support.tail import Reader, append, exactly_once, line
 
 
 def write_lines(path: Path | str, lines: list[bytes]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exporter._serve import Exporter
+from tests.support.serve import Exporter
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from log_exporter.tail import Tailer
 from log_exporter.values import NO_FILE, Batch, Position
-from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
+from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 
 
 def test_missing_file_is_followed_once_it_appears(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from log_exporter import webconfig
 from log_exporter.server import MetricsServer
 from log_exporter.webconfig import WebConfigError, load_web_config
-from tests.exporter._certs import CertSet, make_certs
+from tests.support.certs import CertSet, make_certs
 
 PASSWORD = "correct horse battery staple"
 

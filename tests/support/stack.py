@@ -1,22 +1,21 @@
-"""The real stack for end-to-end tests: ``sustainbot serve`` and ``log-exporter serve`` on one log.
+"""The service half of the end-to-end stack: ``sustainbot serve`` as a real process, beside the
+``log-exporter serve`` of ``tests.support.serve`` on the same log.
 
-Both are started as the operator starts them (their console scripts, ephemeral loopback ports)
-and waited on deterministically: the service prints its bound port, the exporter answers
-/healthz.
+It is started as the operator starts it (its console script, an ephemeral loopback port) and
+waited on deterministically: it prints its bound port, then answers /healthz.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import signal
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.exporter._serve import DEADLINE, terminate, wait_for
+from tests.support import processes
+from tests.support.processes import clean_env, spawn, terminate
+from tests.support.waits import DEADLINE, wait_for
 
 BIN = Path(sys.executable).parent / "sustainbot"
 SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
@@ -24,12 +23,7 @@ SECRET = "e2e-secret-that-is-long-enough-for-hs256!"
 
 def service_env(log_path: Path) -> dict[str, str]:
     """This process's environment with only the service settings this stack chooses."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SUSTAINBOT_", "LOG_EXPORTER_", "CLOUDWATCH_"))
-        and k != "JSON_LOG_PATH"
-    }
+    env = clean_env()
     env.update({"SUSTAINBOT_JWT_SECRET": SECRET, "JSON_LOG_PATH": str(log_path)})
     return env
 
@@ -45,8 +39,7 @@ class Service:
         self.log_path = log_path
         self.answered: Counter[tuple[str, str, int]] = Counter()
         self.output_path = tmp_path / "sustainbot-serve.out"
-        self._output = open(self.output_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
                 str(BIN),
                 "serve",
@@ -57,9 +50,8 @@ class Service:
                 "--threads",
                 str(threads),
             ],
+            self.output_path,
             env=service_env(log_path),
-            stdout=self._output,
-            stderr=subprocess.STDOUT,
             cwd=tmp_path,
         )
         self.port = 0
@@ -96,18 +88,7 @@ class Service:
 
     def stop(self) -> int:
         """SIGTERM (gunicorn's graceful stop) and wait; kill only if it hangs."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    return self.proc.wait(timeout=DEADLINE)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-                    raise AssertionError("sustainbot serve ignored SIGTERM") from None
-            return self.proc.returncode
-        finally:
-            self._output.close()
+        return processes.stop(self.proc, what="sustainbot serve")
 
     def __enter__(self) -> Service:
         return self
@@ -115,5 +96,3 @@ class Service:
     def __exit__(self, *exc: object) -> None:
         # SIGTERM first: a killed master would leave its workers running until they notice.
         terminate(self.proc)
-        if not self._output.closed:
-            self._output.close()

@@ -1,16 +1,17 @@
 """Generate a few hours of contract events (docs/events.md) for the backfill tests.
 
-Written independently of the exporter: plain dicts following the contract, seeded so every run
+Written independently of the exporter: lines following the contract, seeded so every run
 produces the same file. The generator also returns the facts the tests check against.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from tests.support.contract import contract_line
 
 DRAG_MODES = ("draft", "research", "analysis", "grunt", "execute")
 ROLES = ("engineer", "analyst", "approver", "admin")
@@ -47,23 +48,17 @@ def write_events(path: Path, start: float, hours: float = 3.0, seed: int = 7) ->
     """Write events from `start` for `hours`, one burst every 20 s, and describe them."""
     rng = random.Random(seed)
     out = Generated(start=start, end=start + hours * 3600)
-    lines: list[str] = []
+    lines: list[bytes] = []
     serial = 0
 
     def emit(t: float, event: str, **fields: object) -> None:
         nonlocal serial
         serial += 1
-        record = {
-            "timestamp": _stamp(t),
-            "level": "INFO",
-            "logger": "sustainbot",
-            "message": event,
-            "event": event,
-            "trace_id": f"{serial:032x}",
-            "schema_version": 1,
-            **fields,
-        }
-        lines.append(json.dumps(record) + "\n")
+        lines.append(
+            contract_line(
+                event, _stamp(t), logger="sustainbot", trace_id=f"{serial:032x}", **fields
+            )
+        )
 
     versions = [(start, "1.4.0"), (start + hours * 3600 / 2, "1.5.0")]
     for t, version in versions:
@@ -136,5 +131,5 @@ def write_events(path: Path, start: float, hours: float = 3.0, seed: int = 7) ->
             duration_seconds=rng.choice((0.004, 0.02, 0.3)),
         )
         t += 20.0
-    path.write_text("".join(lines), encoding="utf-8")
+    path.write_bytes(b"".join(lines))
     return out

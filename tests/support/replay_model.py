@@ -18,6 +18,8 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.contract import contract_event
+
 DRAG = ("draft", "research", "analysis", "grunt", "execute")
 OUTCOMES = ("success", "failure", "rejected")
 WORKFLOWS = ("esg_report", "carbon_audit", "supplier_review")
@@ -90,16 +92,11 @@ def make_event(rng: random.Random, t: float | None, seq: int) -> dict[str, objec
         ],
         weights=[1, 12, 3, 8, 6, 3, 5, 2, 14, 14],
     )[0]
-    ev: dict[str, object] = {}
-    if t is not None:
-        ev["timestamp"] = rfc3339(t)
-    ev.update(
-        level="INFO",
+    ev = contract_event(
+        kind,
+        None if t is None else rfc3339(t),
         logger="sustainbot.events",
-        message=kind,
-        event=kind,
         trace_id=f"trace-{seq}",
-        schema_version=1,
     )
     drag = _drag(rng)
 

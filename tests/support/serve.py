@@ -4,54 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from log_exporter.serve import ServeOptions, Service
-
-# Generous: the machine is small and shared; a deadline only bounds how long a failure takes.
-DEADLINE = 60.0
-T = TypeVar("T")
-
-
-def _clean_env() -> dict[str, str]:
-    """This process's environment without settings that would change what the exporter does."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LOG_EXPORTER_", "CLOUDWATCH_")) and k != "JSON_LOG_PATH"
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], T | None], what: str, deadline: float = DEADLINE) -> T:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at deadline."""
-    end = time.monotonic() + deadline
-    last: T | None = None
-    while time.monotonic() < end:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what} (last: {last!r})")
+from tests.support import processes
+from tests.support.ports import free_port
+from tests.support.processes import clean_env, spawn
+from tests.support.waits import DEADLINE, wait_for
 
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -95,15 +65,13 @@ class Exporter:
         self.stderr_path = tmp_path / f"exporter-{self.port}.log"
         state = list(args)[list(args).index("--state") + 1] if "--state" in args else None
         self.state_path = None if state is None else tmp_path / state
-        full_env = _clean_env()
+        full_env = clean_env()
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
         if "--listen" not in args and "LOG_EXPORTER_LISTEN" not in full_env:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
-        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=full_env, cwd=tmp_path
-        )
+        # Its stdout carries nothing; stderr is the JSON log the tests read back.
+        self.proc = spawn(cmd, self.stderr_path, env=full_env, cwd=tmp_path, stdout=False)
 
     @property
     def base(self) -> str:
@@ -154,16 +122,12 @@ class Exporter:
     def wait_metric(self, name: str, value: float, **labels: str) -> None:
         """Poll /metrics until ``name{labels}`` equals ``value``; on timeout say what it was,
         so a loss (below) tells itself apart from a double count (above)."""
-        last: list[float | None] = [None]
-
-        def reached() -> bool:
-            last[0] = sample(self.metrics(), name, **labels)
-            return last[0] == value
-
-        try:
-            wait_for(reached, f"{name}{labels} == {value}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last value {last[0]!r}\n{self.diagnosis()}") from None
+        wait_for(
+            lambda: sample(self.metrics(), name, **labels),
+            f"{name}{labels} == {value}",
+            until=lambda last: last == value,
+            explain=self.diagnosis,
+        )
 
     def diagnosis(self) -> str:
         """The state file and the exporter's log, for a failure message."""
@@ -181,18 +145,7 @@ class Exporter:
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Send ``signum`` and wait for the exit code (killing it only if it hangs)."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signum)
-                try:
-                    return self.proc.wait(timeout=DEADLINE)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-                    raise AssertionError(f"exporter ignored signal {signum}") from None
-            return self.proc.returncode
-        finally:
-            self._stderr.close()
+        return processes.stop(self.proc, signum, what="the exporter")
 
     def __enter__(self) -> Exporter:
         return self
@@ -200,27 +153,14 @@ class Exporter:
     def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.wait()
-        if not self._stderr.closed:
-            self._stderr.close()
-
-
-def terminate(proc: subprocess.Popen[Any]) -> None:
-    """SIGTERM a process still running and wait for it; kill it only if it hangs."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.wait(timeout=DEADLINE)
 
 
 def run_cli(
     args: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``log-exporter ARGS`` to completion (for commands that must exit on their own)."""
-    full_env = _clean_env()
+    full_env = clean_env()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", *args],
@@ -231,21 +171,6 @@ def run_cli(
         timeout=DEADLINE,
         check=False,
     )
-
-
-def event(kind: str, **fields: Any) -> bytes:
-    """One contract line (common fields filled in) as bytes with its newline."""
-    line = {
-        "timestamp": "2026-02-01T14:30:00.123Z",
-        "level": "info",
-        "logger": "sustainbot.test",
-        "message": kind,
-        "event": kind,
-        "trace_id": "0" * 32,
-        "schema_version": 1,
-        **fields,
-    }
-    return json.dumps(line).encode() + b"\n"
 
 
 def append(path: Path, data: bytes) -> None:

@@ -1,21 +1,21 @@
-"""Reading back what reached the emulator, and waiting for it without sleeping blindly."""
+"""Reading back what reached the CloudWatch emulator, and running the exporter against it."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
-T = TypeVar("T")
+from tests.support import processes
+from tests.support.processes import clean_env
+
+# What reaches moto goes through flush intervals, retries and HTTP: slower than a local exporter.
+SHIPPING_DEADLINE = 120.0
 
 
 def clients(endpoint: str | None = None) -> tuple[Any, Any]:
@@ -43,35 +43,6 @@ def messages(logs: Any, group: str, stream: str) -> list[str]:
         return []
 
 
-def wait_for(
-    probe: Callable[[], T], done: Callable[[T], bool], timeout: float = 120.0, what: str = ""
-) -> T:
-    """Poll ``probe`` until ``done`` holds; past the deadline, fail showing the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: last value {value!r}"[:2000])
-        time.sleep(0.2)
-
-
-def event_line(event: str, ts: str, **fields: Any) -> str:
-    """One JSONL line of the event contract."""
-    record = {
-        "timestamp": ts,
-        "level": "INFO",
-        "logger": "sustainbot.test",
-        "message": event,
-        "event": event,
-        "trace_id": "t",
-        "schema_version": 1,
-        **fields,
-    }
-    return json.dumps(record) + "\n"
-
-
 def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]:
     """Start `log-exporter serve` on ``log_file``, read its log up to "serving", stop it with
     SIGTERM; return that log and the exit code."""
@@ -97,15 +68,14 @@ def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]
                 if '"serving"' in line:
                     break
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            processes.stop(proc, what="log-exporter serve")
     return seen, proc.returncode
 
 
 def replay_to_cloudwatch(path: Path, group: str, stream: str) -> subprocess.CompletedProcess[str]:
     """Run `log-exporter replay --cloudwatch` on one file into ``group``/``stream``, with no
-    CLOUDWATCH_* settings inherited, so only the flags decide where it ships."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
+    settings inherited (CLOUDWATCH_* included), so only the flags decide where it ships."""
+    env = clean_env()
     where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream]
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", *where, str(path)],

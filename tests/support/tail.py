@@ -10,9 +10,7 @@ from pathlib import Path
 
 from log_exporter.tail import Tailer
 from log_exporter.values import Batch
-
-# Generous: the machine is small and shared; a healthy run finishes each wait in milliseconds.
-DEADLINE = 60.0
+from tests.support.waits import DEADLINE, wait_for
 
 
 def line(i: int, tag: str = "line") -> bytes:
@@ -48,18 +46,22 @@ class Reader:
 
     def until(self, condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
         """Poll until ``condition`` holds; fail naming ``what`` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                position = self.tailer.position
-                where = None if position is None else (position.file, position.offset)
-                raise AssertionError(
-                    f"timed out waiting for {what}: {len(self.lines)} lines, "
-                    f"{self.oversized} oversized, position {where}"
-                )
-            batch = self.poll()
-            if not batch.bytes_read:
+
+        def reached() -> bool:
+            if condition():
+                return True
+            if not self.poll().bytes_read:
                 time.sleep(0.005)  # nothing new yet: yield the CPU to the writer
+            return False
+
+        # No pause between polls that read something: a large file is read at full speed.
+        wait_for(reached, what, timeout=timeout, interval=0, explain=self.progress)
+
+    def progress(self) -> str:
+        """How far the reader got, for a failure message."""
+        position = self.tailer.position
+        where = None if position is None else (position.file, position.offset)
+        return f"{len(self.lines)} lines, {self.oversized} oversized, position {where}"
 
     def until_count(self, n: int, timeout: float = DEADLINE) -> None:
         self.until(lambda: len(self.lines) >= n, f"{n} lines", timeout)

@@ -1,0 +1,16 @@
+"""The tests' shared helpers, one module per subject, imported as ``tests.support.<module>``.
+
+Common to every area (the root conftest also offers them as fixtures):
+
+- ``waits``: ``wait_for``, the one way to wait on a condition, and the ``DEADLINE`` of a wait;
+- ``ports``: ``free_port``;
+- ``processes``: find a real program or skip, start it with its output in a file, stop it;
+- ``contract``: ``contract_event`` / ``contract_line``, events of the contract to write;
+- ``prometheus``: a real Prometheus server.
+
+One area each: ``serve`` (the exporter as a process or in-process), ``tail`` (the tailing
+tests' reader), ``replay_model`` (generated logs and an independent model of their metrics),
+``certs`` (TLS certificates), ``app`` (the SustainBot tests), ``stack`` (``sustainbot serve``
+for the end-to-end tests), ``cloudwatch`` and ``faultproxy`` (the CloudWatch emulator and a
+faulty network before it), ``deploy`` and ``event_history`` (the deployment tests).
+"""
