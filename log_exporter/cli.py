@@ -8,11 +8,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from log_exporter import __version__
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, MAX_LINE_BYTES
+
+if TYPE_CHECKING:
+    from log_exporter.serve import Service
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -164,10 +170,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log.error(str(exc))
         return EXIT_CONFIG
     try:
+        _handle_signals(service)
         return service.run()
     finally:
         if shipping is not None:
             shipping.stop()
+
+
+def _handle_signals(service: Service) -> None:
+    """SIGTERM and SIGINT stop ``service``, SIGHUP reloads its spec.
+
+    Installed here, at the entry point, because a handler belongs to the whole process: a library
+    that installed its own would replace its host's (pytest's, say) without being asked.
+    """
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            service.request_reload()
+        else:
+            service.request_stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
 
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:

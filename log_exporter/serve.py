@@ -1,8 +1,9 @@
-"""``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until SIGTERM.
+"""``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until asked to stop.
 
-The tail loop runs in the main thread, so the signal handlers (which only set flags and wake the
-loop) and everything that changes the store run in one thread: a spec reload and a periodic state
-save never race a batch. The HTTP server and the optional CloudWatch shipper have their own threads.
+Everything that changes the store runs in the tail loop's thread: a stop or reload request (the
+entry point's signal handlers make them) only sets a flag and wakes the loop, so a spec reload and
+a periodic state save never race a batch. The HTTP server and the optional CloudWatch shipper have
+their own threads.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import ipaddress
 import logging
 import os
 import platform
-import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
@@ -79,7 +78,7 @@ class Service:
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
         self.pipeline = Pipeline(compile(spec), self.store)
-        self.stop = threading.Event()
+        self._stop = threading.Event()
         self._reload = threading.Event()
         self.reloads = {"success": 0, "failure": 0}
         # Held while a batch is fed and its position recorded, and while the state is copied:
@@ -266,17 +265,18 @@ class Service:
                 extra={"listen": self.options.listen},
             )
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self._reload.set()
-        else:
-            self.stop.set()
+    def request_stop(self) -> None:
+        """Make ``run`` stop reading, save the state and return; safe from any thread or handler."""
+        self._stop.set()
+        self.tailer.wake()
+
+    def request_reload(self) -> None:
+        """Make ``run`` reload the spec between two batches; safe from any thread or handler."""
+        self._reload.set()
         self.tailer.wake()
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; returns the exit code."""
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        """Serve until ``request_stop``; returns the exit code."""
         # Before /healthz answers: a generation rotated once the exporter is seen running must be
         # read, not taken for history present at start.
         self.tailer.start()
@@ -295,7 +295,7 @@ class Service:
         )
         code = EXIT_OK
         try:
-            self.tailer.run(self._on_batch, self.stop, on_tick=self._on_tick)
+            self.tailer.run(self._on_batch, self._stop, on_tick=self._on_tick)
         except Exception:
             # A half-applied batch must not be saved with either position: keep the last save.
             if self.keeper is not None:
