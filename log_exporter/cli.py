@@ -1,6 +1,7 @@
-"""Command line: parses arguments and the environment once, then wires the stages together.
+"""Command line: parses the arguments (flags left out default to the environment) and hands them
+to one function per subcommand; serve's signal handlers are installed here, at the entry point.
 
-Each subcommand's wiring lives in its own ``_cmd_*`` function; the work lives in the stage modules.
+The wiring of a subcommand lives in its own module (``serve.main``), the work in the stage modules.
 """
 
 from __future__ import annotations
@@ -62,44 +63,9 @@ def _add_cloudwatch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     # Imported here: the other subcommands need none of the serving machinery.
-    import logging
+    from log_exporter.serve import main as serve
 
-    from log_exporter import logs
-    from log_exporter.serve import ServeOptions, Service, StartupError
-
-    level = str(args.log_level).lower()
-    logs.configure(level if level in logs.LEVELS else "info")
-    log = logging.getLogger("log_exporter.serve")
-    try:
-        try:
-            settings.check(args, settings.SERVE)
-        except settings.SettingError as exc:
-            raise StartupError(str(exc)) from exc
-        service = Service(
-            ServeOptions(
-                file=args.file,
-                listen=args.listen,
-                spec=args.spec,
-                web_config=args.web_config,
-                start_at=args.start_at,
-                state=args.state,
-                state_interval=args.state_interval,
-                max_line_bytes=args.max_line_bytes,
-            )
-        )
-        # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
-        from log_exporter.cloudwatch.hook import start_for_serve
-
-        shipping = start_for_serve(args, service)
-    except StartupError as exc:
-        log.error(str(exc))
-        return EXIT_CONFIG
-    try:
-        _handle_signals(service)
-        return service.run()
-    finally:
-        if shipping is not None:
-            shipping.stop()
+    return serve(args, os.environ, _handle_signals)
 
 
 def _handle_signals(service: Service) -> None:

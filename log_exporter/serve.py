@@ -8,12 +8,13 @@ their own threads.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import logging
 import os
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,9 +23,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from log_exporter import __version__
+from log_exporter import __version__, logs, settings
 from log_exporter.collector import StoreCollector
-from log_exporter.limits import EXIT_ERROR, EXIT_OK
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
 from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
@@ -339,3 +340,45 @@ def _web_config(path: str | None) -> WebConfig | None:
         return load_web_config(path)
     except WebConfigError as exc:
         raise StartupError(str(exc)) from exc
+
+
+def main(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    handle_signals: Callable[[Service], None],
+) -> int:
+    """``log-exporter serve`` from its parsed flags: check them, build the service and (when
+    enabled) CloudWatch's shipping, let ``handle_signals`` wire the process's signals to the
+    service's requests, run until stopped; the exit code."""
+    level = str(args.log_level).lower()
+    logs.configure(level if level in logs.LEVELS else "info")
+    try:
+        try:
+            settings.check(args, settings.SERVE)
+        except settings.SettingError as exc:
+            raise StartupError(str(exc)) from exc
+        service = Service(
+            ServeOptions(
+                file=args.file,
+                listen=args.listen,
+                spec=args.spec,
+                web_config=args.web_config,
+                start_at=args.start_at,
+                state=args.state,
+                state_interval=args.state_interval,
+                max_line_bytes=args.max_line_bytes,
+            )
+        )
+        # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
+        from log_exporter.cloudwatch.hook import start_for_serve
+
+        shipping = start_for_serve(args, service)
+    except StartupError as exc:
+        log.error(str(exc))
+        return EXIT_CONFIG
+    try:
+        handle_signals(service)
+        return service.run()
+    finally:
+        if shipping is not None:
+            shipping.stop()
