@@ -24,6 +24,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from log_exporter import __version__, logs, settings
+from log_exporter.cloudwatch.config import ConfigError
+from log_exporter.cloudwatch.config import load as load_cloudwatch
+from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
 from log_exporter.collector import StoreCollector
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
@@ -54,6 +57,24 @@ class ServeOptions:
     state: str | None
     state_interval: float
     max_line_bytes: int
+
+
+class StateSection:
+    """One component's own section of serve's state file: what it held at start, and a save that
+    writes the file at once, since a cursor saved later than the batch it follows went out would
+    repeat more than one batch after a crash."""
+
+    def __init__(self, keeper: StateKeeper, name: str, sections: Mapping[str, Any]) -> None:
+        self._keeper = keeper
+        self._name = name
+        self._initial = sections.get(name)
+
+    def load(self) -> Mapping[str, Any] | None:
+        return self._initial if isinstance(self._initial, Mapping) else None
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        self._keeper.set(self._name, dict(data))
+        self._keeper.save()
 
 
 def read_spec(path: str | None) -> Spec:
@@ -97,7 +118,7 @@ class Service:
             # `--file logs/` would serve empty metrics, ready, with nothing in the log to say why.
             raise StartupError(f"--file {options.file}: not a regular file (a directory?)")
         self.keeper: StateKeeper | None = None
-        self.sections: dict[str, Any] = {}
+        self._sections: dict[str, Any] = {}
         resume = None
         if options.state is not None:
             state_dir = Path(options.state).absolute().parent
@@ -108,8 +129,8 @@ class Service:
             self.keeper = StateKeeper(
                 StateFile(options.state, target=options.file), interval=options.state_interval
             )
-            self.sections = self.keeper.load()
-            resume = self._restore(self.sections.get(STATE_SECTION))
+            self._sections = self.keeper.load()
+            resume = self._restore(self._sections.get(STATE_SECTION))
             self.keeper.provide(STATE_SECTION, self._state_section)
         self._fed = resume
         # Set by the tail thread once the data present at start is in the store. The tailer's own
@@ -178,6 +199,18 @@ class Service:
                 "position": None if position is None else position_to_json(position),
                 "store": self.store.dump(),
             }
+
+    def attachment(self) -> Attachment:
+        """What CloudWatch's shipping may follow and use of this service (docs/cloudwatch.md)."""
+        keeper = self.keeper
+        return Attachment(
+            path=self.options.file,
+            start_at=self.options.start_at,
+            max_line_bytes=self.options.max_line_bytes,
+            program=lambda: self.pipeline.program,
+            state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
+            registry=self.registry,
+        )
 
     # -- the tail loop ------------------------------------------------------------------------
 
@@ -370,9 +403,10 @@ def main(
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
-        from log_exporter.cloudwatch.hook import start_for_serve
-
-        shipping = start_for_serve(args, service)
+        try:
+            shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from exc
     except StartupError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
