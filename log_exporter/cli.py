@@ -15,6 +15,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from log_exporter import __version__, settings
+
+# CloudWatch's flags; its config module imports no boto3.
+from log_exporter.cloudwatch.config import add_arguments as add_cloudwatch_arguments
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="tail the log and serve /metrics")
     settings.add_arguments(serve, settings.SERVE, environ)
     serve.set_defaults(func=_cmd_serve)
-    _add_cloudwatch_arguments(serve)
+    add_cloudwatch_arguments(serve)
 
     # check-spec ----------------------------------------------------------------------------
     check = sub.add_parser("check-spec", help="validate a spec file and name every error")
@@ -50,15 +53,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     replay.add_argument("-o", "--output", default="-", help="output file (default stdout)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(func=_cmd_replay)
-    _add_cloudwatch_arguments(replay)
+    add_cloudwatch_arguments(replay)
     return parser
-
-
-def _add_cloudwatch_arguments(parser: argparse.ArgumentParser) -> None:
-    # CloudWatch flags (log_exporter.cloudwatch); its config module imports no boto3.
-    from log_exporter.cloudwatch.config import add_arguments
-
-    add_arguments(parser)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

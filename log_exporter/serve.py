@@ -1,5 +1,8 @@
 """``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until asked to stop.
 
+``main`` wires it from the parsed flags (settings checked, ``Service`` built, CloudWatch attached
+beside it, run); ``Service`` is one running exporter.
+
 Everything that changes the store runs in the tail loop's thread: a stop or reload request (the
 entry point's signal handlers make them) only sets a flag and wakes the loop, so a spec reload and
 a periodic state save never race a batch. The HTTP server and the optional CloudWatch shipper have
@@ -31,7 +34,8 @@ from log_exporter.collector import StoreCollector
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
-from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
+from log_exporter.spec import Spec, SpecError, load_default_spec, load_spec
+from log_exporter.spec import compile as compile_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer
@@ -49,6 +53,8 @@ class StartupError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
+    """serve's settings once checked (log_exporter.settings has their flags and variables)."""
+
     file: str
     listen: str
     spec: str | None
@@ -99,7 +105,7 @@ class Service:
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
-        self.pipeline = Pipeline(compile(spec), self.store)
+        self.pipeline = Pipeline(compile_spec(spec), self.store)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.reloads = {"success": 0, "failure": 0}
@@ -241,7 +247,7 @@ class Service:
             log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
             return False
         with self._consistency:
-            self.pipeline.reload(compile(spec))
+            self.pipeline.reload(compile_spec(spec))
         self.reloads["success"] += 1
         log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
         return True
@@ -386,10 +392,7 @@ def main(
     level = str(args.log_level).lower()
     logs.configure(level if level in logs.LEVELS else "info")
     try:
-        try:
-            settings.check(args, settings.SERVE)
-        except settings.SettingError as exc:
-            raise StartupError(str(exc)) from exc
+        settings.check(args, settings.SERVE)
         service = Service(
             ServeOptions(
                 file=args.file,
@@ -403,11 +406,9 @@ def main(
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
-        try:
-            shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
-        except ConfigError as exc:
-            raise StartupError(str(exc)) from exc
-    except StartupError as exc:
+        shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+    except (settings.SettingError, StartupError, ConfigError) as exc:
+        # Each names the flag, variable or file at fault: said once, in the log, no traceback.
         log.error(str(exc))
         return EXIT_CONFIG
     try:
