@@ -10,7 +10,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Final
+
+# What ``configure`` accepts, least severe first.
+LEVELS: Final = ("debug", "info", "warning", "error")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is emitted.
 _RESERVED = frozenset(

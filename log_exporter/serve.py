@@ -1,34 +1,41 @@
-"""``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until SIGTERM.
+"""``log-exporter serve``: tail -> pipeline -> store, served over HTTP, until asked to stop.
 
-The tail loop runs in the main thread, so the signal handlers (which only set flags and wake the
-loop) and everything that changes the store run in one thread: a spec reload and a periodic state
-save never race a batch. The HTTP server and the optional CloudWatch shipper have their own threads.
+``main`` wires it from the parsed flags (settings checked, ``Service`` built, CloudWatch attached
+beside it, run); ``Service`` is one running exporter.
+
+Everything that changes the store runs in the tail loop's thread: a stop or reload request (the
+entry point's signal handlers make them) only sets a flag and wakes the loop, so a spec reload and
+a periodic state save never race a batch. The HTTP server and the optional CloudWatch shipper have
+their own threads.
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import logging
 import os
 import platform
-import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from log_exporter import __version__
+from log_exporter import __version__, logs, settings
+from log_exporter.cloudwatch.config import ConfigError
+from log_exporter.cloudwatch.config import load as load_cloudwatch
+from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
 from log_exporter.collector import StoreCollector
-from log_exporter.limits import EXIT_ERROR, EXIT_OK
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
-from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
+from log_exporter.spec import Spec, SpecError, load_default_spec, load_spec
+from log_exporter.spec import compile as compile_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer
@@ -46,6 +53,8 @@ class StartupError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
+    """serve's settings once checked (log_exporter.settings has their flags and variables)."""
+
     file: str
     listen: str
     spec: str | None
@@ -54,6 +63,24 @@ class ServeOptions:
     state: str | None
     state_interval: float
     max_line_bytes: int
+
+
+class StateSection:
+    """One component's own section of serve's state file: what it held at start, and a save that
+    writes the file at once, since a cursor saved later than the batch it follows went out would
+    repeat more than one batch after a crash."""
+
+    def __init__(self, keeper: StateKeeper, name: str, sections: Mapping[str, Any]) -> None:
+        self._keeper = keeper
+        self._name = name
+        self._initial = sections.get(name)
+
+    def load(self) -> Mapping[str, Any] | None:
+        return self._initial if isinstance(self._initial, Mapping) else None
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        self._keeper.set(self._name, dict(data))
+        self._keeper.save()
 
 
 def read_spec(path: str | None) -> Spec:
@@ -78,8 +105,8 @@ class Service:
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
-        self.pipeline = Pipeline(compile(spec), self.store)
-        self.stop = threading.Event()
+        self.pipeline = Pipeline(compile_spec(spec), self.store)
+        self._stop = threading.Event()
         self._reload = threading.Event()
         self.reloads = {"success": 0, "failure": 0}
         # Held while a batch is fed and its position recorded, and while the state is copied:
@@ -97,7 +124,7 @@ class Service:
             # `--file logs/` would serve empty metrics, ready, with nothing in the log to say why.
             raise StartupError(f"--file {options.file}: not a regular file (a directory?)")
         self.keeper: StateKeeper | None = None
-        self.sections: dict[str, Any] = {}
+        self._sections: dict[str, Any] = {}
         resume = None
         if options.state is not None:
             state_dir = Path(options.state).absolute().parent
@@ -108,8 +135,8 @@ class Service:
             self.keeper = StateKeeper(
                 StateFile(options.state, target=options.file), interval=options.state_interval
             )
-            self.sections = self.keeper.load()
-            resume = self._restore(self.sections.get(STATE_SECTION))
+            self._sections = self.keeper.load()
+            resume = self._restore(self._sections.get(STATE_SECTION))
             self.keeper.provide(STATE_SECTION, self._state_section)
         self._fed = resume
         # Set by the tail thread once the data present at start is in the store. The tailer's own
@@ -179,6 +206,18 @@ class Service:
                 "store": self.store.dump(),
             }
 
+    def attachment(self) -> Attachment:
+        """What CloudWatch's shipping may follow and use of this service (docs/cloudwatch.md)."""
+        keeper = self.keeper
+        return Attachment(
+            path=self.options.file,
+            start_at=self.options.start_at,
+            max_line_bytes=self.options.max_line_bytes,
+            program=lambda: self.pipeline.program,
+            state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
+            registry=self.registry,
+        )
+
     # -- the tail loop ------------------------------------------------------------------------
 
     def _on_batch(self, batch: Batch) -> None:
@@ -208,7 +247,7 @@ class Service:
             log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
             return False
         with self._consistency:
-            self.pipeline.reload(compile(spec))
+            self.pipeline.reload(compile_spec(spec))
         self.reloads["success"] += 1
         log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
         return True
@@ -266,17 +305,18 @@ class Service:
                 extra={"listen": self.options.listen},
             )
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self._reload.set()
-        else:
-            self.stop.set()
+    def request_stop(self) -> None:
+        """Make ``run`` stop reading, save the state and return; safe from any thread or handler."""
+        self._stop.set()
+        self.tailer.wake()
+
+    def request_reload(self) -> None:
+        """Make ``run`` reload the spec between two batches; safe from any thread or handler."""
+        self._reload.set()
         self.tailer.wake()
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; returns the exit code."""
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        """Serve until ``request_stop``; returns the exit code."""
         # Before /healthz answers: a generation rotated once the exporter is seen running must be
         # read, not taken for history present at start.
         self.tailer.start()
@@ -295,7 +335,7 @@ class Service:
         )
         code = EXIT_OK
         try:
-            self.tailer.run(self._on_batch, self.stop, on_tick=self._on_tick)
+            self.tailer.run(self._on_batch, self._stop, on_tick=self._on_tick)
         except Exception:
             # A half-applied batch must not be saved with either position: keep the last save.
             if self.keeper is not None:
@@ -339,3 +379,41 @@ def _web_config(path: str | None) -> WebConfig | None:
         return load_web_config(path)
     except WebConfigError as exc:
         raise StartupError(str(exc)) from exc
+
+
+def main(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    handle_signals: Callable[[Service], None],
+) -> int:
+    """``log-exporter serve`` from its parsed flags: check them, build the service and (when
+    enabled) CloudWatch's shipping, let ``handle_signals`` wire the process's signals to the
+    service's requests, run until stopped; the exit code."""
+    level = str(args.log_level).lower()
+    logs.configure(level if level in logs.LEVELS else "info")
+    try:
+        settings.check(args, settings.SERVE)
+        service = Service(
+            ServeOptions(
+                file=args.file,
+                listen=args.listen,
+                spec=args.spec,
+                web_config=args.web_config,
+                start_at=args.start_at,
+                state=args.state,
+                state_interval=args.state_interval,
+                max_line_bytes=args.max_line_bytes,
+            )
+        )
+        # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
+        shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+    except (settings.SettingError, StartupError, ConfigError) as exc:
+        # Each names the flag, variable or file at fault: said once, in the log, no traceback.
+        log.error(str(exc))
+        return EXIT_CONFIG
+    try:
+        handle_signals(service)
+        return service.run()
+    finally:
+        if shipping is not None:
+            shipping.stop()

@@ -1,7 +1,8 @@
-"""CloudWatch shipping settings: read once from the environment and matching flags, validated.
+"""CloudWatch shipping settings checked into a :class:`CloudWatchConfig`, the value CloudWatch gets.
 
-A flag given on the command line wins over its environment variable; every error names the
-variable (and flag) so a bad deployment fails at start, not at the first shipment.
+The settings (flags, variables, defaults) are rows of log_exporter.settings, read by its rule: a
+flag wins over its variable. Every error names the variable and the flag, so a bad deployment
+fails at start, not at the first shipment.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
+
+from log_exporter import settings
+from log_exporter.settings import CLOUDWATCH
 
 INSTALL_HINT: Final = (
     "install the cloudwatch extra: pip install 'sustainbot-observability[cloudwatch]'"
@@ -51,61 +55,32 @@ class CloudWatchConfig:
         return f"{self.log_stream}-emf"
 
 
-# (field, environment variable, flag)
-_SETTINGS: Final = (
-    ("enabled", "CLOUDWATCH_ENABLED", "--cloudwatch"),
-    ("namespace", "CLOUDWATCH_NAMESPACE", "--cloudwatch-namespace"),
-    ("region", "CLOUDWATCH_REGION", "--cloudwatch-region"),
-    ("log_group", "CLOUDWATCH_LOG_GROUP", "--cloudwatch-log-group"),
-    ("log_stream", "CLOUDWATCH_LOG_STREAM", "--cloudwatch-log-stream"),
-    ("flush_seconds", "CLOUDWATCH_FLUSH_SECONDS", "--cloudwatch-flush-seconds"),
-    ("metrics_mode", "CLOUDWATCH_METRICS_MODE", "--cloudwatch-metrics-mode"),
-)
+# CloudWatchConfig's field -> its row in the settings table.
+_SETTINGS: Final = {setting.dest.removeprefix("cloudwatch_"): setting for setting in CLOUDWATCH}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``--cloudwatch*`` flags; defaults stay ``None`` so the environment can fill in."""
     group = parser.add_argument_group("CloudWatch (needs the cloudwatch extra)")
-    group.add_argument(
-        "--cloudwatch",
-        dest="cloudwatch_enabled",
-        action="store_const",
-        const="true",
-        default=None,
-        help="ship lines and metrics to CloudWatch (env CLOUDWATCH_ENABLED=true)",
-    )
-    defaults = CloudWatchConfig()
-    for field, env, flag in _SETTINGS[1:]:
-        default = getattr(defaults, field) or "the host name"
-        group.add_argument(
-            flag,
-            dest=f"cloudwatch_{field}",
-            default=None,
-            metavar=field.upper(),
-            help=f"env {env}, default {default}",
-        )
+    settings.add_arguments(group, CLOUDWATCH)
 
 
 def _name(field: str) -> str:
-    for f, env, flag in _SETTINGS:
-        if f == field:
-            return f"{env} (flag {flag})"
-    raise KeyError(field)
+    setting = _SETTINGS[field]
+    return f"{setting.env[0]} (flag {setting.flag})"
 
 
 def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> CloudWatchConfig:
     """Build the config from ``environ`` overlaid by flags in ``args``; raise ConfigError."""
+    # The text of every setting, its default when unset or blank.
     raw: dict[str, str] = {}
-    for field, env, _flag in _SETTINGS:
-        value = environ.get(env)
-        if args is not None:
-            flag_value = getattr(args, f"cloudwatch_{field}", None)
-            if flag_value is not None:
-                value = str(flag_value)
-        if value is not None:
-            raw[field] = value.strip()
+    for field, setting in _SETTINGS.items():
+        flag = None if args is None else getattr(args, setting.dest, None)
+        value = settings.lookup(setting, None if flag is None else str(flag), environ)
+        # Surrounding blanks are a quoting slip in a deployment file, not part of a name.
+        raw[field] = (value or "").strip() or (setting.default or "")
 
-    enabled_text = raw.get("enabled", "false").lower()
+    enabled_text = raw["enabled"].lower()
     if enabled_text in _TRUE:
         enabled = True
     elif enabled_text in _FALSE:
@@ -113,8 +88,7 @@ def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> 
     else:
         raise ConfigError(f"{_name('enabled')}: expected true or false, got {raw['enabled']!r}")
 
-    defaults = CloudWatchConfig()
-    namespace = raw.get("namespace") or defaults.namespace
+    namespace = raw["namespace"]
     if len(namespace) > 255 or ":" in namespace or not namespace.isascii():
         raise ConfigError(
             f"{_name('namespace')}: at most 255 ASCII characters without ':', got {namespace!r}"
@@ -122,24 +96,24 @@ def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> 
     if namespace.startswith("AWS/"):
         raise ConfigError(f"{_name('namespace')}: the AWS/ prefix is reserved, got {namespace!r}")
 
-    region = raw.get("region") or defaults.region
+    region = raw["region"]
     if not _REGION_RE.match(region):
         raise ConfigError(f"{_name('region')}: not a region name like eu-west-1, got {region!r}")
 
-    log_group = raw.get("log_group") or defaults.log_group
+    log_group = raw["log_group"]
     if not _GROUP_RE.match(log_group):
         raise ConfigError(
             f"{_name('log_group')}: 1-512 characters from [A-Za-z0-9._/#-], got {log_group!r}"
         )
 
-    log_stream = raw.get("log_stream") or socket.gethostname() or "log-exporter"
+    log_stream = raw["log_stream"] or socket.gethostname() or "log-exporter"
     # "-emf" is appended for the EMF stream, so leave room for it within the 512 limit.
     if len(log_stream) > 508 or ":" in log_stream or "*" in log_stream:
         raise ConfigError(
             f"{_name('log_stream')}: at most 508 characters without ':' or '*', got {log_stream!r}"
         )
 
-    flush_text = raw.get("flush_seconds") or str(defaults.flush_seconds)
+    flush_text = raw["flush_seconds"]
     try:
         flush_seconds = float(flush_text)
     except ValueError:
@@ -149,7 +123,7 @@ def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> 
             f"{_name('flush_seconds')}: expected a positive number of seconds, got {flush_text!r}"
         )
 
-    metrics_mode = (raw.get("metrics_mode") or defaults.metrics_mode).lower()
+    metrics_mode = raw["metrics_mode"].lower()
     if metrics_mode not in METRICS_MODES:
         raise ConfigError(
             f"{_name('metrics_mode')}: expected one of {', '.join(METRICS_MODES)}, "

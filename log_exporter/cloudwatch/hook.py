@@ -1,7 +1,8 @@
-"""The two calls the CLI makes: start shipping beside ``serve``, or ship a ``replay``.
+"""How CloudWatch attaches to the exporter: what ``serve`` hands it to ship beside it, and the one
+call ``replay --cloudwatch`` makes.
 
-Kept apart from the CLI so its wiring stays one line per subcommand and everything CloudWatch
-lives in this package.
+Free of boto3 and of serve: serve imports this always, the shipping machinery
+(:mod:`log_exporter.cloudwatch.service`, then boto3) only once shipping is enabled.
 """
 
 from __future__ import annotations
@@ -10,27 +11,48 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
-from log_exporter.cloudwatch.config import INSTALL_HINT, ConfigError, load
+from log_exporter.cloudwatch.config import INSTALL_HINT, CloudWatchConfig, ConfigError, load
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
-    from log_exporter.cloudwatch.service import Shipping
-    from log_exporter.serve import Service
-    from log_exporter.spec import Spec
+    from prometheus_client.registry import CollectorRegistry
+
+    from log_exporter.cloudwatch.shipper import SectionStore
+    from log_exporter.spec import Program, Spec
 
 log = logging.getLogger(__name__)
 
+# CloudWatch's section of serve's state file (docs/tailing.md).
+SECTION: Final = "cloudwatch"
 
-def start_for_serve(args: argparse.Namespace, service: Service) -> Shipping | None:
-    """Start shipping when enabled (None otherwise); StartupError for bad settings or no boto3."""
-    from log_exporter.serve import StartupError
 
-    try:
-        config = load(os.environ, args)
-    except ConfigError as exc:
-        raise StartupError(str(exc)) from exc
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """What serve hands CloudWatch: the log to follow, how, and the parts of serve it may use."""
+
+    path: str
+    start_at: Literal["beginning", "end"]
+    max_line_bytes: int
+    program: Callable[[], Program]  # serve's current program, so shipping follows spec reloads
+    state: SectionStore | None  # the SECTION of serve's state file; None without --state
+    registry: CollectorRegistry  # where CloudWatch registers its self-metrics collector
+
+
+class Shipping(Protocol):
+    """What serve keeps of running shipping: stopping it, which saves its cursor."""
+
+    def stop(self) -> None: ...
+
+
+def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shipping | None:
+    """Start shipping beside serve when ``config`` enables it, or say how to and return None.
+
+    Raises MissingExtraError (a ConfigError) when boto3 is not installed.
+    """
     if not config.enabled:
         log.info(
             "CloudWatch shipping is off; to enable it set CLOUDWATCH_ENABLED=true (or --cloudwatch)"
@@ -39,19 +61,15 @@ def start_for_serve(args: argparse.Namespace, service: Service) -> Shipping | No
         return None
     from log_exporter.cloudwatch.service import start
 
-    try:
-        return start(
-            config,
-            path=service.options.file,
-            program=lambda: service.pipeline.program,
-            keeper=service.keeper,
-            sections=service.sections,
-            registry=service.registry,
-            start_at=service.options.start_at,
-            max_line_bytes=service.options.max_line_bytes,
-        )
-    except ConfigError as exc:
-        raise StartupError(str(exc)) from exc
+    return start(
+        config,
+        path=attachment.path,
+        program=attachment.program,
+        state=attachment.state,
+        registry=attachment.registry,
+        start_at=attachment.start_at,
+        max_line_bytes=attachment.max_line_bytes,
+    )
 
 
 def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:

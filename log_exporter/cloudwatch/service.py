@@ -1,15 +1,15 @@
-"""Wiring for ``serve`` and ``replay``: build the shipper from config, spec and state, run it.
+"""Building and running the shipper: :func:`start` beside serve, :func:`replay` for old files.
 
-The CLI calls :func:`start` (serve) or :func:`replay` and nothing else; everything CloudWatch
-stays in this package.
+:mod:`log_exporter.cloudwatch.hook` calls them and nothing else does (but tests); everything
+CloudWatch stays in this package.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -17,34 +17,14 @@ from log_exporter.cloudwatch.client import CloudWatchApi, connect
 from log_exporter.cloudwatch.config import CloudWatchConfig
 from log_exporter.cloudwatch.derive import ObservationDeriver
 from log_exporter.cloudwatch.logs_batch import MAX_BATCH_BYTES
-from log_exporter.cloudwatch.shipper import Shipper, Summary
+from log_exporter.cloudwatch.shipper import SectionStore, Shipper, Summary
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.sources import FileReader, open_sources
 from log_exporter.spec import Program
-from log_exporter.state import StateKeeper
 from log_exporter.tail import Tailer
 
 log = logging.getLogger(__name__)
-
-SECTION = "cloudwatch"
-
-
-class KeeperSection:
-    """The ``cloudwatch`` section of the shared state file, saved at once on every change."""
-
-    def __init__(self, keeper: StateKeeper, sections: Mapping[str, Any]) -> None:
-        self._keeper = keeper
-        self._initial = sections.get(SECTION)
-
-    def load(self) -> Mapping[str, Any] | None:
-        return self._initial if isinstance(self._initial, Mapping) else None
-
-    def save(self, data: Mapping[str, Any]) -> None:
-        self._keeper.set(SECTION, dict(data))
-        # Saved now, not at the keeper's interval: the cursor must be on disk before the next
-        # batch goes out, or a crash would repeat more than one batch.
-        self._keeper.save()
 
 
 class Shipping:
@@ -72,16 +52,16 @@ def start(
     *,
     path: str,
     program: Program | Callable[[], Program],
-    keeper: StateKeeper | None,
-    sections: Mapping[str, Any] | None = None,
+    state: SectionStore | None,
     registry: CollectorRegistry | None = None,
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Shipping:
     """Start shipping ``path`` in its own thread with its own tailer and cursor.
 
-    Raises MissingExtraError (a ConfigError) when boto3 is not installed. ``sections`` is what
-    ``keeper.load()`` returned at start; the ``cloudwatch`` section in it is the resume point.
+    Raises MissingExtraError (a ConfigError) when boto3 is not installed. ``state`` is
+    CloudWatch's section of the state file: what it holds at start is the resume point, and each
+    save must reach the disk at once.
     """
     logs_client, metrics_client = connect(config)
     stats = ShipperStats()
@@ -89,7 +69,6 @@ def start(
         registry.register(CloudWatchCollector(stats))
     stop = threading.Event()
     api = CloudWatchApi(logs_client, metrics_client, config, stats, stop)
-    state = KeeperSection(keeper, sections or {}) if keeper is not None else None
     if state is None:
         log.warning(
             "CloudWatch shipping without a state file (--state): a restart ships the whole file"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.cloudwatch import config as cw_config
-from log_exporter.cloudwatch.config import ConfigError, load
+from log_exporter.cloudwatch.config import CloudWatchConfig, ConfigError, load
 from tests.support.cloudwatch import serve_startup_log
 
 
@@ -36,6 +36,13 @@ def test_defaults_when_only_enabled() -> None:
     import socket
 
     assert cfg.log_stream == socket.gethostname()
+
+
+def test_settings_table_defaults_are_the_config_defaults() -> None:
+    """With nothing set, the settings table's defaults give CloudWatchConfig's own defaults."""
+    import socket
+
+    assert load({}) == CloudWatchConfig(log_stream=socket.gethostname())
 
 
 def test_disabled_unless_enabled_is_true() -> None:

@@ -21,6 +21,8 @@ import pytest
 
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
+from log_exporter.cloudwatch.hook import SECTION
+from log_exporter.serve import StateSection
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
@@ -126,8 +128,7 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
         config,
         path=str(log_file),
         program=compile(load_default_spec()),
-        keeper=keeper,
-        sections=keeper.load(),
+        state=StateSection(keeper, SECTION, keeper.load()),
     )
     try:
         logs, cw = clients(aws_env)

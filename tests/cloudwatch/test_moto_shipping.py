@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
+from log_exporter.cloudwatch.hook import SECTION
+from log_exporter.serve import StateSection
 from log_exporter.spec import compile, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
@@ -114,8 +116,7 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
         _config({}),
         path=str(log_file),
         program=compile(load_default_spec()),
-        keeper=keeper,
-        sections=keeper.load(),
+        state=StateSection(keeper, SECTION, keeper.load()),
         registry=registry,
     )
     try:
@@ -179,7 +180,7 @@ def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Pat
         config,
         path=str(log_file),
         program=compile(load_default_spec()),
-        keeper=None,
+        state=None,
         registry=registry,
     )
     try:

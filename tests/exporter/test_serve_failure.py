@@ -1,9 +1,11 @@
 """``serve`` in-process, where a fault can be injected between the tailer and the store: an
-unexpected failure exits 1 with a consistent state file; readiness waits for the data to be fed."""
+unexpected failure exits 1 with a consistent state file; readiness waits for the data to be fed;
+stop and reload requests come from any thread, and running installs no signal handler."""
 
 from __future__ import annotations
 
 import json
+import signal
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,3 +82,40 @@ def test_readyz_is_not_ready_while_the_last_batch_present_at_start_is_fed(tmp_pa
     assert run_until(service, lambda: _readyz(service) == 200, "/readyz to answer 200") == 0
     assert seen_while_feeding == [503]
     assert service.store.lines["parsed"] == 3
+
+
+def test_run_leaves_the_process_signal_handlers_alone(tmp_path: Path) -> None:
+    """Running serve installs no signal handler: the entry point owns them, so a host keeps its."""
+    signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    before = {signum: signal.getsignal(signum) for signum in signums}
+    log = tmp_path / "app.jsonl"
+    append(log, contract_line("auth.failed", failure_type="expired"))
+    service = in_process_service(log)
+    during: dict[int, object] = {}
+
+    def running_and_seen() -> bool:
+        if service.store.lines["parsed"] < 1:
+            return False
+        during.update({signum: signal.getsignal(signum) for signum in signums})
+        return True
+
+    assert run_until(service, running_and_seen, "the line to be read") == 0
+    assert during == before
+
+
+def test_reload_requested_from_another_thread_reloads_the_spec(tmp_path: Path) -> None:
+    """request_reload from any thread reloads the spec in the tail loop, and counts it."""
+    log = tmp_path / "app.jsonl"
+    log.touch()
+    service = in_process_service(log)
+
+    def reload_then_stop() -> None:
+        try:
+            wait_for(lambda: service.tailer.caught_up, "the tailer to start")
+            service.request_reload()
+            wait_for(lambda: service.reloads["success"] == 1, "the reload to be counted")
+        finally:
+            service.request_stop()
+
+    assert run_beside(service, reload_then_stop) == 0
+    assert service.reloads == {"success": 1, "failure": 0}

@@ -197,20 +197,14 @@ def in_process_service(
 
 
 def run_beside(service: Service, beside: Callable[[], None]) -> int:
-    """Run ``service`` here while ``beside`` runs in a thread; its exit code.
-
-    Service.run installs signal handlers in this (the test) process: pytest's are put back."""
-    signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    saved = {s: signal.getsignal(s) for s in signums}
+    """Run ``service`` here while ``beside`` runs in a thread; its exit code."""
     thread = threading.Thread(target=beside)
     thread.start()
     try:
         return service.run()
     finally:
-        service.stop.set()
+        service.request_stop()
         thread.join()
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
 
 
 def run_until(service: Service, condition: Callable[[], object], what: str) -> int:
@@ -220,7 +214,6 @@ def run_until(service: Service, condition: Callable[[], object], what: str) -> i
         try:
             wait_for(condition, what)
         finally:
-            service.stop.set()
-            service.tailer.wake()
+            service.request_stop()
 
     return run_beside(service, stop_once)
