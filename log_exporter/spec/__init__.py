@@ -1,0 +1,36 @@
+"""The declarative mapping from events to metrics: TOML text -> ``Spec`` -> compiled ``Program``.
+
+One module per step: ``model`` (the validated spec's dataclasses), ``load`` (TOML -> ``Spec``,
+with every error named), ``labels`` (the contract's label conversion), ``program`` (``Program``)
+and ``codegen`` (the Python source it generates). Callers import from here.
+"""
+
+from log_exporter.spec.labels import convert_label
+from log_exporter.spec.load import (
+    CLOUDWATCH_UNITS,
+    SpecError,
+    default_spec_text,
+    load_default_spec,
+    load_spec,
+)
+from log_exporter.spec.model import CloudWatchSpec, Dimension, LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.spec.program import Derived, Program, compile
+
+__all__ = [
+    "CLOUDWATCH_UNITS",
+    "CloudWatchSpec",
+    "Derived",
+    "Dimension",
+    "LabelSpec",
+    "MetricSpec",
+    "Op",
+    "Program",
+    "Rule",
+    "Spec",
+    "SpecError",
+    "compile",
+    "convert_label",
+    "default_spec_text",
+    "load_default_spec",
+    "load_spec",
+]
