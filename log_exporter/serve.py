@@ -28,7 +28,7 @@ from log_exporter.collector import StoreCollector
 from log_exporter.limits import EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
-from log_exporter.spec import Spec, SpecError, compile, load_default_spec, load_spec
+from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer
@@ -78,7 +78,7 @@ class Service:
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
-        self.pipeline = Pipeline(compile(spec), self.store)
+        self.pipeline = Pipeline(compile_spec(spec), self.store)
         self.stop = threading.Event()
         self._reload = threading.Event()
         self.reloads = {"success": 0, "failure": 0}
@@ -208,7 +208,7 @@ class Service:
             log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
             return False
         with self._consistency:
-            self.pipeline.reload(compile(spec))
+            self.pipeline.reload(compile_spec(spec))
         self.reloads["success"] += 1
         log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
         return True

@@ -14,7 +14,7 @@ from log_exporter.spec.load import (
     load_spec,
 )
 from log_exporter.spec.model import CloudWatchSpec, Dimension, LabelSpec, MetricSpec, Op, Rule, Spec
-from log_exporter.spec.program import Derived, Program, compile
+from log_exporter.spec.program import Derived, Program, compile_spec
 
 __all__ = [
     "CLOUDWATCH_UNITS",
@@ -28,7 +28,7 @@ __all__ = [
     "Rule",
     "Spec",
     "SpecError",
-    "compile",
+    "compile_spec",
     "convert_label",
     "default_spec_text",
     "load_default_spec",

@@ -11,7 +11,7 @@ from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import Store
 
-__all__ = ["Derived", "Program", "compile"]
+__all__ = ["Derived", "Program", "compile_spec"]
 
 _FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is not a double.
 
@@ -161,6 +161,6 @@ class Program:
         return out
 
 
-def compile(spec: Spec) -> Program:
-    """Compile a validated spec (the name shadows the builtin only inside this module)."""
+def compile_spec(spec: Spec) -> Program:
+    """Compile a validated spec into a ``Program``."""
     return Program(spec)

@@ -21,7 +21,7 @@ import pytest
 
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.cloudwatch.faultproxy import FaultProxy
 from tests.cloudwatch.helpers import (
@@ -123,7 +123,7 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
     shipping = service.start(
         config,
         path=str(log_file),
-        program=compile(load_default_spec()),
+        program=compile_spec(load_default_spec()),
         keeper=keeper,
         sections=keeper.load(),
     )

@@ -20,7 +20,7 @@ from log_exporter.cloudwatch.metrics_agg import (
     Observation,
     chunk_datums,
 )
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 
 DIMS = (("WorkflowName", "report"), ("Outcome", "success"), ("DRAGMode", "draft"))
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
@@ -120,7 +120,7 @@ def test_pending_intervals_survive_dump_and_load() -> None:
 
 def test_spec_declarations_drive_dimensions_and_units() -> None:
     """Dimensions and units come from the spec's cloudwatch tables, values from the event."""
-    derive = ObservationDeriver(compile(load_default_spec()))
+    derive = ObservationDeriver(compile_spec(load_default_spec()))
     obs = derive(
         {
             "event": "workflow.completed",
@@ -147,7 +147,7 @@ def test_spec_declarations_drive_dimensions_and_units() -> None:
 
 def test_dimension_sets_capped_with_overflow() -> None:
     """Past the cap, new dimension sets are published as __overflow__ so cost stays bounded."""
-    derive = ObservationDeriver(compile(load_default_spec()), cap=2)
+    derive = ObservationDeriver(compile_spec(load_default_spec()), cap=2)
     names = [f"wf{i}" for i in range(5)]
     obs = [
         derive(

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from log_exporter.collector import StoreCollector
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile, convert_label, load_default_spec
+from log_exporter.spec import compile_spec, convert_label, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
 SPEC = load_default_spec()
-PROGRAM = compile(SPEC)
+PROGRAM = compile_spec(SPEC)
 EVENT_TYPES = sorted(PROGRAM.event_types)
 FIELDS = sorted(
     {lb.field for m in SPEC.metrics for lb in m.labels}

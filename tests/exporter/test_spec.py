@@ -10,7 +10,7 @@ import pytest
 
 from log_exporter.spec import (
     SpecError,
-    compile,
+    compile_spec,
     default_spec_text,
     load_default_spec,
     load_spec,
@@ -108,7 +108,7 @@ def test_builtin_cloudwatch_declarations() -> None:
 
 def test_workflow_completed_failure_feeds_three_metrics() -> None:
     """One failed workflow derives a histogram observation and two counter increments."""
-    program = compile(load_default_spec())
+    program = compile_spec(load_default_spec())
     event = {
         "event": "workflow.completed",
         "workflow_name": "esg",
@@ -138,7 +138,7 @@ def test_workflow_completed_failure_feeds_three_metrics() -> None:
 
 def test_success_does_not_feed_the_errors_counter() -> None:
     """The errors counter matches only outcome = failure."""
-    program = compile(load_default_spec())
+    program = compile_spec(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "success", "duration_seconds": 1}
     names = {d.metric.name for d in program.derive(event)}
     assert "sustainbot_workflow_execution_errors_total" not in names
@@ -147,7 +147,7 @@ def test_success_does_not_feed_the_errors_counter() -> None:
 
 def test_derive_applies_closed_sets_to_field_dimensions() -> None:
     """A CloudWatch dimension read from an event field follows the same closed-set rules."""
-    program = compile(load_default_spec())
+    program = compile_spec(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "odd", "drag_mode": "turbo"}
     executions = next(
         d for d in program.derive(event) if d.metric.name == "sustainbot_workflow_executions_total"
@@ -161,7 +161,7 @@ def test_derive_applies_closed_sets_to_field_dimensions() -> None:
 
 def test_derive_skips_invalid_histogram_value_only() -> None:
     """An invalid duration drops the observation while the counters of the event still derive."""
-    program = compile(load_default_spec())
+    program = compile_spec(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "failure", "duration_seconds": "slow"}
     names = {d.metric.name for d in program.derive(event)}
     assert names == {
@@ -182,7 +182,7 @@ match = { status_code = ["500", "503"] }
 """,
         "t.toml",
     )
-    program = compile(spec)
+    program = compile_spec(spec)
     assert program.derive({"event": "http.request", "status_code": 503})
     assert not program.derive({"event": "http.request", "status_code": 200})
     assert not program.derive({"event": "http.request"})

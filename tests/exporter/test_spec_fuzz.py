@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import SpecError, compile, default_spec_text, load_spec
+from log_exporter.spec import SpecError, compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
@@ -114,7 +114,7 @@ def _check(text: str) -> None:
         return
     # Accepted: the generated program must build and survive events of every type it names.
     store = Store(spec.definitions)
-    pipeline = Pipeline(compile(spec), store)
+    pipeline = Pipeline(compile_spec(spec), store)
     events = sorted(pipeline.program.event_types)
     lines = [orjson.dumps({"event": et}) for et in events]
     lines += [orjson.dumps({"event": et, "x": 1, "value": -1, "drag_mode": 2.5}) for et in events]
