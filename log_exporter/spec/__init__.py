@@ -7,20 +7,16 @@ and ``codegen`` (the Python source it generates). Callers import from here.
 
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.load import (
-    CLOUDWATCH_UNITS,
     SpecError,
     default_spec_text,
     load_default_spec,
     load_spec,
 )
-from log_exporter.spec.model import CloudWatchSpec, Dimension, LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.spec.program import Derived, Program, compile_spec
 
 __all__ = [
-    "CLOUDWATCH_UNITS",
-    "CloudWatchSpec",
     "Derived",
-    "Dimension",
     "LabelSpec",
     "MetricSpec",
     "Op",

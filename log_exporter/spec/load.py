@@ -13,11 +13,11 @@ from importlib import resources
 from itertools import pairwise
 from typing import Any, Final
 
-from log_exporter.spec.model import CloudWatchSpec, Dimension, LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.cloudwatch import schema as cloudwatch_schema
+from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
 __all__ = [
-    "CLOUDWATCH_UNITS",
     "SpecError",
     "default_spec_text",
     "load_default_spec",
@@ -25,16 +25,6 @@ __all__ = [
 ]
 
 SPEC_VERSION: Final = 1
-MAX_DIMENSIONS: Final = 30  # CloudWatch's limit per metric datum.
-CLOUDWATCH_UNITS: Final = frozenset(
-    {
-        "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes",
-        "Terabytes", "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count",
-        "Bytes/Second", "Kilobytes/Second", "Megabytes/Second", "Gigabytes/Second",
-        "Terabytes/Second", "Bits/Second", "Kilobits/Second", "Megabits/Second",
-        "Gigabits/Second", "Terabits/Second", "Count/Second", "None",
-    }
-)  # fmt: skip
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -100,6 +90,10 @@ class _Checker:
         for key in doc:
             if key not in allowed:
                 self.err(table, key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    @staticmethod
+    def show(v: Any) -> str:
+        return _show(v)
 
     # -- scalar helpers ---------------------------------------------------------------------
 
@@ -210,7 +204,10 @@ class _Checker:
             if kind == "info":
                 self.err(table, "cloudwatch", "an info metric has no value to publish")
             else:
-                cloudwatch = self.cloudwatch(table, body["cloudwatch"], labels, sets)
+                by_label = {lb.name: lb for lb in labels}
+                cloudwatch = cloudwatch_schema.check_table(
+                    self, table, body["cloudwatch"], by_label, sets
+                )
         if len(self.errors) != before or help_text is None:
             return None
         definition = MetricDef(name, kind, help_text, tuple(lb.name for lb in labels), buckets, cap)
@@ -259,7 +256,12 @@ class _Checker:
         return tuple(out)
 
     def source_of(
-        self, table: str, fld: str, name: str, item: dict[str, Any], sets: dict[str, Any]
+        self,
+        table: str,
+        fld: str,
+        name: str,
+        item: dict[str, Any],
+        sets: dict[str, tuple[str, ...]],
     ) -> LabelSpec | None:
         field_name = name
         if "field" in item:
@@ -354,67 +356,6 @@ class _Checker:
                 if vs is not None:
                     out.append((key, vs))
         return tuple(out)
-
-    def cloudwatch(
-        self,
-        table: str,
-        doc: Any,
-        labels: tuple[LabelSpec, ...],
-        sets: dict[str, tuple[str, ...]],
-    ) -> CloudWatchSpec | None:
-        if type(doc) is not dict:
-            self.err(table, "cloudwatch", f"must be a table, not {_show(doc)}")
-            return None
-        self.unknown_keys(
-            table,
-            {f"cloudwatch.{k}": v for k, v in doc.items()},
-            {"cloudwatch.name", "cloudwatch.unit", "cloudwatch.dimensions"},
-        )
-        name = self.string(table, "cloudwatch.name", doc.get("name"))
-        if name is not None and len(name) > 255:
-            self.err(table, "cloudwatch.name", "CloudWatch allows at most 255 characters")
-        unit = doc.get("unit")
-        # Checked as a string first: any TOML value may be here, and a list cannot be hashed.
-        if type(unit) is not str or unit not in CLOUDWATCH_UNITS:
-            self.err(table, "cloudwatch.unit", f"not a CloudWatch unit: {_show(unit)}")
-            unit = None
-        dims_doc = doc.get("dimensions", {})
-        if type(dims_doc) is not dict:
-            self.err(table, "cloudwatch.dimensions", f"must be a table, not {_show(dims_doc)}")
-            return None
-        if len(dims_doc) > MAX_DIMENSIONS:
-            self.err(table, "cloudwatch.dimensions", f"CloudWatch allows {MAX_DIMENSIONS} at most")
-        by_label = {lb.name: lb for lb in labels}
-        dims: list[Dimension] = []
-        for dim_name, src in dims_doc.items():
-            fld = f"cloudwatch.dimensions.{dim_name}"
-            if type(src) is str:
-                if src not in by_label:
-                    self.err(
-                        table,
-                        fld,
-                        f"{src!r} is not a label of this metric; to use an event field give "
-                        "an inline table { field = ..., values = ... }",
-                    )
-                    continue
-                dims.append(Dimension(dim_name, by_label[src]))
-            elif type(src) is dict:
-                self.unknown_keys(
-                    table,
-                    {f"{fld}.{k}": v for k, v in src.items()},
-                    {f"{fld}.field", f"{fld}.values"},
-                )
-                if "field" not in src:
-                    self.err(table, f"{fld}.field", "missing: the event field to read")
-                    continue
-                source = self.source_of(table, fld, dim_name, src, sets)
-                if source is not None:
-                    dims.append(Dimension(dim_name, source))
-            else:
-                self.err(table, fld, f"must be a label name or an inline table, not {_show(src)}")
-        if name is None or unit is None:
-            return None
-        return CloudWatchSpec(name, unit, tuple(dims))
 
     def collisions(self, metrics: list[MetricSpec]) -> None:
         """Reject two metrics whose exposed names would clash on one /metrics page."""

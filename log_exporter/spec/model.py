@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from log_exporter.cloudwatch.schema import CloudWatchSpec
 from log_exporter.store import MetricDef, MetricKind
 
-__all__ = ["CloudWatchSpec", "Dimension", "LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
+__all__ = ["LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
 
 Op = Literal["inc", "dec", "set", "observe", "info"]
 
@@ -32,23 +33,6 @@ class Rule:
     op: Op
     # The numeric field to add, set or observe; None means 1 (inc/dec).
     value: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Dimension:
-    """One CloudWatch dimension and where its value comes from."""
-
-    name: str
-    source: LabelSpec
-
-
-@dataclass(frozen=True, slots=True)
-class CloudWatchSpec:
-    """How the CloudWatch shipper publishes a metric."""
-
-    name: str
-    unit: str
-    dimensions: tuple[Dimension, ...]
 
 
 @dataclass(frozen=True, slots=True)

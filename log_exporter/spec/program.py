@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from log_exporter.cloudwatch.schema import Source
 from log_exporter.spec.codegen import Apply, Event, store_function
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
@@ -16,7 +17,7 @@ __all__ = ["Derived", "Program", "compile_spec"]
 _FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is not a double.
 
 
-def _extractor(label: LabelSpec) -> Callable[[Event], str]:
+def _extractor(label: Source) -> Callable[[Event], str]:
     """A function event -> label text, with the closed set looked up in a prebuilt dict."""
     fld = label.field
     if label.values is None:
