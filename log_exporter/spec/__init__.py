@@ -2,7 +2,8 @@
 
 One module per step: ``model`` (the validated spec's dataclasses), ``load`` (TOML -> ``Spec``,
 with every error named), ``labels`` (the contract's label conversion), ``program`` (``Program``)
-and ``codegen`` (the Python source it generates). Callers import from here.
+and ``codegen`` (the Python source it generates for its two targets: a store, and CloudWatch's
+observations). Callers import from here.
 """
 
 from log_exporter.spec.labels import convert_label
@@ -13,10 +14,9 @@ from log_exporter.spec.load import (
     load_spec,
 )
 from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
-from log_exporter.spec.program import Derived, Program, compile_spec
+from log_exporter.spec.program import Program, compile_spec
 
 __all__ = [
-    "Derived",
     "LabelSpec",
     "MetricSpec",
     "Op",

@@ -1,4 +1,9 @@
-"""Python source generated from a spec: for each event type, one function applying it to a store."""
+"""Python source generated from a spec, per event type, for two targets: a store and CloudWatch.
+
+``store_function`` applies an event to a ``Store`` (the hot path); ``observation_function`` gives
+the CloudWatch observations of an event. Both are written by the same generator (field reads,
+label conversion, matches, value checks), so the spec's meaning is written once.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,32 @@ from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
 
+from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import LabelSpec, MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
 
-__all__ = ["Apply", "Event", "store_function"]
+__all__ = ["Apply", "Event", "Observe", "Pairs", "observation_function", "store_function"]
 
 Event = dict[str, Any]
 Apply = Callable[[Event], None]
+Observe = Callable[[Event], list[Observation]]
+# The (metric, rule) pairs an event type feeds, in spec order.
+Pairs = tuple[tuple[MetricSpec, Rule], ...]
 
 _FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is not a double.
 
-# Each event type gets one function, generated from the spec as Python source when the program is
-# bound. For speed: a field read by several metrics is read and converted once, the rules run
-# without a call each, and closed sets are plain set lookups. Label values are pure functions of
-# the event, so computing them before a value check (or once for several rules) changes nothing;
-# those of a rule behind a ``match`` are computed behind it, only when it matches.
-
+# Each event type gets one function per target, generated from the spec as Python source when
+# the program is bound (or, for CloudWatch, first asked). For speed: a field read by several
+# metrics is read and converted once, the rules run without a call each, and closed sets are
+# plain set lookups. Label values are pure functions of the event, so computing them before a
+# value check (or once for several rules) changes nothing; those of a rule behind a ``match`` are
+# computed behind it, only when it matches.
 
 _TOP: Final = "    "  # the indentation of the generated function's body
+# The ops CloudWatch publishes and the kind of their observations; dec, set and info are not
+# published (so of a gauge only its inc rules are, as sums).
+_KINDS: Final = {"inc": "sum", "observe": "distribution"}
 
 
 class _Scope:
@@ -52,7 +64,7 @@ class _Scope:
 
     def raw(self, fld: str) -> str:
         if self.indent == _TOP:
-            # Read in the function's prelude (see ``store_function``), not here.
+            # Read in the function's prelude (see ``_Generator.function``), not here.
             var = self.known.get(("raw", fld))
             if var is None:
                 var = self.known[("raw", fld)] = self.gen.name("v")
@@ -65,13 +77,14 @@ class _Scope:
         r = self.raw(fld)
         return self.value(("text", fld), lambda _: f"{r} if type({r}) is str else convert({r})")
 
-    def label(self, lb: LabelSpec) -> str:
-        if lb.values is None:
-            return self.text(lb.field)
-        r = self.raw(lb.field)
-        vs = self.gen.const(frozenset(lb.values), "closed")
+    def label(self, fld: str, values: tuple[str, ...] | None) -> str:
+        """The field as the text of a label (or dimension) with the closed set ``values``."""
+        if values is None:
+            return self.text(fld)
+        r = self.raw(fld)
+        vs = self.gen.const(frozenset(values), "closed")
         return self.value(
-            ("closed", lb.field, lb.values),
+            ("closed", fld, values),
             lambda _: (
                 f"({r} if {r} in {vs} else 'other') if type({r}) is str else "
                 f"'unknown' if {r} is None else _closed(convert({r}), {vs})"
@@ -79,8 +92,17 @@ class _Scope:
         )
 
     def key(self, labels: tuple[LabelSpec, ...]) -> str:
-        values = [self.label(lb) for lb in labels]
-        return f"({values[0]},)" if len(values) == 1 else f"({', '.join(values)})"
+        return _tuple([self.label(lb.field, lb.values) for lb in labels])
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def _valid(v: str, nonnegative: bool) -> str:
+    """The test that ``v`` holds a usable number (docs/spec.md, "Invalid values")."""
+    low = "0" if nonnegative else repr(-_FMAX)
+    return f"(type({v}) is float or type({v}) is int) and {low} <= {v} <= {_FMAX!r}"
 
 
 def _closed(text: str, values: frozenset[str]) -> str:
@@ -110,34 +132,59 @@ class _Generator:
         self.namespace[name] = obj
         return name
 
+    def rules(self, pairs: Pairs, rule: Callable[[_Scope, MetricSpec, Rule], None]) -> None:
+        """The statements of ``pairs`` in order, each (by ``rule``) behind its match if any."""
+        top = _Scope(self, _TOP, {})
+        for m, r in pairs:
+            scope = top
+            if r.match:
+                tests = [
+                    f"{scope.text(f)} in {self.const(frozenset(vs), 'accepted')}"
+                    for f, vs in r.match
+                ]
+                scope = scope.nested(f"if {' and '.join(tests)}:")
+            rule(scope, m, r)
 
-def store_function(
-    event_type: str, pairs: tuple[tuple[MetricSpec, Rule], ...], store: Store
-) -> Apply:
-    """The function applying an event of ``event_type`` to ``store``: ``pairs`` in their order."""
-    gen = _Generator()
-    top = _Scope(gen, _TOP, {})
-    for m, r in pairs:
-        scope = top
-        if r.match:
-            tests = [
-                f"{scope.text(f)} in {gen.const(frozenset(vs), 'accepted')}" for f, vs in r.match
+    def function(self, name: str, head: list[str], tail: str, filename: str) -> Any:
+        """The function ``name(ev)`` of the statements so far, between ``head`` and ``tail``."""
+        # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
+        # all again with ``get`` in the rare event that lacks one of them.
+        prelude = []
+        if self.prelude:
+            prelude = [
+                "    try:",
+                *(f"        {var} = ev[{fld!r}]" for var, fld in self.prelude),
+                "    except KeyError:",
+                *(f"        {var} = ev.get({fld!r})" for var, fld in self.prelude),
             ]
-            scope = scope.nested(f"if {' and '.join(tests)}:")
-        _store_rule(scope, m, r, store)
-    # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
-    # all again with ``get`` in the rare event that lacks one of them.
-    prelude = []
-    if gen.prelude:
-        prelude = [
-            "    try:",
-            *(f"        {var} = ev[{fld!r}]" for var, fld in gen.prelude),
-            "    except KeyError:",
-            *(f"        {var} = ev.get({fld!r})" for var, fld in gen.prelude),
-        ]
-    source = "\n".join(["def apply(ev):", *prelude, *gen.lines, "    return"])
-    exec(builtins.compile(source, f"<spec program for {event_type!r}>", "exec"), gen.namespace)
-    fn: Apply = gen.namespace["apply"]
+        lines = [f"def {name}(ev):", *prelude, *(_TOP + h for h in head), *self.lines, _TOP + tail]
+        exec(builtins.compile("\n".join(lines), filename, "exec"), self.namespace)
+        return self.namespace[name]
+
+
+def store_function(event_type: str, pairs: Pairs, store: Store) -> Apply:
+    """The function applying an event of ``event_type`` to ``store``'s state of each metric."""
+    gen = _Generator()
+    gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store))
+    fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
+    return fn
+
+
+def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
+    """The function giving an event of ``event_type``'s CloudWatch observations, in spec order.
+
+    None when no rule of the event type is published (no ``cloudwatch`` table, or an op that
+    CloudWatch does not publish). An invalid value gives no observation, and is not counted.
+    """
+    published = tuple((m, r) for m, r in pairs if m.cloudwatch is not None and r.op in _KINDS)
+    if not published:
+        return None
+    gen = _Generator()
+    gen.namespace["Observation"] = Observation
+    gen.rules(published, _observation_rule)
+    fn: Observe = gen.function(
+        "observe", ["out = []"], "return out", f"<spec observations for {event_type!r}>"
+    )
     return fn
 
 
@@ -156,7 +203,7 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         series_get = gen.const(state.series.get, "series_get")
         new_series = gen.const(state.new_series, "new_series")
         bounds = gen.const(state.bounds, "bounds")
-        ok = scope.nested(f"if (type({v}) is float or type({v}) is int) and 0 <= {v} <= {_FMAX!r}:")
+        ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
         ok.emit(f"k = {key}")
         ok.emit(f"cells = {series_get}(k)")
         ok.emit("if cells is None:")
@@ -171,9 +218,7 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         body = scope
         if r.value is not None:
             v = scope.raw(r.value)
-            body = scope.nested(
-                f"if (type({v}) is float or type({v}) is int) and {-_FMAX!r} <= {v} <= {_FMAX!r}:"
-            )
+            body = scope.nested(f"if {_valid(v, nonnegative=False)}:")
             amount = "amount"
             body.emit(f"amount = float({v})")
         body.emit(f"k = {key}")
@@ -199,8 +244,25 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
         return
     v = scope.raw(r.value)
-    ok = scope.nested(f"if (type({v}) is float or type({v}) is int) and 0 <= {v} <= {_FMAX!r}:")
+    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
     ok.emit(f"k = {key}")
     ok.nested("try:").emit(f"{series}[k] += {v}")
     ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
     scope.nested("else:").emit(invalid)
+
+
+def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+    """The statements adding the observation of one rule of metric ``m`` to ``out``."""
+    cw = m.cloudwatch
+    assert cw is not None  # only published rules get here
+    dims = [f"({d.name!r}, {scope.label(d.source.field, d.source.values)})" for d in cw.dimensions]
+    body = scope
+    amount = "1.0"
+    if r.value is not None:
+        v = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=m.kind != 'gauge')}:")
+        amount = f"float({v})"
+    kind = _KINDS[r.op]
+    body.emit(
+        f"out.append(Observation({cw.name!r}, {_tuple(dims)}, {amount}, {cw.unit!r}, {kind!r}))"
+    )
