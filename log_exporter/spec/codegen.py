@@ -190,53 +190,68 @@ def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
 
 def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
     """The statements applying one rule of metric ``m`` to its state in ``store``."""
-    gen = scope.gen
     state = store.states[m.name]
     key = scope.key(m.labels)
     if isinstance(state, InfoState):
-        scope.emit(f"{gen.const(state, 'info')}.current = {key}")
+        scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
         return
-    invalid = f"{gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+    invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
     if isinstance(state, HistogramState):
-        assert r.value is not None  # the loader requires it
-        v = scope.raw(r.value)
-        series_get = gen.const(state.series.get, "series_get")
-        new_series = gen.const(state.new_series, "new_series")
-        bounds = gen.const(state.bounds, "bounds")
-        ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
-        ok.emit(f"k = {key}")
-        ok.emit(f"cells = {series_get}(k)")
-        ok.emit("if cells is None:")
-        ok.emit(f"    cells = {new_series}(k)")
-        ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
-        ok.emit(f"cells[-1] += {v}")
-        scope.nested("else:").emit(invalid)
-        return
+        _histogram_rule(scope, r, state, key, invalid)
+    elif isinstance(state, GaugeState):
+        _gauge_rule(scope, m, r, state, key, invalid)
+    else:
+        _counter_rule(scope, r, state, key, invalid)
+
+
+def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str) -> None:
+    gen = scope.gen
+    assert r.value is not None  # the loader requires it
+    v = scope.raw(r.value)
+    series_get = gen.const(state.series.get, "series_get")
+    new_series = gen.const(state.new_series, "new_series")
+    bounds = gen.const(state.bounds, "bounds")
+    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    ok.emit(f"k = {key}")
+    ok.emit(f"cells = {series_get}(k)")
+    ok.emit("if cells is None:")
+    ok.emit(f"    cells = {new_series}(k)")
+    ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    ok.emit(f"cells[-1] += {v}")
+    scope.nested("else:").emit(invalid)
+
+
+def _gauge_rule(
+    scope: _Scope, m: MetricSpec, r: Rule, state: GaugeState, key: str, invalid: str
+) -> None:
+    gen = scope.gen
     series = gen.const(state.series, "series")
-    if isinstance(state, GaugeState):
-        amount = "1.0"
-        body = scope
-        if r.value is not None:
-            v = scope.raw(r.value)
-            body = scope.nested(f"if {_valid(v, nonnegative=False)}:")
-            amount = "amount"
-            body.emit(f"amount = float({v})")
-        body.emit(f"k = {key}")
-        body.emit(f"current = {series}.get(k)")
-        body.emit("if current is None:")
-        body.emit(f"    k = {gen.const(state.admit, 'admit')}(k)")
-        body.emit(f"    current = {series}.get(k, 0.0)")
-        sign = -1.0 if r.op == "dec" else 1.0
-        body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
-        if m.floor is None:
-            body.emit(f"{series}[k] = new")
-        else:
-            floor = gen.const(m.floor, "floor")
-            body.emit(f"{series}[k] = {floor} if new < {floor} else new")
-        if r.value is not None:
-            scope.nested("else:").emit(invalid)
-        return
-    assert isinstance(state, CounterState)
+    amount = "1.0"
+    body = scope
+    if r.value is not None:
+        v = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=False)}:")
+        amount = "amount"
+        body.emit(f"amount = float({v})")
+    body.emit(f"k = {key}")
+    body.emit(f"current = {series}.get(k)")
+    body.emit("if current is None:")
+    body.emit(f"    k = {gen.const(state.admit, 'admit')}(k)")
+    body.emit(f"    current = {series}.get(k, 0.0)")
+    sign = -1.0 if r.op == "dec" else 1.0
+    body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
+    if m.floor is None:
+        body.emit(f"{series}[k] = new")
+    else:
+        floor = gen.const(m.floor, "floor")
+        body.emit(f"{series}[k] = {floor} if new < {floor} else new")
+    if r.value is not None:
+        scope.nested("else:").emit(invalid)
+
+
+def _counter_rule(scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str) -> None:
+    gen = scope.gen
+    series = gen.const(state.series, "series")
     add_new = gen.const(state.add_new, "add_new")
     if r.value is None:
         scope.emit(f"k = {key}")

@@ -13,7 +13,7 @@ from importlib import resources
 from itertools import pairwise
 from typing import Any, Final
 
-from log_exporter.cloudwatch import schema as cloudwatch_schema
+from log_exporter.cloudwatch.schema import CloudWatchSpec, check_table
 from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
@@ -187,31 +187,46 @@ class _Checker:
         cap = default_cap
         if "series_cap" in body:
             cap = self.positive_int(table, "series_cap", body["series_cap"]) or cap
-        buckets: tuple[float, ...] = ()
-        if kind == "histogram":
-            buckets = self.buckets(table, body.get("buckets"))
-        elif "buckets" in body:
-            self.err(table, "buckets", "only a histogram has buckets")
-        floor = None
-        if "floor" in body:
-            if kind == "gauge":
-                floor = self.number(table, "floor", body["floor"])
-            else:
-                self.err(table, "floor", "only a gauge has a floor")
+        buckets = self.histogram_buckets(table, kind, body)
+        floor = self.gauge_floor(table, kind, body)
         rules = self.rules(table, kind, body)
-        cloudwatch = None
-        if "cloudwatch" in body:
-            if kind == "info":
-                self.err(table, "cloudwatch", "an info metric has no value to publish")
-            else:
-                by_label = {lb.name: lb for lb in labels}
-                cloudwatch = cloudwatch_schema.check_table(
-                    self, table, body["cloudwatch"], by_label, sets
-                )
+        cloudwatch = self.cloudwatch(table, kind, body, labels, sets)
         if len(self.errors) != before or help_text is None:
             return None
         definition = MetricDef(name, kind, help_text, tuple(lb.name for lb in labels), buckets, cap)
         return MetricSpec(definition, labels, rules, floor, cloudwatch)
+
+    def histogram_buckets(self, table: str, kind: str, body: dict[str, Any]) -> tuple[float, ...]:
+        if kind == "histogram":
+            return self.buckets(table, body.get("buckets"))
+        if "buckets" in body:
+            self.err(table, "buckets", "only a histogram has buckets")
+        return ()
+
+    def gauge_floor(self, table: str, kind: str, body: dict[str, Any]) -> float | None:
+        if "floor" not in body:
+            return None
+        if kind != "gauge":
+            self.err(table, "floor", "only a gauge has a floor")
+            return None
+        return self.number(table, "floor", body["floor"])
+
+    def cloudwatch(
+        self,
+        table: str,
+        kind: str,
+        body: dict[str, Any],
+        labels: tuple[LabelSpec, ...],
+        sets: dict[str, tuple[str, ...]],
+    ) -> CloudWatchSpec | None:
+        """The metric's ``cloudwatch`` table, checked by CloudWatch's part of the schema."""
+        if "cloudwatch" not in body:
+            return None
+        if kind == "info":
+            self.err(table, "cloudwatch", "an info metric has no value to publish")
+            return None
+        by_label = {lb.name: lb for lb in labels}
+        return check_table(self, table, body["cloudwatch"], by_label, sets)
 
     def metric_name(self, table: str, name: str) -> None:
         if not _METRIC_NAME.fullmatch(name):
