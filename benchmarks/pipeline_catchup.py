@@ -16,7 +16,7 @@ from collections.abc import Callable
 import orjson
 
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
@@ -109,7 +109,7 @@ def main() -> None:
         for i in range(0, len(lines), args.batch)
     ]
     spec = load_default_spec()
-    program = compile(spec)
+    program = compile_spec(spec)
 
     def loads_only() -> None:
         loads = orjson.loads

@@ -28,7 +28,7 @@ from prometheus_client.exposition import generate_latest
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import select_encoder
-from log_exporter.spec import compile, load_spec
+from log_exporter.spec import compile_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
@@ -74,7 +74,7 @@ def in_process(lines: list[bytes], runs: int) -> tuple[float, float, float, int]
     """Median ms of (Prometheus text, OpenMetrics, the snapshot under the lock), and bytes."""
     spec = load_spec(SPEC, "bench.toml")
     store = Store(spec.definitions)
-    Pipeline(compile(spec), store).feed(Batch(lines))
+    Pipeline(compile_spec(spec), store).feed(Batch(lines))
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
 

@@ -120,8 +120,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from log_exporter.progress import Progress
     from log_exporter.replay import replay_final, replay_steps, summary, write_output
     from log_exporter.sources import ReplayError, open_sources
-    from log_exporter.spec import SpecError, default_spec_text, load_spec
-    from log_exporter.spec import compile as compile_spec
+    from log_exporter.spec import SpecError, compile_spec, default_spec_text, load_spec
     from log_exporter.store import Store
 
     def fail(message: str) -> int:

@@ -34,8 +34,7 @@ from log_exporter.collector import StoreCollector
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
-from log_exporter.spec import Spec, SpecError, load_default_spec, load_spec
-from log_exporter.spec import compile as compile_spec
+from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer

@@ -82,7 +82,7 @@ def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:
         return None
     from log_exporter.cloudwatch.service import format_summary, replay
     from log_exporter.sources import ReplayError
-    from log_exporter.spec import compile as compile_spec
+    from log_exporter.spec import compile_spec
 
     try:
         config = load(os.environ, args)

@@ -23,7 +23,7 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.cloudwatch.hook import SECTION
 from log_exporter.serve import StateSection
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
@@ -127,7 +127,7 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
     shipping = service.start(
         config,
         path=str(log_file),
-        program=compile(load_default_spec()),
+        program=compile_spec(load_default_spec()),
         state=StateSection(keeper, SECTION, keeper.load()),
     )
     try:

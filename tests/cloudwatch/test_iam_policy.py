@@ -16,7 +16,7 @@ import pytest
 
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from tests.support.contract import contract_line
 from tests.support.faultproxy import FaultProxy
 
@@ -71,7 +71,7 @@ def test_policy_misses_a_call_or_allows_an_unused_one(
                 "CLOUDWATCH_METRICS_MODE": mode,
             }
         )
-        summary = service.replay(config, [str(log)], compile(load_default_spec()))
+        summary = service.replay(config, [str(log)], compile_spec(load_default_spec()))
         assert summary.events_sent >= 5
         called = {op for op, _ in proxy.actions}
     finally:

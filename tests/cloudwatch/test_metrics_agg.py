@@ -20,7 +20,7 @@ from log_exporter.cloudwatch.metrics_agg import (
     Observation,
     chunk_datums,
 )
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import Program, compile_spec, load_default_spec, load_spec
 
 DIMS = (("WorkflowName", "report"), ("Outcome", "success"), ("DRAGMode", "draft"))
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
@@ -120,7 +120,7 @@ def test_pending_intervals_survive_dump_and_load() -> None:
 
 def test_spec_declarations_drive_dimensions_and_units() -> None:
     """Dimensions and units come from the spec's cloudwatch tables, values from the event."""
-    derive = ObservationDeriver(compile(load_default_spec()))
+    derive = ObservationDeriver(compile_spec(load_default_spec()))
     obs = derive(
         {
             "event": "workflow.completed",
@@ -147,7 +147,7 @@ def test_spec_declarations_drive_dimensions_and_units() -> None:
 
 def test_dimension_sets_capped_with_overflow() -> None:
     """Past the cap, new dimension sets are published as __overflow__ so cost stays bounded."""
-    derive = ObservationDeriver(compile(load_default_spec()), cap=2)
+    derive = ObservationDeriver(compile_spec(load_default_spec()), cap=2)
     names = [f"wf{i}" for i in range(5)]
     obs = [
         derive(
@@ -157,6 +157,31 @@ def test_dimension_sets_capped_with_overflow() -> None:
     ]
     assert {dict(o.dimensions)["WorkflowName"] for o in obs} == {"wf0", "wf1", "__overflow__"}
     assert sum(o.value for o in obs) == 5
+
+
+def test_deriver_follows_a_reloaded_program() -> None:
+    """Given the serving pipeline's current program, the deriver publishes what a reloaded spec
+    declares from the next event on."""
+    current: list[Program] = [compile_spec(load_default_spec())]
+    derive = ObservationDeriver(lambda: current[0])
+    event = {"event": "auth.failed", "failure_type": "expired_token"}
+    assert derive(event) == []
+    reloaded = """
+[metrics.auth_failures_total]
+type = "counter"
+help = "Failed authentications."
+events = ["auth.failed"]
+labels = ["failure_type"]
+
+[metrics.auth_failures_total.cloudwatch]
+name = "AuthFailures"
+unit = "Count"
+dimensions = { FailureType = "failure_type" }
+"""
+    current[0] = compile_spec(load_spec(reloaded, "reloaded.toml"))
+    assert derive(event) == [
+        Observation("AuthFailures", (("FailureType", "expired_token"),), 1.0, "Count", "sum")
+    ]
 
 
 def _check_emf(doc: dict[str, object]) -> None:

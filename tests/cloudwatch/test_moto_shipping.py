@@ -21,7 +21,7 @@ from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.cloudwatch.hook import SECTION
 from log_exporter.serve import StateSection
-from log_exporter.spec import compile, load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.state import StateFile, StateKeeper
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
@@ -115,7 +115,7 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
     shipping = service.start(
         _config({}),
         path=str(log_file),
-        program=compile(load_default_spec()),
+        program=compile_spec(load_default_spec()),
         state=StateSection(keeper, SECTION, keeper.load()),
         registry=registry,
     )
@@ -179,7 +179,7 @@ def test_emf_mode_writes_documents_not_putmetricdata(aws_env: str, tmp_path: Pat
     shipping = service.start(
         config,
         path=str(log_file),
-        program=compile(load_default_spec()),
+        program=compile_spec(load_default_spec()),
         state=None,
         registry=registry,
     )
@@ -218,7 +218,7 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     old.write_text(audit(timedelta(days=20), "success") + audit(timedelta(days=3), "success"))
     new = tmp_path / "sustainbot.jsonl"
     new.write_text(audit(timedelta(hours=1), "rejected") + audit(timedelta(hours=-3), "success"))
-    summary = service.replay(_config({}), [str(new), str(old)], compile(load_default_spec()))
+    summary = service.replay(_config({}), [str(new), str(old)], compile_spec(load_default_spec()))
     assert summary.events_sent == 2
     assert summary.excluded == {"too_old": 1, "too_new": 1}
     report = service.format_summary(summary)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile, load_default_spec, load_spec
+from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
@@ -35,7 +35,7 @@ def _lines(data: bytes) -> list[bytes]:
 def _pipeline(spec_text: str | None = None) -> tuple[Pipeline, Store]:
     spec = load_default_spec() if spec_text is None else load_spec(spec_text, "test.toml")
     store = Store(spec.definitions)
-    return Pipeline(compile(spec), store), store
+    return Pipeline(compile_spec(spec), store), store
 
 
 def _render(store: Store) -> bytes:

@@ -1,8 +1,10 @@
-"""Properties of the data path over arbitrary input: nothing in a line can raise out of it."""
+"""Properties of the data path over arbitrary input: nothing in a line can raise out of it, and
+both targets the spec compiles to (store updates, CloudWatch observations) agree with the model."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -10,16 +12,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.collector import StoreCollector
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile, convert_label, load_default_spec
+from log_exporter.spec import compile_spec, convert_label, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.exporter._spec_model import SpecModel
 
 SPEC = load_default_spec()
-PROGRAM = compile(SPEC)
+PROGRAM = compile_spec(SPEC)
+MODEL = SpecModel(SPEC)
 EVENT_TYPES = sorted(PROGRAM.event_types)
+# The event types feeding a metric that CloudWatch publishes.
+PUBLISHED = sorted(PROGRAM.observers())
 FIELDS = sorted(
     {lb.field for m in SPEC.metrics for lb in m.labels}
     | {r.value for m in SPEC.metrics for r in m.rules if r.value}
@@ -46,6 +53,20 @@ python_values = (
 )
 
 
+# Values where the spec's rules turn: signs, a double's range, non-numbers, members of the closed
+# sets and of the matches, the texts that conversion produces.
+edge_values = st.sampled_from(
+    [
+        None, True, False, 0, -0.0, 1, -1, 2.5, -2.5, 1e308, -1e308, 2**1024, -(2**1024),
+        math.inf, -math.inf, math.nan, "", "unknown", "other", "invalid", "true", "500",
+        *sorted(
+            {v for m in SPEC.metrics for lb in m.labels if lb.values for v in lb.values}
+            | {v for m in SPEC.metrics for r in m.rules for _, vs in r.match for v in vs}
+        ),
+    ]
+)  # fmt: skip
+
+
 def _events(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {"event": st.sampled_from(EVENT_TYPES) | values},
@@ -53,9 +74,24 @@ def _events(values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]
     )
 
 
+def _typed_events(types: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Events of these types whose fields are mostly edge values, for the model comparisons."""
+    values = edge_values | python_values
+    return st.fixed_dictionaries(
+        {"event": st.sampled_from(types)}, optional={f: values for f in FIELDS}
+    )
+
+
 def _fresh() -> tuple[Pipeline, Store]:
     store = Store(SPEC.definitions)
     return Pipeline(PROGRAM, store), store
+
+
+def _observations(event: dict[str, Any]) -> list[Observation]:
+    """The observation target's output for ``event``, looked up as the CloudWatch shipper does."""
+    et = event.get("event")
+    observe = PROGRAM.observers().get(et) if type(et) is str else None
+    return [] if observe is None else observe(event)
 
 
 @given(st.binary(max_size=300))
@@ -95,21 +131,25 @@ def test_feed_of_any_json_objects_never_raises(events: list[dict[str, Any]]) -> 
 
 @given(_events(python_values))
 @settings(suppress_health_check=[HealthCheck.too_slow])
-def test_apply_and_derive_never_raise_on_any_python_values(event: dict[str, Any]) -> None:
-    """apply() and derive() survive field values of any type, even ones JSON cannot carry."""
+def test_apply_and_observe_never_raise_on_any_python_values(event: dict[str, Any]) -> None:
+    """apply() and the observation target survive field values of any type, even ones JSON
+    cannot carry, and so does the model they are checked against."""
     pipeline, _ = _fresh()
     pipeline.apply(event)
-    for d in PROGRAM.derive(event):
+    for o in _observations(event):
+        assert math.isfinite(o.value)
+        assert all(type(v) is str for _, v in o.dimensions)
+    for d in MODEL.derive(event):
         assert math.isfinite(d.value)
         assert all(type(v) is str for v in d.labels)
 
 
 @given(_events(json_values))
 def test_derive_agrees_with_the_store(event: dict[str, Any]) -> None:
-    """The CloudWatch view (derive) and the Prometheus view (store) count the same changes."""
+    """The model's changes (derive) and the Prometheus view (store) count the same changes."""
     pipeline, store = _fresh()
     pipeline.apply(event)
-    derived = PROGRAM.derive(event)
+    derived = MODEL.derive(event)
     snap = {m.definition.name: m for m in store.snapshot().metrics}
     for d in derived:
         if d.op == "inc":
@@ -121,6 +161,30 @@ def test_derive_agrees_with_the_store(event: dict[str, Any]) -> None:
     for m in counters:
         if m.name not in touched:
             assert sum(snap[m.name].series.values()) == 0
+
+
+@given(st.lists(_typed_events(EVENT_TYPES), max_size=15))
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_store_target_changes_what_the_model_derives(events: list[dict[str, Any]]) -> None:
+    """Events applied by the generated store functions leave every series, and every count of
+    invalid values, exactly as the reference model computes them."""
+    pipeline, store = _fresh()
+    expected = MODEL.expected(store.snapshot(), events)
+    for event in events:
+        pipeline.apply(event)
+    snap = store.snapshot()
+    assert {m.definition.name: m.series for m in snap.metrics} == expected.series
+    assert snap.invalid_values == expected.invalid
+
+
+@given(st.lists(_typed_events(PUBLISHED), max_size=10))
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_observation_target_gives_what_the_model_derives(events: list[dict[str, Any]]) -> None:
+    """The generated CloudWatch observations of an event are the model's, in the same order."""
+    for event in events:
+        got = _observations(event)
+        assert got == MODEL.observations(event)
+        assert all(type(o.value) is float for o in got)
 
 
 @given(python_values)

@@ -14,8 +14,7 @@ from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
 from log_exporter.replay import replay_final
 from log_exporter.sources import open_sources
-from log_exporter.spec import compile as compile_spec
-from log_exporter.spec import load_default_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.tail import Tailer
 from tests.support.replay_model import Item, make_items, write_rotated_set

@@ -277,14 +277,14 @@ def _contract_registry() -> CollectorRegistry:
     """The golden contract fixture through the real data path, with every self-metric."""
     from log_exporter.collector import StoreCollector
     from log_exporter.pipeline import Pipeline
-    from log_exporter.spec import compile, load_default_spec
+    from log_exporter.spec import compile_spec, load_default_spec
     from log_exporter.store import Store
     from log_exporter.values import Batch
 
     data = (Path(__file__).parent / "fixtures" / "contract.jsonl").read_bytes()
     spec = load_default_spec()
     store = Store(spec.definitions)
-    Pipeline(compile(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))
+    Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     return registry

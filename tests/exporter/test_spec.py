@@ -1,20 +1,26 @@
-"""spec: the TOML mapping, its validation messages, the built-in SustainBot spec, derive()."""
+"""spec: the TOML mapping, its validation messages, the built-in SustainBot spec, what events
+derive (on the reference model, which the property tests hold both compiled targets to) and the
+CloudWatch observations the compiled program generates."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.spec import (
+    Program,
     SpecError,
-    compile,
+    compile_spec,
     default_spec_text,
     load_default_spec,
     load_spec,
 )
+from tests.exporter._spec_model import SpecModel
 
 DRAG = ("draft", "research", "analysis", "grunt", "execute")
 OUTCOME = ("success", "failure", "rejected")
@@ -108,7 +114,7 @@ def test_builtin_cloudwatch_declarations() -> None:
 
 def test_workflow_completed_failure_feeds_three_metrics() -> None:
     """One failed workflow derives a histogram observation and two counter increments."""
-    program = compile(load_default_spec())
+    model = SpecModel(load_default_spec())
     event = {
         "event": "workflow.completed",
         "workflow_name": "esg",
@@ -117,7 +123,7 @@ def test_workflow_completed_failure_feeds_three_metrics() -> None:
         "duration_seconds": 2.0,
         "error_type": "Timeout",
     }
-    derived = {d.metric.name: d for d in program.derive(event)}
+    derived = {d.metric.name: d for d in model.derive(event)}
     assert set(derived) == {
         "sustainbot_governed_workflow_duration_seconds",
         "sustainbot_workflow_executions_total",
@@ -138,19 +144,19 @@ def test_workflow_completed_failure_feeds_three_metrics() -> None:
 
 def test_success_does_not_feed_the_errors_counter() -> None:
     """The errors counter matches only outcome = failure."""
-    program = compile(load_default_spec())
+    model = SpecModel(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "success", "duration_seconds": 1}
-    names = {d.metric.name for d in program.derive(event)}
+    names = {d.metric.name for d in model.derive(event)}
     assert "sustainbot_workflow_execution_errors_total" not in names
     assert "sustainbot_workflow_executions_total" in names
 
 
 def test_derive_applies_closed_sets_to_field_dimensions() -> None:
     """A CloudWatch dimension read from an event field follows the same closed-set rules."""
-    program = compile(load_default_spec())
+    model = SpecModel(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "odd", "drag_mode": "turbo"}
     executions = next(
-        d for d in program.derive(event) if d.metric.name == "sustainbot_workflow_executions_total"
+        d for d in model.derive(event) if d.metric.name == "sustainbot_workflow_executions_total"
     )
     assert dict(executions.dimensions) == {
         "WorkflowName": "unknown",
@@ -161,9 +167,9 @@ def test_derive_applies_closed_sets_to_field_dimensions() -> None:
 
 def test_derive_skips_invalid_histogram_value_only() -> None:
     """An invalid duration drops the observation while the counters of the event still derive."""
-    program = compile(load_default_spec())
+    model = SpecModel(load_default_spec())
     event = {"event": "workflow.completed", "outcome": "failure", "duration_seconds": "slow"}
-    names = {d.metric.name for d in program.derive(event)}
+    names = {d.metric.name for d in model.derive(event)}
     assert names == {
         "sustainbot_workflow_executions_total",
         "sustainbot_workflow_execution_errors_total",
@@ -182,10 +188,91 @@ match = { status_code = ["500", "503"] }
 """,
         "t.toml",
     )
-    program = compile(spec)
-    assert program.derive({"event": "http.request", "status_code": 503})
-    assert not program.derive({"event": "http.request", "status_code": 200})
-    assert not program.derive({"event": "http.request"})
+    model = SpecModel(spec)
+    assert model.derive({"event": "http.request", "status_code": 503})
+    assert not model.derive({"event": "http.request", "status_code": 200})
+    assert not model.derive({"event": "http.request"})
+
+
+def _observe(program: Program, event: dict[str, Any]) -> list[Observation]:
+    return program.observers()[event["event"]](event)
+
+
+def test_observations_of_a_failed_workflow() -> None:
+    """A failed workflow gives CloudWatch a duration distribution and an execution count, both
+    split by workflow, outcome and DRAG mode, in the spec's order."""
+    program = compile_spec(load_default_spec())
+    event = {
+        "event": "workflow.completed",
+        "workflow_name": "esg",
+        "outcome": "failure",
+        "drag_mode": "grunt",
+        "duration_seconds": 2,
+        "error_type": "Timeout",
+    }
+    dims = (("WorkflowName", "esg"), ("Outcome", "failure"), ("DRAGMode", "grunt"))
+    assert _observe(program, event) == [
+        Observation("WorkflowDuration", dims, 2.0, "Seconds", "distribution"),
+        Observation("WorkflowExecutions", dims, 1.0, "Count", "sum"),
+    ]
+
+
+def test_observation_dimensions_follow_closed_sets_and_skip_invalid_values() -> None:
+    """A dimension read from an event field is converted and closed like a label, and an invalid
+    duration drops only the distribution."""
+    program = compile_spec(load_default_spec())
+    event = {
+        "event": "workflow.completed",
+        "outcome": "odd",
+        "drag_mode": "turbo",
+        "duration_seconds": "slow",
+    }
+    dims = (("WorkflowName", "unknown"), ("Outcome", "other"), ("DRAGMode", "other"))
+    assert _observe(program, event) == [
+        Observation("WorkflowExecutions", dims, 1.0, "Count", "sum")
+    ]
+
+
+def test_only_event_types_feeding_a_published_metric_have_observers() -> None:
+    """Event types feeding no metric with a cloudwatch table get no observation function, and
+    the functions are generated once per program."""
+    program = compile_spec(load_default_spec())
+    observers = program.observers()
+    assert set(observers) == {
+        "aim.request",
+        "aim.validation_failed",
+        "audit.entry",
+        "prescriptive_language.detected",
+        "workflow.completed",
+    }
+    assert program.observers() is observers
+
+
+def test_a_gauge_publishes_only_its_inc_rules_as_sums() -> None:
+    """Of a gauge with a cloudwatch table only the inc rules are published, as sums of any
+    finite value (a negative one too); its dec and set rules are not."""
+    spec = load_spec(
+        """
+[metrics.queue_depth]
+type = "gauge"
+help = "Queued jobs."
+rules = [
+    { events = ["queued"], op = "inc", value = "n" },
+    { events = ["done"], op = "dec" },
+    { events = ["reset"], op = "set", value = "n" },
+]
+
+[metrics.queue_depth.cloudwatch]
+name = "QueueDepth"
+unit = "Count"
+""",
+        "t.toml",
+    )
+    program = compile_spec(spec)
+    assert set(program.observers()) == {"queued"}
+    assert _observe(program, {"event": "queued", "n": -2}) == [
+        Observation("QueueDepth", (), -2.0, "Count", "sum")
+    ]
 
 
 MINIMAL = """

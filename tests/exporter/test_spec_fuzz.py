@@ -1,7 +1,8 @@
 """Spec loader fuzz: any text, and any mutation of a valid spec, gives a Spec or clear errors.
 
 A clear error is a ``SpecError`` whose every message names the file; never another exception,
-which ``check-spec`` would show as a traceback. A spec that loads must also compile and run.
+which ``check-spec`` would show as a traceback. A spec that loads must also compile and run, and
+its CloudWatch observations must be those of the reference model.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import SpecError, compile, default_spec_text, load_spec
+from log_exporter.spec import SpecError, compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.exporter._spec_model import SpecModel
 
 SOURCE = "fuzz.toml"
 BUILTIN: dict[str, Any] = tomllib.loads(default_spec_text())
@@ -114,12 +116,18 @@ def _check(text: str) -> None:
         return
     # Accepted: the generated program must build and survive events of every type it names.
     store = Store(spec.definitions)
-    pipeline = Pipeline(compile(spec), store)
+    pipeline = Pipeline(compile_spec(spec), store)
     events = sorted(pipeline.program.event_types)
     lines = [orjson.dumps({"event": et}) for et in events]
     lines += [orjson.dumps({"event": et, "x": 1, "value": -1, "drag_mode": 2.5}) for et in events]
     pipeline.feed(Batch(lines))
     assert store.lines["parsed"] == len(lines)
+    model = SpecModel(spec)
+    observers = pipeline.program.observers()
+    for line in lines:
+        event = orjson.loads(line)
+        observe = observers.get(event["event"])
+        assert (observe(event) if observe else []) == model.observations(event)
 
 
 @given(st.text(max_size=400))

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile, load_default_spec, load_spec
+from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store, StoreError
 from log_exporter.values import Batch
 
@@ -74,7 +74,7 @@ EVENTS = [
 def _setup(text: str = SPEC) -> tuple[Pipeline, Store]:
     spec = load_spec(text, "t.toml")
     store = Store(spec.definitions)
-    return Pipeline(compile(spec), store), store
+    return Pipeline(compile_spec(spec), store), store
 
 
 def _feed(pipeline: Pipeline, events: list[dict[str, object]]) -> None:
@@ -165,7 +165,7 @@ def test_bad_dump_is_rejected_and_changes_nothing(mangle: object) -> None:
     dump = store.dump()
     mangle(dump)  # type: ignore[operator]
     _, other = _setup()
-    _feed(Pipeline(compile(load_spec(SPEC, "t.toml")), other), EVENTS[:2])
+    _feed(Pipeline(compile_spec(load_spec(SPEC, "t.toml")), other), EVENTS[:2])
     before = _render(other)
     with pytest.raises(StoreError):
         other.restore(dump)
@@ -235,7 +235,7 @@ def test_reload_keeps_unchanged_metrics_and_resets_changed() -> None:
     _feed(pipeline, EVENTS)
     new_text = SPEC.replace('labels = ["agent"]\nseries_cap = 2', 'labels = ["agent", "zone"]')
     new_text = new_text.replace('help = "Bytes sent."', 'help = "Bytes sent, in total."')
-    pipeline.reload(compile(load_spec(new_text, "t.toml")))
+    pipeline.reload(compile_spec(load_spec(new_text, "t.toml")))
     _feed(pipeline, [{"event": "req", "agent": "a", "zone": "eu", "seconds": 0.05, "bytes": 1}])
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
@@ -255,7 +255,7 @@ def test_reload_removing_a_metric_drops_it() -> None:
     pipeline, store = _setup()
     _feed(pipeline, EVENTS)
     without = SPEC.split("[metrics.build_info]")[0]
-    pipeline.reload(compile(load_spec(without, "t.toml")))
+    pipeline.reload(compile_spec(load_spec(without, "t.toml")))
     assert "build_info" not in _render(store)
 
 
@@ -286,7 +286,7 @@ def test_scrape_never_sees_half_a_batch() -> None:
     """A scrape during ingestion sees whole batches only: one event's metrics always agree."""
     spec = load_default_spec()
     store = Store(spec.definitions)
-    pipeline = Pipeline(compile(spec), store)
+    pipeline = Pipeline(compile_spec(spec), store)
     line = orjson.dumps(
         {
             "event": "workflow.completed",

@@ -1,0 +1,283 @@
+"""Python source generated from a spec, per event type, for two targets: a store and CloudWatch.
+
+``store_function`` applies an event to a ``Store`` (the hot path); ``observation_function`` gives
+the CloudWatch observations of an event. Both are written by the same generator (field reads,
+label conversion, matches, value checks), so the spec's meaning is written once.
+"""
+
+from __future__ import annotations
+
+import builtins
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any, Final
+
+from log_exporter.cloudwatch.metrics_agg import Observation
+from log_exporter.spec.labels import convert_label
+from log_exporter.spec.model import LabelSpec, MetricSpec, Rule
+from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
+
+__all__ = ["Apply", "Event", "Observe", "Pairs", "observation_function", "store_function"]
+
+Event = dict[str, Any]
+Apply = Callable[[Event], None]
+Observe = Callable[[Event], list[Observation]]
+# The (metric, rule) pairs an event type feeds, in spec order.
+Pairs = tuple[tuple[MetricSpec, Rule], ...]
+
+_FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is not a double.
+
+# Each event type gets one function per target, generated from the spec as Python source when
+# the program is bound (or, for CloudWatch, first asked). For speed: a field read by several
+# metrics is read and converted once, the rules run without a call each, and closed sets are
+# plain set lookups. Label values are pure functions of the event, so computing them before a
+# value check (or once for several rules) changes nothing; those of a rule behind a ``match`` are
+# computed behind it, only when it matches.
+
+_TOP: Final = "    "  # the indentation of the generated function's body
+# The ops CloudWatch publishes and the kind of their observations; dec, set and info are not
+# published (so of a gauge only its inc rules are, as sums).
+_KINDS: Final = {"inc": "sum", "observe": "distribution"}
+
+
+class _Scope:
+    """The generated statements of one block, and the values already computed on its path."""
+
+    def __init__(self, gen: _Generator, indent: str, known: dict[tuple[Any, ...], str]) -> None:
+        self.gen = gen
+        self.indent = indent
+        self.known = dict(known)  # what this block's path has computed: key -> variable
+
+    def emit(self, line: str) -> None:
+        self.gen.lines.append(self.indent + line)
+
+    def nested(self, header: str) -> _Scope:
+        self.emit(header)
+        return _Scope(self.gen, self.indent + "    ", self.known)
+
+    def value(self, key: tuple[Any, ...], make: Callable[[str], str]) -> str:
+        var = self.known.get(key)
+        if var is None:
+            var = self.known[key] = self.gen.name("v")
+            self.emit(f"{var} = {make(var)}")
+        return var
+
+    def raw(self, fld: str) -> str:
+        if self.indent == _TOP:
+            # Read in the function's prelude (see ``_Generator.function``), not here.
+            var = self.known.get(("raw", fld))
+            if var is None:
+                var = self.known[("raw", fld)] = self.gen.name("v")
+                self.gen.prelude.append((var, fld))
+            return var
+        return self.value(("raw", fld), lambda _: f"ev.get({fld!r})")
+
+    def text(self, fld: str) -> str:
+        """The field as label text (``convert_label``), as for an open label or a match."""
+        r = self.raw(fld)
+        return self.value(("text", fld), lambda _: f"{r} if type({r}) is str else convert({r})")
+
+    def label(self, fld: str, values: tuple[str, ...] | None) -> str:
+        """The field as the text of a label (or dimension) with the closed set ``values``."""
+        if values is None:
+            return self.text(fld)
+        r = self.raw(fld)
+        vs = self.gen.const(frozenset(values), "closed")
+        return self.value(
+            ("closed", fld, values),
+            lambda _: (
+                f"({r} if {r} in {vs} else 'other') if type({r}) is str else "
+                f"'unknown' if {r} is None else _closed(convert({r}), {vs})"
+            ),
+        )
+
+    def key(self, labels: tuple[LabelSpec, ...]) -> str:
+        return _tuple([self.label(lb.field, lb.values) for lb in labels])
+
+
+def _tuple(items: list[str]) -> str:
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+
+
+def _valid(v: str, nonnegative: bool) -> str:
+    """The test that ``v`` holds a usable number (docs/spec.md, "Invalid values")."""
+    low = "0" if nonnegative else repr(-_FMAX)
+    return f"(type({v}) is float or type({v}) is int) and {low} <= {v} <= {_FMAX!r}"
+
+
+def _closed(text: str, values: frozenset[str]) -> str:
+    return text if text in values else "other"
+
+
+class _Generator:
+    """Python source for one event type's function, and the objects it refers to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        # (variable, field) read unconditionally at the start of the function.
+        self.prelude: list[tuple[str, str]] = []
+        self.namespace: dict[str, Any] = {
+            "convert": convert_label,
+            "_closed": _closed,
+            "bisect_left": bisect_left,
+        }
+        self._count = 0
+
+    def name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}{self._count}"
+
+    def const(self, obj: object, prefix: str) -> str:
+        name = self.name(prefix)
+        self.namespace[name] = obj
+        return name
+
+    def rules(self, pairs: Pairs, rule: Callable[[_Scope, MetricSpec, Rule], None]) -> None:
+        """The statements of ``pairs`` in order, each (by ``rule``) behind its match if any."""
+        top = _Scope(self, _TOP, {})
+        for m, r in pairs:
+            scope = top
+            if r.match:
+                tests = [
+                    f"{scope.text(f)} in {self.const(frozenset(vs), 'accepted')}"
+                    for f, vs in r.match
+                ]
+                scope = scope.nested(f"if {' and '.join(tests)}:")
+            rule(scope, m, r)
+
+    def function(self, name: str, head: list[str], tail: str, filename: str) -> Any:
+        """The function ``name(ev)`` of the statements so far, between ``head`` and ``tail``."""
+        # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
+        # all again with ``get`` in the rare event that lacks one of them.
+        prelude = []
+        if self.prelude:
+            prelude = [
+                "    try:",
+                *(f"        {var} = ev[{fld!r}]" for var, fld in self.prelude),
+                "    except KeyError:",
+                *(f"        {var} = ev.get({fld!r})" for var, fld in self.prelude),
+            ]
+        lines = [f"def {name}(ev):", *prelude, *(_TOP + h for h in head), *self.lines, _TOP + tail]
+        exec(builtins.compile("\n".join(lines), filename, "exec"), self.namespace)
+        return self.namespace[name]
+
+
+def store_function(event_type: str, pairs: Pairs, store: Store) -> Apply:
+    """The function applying an event of ``event_type`` to ``store``'s state of each metric."""
+    gen = _Generator()
+    gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store))
+    fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
+    return fn
+
+
+def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
+    """The function giving an event of ``event_type``'s CloudWatch observations, in spec order.
+
+    None when no rule of the event type is published (no ``cloudwatch`` table, or an op that
+    CloudWatch does not publish). An invalid value gives no observation, and is not counted.
+    """
+    published = tuple((m, r) for m, r in pairs if m.cloudwatch is not None and r.op in _KINDS)
+    if not published:
+        return None
+    gen = _Generator()
+    gen.namespace["Observation"] = Observation
+    gen.rules(published, _observation_rule)
+    fn: Observe = gen.function(
+        "observe", ["out = []"], "return out", f"<spec observations for {event_type!r}>"
+    )
+    return fn
+
+
+def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
+    """The statements applying one rule of metric ``m`` to its state in ``store``."""
+    state = store.states[m.name]
+    key = scope.key(m.labels)
+    if isinstance(state, InfoState):
+        scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
+        return
+    invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+    if isinstance(state, HistogramState):
+        _histogram_rule(scope, r, state, key, invalid)
+    elif isinstance(state, GaugeState):
+        _gauge_rule(scope, m, r, state, key, invalid)
+    else:
+        _counter_rule(scope, r, state, key, invalid)
+
+
+def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str) -> None:
+    gen = scope.gen
+    assert r.value is not None  # the loader requires it
+    v = scope.raw(r.value)
+    series_get = gen.const(state.series.get, "series_get")
+    new_series = gen.const(state.new_series, "new_series")
+    bounds = gen.const(state.bounds, "bounds")
+    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    ok.emit(f"k = {key}")
+    ok.emit(f"cells = {series_get}(k)")
+    ok.emit("if cells is None:")
+    ok.emit(f"    cells = {new_series}(k)")
+    ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    ok.emit(f"cells[-1] += {v}")
+    scope.nested("else:").emit(invalid)
+
+
+def _gauge_rule(
+    scope: _Scope, m: MetricSpec, r: Rule, state: GaugeState, key: str, invalid: str
+) -> None:
+    gen = scope.gen
+    series = gen.const(state.series, "series")
+    amount = "1.0"
+    body = scope
+    if r.value is not None:
+        v = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=False)}:")
+        amount = "amount"
+        body.emit(f"amount = float({v})")
+    body.emit(f"k = {key}")
+    body.emit(f"current = {series}.get(k)")
+    body.emit("if current is None:")
+    body.emit(f"    k = {gen.const(state.admit, 'admit')}(k)")
+    body.emit(f"    current = {series}.get(k, 0.0)")
+    sign = -1.0 if r.op == "dec" else 1.0
+    body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
+    if m.floor is None:
+        body.emit(f"{series}[k] = new")
+    else:
+        floor = gen.const(m.floor, "floor")
+        body.emit(f"{series}[k] = {floor} if new < {floor} else new")
+    if r.value is not None:
+        scope.nested("else:").emit(invalid)
+
+
+def _counter_rule(scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str) -> None:
+    gen = scope.gen
+    series = gen.const(state.series, "series")
+    add_new = gen.const(state.add_new, "add_new")
+    if r.value is None:
+        scope.emit(f"k = {key}")
+        scope.nested("try:").emit(f"{series}[k] += 1.0")
+        scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
+        return
+    v = scope.raw(r.value)
+    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    ok.emit(f"k = {key}")
+    ok.nested("try:").emit(f"{series}[k] += {v}")
+    ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
+    scope.nested("else:").emit(invalid)
+
+
+def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+    """The statements adding the observation of one rule of metric ``m`` to ``out``."""
+    cw = m.cloudwatch
+    assert cw is not None  # only published rules get here
+    dims = [f"({d.name!r}, {scope.label(d.source.field, d.source.values)})" for d in cw.dimensions]
+    body = scope
+    amount = "1.0"
+    if r.value is not None:
+        v = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=m.kind != 'gauge')}:")
+        amount = f"float({v})"
+    kind = _KINDS[r.op]
+    body.emit(
+        f"out.append(Observation({cw.name!r}, {_tuple(dims)}, {amount}, {cw.unit!r}, {kind!r}))"
+    )

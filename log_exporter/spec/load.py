@@ -1,0 +1,404 @@
+"""TOML text -> a validated ``Spec``, every error named with its file, table and field.
+
+No I/O except reading the built-in spec shipped inside the package. The schema is described in
+``docs/spec.md``; ``load_spec`` reports every problem of a document, not only the first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from importlib import resources
+from itertools import pairwise
+from typing import Any, Final
+
+from log_exporter.cloudwatch.schema import CloudWatchSpec, check_table
+from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
+
+__all__ = [
+    "SpecError",
+    "default_spec_text",
+    "load_default_spec",
+    "load_spec",
+]
+
+SPEC_VERSION: Final = 1
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Labels that the exposition formats give a meaning of their own.
+_RESERVED_LABELS: Final = frozenset({"le", "quantile"})
+_RESERVED_PREFIX: Final = "log_exporter_"
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; ``errors`` holds one message per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+def default_spec_text() -> str:
+    """The built-in SustainBot spec shipped inside the package."""
+    return (resources.files("log_exporter") / "specs" / "sustainbot.toml").read_text("utf-8")
+
+
+def load_default_spec() -> Spec:
+    """The built-in SustainBot spec, loaded."""
+    return load_spec(default_spec_text(), "sustainbot.toml (built in)")
+
+
+def load_spec(text: str, source: str) -> Spec:
+    """Parse and validate spec TOML; ``source`` (a file name) prefixes every error message."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"{source}: {_toml_message(exc)}"]) from None
+    checker = _Checker(source)
+    spec = checker.spec(doc)
+    if checker.errors or spec is None:
+        raise SpecError(checker.errors)
+    return spec
+
+
+def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
+    msg = str(exc)
+    m = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", msg)
+    if m:
+        return f"line {m[2]}, column {m[3]}: TOML syntax error: {m[1]}"
+    m = re.fullmatch(r"(?s)(.*) \(at end of document\)", msg)
+    if m:
+        return f"end of document: TOML syntax error: {m[1]}"
+    return f"TOML syntax error: {msg}"
+
+
+class _Checker:
+    """Walks the TOML document, collecting every error instead of stopping at the first."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[str] = []
+
+    def err(self, table: str, fld: str, msg: str) -> None:
+        where = f"[{table}]" if table else "(top level)"
+        self.errors.append(f"{self.source}: {where} field '{fld}': {msg}")
+
+    def unknown_keys(self, table: str, doc: dict[str, Any], allowed: set[str]) -> None:
+        for key in doc:
+            if key not in allowed:
+                self.err(table, key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    @staticmethod
+    def show(v: Any) -> str:
+        return _show(v)
+
+    # -- scalar helpers ---------------------------------------------------------------------
+
+    def string(self, table: str, fld: str, v: Any) -> str | None:
+        if type(v) is not str or not v:
+            self.err(table, fld, f"must be a non-empty string, not {_show(v)}")
+            return None
+        return v
+
+    def strings(self, table: str, fld: str, v: Any) -> tuple[str, ...] | None:
+        if type(v) is not list or not v or not all(type(x) is str and x for x in v):
+            self.err(table, fld, f"must be a non-empty array of non-empty strings, not {_show(v)}")
+            return None
+        if len(set(v)) != len(v):
+            self.err(table, fld, "has duplicate values")
+            return None
+        return tuple(v)
+
+    def positive_int(self, table: str, fld: str, v: Any) -> int | None:
+        if type(v) is not int or v < 1:
+            self.err(table, fld, f"must be a positive integer, not {_show(v)}")
+            return None
+        return v
+
+    def number(self, table: str, fld: str, v: Any) -> float | None:
+        if type(v) not in (int, float) or not math.isfinite(v):
+            self.err(table, fld, f"must be a finite number, not {_show(v)}")
+            return None
+        return float(v)
+
+    # -- the document -------------------------------------------------------------------------
+
+    def spec(self, doc: dict[str, Any]) -> Spec | None:
+        self.unknown_keys("", doc, {"version", "series_cap", "sets", "metrics"})
+        if "version" in doc and doc["version"] != SPEC_VERSION:
+            self.err("", "version", f"must be {SPEC_VERSION}, not {_show(doc['version'])}")
+        cap = DEFAULT_SERIES_CAP
+        if "series_cap" in doc:
+            cap = self.positive_int("", "series_cap", doc["series_cap"]) or cap
+        sets = self.sets(doc.get("sets", {}))
+        raw_metrics = doc.get("metrics")
+        if type(raw_metrics) is not dict or not raw_metrics:
+            self.err("", "metrics", "must be a table with at least one [metrics.NAME] table")
+            return None
+        metrics: list[MetricSpec] = []
+        for name, body in raw_metrics.items():
+            m = self.metric(name, body, sets, cap)
+            if m is not None:
+                metrics.append(m)
+        self.collisions(metrics)
+        return Spec(self.source, tuple(metrics))
+
+    def sets(self, doc: Any) -> dict[str, tuple[str, ...]]:
+        if type(doc) is not dict:
+            self.err("", "sets", f"must be a table of named value sets, not {_show(doc)}")
+            return {}
+        out: dict[str, tuple[str, ...]] = {}
+        for name, values in doc.items():
+            vs = self.strings("sets", name, values)
+            if vs is not None:
+                out[name] = vs
+        return out
+
+    def metric(
+        self, name: str, body: Any, sets: dict[str, tuple[str, ...]], default_cap: int
+    ) -> MetricSpec | None:
+        table = f"metrics.{name}"
+        before = len(self.errors)
+        if type(body) is not dict:
+            self.err("metrics", name, f"must be a table, not {_show(body)}")
+            return None
+        self.unknown_keys(
+            table,
+            body,
+            {
+                "type", "help", "labels", "events", "match", "value", "op", "floor", "buckets",
+                "series_cap", "rules", "cloudwatch",
+            },
+        )  # fmt: skip
+        self.metric_name(table, name)
+        kind = body.get("type")
+        if kind not in ("counter", "gauge", "histogram", "info"):
+            self.err(table, "type", f"must be counter, gauge, histogram or info, not {_show(kind)}")
+            return None
+        help_text = self.string(table, "help", body.get("help"))
+        if kind == "counter" and not name.endswith("_total"):
+            self.err(table, "type", "a counter's name must end in _total")
+        if kind == "info" and not name.endswith("_info"):
+            self.err(table, "type", "an info metric's name must end in _info")
+        labels = self.labels(table, body.get("labels", []), sets)
+        cap = default_cap
+        if "series_cap" in body:
+            cap = self.positive_int(table, "series_cap", body["series_cap"]) or cap
+        buckets = self.histogram_buckets(table, kind, body)
+        floor = self.gauge_floor(table, kind, body)
+        rules = self.rules(table, kind, body)
+        cloudwatch = self.cloudwatch(table, kind, body, labels, sets)
+        if len(self.errors) != before or help_text is None:
+            return None
+        definition = MetricDef(name, kind, help_text, tuple(lb.name for lb in labels), buckets, cap)
+        return MetricSpec(definition, labels, rules, floor, cloudwatch)
+
+    def histogram_buckets(self, table: str, kind: str, body: dict[str, Any]) -> tuple[float, ...]:
+        if kind == "histogram":
+            return self.buckets(table, body.get("buckets"))
+        if "buckets" in body:
+            self.err(table, "buckets", "only a histogram has buckets")
+        return ()
+
+    def gauge_floor(self, table: str, kind: str, body: dict[str, Any]) -> float | None:
+        if "floor" not in body:
+            return None
+        if kind != "gauge":
+            self.err(table, "floor", "only a gauge has a floor")
+            return None
+        return self.number(table, "floor", body["floor"])
+
+    def cloudwatch(
+        self,
+        table: str,
+        kind: str,
+        body: dict[str, Any],
+        labels: tuple[LabelSpec, ...],
+        sets: dict[str, tuple[str, ...]],
+    ) -> CloudWatchSpec | None:
+        """The metric's ``cloudwatch`` table, checked by CloudWatch's part of the schema."""
+        if "cloudwatch" not in body:
+            return None
+        if kind == "info":
+            self.err(table, "cloudwatch", "an info metric has no value to publish")
+            return None
+        by_label = {lb.name: lb for lb in labels}
+        return check_table(self, table, body["cloudwatch"], by_label, sets)
+
+    def metric_name(self, table: str, name: str) -> None:
+        if not _METRIC_NAME.fullmatch(name):
+            self.err(table, "name", f"{name!r} is not a valid Prometheus metric name")
+        elif name.startswith(_RESERVED_PREFIX) or name.startswith("__"):
+            self.err(
+                table, "name", f"names starting with {_RESERVED_PREFIX!r} or '__' are reserved"
+            )
+
+    def labels(
+        self, table: str, doc: Any, sets: dict[str, tuple[str, ...]]
+    ) -> tuple[LabelSpec, ...]:
+        if type(doc) is not list:
+            self.err(table, "labels", f"must be an array, not {_show(doc)}")
+            return ()
+        out: list[LabelSpec] = []
+        for i, item in enumerate(doc):
+            fld = f"labels[{i}]"
+            if type(item) is str:
+                item = {"name": item}
+            elif type(item) is not dict:
+                self.err(table, fld, f"must be a label name or an inline table, not {_show(item)}")
+                continue
+            self.unknown_keys(table, {f"{fld}.{k}": v for k, v in item.items()}, {
+                f"{fld}.name", f"{fld}.field", f"{fld}.values",
+            })  # fmt: skip
+            name = self.string(table, f"{fld}.name", item.get("name"))
+            if name is None:
+                continue
+            if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+                self.err(table, f"{fld}.name", f"{name!r} is not a valid label name")
+                continue
+            if name in _RESERVED_LABELS:
+                self.err(table, f"{fld}.name", f"{name!r} is reserved by the exposition format")
+                continue
+            if any(lb.name == name for lb in out):
+                self.err(table, f"{fld}.name", f"duplicate label {name!r}")
+                continue
+            source = self.source_of(table, fld, name, item, sets)
+            if source is not None:
+                out.append(source)
+        return tuple(out)
+
+    def source_of(
+        self,
+        table: str,
+        fld: str,
+        name: str,
+        item: dict[str, Any],
+        sets: dict[str, tuple[str, ...]],
+    ) -> LabelSpec | None:
+        field_name = name
+        if "field" in item:
+            field_name = self.string(table, f"{fld}.field", item["field"]) or ""
+            if not field_name:
+                return None
+        values: tuple[str, ...] | None = None
+        if "values" in item:
+            v = item["values"]
+            if type(v) is str:
+                if v not in sets:
+                    known = ", ".join(sorted(sets)) or "none defined"
+                    self.err(table, f"{fld}.values", f"unknown set {v!r} (in [sets]: {known})")
+                    return None
+                values = sets[v]
+            else:
+                values = self.strings(table, f"{fld}.values", v)
+                if values is None:
+                    return None
+        return LabelSpec(name, field_name, values)
+
+    def buckets(self, table: str, v: Any) -> tuple[float, ...]:
+        if type(v) is not list or not v:
+            self.err(table, "buckets", f"must be a non-empty array of numbers, not {_show(v)}")
+            return ()
+        out: list[float] = []
+        for b in v:
+            if type(b) not in (int, float) or not math.isfinite(b):
+                self.err(table, "buckets", f"must hold finite numbers only, not {_show(b)}")
+                return ()
+            out.append(float(b))
+        if any(a >= b for a, b in pairwise(out)):
+            self.err(table, "buckets", "must be strictly increasing")
+            return ()
+        return tuple(out)
+
+    def rules(self, table: str, kind: str, body: dict[str, Any]) -> tuple[Rule, ...]:
+        if "rules" in body:
+            for key in ("events", "match", "value", "op"):
+                if key in body:
+                    self.err(table, key, "give it inside each of 'rules', not beside them")
+            raw = body["rules"]
+            if type(raw) is not list or not raw or not all(type(r) is dict for r in raw):
+                self.err(table, "rules", f"must be a non-empty array of tables, not {_show(raw)}")
+                return ()
+            rules = [self.rule(table, f"rules[{i}].", kind, r) for i, r in enumerate(raw)]
+        else:
+            rules = [self.rule(table, "", kind, body)]
+        return tuple(r for r in rules if r is not None)
+
+    def rule(self, table: str, prefix: str, kind: str, doc: dict[str, Any]) -> Rule | None:
+        if prefix:
+            allowed = {f"{prefix}{k}" for k in ("events", "match", "value", "op")}
+            self.unknown_keys(table, {f"{prefix}{k}": v for k, v in doc.items()}, allowed)
+        before = len(self.errors)
+        events = self.strings(table, f"{prefix}events", doc.get("events"))
+        match = self.match(table, f"{prefix}match", doc.get("match", {}))
+        value = None
+        if "value" in doc:
+            value = self.string(table, f"{prefix}value", doc["value"])
+        op: Op
+        if kind == "gauge":
+            raw_op = doc.get("op")
+            if raw_op not in ("inc", "dec", "set"):
+                self.err(table, f"{prefix}op", f"must be inc, dec or set, not {_show(raw_op)}")
+                return None
+            op = raw_op
+            if op == "set" and value is None:
+                self.err(table, f"{prefix}value", "op 'set' needs the field holding the value")
+        else:
+            if "op" in doc:
+                self.err(table, f"{prefix}op", f"only a gauge has an op (this is a {kind})")
+            op = {"counter": "inc", "histogram": "observe", "info": "info"}[kind]  # type: ignore[assignment]
+            if kind == "histogram" and value is None:
+                self.err(table, f"{prefix}value", "a histogram needs the field it observes")
+            if kind == "info" and "value" in doc:
+                self.err(table, f"{prefix}value", "an info metric has no value (it is always 1)")
+        if len(self.errors) != before or events is None:
+            return None
+        return Rule(events, match, op, value)
+
+    def match(self, table: str, fld: str, doc: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        if type(doc) is not dict:
+            self.err(table, fld, f"must be a table of field = value(s), not {_show(doc)}")
+            return ()
+        out: list[tuple[str, tuple[str, ...]]] = []
+        for key, v in doc.items():
+            if type(v) is str:
+                out.append((key, (v,)))
+            else:
+                vs = self.strings(table, f"{fld}.{key}", v)
+                if vs is not None:
+                    out.append((key, vs))
+        return tuple(out)
+
+    def collisions(self, metrics: list[MetricSpec]) -> None:
+        """Reject two metrics whose exposed names would clash on one /metrics page."""
+        owner: dict[str, str] = {}
+        for m in metrics:
+            for exposed in _exposed_names(m.definition):
+                other = owner.setdefault(exposed, m.name)
+                if other != m.name:
+                    self.err(
+                        f"metrics.{m.name}",
+                        "name",
+                        f"its series {exposed!r} clash with those of [metrics.{other}]",
+                    )
+                    break
+
+
+def _exposed_names(d: MetricDef) -> set[str]:
+    if d.kind == "histogram":
+        return {d.name, f"{d.name}_bucket", f"{d.name}_sum", f"{d.name}_count"}
+    if d.kind == "counter":
+        return {d.name, d.name.removesuffix("_total")}
+    if d.kind == "info":
+        return {d.name, d.name.removesuffix("_info")}
+    return {d.name}
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) <= 40 else text[:37] + '...'}"

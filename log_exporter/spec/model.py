@@ -1,0 +1,66 @@
+"""A validated spec as frozen dataclasses: its metrics, their labels and the rules changing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from log_exporter.cloudwatch.schema import CloudWatchSpec
+from log_exporter.store import MetricDef, MetricKind
+
+__all__ = ["LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
+
+Op = Literal["inc", "dec", "set", "observe", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSpec:
+    """One label (or CloudWatch dimension) value: an event field, converted per the contract."""
+
+    name: str
+    field: str
+    # A closed value set: a present value outside it becomes "other". None: any value.
+    values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """When a metric changes: on these event types, if the fields match, do ``op``."""
+
+    events: tuple[str, ...]
+    # (field, accepted values) pairs; a field's value is compared after the label conversion.
+    match: tuple[tuple[str, tuple[str, ...]], ...]
+    op: Op
+    # The numeric field to add, set or observe; None means 1 (inc/dec).
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric: what the store keeps, and the rules that change it."""
+
+    definition: MetricDef
+    labels: tuple[LabelSpec, ...]
+    rules: tuple[Rule, ...]
+    floor: float | None = None
+    cloudwatch: CloudWatchSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def kind(self) -> MetricKind:
+        return self.definition.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A validated spec, in the order its metrics were written."""
+
+    source: str
+    metrics: tuple[MetricSpec, ...]
+
+    @property
+    def definitions(self) -> tuple[MetricDef, ...]:
+        return tuple(m.definition for m in self.metrics)

@@ -1,0 +1,60 @@
+"""A compiled spec: ``Program`` holds its generated functions per event type, for two targets."""
+
+from __future__ import annotations
+
+from log_exporter.spec.codegen import Apply, Observe, observation_function, store_function
+from log_exporter.spec.model import MetricSpec, Rule, Spec
+from log_exporter.store import Store
+
+__all__ = ["Program", "compile_spec"]
+
+
+class Program:
+    """A compiled spec: ``bind`` builds the hot path into a store; ``observers`` CloudWatch's."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        by_event: dict[str, list[tuple[MetricSpec, Rule]]] = {}
+        for m in spec.metrics:
+            for r in m.rules:
+                for et in r.events:
+                    by_event.setdefault(et, []).append((m, r))
+        self._by_event = {et: tuple(pairs) for et, pairs in by_event.items()}
+        self._observers: dict[str, Observe] | None = None
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        return frozenset(self._by_event)
+
+    def bind(self, store: Store) -> dict[str, Apply]:
+        """Event type -> one function that applies such an event to ``store``'s metric state.
+
+        The functions hold the store's state objects: after ``store.reconfigure`` bind again.
+        Raises ValueError if the store does not hold this spec's metrics.
+        """
+        for m in self.spec.metrics:
+            state = store.states.get(m.name)
+            if state is None or not state.definition.same_shape(m.definition):
+                raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
+        return {et: store_function(et, pairs, store) for et, pairs in self._by_event.items()}
+
+    def observers(self) -> dict[str, Observe]:
+        """Event type -> one function giving the CloudWatch observations such an event causes.
+
+        Only the event types feeding a metric with a ``cloudwatch`` table have one. The
+        observations follow the spec's order and are not capped (the shipper caps them); an
+        invalid value gives none and is not counted (the store counts it). Generated on first
+        use, since only the CloudWatch shipper needs them, then kept.
+        """
+        if self._observers is None:
+            self._observers = {
+                et: fn
+                for et, pairs in self._by_event.items()
+                if (fn := observation_function(et, pairs)) is not None
+            }
+        return self._observers
+
+
+def compile_spec(spec: Spec) -> Program:
+    """Compile a validated spec into a ``Program``."""
+    return Program(spec)

@@ -1,0 +1,158 @@
+"""The spec's meaning, interpreted one change at a time: the reference for both compiled targets.
+
+The compiled program generates Python source for speed (store updates, CloudWatch observations).
+This model reads the same ``Spec`` and applies docs/spec.md directly and slowly (event types,
+matches on converted values, labels and closed sets, value validity), so that the property tests
+can hold both generated targets to it. It leaves out the series cap: the tests stay below it.
+"""
+
+from __future__ import annotations
+
+import sys
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from log_exporter.cloudwatch.metrics_agg import Observation
+from log_exporter.cloudwatch.schema import Source
+from log_exporter.spec import MetricSpec, Op, Rule, Spec, convert_label
+from log_exporter.store import Snapshot
+
+Event = dict[str, Any]
+Key = tuple[str, ...]
+
+_FMAX = sys.float_info.max
+# The kind of CloudWatch observation each op gives; the other ops are not published.
+_KINDS = {"inc": "sum", "observe": "distribution"}
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """One metric change an event causes."""
+
+    metric: MetricSpec
+    labels: Key
+    # "inc" and "dec" add/subtract ``value``; "set" sets it; "observe" records an observation;
+    # "info" replaces the info series (``value`` is 1).
+    op: Op
+    value: float
+    # CloudWatch dimension name -> value; empty when the metric has no CloudWatch declaration.
+    dimensions: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Expected:
+    """What a store should hold: metric name -> series (as in a snapshot), and invalid values."""
+
+    series: dict[str, dict[Key, Any]]
+    invalid: dict[str, float] = field(default_factory=dict)
+
+
+def text(source: Source, event: Event) -> str:
+    """A label's (or dimension's) value: the contract's conversion, then the closed set."""
+    v = event.get(source.field)
+    if v is None:
+        return "unknown"
+    converted = convert_label(v)
+    if source.values is not None and converted not in source.values:
+        return "other"
+    return converted
+
+
+def number(v: Any, nonnegative: bool) -> float | None:
+    """A usable value: an int or float within a double's range, not negative if so required."""
+    if type(v) not in (int, float) or not -_FMAX <= v <= _FMAX:
+        return None
+    if nonnegative and v < 0:
+        return None
+    return float(v)
+
+
+class SpecModel:
+    """The changes a spec derives from an event, interpreted from the ``Spec`` itself."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+
+    def _fed(self, event: Event) -> Iterator[tuple[MetricSpec, Rule]]:
+        """Each (metric, rule) the event feeds, its match passed, in spec order."""
+        et = event.get("event")
+        if type(et) is not str:
+            return
+        for m in self.spec.metrics:
+            for r in m.rules:
+                if et in r.events and all(
+                    convert_label(event.get(f)) in accepted for f, accepted in r.match
+                ):
+                    yield m, r
+
+    def _value(self, m: MetricSpec, r: Rule, event: Event) -> float | None:
+        if r.value is None:
+            return 1.0
+        return number(event.get(r.value), nonnegative=m.kind != "gauge")
+
+    def derive(self, event: Event) -> list[Derived]:
+        """Every metric change ``event`` causes; an invalid value derives nothing."""
+        out: list[Derived] = []
+        for m, r in self._fed(event):
+            value = self._value(m, r, event)
+            if value is None:
+                continue
+            dims = () if m.cloudwatch is None else m.cloudwatch.dimensions
+            out.append(
+                Derived(
+                    m,
+                    tuple(text(lb, event) for lb in m.labels),
+                    r.op,
+                    value,
+                    tuple((d.name, text(d.source, event)) for d in dims),
+                )
+            )
+        return out
+
+    def invalid(self, event: Event) -> list[str]:
+        """The metrics whose update ``event`` skips for an invalid value, once per rule."""
+        return [m.name for m, r in self._fed(event) if self._value(m, r, event) is None]
+
+    def observations(self, event: Event) -> list[Observation]:
+        """What the CloudWatch shipper gets from ``event`` before its dimension cap."""
+        out: list[Observation] = []
+        for d in self.derive(event):
+            cw = d.metric.cloudwatch
+            kind: Any = _KINDS.get(d.op)
+            if cw is not None and kind is not None:
+                out.append(Observation(cw.name, d.dimensions, d.value, cw.unit, kind))
+        return out
+
+    def expected(self, before: Snapshot, events: Iterable[Event]) -> Expected:
+        """The store's metrics after ``events``, from its snapshot ``before`` them."""
+        series = {
+            s.definition.name: {k: (v[:] if type(v) is list else v) for k, v in s.series.items()}
+            for s in before.metrics
+        }
+        out = Expected(series, dict(before.invalid_values))
+        for event in events:
+            for d in self.derive(event):
+                _apply(out.series[d.metric.name], d)
+            for name in self.invalid(event):
+                out.invalid[name] += 1.0
+        return out
+
+
+def _apply(series: dict[Key, Any], d: Derived) -> None:
+    m = d.metric
+    if m.kind == "info":
+        series.clear()
+        series[d.labels] = 1.0
+    elif m.kind == "histogram":
+        bounds = m.definition.buckets
+        cells = series.setdefault(d.labels, [0.0] * (len(bounds) + 2))
+        cells[bisect_left(bounds, d.value)] += 1.0
+        cells[-1] += d.value
+    else:
+        if d.op == "set":
+            new = d.value
+        else:
+            new = series.get(d.labels, 0.0) + (-d.value if d.op == "dec" else d.value)
+        series[d.labels] = new if m.floor is None or new >= m.floor else m.floor
