@@ -19,7 +19,7 @@ from log_exporter.pipeline import Pipeline
 from log_exporter.spec import compile_spec, convert_label, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
-from tests.exporter._spec_model import SpecModel
+from tests.support.spec_model import SpecModel
 
 SPEC = load_default_spec()
 PROGRAM = compile_spec(SPEC)

@@ -20,7 +20,7 @@ from log_exporter.spec import (
     load_default_spec,
     load_spec,
 )
-from tests.exporter._spec_model import SpecModel
+from tests.support.spec_model import SpecModel
 
 DRAG = ("draft", "research", "analysis", "grunt", "execute")
 OUTCOME = ("success", "failure", "rejected")

@@ -20,7 +20,7 @@ from log_exporter.pipeline import Pipeline
 from log_exporter.spec import SpecError, compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
-from tests.exporter._spec_model import SpecModel
+from tests.support.spec_model import SpecModel
 
 SOURCE = "fuzz.toml"
 BUILTIN: dict[str, Any] = tomllib.loads(default_spec_text())
