@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
+from log_exporter.framing import LineFramer
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.values import (
     FINGERPRINT_BYTES,
@@ -53,21 +54,21 @@ class _Gen:
     """One open file generation and how far it has been read."""
 
     __slots__ = (
-        "buf",
         "deadline",
         "dev",
         "fd",
         "fp",
+        "framer",
         "head",
         "ino",
         "mtime",
         "name",
-        "offset",
         "read_pos",
-        "skip",
     )
 
-    def __init__(self, fd: int, st: os.stat_result, offset: int, name: str) -> None:
+    def __init__(
+        self, fd: int, st: os.stat_result, offset: int, name: str, max_line_bytes: int
+    ) -> None:
         self.fd = fd
         self.dev = st.st_dev
         self.ino = st.st_ino
@@ -78,11 +79,14 @@ class _Gen:
         # truncated and rewritten, even while its first line (and fingerprint) is incomplete.
         self.head = first[: min(offset, FINGERPRINT_BYTES)]
         self.mtime = st.st_mtime_ns
-        self.offset = offset  # consumed: the start of the line being assembled
         self.read_pos = offset  # next byte to read
-        self.buf = bytearray()  # the partial line read so far
-        self.skip = False  # inside an oversized line: drop bytes up to its newline
+        self.framer = LineFramer(max_line_bytes)  # holds the partial line read so far
         self.deadline: float | None = None  # set once rotated away: read until then
+
+    @property
+    def offset(self) -> int:
+        """Bytes consumed: the start of the line being assembled."""
+        return self.read_pos - self.framer.pending
 
     @property
     def key(self) -> tuple[int, int]:
@@ -360,49 +364,21 @@ class Tailer:
             gen.read_pos += len(chunk)
             batch.bytes_read += len(chunk)
             self._budget -= len(chunk)
-            self._split(gen, chunk, batch)
+            lines, oversized = gen.framer.feed(chunk)
+            batch.lines.extend(lines)
+            batch.oversized += oversized
             if len(chunk) < want:
                 return True
         return False
-
-    def _split(self, gen: _Gen, chunk: bytes, batch: Batch) -> None:
-        parts = chunk.split(b"\n")
-        rest = parts.pop()  # bytes after the last newline: the start of a partial line
-        limit = self._max_line
-        if parts:
-            if gen.skip:
-                gen.skip = False
-                batch.oversized += 1
-                del parts[0]
-            elif gen.buf:
-                gen.buf += parts[0]
-                parts[0] = bytes(gen.buf)
-                gen.buf = bytearray()
-            if parts and (len(chunk) > limit or len(parts[0]) > limit):
-                kept = [p for p in parts if len(p) <= limit]
-                batch.oversized += len(parts) - len(kept)
-                parts = kept
-            batch.lines.extend(parts)
-            gen.offset = gen.read_pos - len(rest)
-        if gen.skip or not rest:
-            return
-        if len(gen.buf) + len(rest) > limit:
-            # Memory stays bounded: the oversized line is dropped as it streams past.
-            gen.skip = True
-            gen.buf = bytearray()
-        else:
-            gen.buf += rest
 
     def _at_eof(self, gen: _Gen) -> bool:
         return os.fstat(gen.fd).st_size <= gen.read_pos
 
     def _finish(self, gen: _Gen, batch: Batch) -> None:
         """Close a rotated generation after its grace period; its last line needs no newline."""
-        if gen.skip:
-            batch.oversized += 1
-        elif gen.buf:
-            batch.lines.append(bytes(gen.buf))
-        gen.offset = gen.read_pos
+        lines, oversized = gen.framer.finish()
+        batch.lines.extend(lines)
+        batch.oversized += oversized
         gen.close()
         self._draining.remove(gen)
 
@@ -419,7 +395,7 @@ class Tailer:
         if cur is None:
             return
         if self._start_at == "end":
-            cur.offset = cur.read_pos = self._last_line_end(cur)
+            cur.read_pos = self._last_line_end(cur)
         self._cur = cur
         self._remember(cur.key, cur.fp)
 
@@ -438,7 +414,7 @@ class Tailer:
             return 0
         # No newline within a line's length of the end: the line in progress is oversized;
         # drop it (counted as oversized once its newline arrives).
-        gen.skip = True
+        gen.framer.skip_line()
         return size
 
     def _open(self, name: str, offset: int) -> _Gen | None:
@@ -452,7 +428,7 @@ class Tailer:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return None
-            return _Gen(fd, st, offset, name)
+            return _Gen(fd, st, offset, name, self._max_line)
         except OSError:
             os.close(fd)
             raise
@@ -520,9 +496,8 @@ class Tailer:
             copy = self._find_copy(gen.file_id(), gen.offset)
             if copy is not None:
                 self._draining.append(copy)
-        gen.offset = gen.read_pos = 0
-        gen.buf = bytearray()
-        gen.skip = False
+        gen.read_pos = 0
+        gen.framer.reset()
         gen.head = b""
         gen.fp = _read_fingerprint(gen.fd)
         self._remember(gen.key, gen.fp)
