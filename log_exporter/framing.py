@@ -44,6 +44,10 @@ class LineFramer:
         self.skipping = False  # inside an oversized line: dropping bytes up to its newline
         self._skip_counted = False  # the line being skipped has been counted already
 
+    @property
+    def max_line_bytes(self) -> int:
+        return self._limit
+
     def feed(self, chunk: bytes) -> tuple[list[bytes], int]:
         """The lines ``chunk`` completes (b"\\n" removed), and the oversized lines it counted."""
         limit = self._limit

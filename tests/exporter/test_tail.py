@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.tail import Tailer
+from log_exporter.tail.wakeup import FileEvents
 from log_exporter.values import NO_FILE, Batch, Position
 from tests.exporter.tail_helpers import DEADLINE, Reader, append, exactly_once, line
 
@@ -223,7 +224,7 @@ def test_run_follows_by_periodic_stat_without_file_events(
     """Where file events are unavailable (some network filesystems), the periodic stat still
     finds appends and rotations."""
     # Simulated: inotify works here, so its absence is imitated by not starting the observer.
-    monkeypatch.setattr(Tailer, "_start_observer", lambda self: None)
+    monkeypatch.setattr(FileEvents, "_start_observer", lambda self, directory, interval: None)
     path = tmp_path / "app.jsonl"
     tailer = Tailer(path, poll_interval=0.05, rotation_grace=0.1)
     batches, stop, thread = _run_in_thread(tailer)
