@@ -24,14 +24,37 @@ log = logging.getLogger("log_exporter.tail")
 def resume_from(follow: Follower, pos: Position, batch: Batch) -> None:
     """Open the generations to continue where a previous run stopped, across rotations that
     happened meanwhile; rotations and truncations noticed go into ``batch``."""
-    siblings = follow.siblings
     for known in pos.known:
-        siblings.remember((known.dev, known.ino), known.fingerprint)
+        follow.siblings.remember((known.dev, known.ino), known.fingerprint)
     if pos.file == NO_FILE:
         # Nothing was open: ``known`` is exactly what had been read or was history.
         follow.open_current(batch, scan_missed=True)
         return
     now = follow.clock()
+    _reopen_rotated(follow, pos, now)
+    main = _take(follow, pos)
+    if main is not None and main.name == follow.path:
+        follow.current = main
+        if pos.known:
+            # Not rotated meanwhile, but a file we had read nothing of may have been
+            # copytruncated: its copy is the one sibling we do not know.
+            follow.adopt_missed(batch, exclude={main.key})
+        else:
+            follow.siblings.note_history()
+        return
+    if main is not None:
+        # Rotated while we were down: finish it, then the newer generations, then the file.
+        main.deadline = now + follow.grace
+        follow.draining.append(main)
+        batch.rotations += 1
+    else:
+        _main_not_found(follow, pos, batch)
+    # Without the list of generations already read, every sibling would look new.
+    follow.open_current(batch, scan_missed=bool(pos.known))
+
+
+def _reopen_rotated(follow: Follower, pos: Position, now: float) -> None:
+    """The rotated generations that were still being read, each at its own offset."""
     for saved in pos.rotated:
         gen = _take(follow, saved)
         if gen is None and saved.offset == 0:
@@ -47,44 +70,30 @@ def resume_from(follow: Follower, pos: Position, batch: Batch) -> None:
         gen.deadline = now + follow.grace
         follow.draining.append(gen)
 
-    main = _take(follow, pos)
-    if main is not None and main.name == follow.path:
-        follow.current = main
-        if pos.known:
-            # Not rotated meanwhile, but a file we had read nothing of may have been
-            # copytruncated: its copy is the one sibling we do not know.
-            follow.adopt_missed(batch, exclude={main.key})
-        else:
-            siblings.note_history()
+
+def _main_not_found(follow: Follower, pos: Position, batch: Batch) -> None:
+    """The saved generation is nowhere: its copytruncate copy is read from the offset, or the
+    loss is counted."""
+    copy = (
+        follow.siblings.find_copy(pos.file, pos.offset, follow.open_keys())
+        if pos.file.fingerprint
+        else None
+    )
+    if copy is not None:
+        # copytruncate while we were down: the copy holds the bytes after our offset.
+        follow.draining.append(copy)
+        batch.truncations += 1
         return
-    if main is not None:
-        # Rotated while we were down: finish it, then the newer generations, then the file.
-        main.deadline = now + follow.grace
-        follow.draining.append(main)
-        batch.rotations += 1
-    else:
-        copy = (
-            siblings.find_copy(pos.file, pos.offset, follow.open_keys())
-            if pos.file.fingerprint
-            else None
+    if pos.offset > 0:  # at 0 nothing was consumed, so nothing can be lost
+        follow.resume_misses += 1
+        log.warning(
+            "saved position %s matches no file next to %s; reading it from 0",
+            pos.file,
+            follow.path,
         )
-        if copy is not None:
-            # copytruncate while we were down: the copy holds the bytes after our offset.
-            follow.draining.append(copy)
-            batch.truncations += 1
-        else:
-            if pos.offset > 0:  # at 0 nothing was consumed, so nothing can be lost
-                follow.resume_misses += 1
-                log.warning(
-                    "saved position %s matches no file next to %s; reading it from 0",
-                    pos.file,
-                    follow.path,
-                )
-            if not pos.known:
-                # Without the list of what we had read, no sibling can be told apart as new.
-                siblings.note_history()
-    # Without the list of generations already read, every sibling would look new.
-    follow.open_current(batch, scan_missed=bool(pos.known))
+    if not pos.known:
+        # Without the list of what we had read, no sibling can be told apart as new.
+        follow.siblings.note_history()
 
 
 def _take(follow: Follower, saved: Position) -> Generation | None:
