@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,10 +226,12 @@ def test_run_follows_by_periodic_stat_without_file_events(tmp_path: Path) -> Non
     # what the writer does meanwhile is the next step.
     path = tmp_path / "app.jsonl"
     clock = ManualClock()
-    steps = [
-        lambda: append(path, line(1) + b"\n"),
-        lambda: (os.rename(path, str(path) + ".1"), append(path, line(2) + b"\n")),
-    ]
+
+    def rotate_and_write() -> None:
+        os.rename(path, str(path) + ".1")
+        append(path, line(2) + b"\n")
+
+    steps: list[Callable[[], None]] = [lambda: append(path, line(1) + b"\n"), rotate_and_write]
     batches: list[Batch] = []
     stop = threading.Event()
 
