@@ -1,9 +1,9 @@
 """Replay's input files: plain or gzip, checked, ordered oldest first, read as batches of lines.
 
-Files are read in large chunks and cut into whole lines exactly like the tailer (a line over
-``max_line_bytes`` is counted as oversized and skipped in bounded memory), except that the final
-line of a file counts even without its newline: a file being replayed is complete. A corrupt gzip
-stream stops its file cleanly, with a report of where.
+Files are read in large chunks and cut into whole lines by the tailer's line framer
+(``log_exporter.framing``: a line over ``max_line_bytes`` is counted as oversized and skipped in
+bounded memory); the final line of a file counts even without its newline, since a file being
+replayed is complete. A corrupt gzip stream stops its file cleanly, with a report of where.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+from log_exporter.framing import LineFramer
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import event_time, parse_line
 from log_exporter.values import Batch
@@ -26,7 +27,6 @@ __all__ = [
     "Source",
     "open_sources",
     "order_sources",
-    "split_lines",
 ]
 
 # Under the 1 MiB line limit, so most batches need no scan for oversized lines.
@@ -124,47 +124,6 @@ def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | 
     return None
 
 
-def split_lines(chunks: Iterable[bytes], max_line_bytes: int) -> Iterator[Batch]:
-    """Cut a stream of byte chunks into whole lines, one ``Batch`` per chunk.
-
-    A line longer than ``max_line_bytes`` (without its b"\\n") is counted in ``oversized`` and
-    dropped; while one is being skipped at most one chunk is held. The final line without a
-    newline is returned too (as its own batch).
-    """
-    carry = b""
-    skipping = False
-    for chunk in chunks:
-        oversized = 0
-        if skipping:
-            cut = chunk.find(b"\n")
-            if cut < 0:
-                yield Batch([], bytes_read=len(chunk))
-                continue
-            chunk_rest = chunk[cut + 1 :]
-            skipping = False
-        else:
-            chunk_rest = chunk
-        lines = chunk_rest.split(b"\n")
-        if carry:
-            # Only the line split across chunks is joined: no copy of the whole chunk.
-            lines[0] = carry + lines[0]
-        carry = lines.pop()
-        # No line can be longer than the bytes this batch spans: skip the scan when small.
-        spans = len(chunk_rest) + len(lines[0]) if lines else 0
-        if spans > max_line_bytes and max(map(len, lines)) > max_line_bytes:
-            kept = [line for line in lines if len(line) <= max_line_bytes]
-            oversized += len(lines) - len(kept)
-            lines = kept
-        if len(carry) > max_line_bytes:
-            # Counted now, skipped up to its newline: memory never holds more than one chunk.
-            carry = b""
-            skipping = True
-            oversized += 1
-        yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
-    if carry:
-        yield Batch([carry])
-
-
 class FileReader:
     """Reads one source as ``Batch`` objects, stopping cleanly at a corrupt gzip stream.
 
@@ -192,9 +151,19 @@ class FileReader:
         """Whole lines of the file; raises ``OSError`` only when the file cannot be opened."""
         self._file = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
         chunks = self._gunzip(self._file) if self.source.gzip else self._plain(self._file)
-        for batch in split_lines(chunks, self.max_line_bytes):
-            self._lines += len(batch.lines) + batch.oversized
-            yield batch
+        # Counted when seen: the file is read once, and that fixes the batch (and so the replay
+        # sample) an oversized line is counted in.
+        framer = LineFramer(self.max_line_bytes, count_oversized="when_seen")
+        feed = framer.feed
+        for chunk in chunks:
+            lines, oversized = feed(chunk)
+            self._lines += len(lines) + oversized
+            yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
+        lines, oversized = framer.finish()
+        if lines or oversized:
+            # The final line without its newline, in a batch of its own that read no bytes.
+            self._lines += len(lines) + oversized
+            yield Batch(lines, oversized=oversized)
         self.close()
 
     def close(self) -> None:

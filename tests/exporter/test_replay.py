@@ -16,11 +16,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from log_exporter.cli import main
-from log_exporter.sources import split_lines
 from tests.support.replay_model import (
     expected,
     make_items,
@@ -351,28 +348,3 @@ def test_bad_step_and_unwritable_output_fail_before_reading(tmp_path: Path) -> N
     proc = run_cli("-o", missing_dir, log)
     assert proc.returncode == 2 and str(missing_dir).encode() in proc.stderr
     assert b"Traceback" not in proc.stderr
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    data=st.binary(max_size=300).map(lambda b: b.replace(b"\x00", b"\n")),
-    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=10),
-    limit=st.integers(1, 25),
-)
-def test_chunked_line_splitting_equals_splitting_the_whole_file(
-    data: bytes, cuts: list[int], limit: int
-) -> None:
-    """However a file arrives in chunks, the lines, the oversized count and the bytes read are
-    those of splitting the whole file at once (the last line counts without its newline)."""
-    chunks, pos, i = [], 0, 0
-    while pos < len(data):
-        size = cuts[i % len(cuts)]
-        chunks.append(data[pos : pos + size])
-        pos, i = pos + size, i + 1
-    batches = list(split_lines(chunks, limit))
-    whole = data.split(b"\n")
-    if whole[-1] == b"":
-        whole.pop()
-    assert [line for b in batches for line in b.lines] == [x for x in whole if len(x) <= limit]
-    assert sum(b.oversized for b in batches) == sum(1 for x in whole if len(x) > limit)
-    assert sum(b.bytes_read for b in batches) == len(data)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.tail import Tailer
+from log_exporter.testing import ManualClock
 from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 
 
@@ -84,7 +85,8 @@ def test_writer_still_appending_to_the_rotated_file_within_grace(tmp_path: Path)
     """A writer that has not reopened yet keeps writing to the renamed file; those lines are
     read as long as they come within the grace period."""
     path = tmp_path / "app.jsonl"
-    reader = Reader(Tailer(path, rotation_grace=120))
+    # The manual clock stands still: every late write comes within the grace period.
+    reader = Reader(Tailer(path, rotation_grace=120, clock=ManualClock()))
     with open(path, "ab", buffering=0) as late_writer:
         late_writer.write(line(0) + b"\n")
         reader.until_count(1)
@@ -105,13 +107,17 @@ def test_rotated_file_is_finished_and_closed_after_grace(tmp_path: Path) -> None
     """After the grace period the rotated file is closed; a last line without a newline is
     still delivered, since nothing will ever complete it."""
     path = tmp_path / "app.jsonl"
-    reader = Reader(Tailer(path, rotation_grace=0.2))
+    clock = ManualClock()
+    reader = Reader(Tailer(path, rotation_grace=0.2, clock=clock))
     append(path, line(0) + b"\n" + line(1))
     reader.until_count(1)
     os.rename(path, f"{path}.1")
     append(path, line(2) + b"\n")
     reader.until(lambda: reader.rotations == 1, "the rotation to be noticed")
-    # The grace period has to pass in real time; polling until then is the deterministic part.
+    reader.poll()
+    position = reader.tailer.position
+    assert position is not None and position.rotated, "kept open during its grace period"
+    clock.advance(0.2)
     reader.until(
         lambda: reader.tailer.position is not None and not reader.tailer.position.rotated,
         "the rotated file to be closed",

@@ -7,11 +7,13 @@ import os
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from log_exporter.tail import Tailer
+from log_exporter.testing import ManualClock, ManualWakeup
 from log_exporter.values import NO_FILE, Batch, Position
 from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 
@@ -217,23 +219,36 @@ def test_run_wakes_on_file_events_long_before_the_poll_interval(tmp_path: Path) 
     assert not thread.is_alive(), "run() must return soon after stop is set"
 
 
-def test_run_follows_by_periodic_stat_without_file_events(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_follows_by_periodic_stat_without_file_events(tmp_path: Path) -> None:
     """Where file events are unavailable (some network filesystems), the periodic stat still
     finds appends and rotations."""
-    # Simulated: inotify works here, so its absence is imitated by not starting the observer.
-    monkeypatch.setattr(Tailer, "_start_observer", lambda self: None)
+    # No file events and no real waiting: each wait of run() passes on the manual clock, and
+    # what the writer does meanwhile is the next step.
     path = tmp_path / "app.jsonl"
-    tailer = Tailer(path, poll_interval=0.05, rotation_grace=0.1)
-    batches, stop, thread = _run_in_thread(tailer)
-    try:
-        append(path, line(1) + b"\n")
-        _wait_lines(batches, 1)
+    clock = ManualClock()
+
+    def rotate_and_write() -> None:
         os.rename(path, str(path) + ".1")
         append(path, line(2) + b"\n")
+
+    steps: list[Callable[[], None]] = [lambda: append(path, line(1) + b"\n"), rotate_and_write]
+    batches: list[Batch] = []
+    stop = threading.Event()
+
+    def meanwhile(timeout: float) -> None:
+        if steps:
+            steps.pop(0)()
+        elif len([x for b in batches for x in b.lines]) >= 2 or len(wakeup.waits) > 1000:
+            stop.set()
+
+    wakeup = ManualWakeup(clock, meanwhile)
+    tailer = Tailer(path, poll_interval=0.05, rotation_grace=0.1, clock=clock, wakeup=wakeup)
+    thread = threading.Thread(target=tailer.run, args=(batches.append, stop), daemon=True)
+    thread.start()
+    try:
         exactly_once(_wait_lines(batches, 2), [line(1), line(2)])
     finally:
         stop.set()
         thread.join(DEADLINE)
     assert not thread.is_alive()
+    assert wakeup.waits == pytest.approx([0.05] * len(wakeup.waits)), "waits of poll_interval"

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from log_exporter.tail import Tailer
+from log_exporter.testing import ManualClock
 from log_exporter.values import Position
 
 
@@ -41,7 +42,10 @@ class TailModel(RuleBasedStateMachine):
         self.seq = 0
         self.generation = 0
         self.grace = 0.0
-        self.tailer = Tailer(self.path)
+        # Time passes only in the time_passes rule, so grace periods and the forgetting of
+        # generations gone from the directory end where the model says.
+        self.clock = ManualClock()
+        self.tailer = Tailer(self.path, clock=self.clock)
 
     @initialize(grace=st.sampled_from([0.0, 3600.0]))
     def start(self, grace: float) -> None:
@@ -50,7 +54,9 @@ class TailModel(RuleBasedStateMachine):
         self.tailer = self._new_tailer(None)
 
     def _new_tailer(self, resume: Position | None) -> Tailer:
-        tailer = Tailer(self.path, resume=resume, rotation_grace=self.grace, read_size=97)
+        tailer = Tailer(
+            self.path, resume=resume, rotation_grace=self.grace, read_size=97, clock=self.clock
+        )
         self._poll(tailer)
         return tailer
 
@@ -156,6 +162,12 @@ class TailModel(RuleBasedStateMachine):
     @rule()
     def poll(self) -> None:
         self._poll()
+
+    @rule(seconds=st.sampled_from([1.0, 61.0, 3601.0, 7201.0]))
+    def time_passes(self, seconds: float) -> None:
+        """Grace periods end (rotated files are let go) and generations long gone from the
+        directory are forgotten."""
+        self.clock.advance(seconds)
 
     @rule()
     def save(self) -> None:

@@ -1,0 +1,184 @@
+"""One open file generation: its identity, how far it is read and framed, whether it was truncated.
+
+A generation is one file (one inode) that has been, or is, at the log's path. It is read through
+its own descriptor, so it can be finished after a rename or a delete, with a byte budget per
+poll; its whole lines come out of a ``LineFramer``, and its offset is always at a line boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from typing import Literal
+
+from log_exporter.framing import LineFramer
+from log_exporter.values import FINGERPRINT_BYTES, Batch, FileId, fingerprint_of
+
+__all__ = ["Generation"]
+
+# What ``Generation.look()`` can notice in a file since the last look.
+Change = Literal["truncated", "modified_while_empty"]
+
+
+def _read_fingerprint(fd: int) -> str:
+    return fingerprint_of(os.pread(fd, FINGERPRINT_BYTES, 0))
+
+
+class Generation:
+    """One open file generation and how far it has been read."""
+
+    __slots__ = (
+        "deadline",
+        "dev",
+        "fd",
+        "fp",
+        "framer",
+        "head",
+        "ino",
+        "mtime",
+        "name",
+        "read_pos",
+    )
+
+    def __init__(
+        self, fd: int, st: os.stat_result, offset: int, name: str, max_line_bytes: int
+    ) -> None:
+        self.fd = fd
+        self.dev = st.st_dev
+        self.ino = st.st_ino
+        self.name = name
+        first = os.pread(fd, FINGERPRINT_BYTES, 0)
+        self.fp = fingerprint_of(first)
+        # The first bytes as we read them: if the file stops starting with them it was
+        # truncated and rewritten, even while its first line (and fingerprint) is incomplete.
+        self.head = first[: min(offset, FINGERPRINT_BYTES)]
+        self.mtime = st.st_mtime_ns
+        self.read_pos = offset  # next byte to read
+        self.framer = LineFramer(max_line_bytes)  # holds the partial line read so far
+        self.deadline: float | None = None  # set once rotated away: read until then
+
+    @classmethod
+    def open(cls, name: str, offset: int, max_line_bytes: int) -> Generation | None:
+        """The regular file at ``name``, to be read from ``offset``; None when there is none."""
+        try:
+            # O_NONBLOCK: a FIFO put at the path must not hang the open.
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return None
+            return cls(fd, st, offset, name, max_line_bytes)
+        except OSError:
+            os.close(fd)
+            raise
+
+    @property
+    def offset(self) -> int:
+        """Bytes consumed: the start of the line being assembled."""
+        return self.read_pos - self.framer.pending
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def file_id(self) -> FileId:
+        return FileId(self.dev, self.ino, self.fp)
+
+    def read(self, batch: Batch, budget: int, read_size: int) -> tuple[int, bool]:
+        """Read into ``batch`` until EOF or ``budget`` bytes; the bytes read, and True at EOF."""
+        spent = 0
+        while spent < budget:
+            want = min(read_size, budget - spent)
+            chunk = os.pread(self.fd, want, self.read_pos)
+            if not chunk:
+                return spent, True
+            if len(self.head) == self.read_pos < FINGERPRINT_BYTES:
+                self.head += chunk[: FINGERPRINT_BYTES - self.read_pos]
+            self.read_pos += len(chunk)
+            batch.bytes_read += len(chunk)
+            spent += len(chunk)
+            lines, oversized = self.framer.feed(chunk)
+            batch.lines.extend(lines)
+            batch.oversized += oversized
+            if len(chunk) < want:
+                return spent, True
+        return spent, False
+
+    def settle_fingerprint(self) -> bool:
+        """Read the fingerprint again while it is undetermined and bytes have been read since;
+        True when it was read again (the first line may be complete, or long enough, now)."""
+        if self.fp or not self.read_pos:
+            return False
+        self.fp = _read_fingerprint(self.fd)
+        return True
+
+    def look(self) -> Change | None:
+        """What happened to the file since the last look: truncated (its size dropped below what
+        was read, or its first bytes changed), modified while we had read nothing, or nothing."""
+        st = os.fstat(self.fd)
+        size = st.st_size
+        changed = st.st_mtime_ns != self.mtime
+        self.mtime = st.st_mtime_ns
+        truncated = size < self.read_pos
+        if not truncated and size > 0:
+            # A truncation followed by writes past our offset leaves the size looking fine;
+            # the first bytes give it away.
+            first = os.pread(self.fd, FINGERPRINT_BYTES, 0)
+            truncated = not first.startswith(self.head) or (
+                bool(self.fp) and fingerprint_of(first) != self.fp
+            )
+        if truncated:
+            return "truncated"
+        if changed and self.read_pos == 0:
+            return "modified_while_empty"
+        return None
+
+    def restart(self) -> None:
+        """Read the file again from 0, as the new content it is after a truncation."""
+        self.read_pos = 0
+        self.framer.reset()
+        self.head = b""
+        self.fp = _read_fingerprint(self.fd)
+
+    def start_at_last_line_end(self) -> None:
+        """Skip what the file holds now, up to the end of its last complete line (a line being
+        written is read whole); a line in progress already over the limit is skipped too."""
+        size = os.fstat(self.fd).st_size
+        pos = size
+        floor = max(0, size - self.framer.max_line_bytes - 1)
+        while pos > floor:
+            lo = max(floor, pos - 65536)
+            newline = os.pread(self.fd, pos - lo, lo).rfind(b"\n")
+            if newline >= 0:
+                self.read_pos = lo + newline + 1
+                return
+            pos = lo
+        if floor == 0:
+            self.read_pos = 0
+            return
+        # No newline within a line's length of the end: the line in progress is oversized;
+        # drop it (counted as oversized once its newline arrives).
+        self.framer.skip_line()
+        self.read_pos = size
+
+    def at_eof(self) -> bool:
+        return os.fstat(self.fd).st_size <= self.read_pos
+
+    def unread(self) -> int:
+        """Bytes in the file past the offset."""
+        return max(0, os.fstat(self.fd).st_size - self.offset)
+
+    def finish(self, batch: Batch) -> None:
+        """Close the generation for good: its last line counts without a newline."""
+        lines, oversized = self.framer.finish()
+        batch.lines.extend(lines)
+        batch.oversized += oversized
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)

@@ -1,0 +1,266 @@
+"""The tailer: polls that never block or raise, the loop around them, and snapshots for threads.
+
+``Tailer`` is the public face of the package. Each ``poll()`` starts (or resumes) once, then lets
+the ``Follower`` do one step; ``run()`` loops on polls, waiting on a ``Wakeup`` between them;
+the position and the lag are published under a lock for the threads that read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.tail.follow import Follower
+from log_exporter.tail.resume import resume_from
+from log_exporter.tail.wakeup import FileEvents, Wakeup
+from log_exporter.values import NO_FILE, Batch, Position
+
+__all__ = ["Tailer"]
+
+# The name the tailer logged under as one module: log queries select on it.
+log = logging.getLogger("log_exporter.tail")
+
+# How long run() waits at most before checking its stop event again.
+_STOP_CHECK_SECONDS = 0.25
+
+
+class Tailer:
+    """Follows one file across rotations and yields its whole lines exactly once.
+
+    ``poll()`` does the work without blocking; ``run()`` loops on it, woken by watchdog events on
+    the directory or, without them, by a periodic stat. Not thread-safe except for
+    ``position``, ``caught_up``, ``lag_bytes()``, ``wake()`` and the counters, which other
+    threads may read while one thread polls.
+
+    ``clock`` (monotonic seconds) times the grace periods, the forgetting of generations gone
+    from the directory and the waits of ``run()``; ``wakeup`` is what ``run()`` waits on
+    (``FileEvents`` by default). Tests pass the fakes of ``log_exporter.testing`` to step a
+    tailer through grace periods without sleeping.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start_at: Literal["beginning", "end"] = "beginning",
+        resume: Position | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        read_size: int = 1 << 20,
+        max_batch_bytes: int = 4 << 20,
+        rotation_grace: float = 5.0,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        if start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
+        if max_line_bytes < 1 or read_size < 1 or max_batch_bytes < 1:
+            raise ValueError("max_line_bytes, read_size and max_batch_bytes must be positive")
+        self.path = os.path.abspath(os.fspath(path))
+        self._dir = os.path.dirname(self.path)
+        self._start_at = start_at
+        self._resume = resume
+        self._max_batch = max_batch_bytes
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._wakeup: Wakeup = wakeup if wakeup is not None else FileEvents()
+        self._follow = Follower(
+            self.path,
+            max_line_bytes=max_line_bytes,
+            read_size=read_size,
+            rotation_grace=rotation_grace,
+            clock=clock,
+        )
+
+        self._started = False
+        self._pending = Batch(lines=[])  # what start() noticed, reported by the next poll
+        self._more = False  # the last poll stopped at its byte budget, not at EOF
+
+        self._lock = threading.Lock()  # guards the snapshot other threads read
+        self._position: Position | None = None
+        self._caught_up = False
+        self._lag_snapshot: tuple[tuple[int, int] | None, int, int, int] = (None, 0, 0, 0)
+
+        # Counters; the caller exports them as self-metrics.
+        self.rotations = 0
+        self.truncations = 0
+        self.io_errors = 0
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def resume_misses(self) -> int:
+        """Saved generations that could not be found on start (their unread tail is lost)."""
+        return self._follow.resume_misses
+
+    @property
+    def position(self) -> Position | None:
+        """Resume point after the last poll (at a line boundary), None before any file."""
+        with self._lock:
+            return self._position
+
+    @property
+    def caught_up(self) -> bool:
+        """True once a poll has read every open file to its end (the data present at start)."""
+        return self._caught_up
+
+    def lag_bytes(self) -> int:
+        """Bytes written but not yet consumed: current file plus rotated ones still open."""
+        with self._lock:
+            cur_key, cur_offset, cur_rest, draining_rest = self._lag_snapshot
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return cur_rest + draining_rest
+        if not stat.S_ISREG(st.st_mode):
+            # Not followed (see ``Generation.open``), so its size is nothing waiting to be read.
+            return cur_rest + draining_rest
+        if cur_key == (st.st_dev, st.st_ino):
+            return max(0, st.st_size - cur_offset) + draining_rest
+        return st.st_size + cur_rest + draining_rest
+
+    def wake(self) -> None:
+        """Make a waiting ``run()`` poll (or notice its stop event) now."""
+        self._wakeup.set()
+
+    def close(self) -> None:
+        """Close every open file; the last position stays valid for a later resume."""
+        self._follow.close()
+
+    def start(self) -> None:
+        """Take stock of the directory now, without reading: note the rotated siblings present
+        as history, or find the generations to resume. The first ``poll()`` does it otherwise.
+
+        A caller that tells the world it is running (a health check) calls this first: what is
+        rotated after that moment is then read, not taken for history.
+        """
+        if self._started:
+            return
+        try:
+            self._begin(self._pending)
+        except OSError as exc:
+            self.io_errors += 1
+            log.warning("I/O error while starting to tail %s: %s (will retry)", self.path, exc)
+        self._publish(self._make_position())
+
+    def poll(self) -> Batch:
+        """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
+        for I/O errors (they are logged, counted and retried on the next poll)."""
+        batch, self._pending = self._pending, Batch(lines=[])
+        self._follow.budget = self._max_batch
+        all_eof = False
+        try:
+            self._begin(batch)
+            all_eof = self._follow.step(batch)
+        except OSError as exc:
+            self.io_errors += 1
+            log.warning("I/O error while tailing %s: %s (will retry)", self.path, exc)
+        self._more = not all_eof and self._follow.budget <= 0
+        if all_eof:
+            self._caught_up = True
+        self.rotations += batch.rotations
+        self.truncations += batch.truncations
+        batch.position = self._make_position()
+        self._publish(batch.position)
+        return batch
+
+    def run(
+        self,
+        on_batch: Callable[[Batch], None],
+        stop: threading.Event,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Poll until ``stop`` is set; ``on_batch`` gets every batch that carries anything.
+
+        ``on_tick`` runs after every poll, busy or idle, in this thread (for periodic state
+        saves that must see the position and the metrics of the same instant).
+        """
+        with self._wakeup.watching(self._dir, self._poll_interval):
+            while not stop.is_set():
+                self._wakeup.clear()
+                batch = self.poll()
+                if (
+                    batch.lines
+                    or batch.oversized
+                    or batch.bytes_read
+                    or batch.rotations
+                    or batch.truncations
+                ):
+                    on_batch(batch)
+                if on_tick is not None:
+                    on_tick()
+                if not self._more:
+                    self._wait(stop)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Until the poll interval or the next grace deadline has passed, a wakeup, or stop."""
+        timeout = self._poll_interval
+        now = self._clock()
+        for gen in self._follow.draining:
+            if gen.deadline is not None:
+                timeout = min(timeout, max(0.0, gen.deadline - now) + 0.01)
+        deadline = now + timeout
+        while not stop.is_set():
+            left = deadline - self._clock()
+            if left <= 0 or self._wakeup.wait(min(left, _STOP_CHECK_SECONDS)):
+                return
+
+    def _begin(self, batch: Batch) -> None:
+        """Start once: resume from the saved position, or take the siblings for history."""
+        if self._started:
+            return
+        try:
+            if self._resume is not None:
+                resume_from(self._follow, self._resume, batch)
+            else:
+                self._follow.start_fresh(self._start_at)
+        except OSError:
+            # Start again from scratch on the next poll rather than half resumed.
+            self._follow.close()
+            self._follow.siblings.clear()
+            batch.rotations = batch.truncations = 0
+            raise
+        self._started = True
+
+    # -- snapshots for other threads -------------------------------------------------------
+
+    def _make_position(self) -> Position | None:
+        gens = self._follow.generations()
+        known = self._follow.siblings.known()
+        if not gens:
+            # Not the previous position: it may name a generation finished since (whose last
+            # unterminated line was then delivered) and lacks what was noted as history since.
+            return Position(NO_FILE, 0, (), known) if self._started else None
+        newest = gens[-1]
+        return Position(
+            newest.file_id(),
+            newest.offset,
+            tuple(Position(g.file_id(), g.offset) for g in gens[:-1]),
+            known,
+        )
+
+    def _publish(self, position: Position | None) -> None:
+        draining_rest = 0
+        cur_key: tuple[int, int] | None = None
+        cur_offset = cur_rest = 0
+        cur = self._follow.current
+        try:
+            for gen in self._follow.draining:
+                draining_rest += gen.unread()
+            if cur is not None:
+                cur_key = cur.key
+                cur_offset = cur.offset
+                cur_rest = cur.unread()
+        except OSError:
+            pass
+        with self._lock:
+            self._position = position
+            self._lag_snapshot = (cur_key, cur_offset, cur_rest, draining_rest)
