@@ -125,6 +125,15 @@ class Follower:
             self.adopt_missed(batch, exclude=set() if cur is None else {cur.key})
         if cur is None:
             return
+        same = next((g for g in self.draining if g.key == cur.key), None)
+        if same is not None:
+            # Already being read as a rotated generation (a resume took the file at the path
+            # for one whose inode it reuses, both first lines incomplete): a second descriptor
+            # would read its lines twice, so that generation is the current one.
+            cur.close()
+            self.draining.remove(same)
+            same.deadline = None
+            cur = same
         self.current = cur
         self.siblings.remember(cur.key, cur.fp)
 

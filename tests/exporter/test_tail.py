@@ -14,7 +14,7 @@ import pytest
 
 from log_exporter.tail import Tailer
 from log_exporter.testing import ManualClock, ManualWakeup
-from log_exporter.values import NO_FILE, Batch, Position
+from log_exporter.values import NO_FILE, Batch, FileId, Position
 from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 
 
@@ -252,3 +252,31 @@ def test_run_follows_by_periodic_stat_without_file_events(tmp_path: Path) -> Non
         thread.join(DEADLINE)
     assert not thread.is_alive()
     assert wakeup.waits == pytest.approx([0.05] * len(wakeup.waits)), "waits of poll_interval"
+
+
+def test_resume_with_a_rotated_entry_naming_the_file_at_the_path_reads_it_once(
+    tmp_path: Path,
+) -> None:
+    """A saved rotated generation whose inode the file at the path reuses is read only once.
+
+    The filesystem hands a deleted generation's inode to the next file; when both first lines
+    were incomplete at the save, the saved rotated entry matches the new file exactly. It was
+    opened as a rotated generation and again as the current file, and every line was counted
+    twice. The position is built here as such a save leaves it, so the test does not depend on
+    the filesystem reusing inodes.
+    """
+    path = tmp_path / "app.jsonl"
+    path.write_bytes(b'{"seq":1,')
+    st = os.stat(path)
+    same = FileId(st.st_dev, st.st_ino, "")
+    # The saved current generation (deleted since, so not found) and the one whose inode the
+    # file at the path now has.
+    gone = FileId(st.st_dev, st.st_ino + 1_000_000, "0" * 32)
+    resume = Position(gone, 138, rotated=(Position(same, 0),), known=(same, gone))
+    tailer = Tailer(path, resume=resume, rotation_grace=3600.0, clock=ManualClock())
+    # Resumed while the first line is still incomplete, as after the save.
+    assert tailer.poll().lines == []
+    append(path, b'"event":"x"}\n' + line(2) + b"\n" + line(3) + b"\n")
+    lines = tailer.poll().lines + tailer.poll().lines
+    tailer.close()
+    assert lines == [b'{"seq":1,"event":"x"}', line(2), line(3)]
