@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.parse import event_time
-from log_exporter.pipeline import Pipeline
+from log_exporter.pipeline import Pipeline, Steps
 from log_exporter.sources import FileReader, ReplayError, Source
 
 __all__ = [
@@ -88,86 +87,58 @@ def replay_steps(
     """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
 
     ``emit(T)`` is called when the store holds exactly the effect of every line before the first
-    event stamped after T: it is the moment to snapshot the sample stamped T. An event without a
-    usable timestamp takes the previous event's time; one stamped earlier than the previous
-    event is counted at the previous event's time (the log's order decides, as in ``serve``).
-    The last call is at the last event's time.
+    event stamped after T: it is the moment to snapshot the sample stamped T (with
+    ``snapshot_unlocked``: the pipeline holds the store's lock). An event without a usable
+    timestamp takes the previous event's time; one stamped earlier than the previous event is
+    counted at the previous event's time (the log's order decides, as in ``serve``). The last
+    call is at the last event's time.
     """
     stats = ReplayStats()
-    store = pipeline.store
-    accept = pipeline.accept
-    apply = pipeline.apply
-    lines = store.lines
-    now: float | None = None  # the time of the latest event, never decreasing
     k = 0  # the next boundary is k * step
-    boundary = math.inf
+
+    def cross(t: float) -> float:
+        # Every boundary before the event stamped t gets its sample, then the next one is due.
+        nonlocal k
+        if stats.first_time is None:
+            stats.first_time = t
+            k = math.ceil(t / step)
+        while t > k * step:
+            emit(k * step)
+            stats.steps += 1
+            k += 1
+        return k * step
+
+    steps = Steps(cross)
+    feed_steps = pipeline.feed_steps
+    store = pipeline.store
     done = 0
     for source in sources:
         reader = FileReader(source, max_line_bytes)
-        file_bytes = 0  # bytes read from this file
-        line_bytes = 0  # bytes of its lines counted so far, each with the line
         try:
             for batch in reader.batches():
-                lines["oversized"] += batch.oversized
-                file_bytes += batch.bytes_read
-                # The final line of a file without its newline: its bytes are all that is left.
-                newline = 1 if batch.bytes_read else 0
-                for raw in batch.lines:
-                    nbytes = len(raw) + newline
-                    line_bytes += nbytes
-                    event = accept(raw)
-                    if event is None:
-                        store.bytes_read += nbytes
-                        continue
-                    t = event_time(event)
-                    if t is None:
-                        stats.untimed += 1
-                    else:
-                        store.last_event_timestamp = t
-                        if now is not None and t < now:
-                            stats.late += 1
-                        elif now is None:
-                            stats.first_time = t
-                            k = math.ceil(t / step)
-                            boundary = k * step
-                            now = t
-                        else:
-                            now = t
-                    if now is not None and now > boundary:
-                        # ``accept`` already counted this line; the samples before it must not.
-                        lines["parsed"] -= 1
-                        try:
-                            while now > boundary:
-                                emit(boundary)
-                                stats.steps += 1
-                                k += 1
-                                boundary = k * step
-                        finally:
-                            lines["parsed"] += 1
-                    store.bytes_read += nbytes
-                    apply(event)
+                feed_steps(batch, steps)
                 stats.lines += len(batch.lines) + batch.oversized
-                progress.update(done + reader.raw_done, int(lines["parsed"]))
+                progress.update(done + reader.raw_done, int(store.lines["parsed"]))
         except OSError as exc:
             raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
         finally:
             reader.close()
-        # What no line carried (oversized lines) counts at the end of the file, so the counter
-        # never goes down and ends at the bytes read, as with ``serve``.
-        store.bytes_read += file_bytes - line_bytes
+        pipeline.end_file(steps)
         done += source.size
         stats.files += 1
         if reader.damage is not None:
             stats.damage.append(reader.damage)
+    now = steps.now
     if now is not None:
-        while boundary <= now:
-            emit(boundary)
+        while k * step <= now:
+            emit(k * step)
             stats.steps += 1
             k += 1
-            boundary = k * step
         if (k - 1) * step != now:
             emit(now)
             stats.steps += 1
+    stats.untimed = steps.untimed
+    stats.late = steps.late
     stats.last_time = now
     return stats
 
