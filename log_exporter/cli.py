@@ -110,82 +110,21 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Exit 0 done; 1 done, but a file was damaged (the output is still written); 2 bad input."""
     # Imported here so that other subcommands do not pay for replay's machinery.
-    import math
-
-    from prometheus_client import CollectorRegistry, generate_latest
-
-    from log_exporter.collector import StoreCollector, families
-    from log_exporter.openmetrics import SpillingWriter
-    from log_exporter.pipeline import Pipeline
-    from log_exporter.progress import Progress
-    from log_exporter.replay import replay_final, replay_steps, summary, write_output
-    from log_exporter.sources import ReplayError, open_sources
-    from log_exporter.spec import SpecError, compile_spec, default_spec_text, load_spec
-    from log_exporter.store import Store
-
-    def fail(message: str) -> int:
-        print(f"log-exporter replay: {message}", file=sys.stderr)
-        return EXIT_CONFIG
-
-    step: float = args.step
-    if not (math.isfinite(step) and step >= 0.001):
-        return fail(f"--step must be a number of seconds >= 0.001, not {step}")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if args.output != "-" and not os.access(out_dir, os.W_OK | os.X_OK):
-        # Found out now, not after a long replay whose result could not be kept.
-        return fail(f"{args.output}: cannot write into {out_dir}")
-    try:
-        if args.spec:
-            with open(args.spec, encoding="utf-8") as f:
-                spec = load_spec(f.read(), args.spec)
-        else:
-            spec = load_spec(default_spec_text(), "sustainbot.toml (built in)")
-        sources = open_sources(args.files)
-    except (OSError, UnicodeDecodeError) as exc:
-        return fail(f"{args.spec}: cannot read the spec: {getattr(exc, 'strerror', None) or exc}")
-    except SpecError as exc:
-        return fail("\n".join(exc.errors))
-    except ReplayError as exc:
-        return fail(str(exc))
-
-    # `replay --cloudwatch` ships the files to CloudWatch instead (docs/cloudwatch.md).
     from log_exporter.cloudwatch.hook import run_replay
+    from log_exporter.replay import ReplayOptions, run
 
-    shipped = run_replay(args, spec)
-    if shipped is not None:
-        return shipped
-
-    store = Store(spec.definitions)
-    pipeline = Pipeline(compile_spec(spec), store)
-    progress = Progress(sys.stderr, sum(s.size for s in sources), enabled=not args.quiet)
-    try:
-        if args.format == "prometheus":
-            stats = replay_final(sources, pipeline, progress)
-            registry = CollectorRegistry()
-            registry.register(StoreCollector(store))
-            text = generate_latest(registry)
-            write_output(args.output, lambda out: out.write(text), sys.stdout.buffer)
-        else:
-            with SpillingWriter() as writer:
-
-                def emit(t: float) -> None:
-                    writer.add(families(store.snapshot_unlocked()), t)
-
-                stats = replay_steps(sources, pipeline, step, emit, progress)
-                write_output(args.output, writer.write, sys.stdout.buffer)
-    except ReplayError as exc:
-        return fail(str(exc))
-    except OSError as exc:
-        return fail(f"{args.output}: cannot write: {exc.strerror or exc}")
-    progress.finish(sum(s.size for s in sources), int(store.lines["parsed"]))
-    for damage in stats.damage:
-        print(f"log-exporter replay: {damage}", file=sys.stderr)
-    if not args.quiet:
-        print(f"log-exporter replay: {summary(stats)}", file=sys.stderr)
-    if args.format == "openmetrics" and stats.last_time is None:
-        print("log-exporter replay: no event has a usable timestamp: no samples", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_ERROR if stats.damage else EXIT_OK
+    return run(
+        ReplayOptions(
+            files=args.files,
+            spec=args.spec,
+            format=args.format,
+            step=args.step,
+            output=args.output,
+            quiet=args.quiet,
+            # `replay --cloudwatch` ships the files to CloudWatch instead (docs/cloudwatch.md).
+            cloudwatch=lambda spec: run_replay(args, spec),
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,14 +1,15 @@
-"""Prometheus metric families from a ``Store``, built at scrape time.
+"""The exporter's Prometheus collectors: the store's metrics and self-metrics, and serve's own.
 
 A scrape copies the store under its lock (``Store.snapshot``) and renders outside it, so a scrape
 never stalls ingestion for long. ``families`` also serves replay, which renders snapshots it took
-between events.
+between events. Every self-metric's name, type, help and labels come from ``selfmetrics``.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,10 +21,35 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from log_exporter import __version__
+from log_exporter import __version__, selfmetrics
+from log_exporter.selfmetrics import (
+    BUILD_INFO,
+    BYTES_READ,
+    FILE_ROTATIONS,
+    FILE_TRUNCATIONS,
+    INVALID_VALUES,
+    IO_ERRORS,
+    LAG_BYTES,
+    LAST_EVENT_TIMESTAMP,
+    LINES,
+    RESUME_MISSES,
+    SERIES,
+    SERIES_OVERFLOW,
+    SPEC_RELOADS,
+    STATE_LOAD_FAILURES,
+    STATE_SAVES,
+)
 from log_exporter.store import LINE_RESULTS, MetricSnapshot, Snapshot, Store
 
-__all__ = ["StoreCollector", "build_info_family", "families"]
+__all__ = [
+    "ServeCollector",
+    "ServeValues",
+    "StateValues",
+    "StoreCollector",
+    "build_info_family",
+    "families",
+    "serve_families",
+]
 
 Extra = Callable[[], Iterable[Metric]]
 
@@ -31,9 +57,8 @@ Extra = Callable[[], Iterable[Metric]]
 class StoreCollector(Collector):
     """A custom collector for a registry: the store's metrics and the exporter's self-metrics.
 
-    ``extra`` is called at each scrape for families only its owner knows (the server passes
-    ``log_exporter_lag_bytes``). ``log_exporter_build_info`` is included unless ``build_info`` is
-    False.
+    ``extra`` is called at each scrape for families only its owner knows (and is not described).
+    ``log_exporter_build_info`` is included unless ``build_info`` is False.
     """
 
     def __init__(self, store: Store, extra: Extra | None = None, build_info: bool = True) -> None:
@@ -48,14 +73,18 @@ class StoreCollector(Collector):
         if self._extra is not None:
             yield from self._extra()
 
+    def describe(self) -> list[Metric]:
+        """The families ``collect`` yields, without values: the spec's, then the self-metrics."""
+        out = [_family(MetricSnapshot(d, {}, 0)) for d in self._store.definitions]
+        out += [m.described() for m in selfmetrics.STORE if m is not BUILD_INFO]
+        if self._build_info:
+            out.append(BUILD_INFO.described())
+        return out
+
 
 def build_info_family() -> Metric:
     """``log_exporter_build_info{version,python}`` = 1."""
-    info = InfoMetricFamily(
-        "log_exporter_build",
-        "log-exporter's version and the Python it runs on.",
-        labels=("version", "python"),
-    )
+    info = BUILD_INFO.info_family()
     info.add_metric((__version__, platform.python_version()), {})
     return info
 
@@ -64,53 +93,19 @@ def families(snap: Snapshot) -> list[Metric]:
     """Every metric family of a snapshot: the spec's metrics, then the self-metrics."""
     out = [_family(m) for m in snap.metrics]
 
-    lines = CounterMetricFamily(
-        "log_exporter_lines_total", "Lines read, by result.", labels=("result",)
-    )
+    lines = LINES.family()
     for result in LINE_RESULTS:
         lines.add_metric((result,), snap.lines.get(result, 0.0))
     out.append(lines)
-    out.append(
-        CounterMetricFamily(
-            "log_exporter_bytes_read_total", "Bytes consumed from the log.", value=snap.bytes_read
-        )
-    )
-    out.append(
-        CounterMetricFamily(
-            "log_exporter_file_rotations_total",
-            "Rotations of the log noticed.",
-            value=snap.rotations,
-        )
-    )
-    out.append(
-        CounterMetricFamily(
-            "log_exporter_file_truncations_total",
-            "Truncations of the log noticed.",
-            value=snap.truncations,
-        )
-    )
+    out.append(BYTES_READ.family(snap.bytes_read))
+    out.append(FILE_ROTATIONS.family(snap.rotations))
+    out.append(FILE_TRUNCATIONS.family(snap.truncations))
     if snap.last_event_timestamp is not None:
         # Absent until an event with a valid timestamp is seen, so no alert fires on a fake 0.
-        out.append(
-            GaugeMetricFamily(
-                "log_exporter_last_event_timestamp_seconds",
-                "Timestamp of the latest event read, in Unix seconds.",
-                value=snap.last_event_timestamp,
-            )
-        )
-    invalid = CounterMetricFamily(
-        "log_exporter_invalid_values_total",
-        "Observations skipped because the value was missing, not a number, negative or infinite.",
-        labels=("metric",),
-    )
-    overflow = CounterMetricFamily(
-        "log_exporter_series_overflow_total",
-        "Events counted in a metric's __overflow__ series because its series cap was reached.",
-        labels=("metric",),
-    )
-    series = GaugeMetricFamily(
-        "log_exporter_series", "Series a metric currently has.", labels=("metric",)
-    )
+        out.append(LAST_EVENT_TIMESTAMP.family(snap.last_event_timestamp))
+    invalid = INVALID_VALUES.family()
+    overflow = SERIES_OVERFLOW.family()
+    series = SERIES.family()
     for m in snap.metrics:
         d = m.definition
         skipped = snap.invalid_values.get(d.name, 0.0)
@@ -123,6 +118,60 @@ def families(snap: Snapshot) -> list[Metric]:
         series.add_metric((d.name,), float(len(m.series)))
     out += [invalid, overflow, series]
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class StateValues:
+    """serve's numbers about its state file, shown only when it has one."""
+
+    saves: Mapping[str, float]  # by result, in the order shown
+    load_failures: float
+    resume_misses: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServeValues:
+    """serve's own numbers at one scrape (the tailer's, the reloads', the state file's)."""
+
+    lag_bytes: float
+    io_errors: float
+    spec_reloads: Mapping[str, float]  # by result, in the order shown
+    state: StateValues | None = None
+
+
+class ServeCollector(Collector):
+    """serve's own self-metrics (lag, I/O errors, reloads, state file), from ``values()``.
+
+    ``values`` is called once per scrape, from the scrape's thread.
+    """
+
+    def __init__(self, values: Callable[[], ServeValues]) -> None:
+        self._values = values
+
+    def collect(self) -> Iterator[Metric]:
+        yield from serve_families(self._values())
+
+    def describe(self) -> list[Metric]:
+        return [m.described() for m in selfmetrics.SERVE]
+
+
+def serve_families(values: ServeValues) -> Iterator[Metric]:
+    """serve's self-metric families holding ``values``; the state file's only with one."""
+    yield LAG_BYTES.family(float(values.lag_bytes))
+    yield IO_ERRORS.family(float(values.io_errors))
+    reloads = SPEC_RELOADS.family()
+    for result, count in values.spec_reloads.items():
+        reloads.add_metric([result], float(count))
+    yield reloads
+    state = values.state
+    if state is not None:
+        saves = STATE_SAVES.family()
+        for result, count in state.saves.items():
+            saves.add_metric([result], float(count))
+        yield saves
+        yield STATE_LOAD_FAILURES.family(float(state.load_failures))
+        # Logged at start too, but a log line is easily missed: a loss must be alertable.
+        yield RESUME_MISSES.family(float(state.resume_misses))
 
 
 def _family(m: MetricSnapshot) -> Metric:

@@ -1,7 +1,15 @@
-"""The shared code path of ``serve`` and ``replay``: lines -> parse -> spec program -> store."""
+"""Lines into the store for serve and replay: the one place that parses, counts and applies them.
+
+Every self-counter of reading (lines by result, bytes, rotations, truncations, the last event's
+time) is counted here and written with ``Store.record``; what a blank or malformed line is comes
+from ``parse.parse_line``, whose fast path is inlined in the loops below.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -11,7 +19,29 @@ from log_exporter.spec import Program
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Steps"]
+
+
+@dataclass(slots=True)
+class Steps:
+    """Where a feed in steps (``Pipeline.feed_steps``) stands in event time, across batches.
+
+    ``now`` is the latest event time reached, never decreasing (None before the first timed
+    event). An event stamped before ``now`` is ``late`` and counts at ``now``; an event without a
+    usable timestamp is ``untimed`` and counts at ``now`` too. Before an event stamped after
+    ``boundary`` is counted, ``cross(t)`` is called with its time while the store holds exactly
+    the lines before it (and the store's lock is held: snapshot with ``snapshot_unlocked``);
+    ``cross`` returns the next boundary, at or after ``t``. The first timed event always crosses.
+    """
+
+    cross: Callable[[float], float]
+    boundary: float = -math.inf
+    now: float | None = None
+    untimed: int = 0
+    late: int = 0
+    # Bytes read from the current file that no counted line carried (oversized lines): the
+    # file's end counts them (``Pipeline.end_file``).
+    unclaimed_bytes: int = 0
 
 
 class Pipeline:
@@ -67,48 +97,107 @@ class Pipeline:
                         if fn is not None:
                             fn(event)
             finally:
-                lines = store.lines
-                lines["parsed"] += parsed
-                lines["malformed"] += malformed
-                lines["oversized"] += batch.oversized
-                store.bytes_read += batch.bytes_read
-                store.rotations += batch.rotations
-                store.truncations += batch.truncations
+                ts = None
                 if last is not None:
                     ts = event_time(last)
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
                         ts = _latest_event_time(batch.lines)
-                    if ts is not None:
-                        store.last_event_timestamp = ts
+                store.record(
+                    parsed,
+                    malformed,
+                    batch.oversized,
+                    batch.bytes_read,
+                    batch.rotations,
+                    batch.truncations,
+                    ts,
+                )
 
-    def accept(self, raw: bytes) -> dict[str, Any] | None:
-        """Parse and count one line; the event to ``apply``, or None when there is none.
+    def feed_steps(self, batch: Batch, steps: Steps) -> None:
+        """Apply a batch line by line in event time, calling ``steps.cross`` at its boundaries.
 
-        Does not take the lock, count bytes or set the last-event timestamp: the caller (replay)
-        holds the lock if anyone reads concurrently, and sets ``store.last_event_timestamp``
-        from ``parse.event_time``, which it needs for its own stepping anyway.
+        The lines of every file of one replay go through here in order, then ``end_file``. Each
+        line counts with its own bytes (its length plus the newline, which the final line of a
+        file may lack), so a snapshot taken in ``cross`` holds exactly the lines before the
+        crossing event; only oversized lines count at the batch's start, and their bytes at the
+        file's end. The last-event time is already the crossing event's when ``cross`` is called.
         """
-        lines = self.store.lines
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            event = parse_line(raw)
-            if event is None:
-                return None
-        if type(event) is not dict:
-            lines["malformed"] += 1
-            return None
-        lines["parsed"] += 1
-        return event
+        store = self.store
+        dispatch_get = self._dispatch.get
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        cross = steps.cross
+        boundary = steps.boundary
+        now = steps.now
+        untimed = 0
+        late = 0
+        # Counted since the last write into the store.
+        parsed = 0
+        malformed = 0
+        oversized = batch.oversized
+        nbytes = 0
+        last_ts: float | None = None
+        # The final line of a file without its newline: its bytes are all that is left.
+        newline = 1 if batch.bytes_read else 0
+        claimed = 0
+        with store.lock:
+            try:
+                for raw in batch.lines:
+                    size = len(raw) + newline
+                    claimed += size
+                    try:
+                        event = loads(raw)
+                    except decode_error:
+                        event = parse_line(raw)
+                        if event is None:
+                            nbytes += size
+                            continue
+                        if event is MALFORMED:
+                            malformed += 1
+                            nbytes += size
+                            continue
+                    if type(event) is not dict:
+                        malformed += 1
+                        nbytes += size
+                        continue
+                    t = event_time(event)
+                    if t is None:
+                        untimed += 1
+                    else:
+                        last_ts = t
+                        if now is not None and t < now:
+                            late += 1
+                        else:
+                            if t > boundary:
+                                store.record(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                                parsed = malformed = oversized = nbytes = 0
+                                last_ts = None
+                                boundary = cross(t)
+                            now = t
+                    parsed += 1
+                    nbytes += size
+                    et = event.get("event")
+                    if type(et) is str:
+                        fn = dispatch_get(et)
+                        if fn is not None:
+                            fn(event)
+            finally:
+                store.record(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                steps.boundary = boundary
+                steps.now = now
+                steps.untimed += untimed
+                steps.late += late
+                steps.unclaimed_bytes += batch.bytes_read - claimed
 
-    def apply(self, event: dict[str, Any]) -> None:
-        """Derive an accepted event's metrics into the store (caller holds the lock if needed)."""
-        et = event.get("event")
-        if type(et) is str:
-            fn = self._dispatch.get(et)
-            if fn is not None:
-                fn(event)
+    def end_file(self, steps: Steps) -> None:
+        """Count the bytes of the file just fed in steps that no line carried (oversized lines).
+
+        At the file's end, so ``log_exporter_bytes_read_total`` never goes down and ends at the
+        bytes read, as with ``feed``.
+        """
+        with self.store.lock:
+            self.store.record(bytes_read=steps.unclaimed_bytes)
+        steps.unclaimed_bytes = 0
 
 
 def _latest_event_time(lines: list[bytes]) -> float | None:

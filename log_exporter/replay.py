@@ -1,7 +1,10 @@
-"""Replay of historical log files into the serve code path: final values, or samples in time.
+"""``log-exporter replay``: historical log files through the serve code path, as final values or
+samples in time.
 
-The files come from ``sources`` (plain or gzip, oldest first); their lines go through the same
-``Pipeline`` as ``serve``. This module adds only the stepping in time and the output file.
+``run`` is the whole command (checks, spec, sources, CloudWatch, format, output, summary, exit
+code). The files come from ``sources`` (plain or gzip, oldest first); their lines go through the
+same ``Pipeline`` as ``serve``, which counts them. This module adds the stepping in time and the
+output file.
 """
 
 from __future__ import annotations
@@ -9,23 +12,140 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol, TextIO
 
-from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.parse import event_time
-from log_exporter.pipeline import Pipeline
-from log_exporter.sources import FileReader, ReplayError, Source
+from prometheus_client import CollectorRegistry, generate_latest
+
+from log_exporter.collector import StoreCollector, families
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, MAX_LINE_BYTES
+from log_exporter.openmetrics import SpillingWriter
+from log_exporter.pipeline import Pipeline, Steps
+from log_exporter.progress import Progress
+from log_exporter.sources import FileReader, ReplayError, Source, open_sources
+from log_exporter.spec import Spec, SpecError, compile_spec, default_spec_text, load_spec
+from log_exporter.store import Store
 
 __all__ = [
+    "ReplayOptions",
     "ReplayStats",
     "replay_final",
     "replay_steps",
+    "run",
     "summary",
     "write_output",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """What the command line asks of a replay."""
+
+    files: Sequence[str]
+    spec: str | None = None
+    format: Literal["prometheus", "openmetrics"] = "prometheus"
+    step: float = 60.0
+    output: str = "-"
+    quiet: bool = False
+    # ``replay --cloudwatch``: ships the files instead and returns the exit code, or returns None
+    # when the flag is off (see log_exporter.cloudwatch.hook.run_replay).
+    cloudwatch: Callable[[Spec], int | None] | None = None
+
+
+def run(
+    options: ReplayOptions, *, stdout: BinaryIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """The whole command; exit 0 done, 1 done but something was lost, 2 nothing done.
+
+    1: a file was damaged (the output is still written), or no event of an openmetrics replay
+    has a usable timestamp. 2: a bad ``--step``, output, spec or input file, found before
+    anything is written. ``stdout`` and ``stderr`` default to the process's.
+    """
+    out = sys.stdout.buffer if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+
+    def fail(message: str) -> int:
+        print(f"log-exporter replay: {message}", file=err)
+        return EXIT_CONFIG
+
+    step = options.step
+    if not (math.isfinite(step) and step >= 0.001):
+        return fail(f"--step must be a number of seconds >= 0.001, not {step}")
+    out_dir = os.path.dirname(os.path.abspath(options.output))
+    if options.output != "-" and not os.access(out_dir, os.W_OK | os.X_OK):
+        # Found out now, not after a long replay whose result could not be kept.
+        return fail(f"{options.output}: cannot write into {out_dir}")
+    try:
+        spec = _read_spec(options.spec)
+        sources = open_sources(options.files)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return fail(f"{options.spec}: cannot read the spec: {reason}")
+    except SpecError as exc:
+        return fail("\n".join(exc.errors))
+    except ReplayError as exc:
+        return fail(str(exc))
+
+    if options.cloudwatch is not None:
+        shipped = options.cloudwatch(spec)
+        if shipped is not None:
+            return shipped
+
+    store = Store(spec.definitions)
+    pipeline = Pipeline(compile_spec(spec), store)
+    total = sum(s.size for s in sources)
+    progress = Progress(err, total, enabled=not options.quiet)
+    try:
+        stats = _replay_to_output(options, sources, pipeline, progress, out)
+    except ReplayError as exc:
+        return fail(str(exc))
+    except OSError as exc:
+        return fail(f"{options.output}: cannot write: {exc.strerror or exc}")
+    progress.finish(total, int(store.lines["parsed"]))
+    for damage in stats.damage:
+        print(f"log-exporter replay: {damage}", file=err)
+    if not options.quiet:
+        print(f"log-exporter replay: {summary(stats)}", file=err)
+    if options.format == "openmetrics" and stats.last_time is None:
+        print("log-exporter replay: no event has a usable timestamp: no samples", file=err)
+        return EXIT_ERROR
+    return EXIT_ERROR if stats.damage else EXIT_OK
+
+
+def _read_spec(path: str | None) -> Spec:
+    if not path:
+        return load_spec(default_spec_text(), "sustainbot.toml (built in)")
+    with open(path, encoding="utf-8") as f:
+        return load_spec(f.read(), path)
+
+
+def _replay_to_output(
+    options: ReplayOptions,
+    sources: Sequence[Source],
+    pipeline: Pipeline,
+    progress: Progress,
+    stdout: BinaryIO,
+) -> ReplayStats:
+    """Replay in the asked format and write the output; ReplayError or OSError when it fails."""
+    if options.format == "prometheus":
+        stats = replay_final(sources, pipeline, progress)
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(pipeline.store))
+        text = generate_latest(registry)
+        write_output(options.output, lambda out: out.write(text), stdout)
+        return stats
+    store = pipeline.store
+    with SpillingWriter() as writer:
+
+        def emit(t: float) -> None:
+            writer.add(families(store.snapshot_unlocked()), t)
+
+        stats = replay_steps(sources, pipeline, options.step, emit, progress)
+        write_output(options.output, writer.write, stdout)
+    return stats
 
 
 @dataclass(slots=True)
@@ -88,86 +208,58 @@ def replay_steps(
     """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
 
     ``emit(T)`` is called when the store holds exactly the effect of every line before the first
-    event stamped after T: it is the moment to snapshot the sample stamped T. An event without a
-    usable timestamp takes the previous event's time; one stamped earlier than the previous
-    event is counted at the previous event's time (the log's order decides, as in ``serve``).
-    The last call is at the last event's time.
+    event stamped after T: it is the moment to snapshot the sample stamped T (with
+    ``snapshot_unlocked``: the pipeline holds the store's lock). An event without a usable
+    timestamp takes the previous event's time; one stamped earlier than the previous event is
+    counted at the previous event's time (the log's order decides, as in ``serve``). The last
+    call is at the last event's time.
     """
     stats = ReplayStats()
-    store = pipeline.store
-    accept = pipeline.accept
-    apply = pipeline.apply
-    lines = store.lines
-    now: float | None = None  # the time of the latest event, never decreasing
     k = 0  # the next boundary is k * step
-    boundary = math.inf
+
+    def cross(t: float) -> float:
+        # Every boundary before the event stamped t gets its sample, then the next one is due.
+        nonlocal k
+        if stats.first_time is None:
+            stats.first_time = t
+            k = math.ceil(t / step)
+        while t > k * step:
+            emit(k * step)
+            stats.steps += 1
+            k += 1
+        return k * step
+
+    steps = Steps(cross)
+    feed_steps = pipeline.feed_steps
+    store = pipeline.store
     done = 0
     for source in sources:
         reader = FileReader(source, max_line_bytes)
-        file_bytes = 0  # bytes read from this file
-        line_bytes = 0  # bytes of its lines counted so far, each with the line
         try:
             for batch in reader.batches():
-                lines["oversized"] += batch.oversized
-                file_bytes += batch.bytes_read
-                # The final line of a file without its newline: its bytes are all that is left.
-                newline = 1 if batch.bytes_read else 0
-                for raw in batch.lines:
-                    nbytes = len(raw) + newline
-                    line_bytes += nbytes
-                    event = accept(raw)
-                    if event is None:
-                        store.bytes_read += nbytes
-                        continue
-                    t = event_time(event)
-                    if t is None:
-                        stats.untimed += 1
-                    else:
-                        store.last_event_timestamp = t
-                        if now is not None and t < now:
-                            stats.late += 1
-                        elif now is None:
-                            stats.first_time = t
-                            k = math.ceil(t / step)
-                            boundary = k * step
-                            now = t
-                        else:
-                            now = t
-                    if now is not None and now > boundary:
-                        # ``accept`` already counted this line; the samples before it must not.
-                        lines["parsed"] -= 1
-                        try:
-                            while now > boundary:
-                                emit(boundary)
-                                stats.steps += 1
-                                k += 1
-                                boundary = k * step
-                        finally:
-                            lines["parsed"] += 1
-                    store.bytes_read += nbytes
-                    apply(event)
+                feed_steps(batch, steps)
                 stats.lines += len(batch.lines) + batch.oversized
-                progress.update(done + reader.raw_done, int(lines["parsed"]))
+                progress.update(done + reader.raw_done, int(store.lines["parsed"]))
         except OSError as exc:
             raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
         finally:
             reader.close()
-        # What no line carried (oversized lines) counts at the end of the file, so the counter
-        # never goes down and ends at the bytes read, as with ``serve``.
-        store.bytes_read += file_bytes - line_bytes
+        pipeline.end_file(steps)
         done += source.size
         stats.files += 1
         if reader.damage is not None:
             stats.damage.append(reader.damage)
+    now = steps.now
     if now is not None:
-        while boundary <= now:
-            emit(boundary)
+        while k * step <= now:
+            emit(k * step)
             stats.steps += 1
             k += 1
-            boundary = k * step
         if (k - 1) * step != now:
             emit(now)
             stats.steps += 1
+    stats.untimed = steps.untimed
+    stats.late = steps.late
     stats.last_time = now
     return stats
 

@@ -1,8 +1,10 @@
 """Metric state: the values derived so far, series caps, and the exporter's own counters.
 
 Knows nothing of files, events or HTTP. The compiled spec program writes into the per-metric
-state objects directly (that is the hot path); everything else reads a ``snapshot()`` taken under
-``lock``, or a ``dump()`` for the state file.
+state objects directly (that is the hot path); the self-counters of reading (lines, bytes,
+rotations, truncations, the last event's time) change only through ``record``, which only the
+pipeline calls; everything else reads them, a ``snapshot()`` taken under ``lock``, or a ``dump()``
+for the state file.
 
 Counter and gauge series map a label tuple to a float. A histogram series is a list of
 per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from log_exporter.limits import OVERFLOW
@@ -203,14 +206,63 @@ class Store:
     def __init__(self, definitions: Sequence[MetricDef]) -> None:
         self.lock = threading.Lock()
         self.states: dict[str, MetricState] = {}
-        self.lines: dict[str, float] = dict.fromkeys(LINE_RESULTS, 0.0)
-        self.bytes_read = 0.0
-        self.rotations = 0.0
-        self.truncations = 0.0
-        self.last_event_timestamp: float | None = None
+        self._lines: dict[str, float] = dict.fromkeys(LINE_RESULTS, 0.0)
+        self._bytes_read = 0.0
+        self._rotations = 0.0
+        self._truncations = 0.0
+        self._last_event_timestamp: float | None = None
         # Keyed by metric name: observations skipped for an invalid value.
         self.invalid_values: dict[str, float] = {}
         self._install(definitions, {})
+
+    # -- the self-counters of reading ---------------------------------------------------------
+
+    def record(
+        self,
+        parsed: int = 0,
+        malformed: int = 0,
+        oversized: int = 0,
+        bytes_read: int = 0,
+        rotations: int = 0,
+        truncations: int = 0,
+        last_event_timestamp: float | None = None,
+    ) -> None:
+        """Add a stretch of reading to the self-counters (the pipeline's call, ``lock`` held).
+
+        ``last_event_timestamp`` replaces the current value unless None. Nothing else changes
+        these counters, so what a line counts as is decided in one place: the pipeline.
+        """
+        lines = self._lines
+        lines["parsed"] += parsed
+        lines["malformed"] += malformed
+        lines["oversized"] += oversized
+        self._bytes_read += bytes_read
+        self._rotations += rotations
+        self._truncations += truncations
+        if last_event_timestamp is not None:
+            self._last_event_timestamp = last_event_timestamp
+
+    @property
+    def lines(self) -> Mapping[str, float]:
+        """Lines read by result (``LINE_RESULTS``), read-only."""
+        return MappingProxyType(self._lines)
+
+    @property
+    def bytes_read(self) -> float:
+        return self._bytes_read
+
+    @property
+    def rotations(self) -> float:
+        return self._rotations
+
+    @property
+    def truncations(self) -> float:
+        return self._truncations
+
+    @property
+    def last_event_timestamp(self) -> float | None:
+        """The latest event time read, in Unix seconds; None before any timed event."""
+        return self._last_event_timestamp
 
     def _install(self, definitions: Sequence[MetricDef], keep: dict[str, MetricState]) -> None:
         states: dict[str, MetricState] = {}
@@ -260,11 +312,11 @@ class Store:
                 metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed))
         return Snapshot(
             metrics=tuple(metrics),
-            lines=dict(self.lines),
-            bytes_read=self.bytes_read,
-            rotations=self.rotations,
-            truncations=self.truncations,
-            last_event_timestamp=self.last_event_timestamp,
+            lines=dict(self._lines),
+            bytes_read=self._bytes_read,
+            rotations=self._rotations,
+            truncations=self._truncations,
+            last_event_timestamp=self._last_event_timestamp,
             invalid_values=dict(self.invalid_values),
         )
 
@@ -294,12 +346,12 @@ class Store:
         return {
             "version": DUMP_VERSION,
             "metrics": metrics,
-            "lines": {k: _num_out(v) for k, v in self.lines.items()},
-            "bytes_read": _num_out(self.bytes_read),
-            "rotations": _num_out(self.rotations),
-            "truncations": _num_out(self.truncations),
+            "lines": {k: _num_out(v) for k, v in self._lines.items()},
+            "bytes_read": _num_out(self._bytes_read),
+            "rotations": _num_out(self._rotations),
+            "truncations": _num_out(self._truncations),
             "last_event_timestamp": (
-                None if self.last_event_timestamp is None else _num_out(self.last_event_timestamp)
+                None if self._last_event_timestamp is None else _num_out(self._last_event_timestamp)
             ),
             "invalid_values": {k: _num_out(v) for k, v in self.invalid_values.items()},
         }
@@ -335,8 +387,8 @@ class Store:
                 s.series.update(series)
                 s.overflowed = overflowed
                 s._recount(s.series)
-        self.lines.update(lines)
-        self.bytes_read, self.rotations, self.truncations, self.last_event_timestamp = counters
+        self._lines.update(lines)
+        self._bytes_read, self._rotations, self._truncations, self._last_event_timestamp = counters
         for name, v in invalid.items():
             if name in self.invalid_values:
                 self.invalid_values[name] = v

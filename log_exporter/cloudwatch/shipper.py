@@ -200,24 +200,33 @@ class Shipper:
         self._line_bytes += len(raw) + 1
         self._line_count += 1
         read_ms = int(self._clock() * 1000)
-        event = parse_line(raw)
-        when: float | None = None
-        if type(event) is dict:
-            when = event_time(event)
+        # Blank, malformed or an event by the one rule the pipeline counts lines with.
+        parsed = parse_line(raw)
+        if parsed is None:
+            self._skip(position)
+            return
+        event = parsed if type(parsed) is dict else None
+        when = None if event is None else event_time(event)
         timestamp_ms = round(when * 1000) if when is not None else read_ms
         log_event = make_event(raw, timestamp_ms, position)
         if log_event is None:
-            self._builder.note_position(position)
-            self._dirty = self._dirty or position is not None
+            # Whitespace parse_line does not take for blank (Unicode spaces, \x1c-\x1f) gets here:
+            # a malformed line, with nothing to ship either.
+            self._skip(position)
             return
         if not self._builder.fits(log_event):
             self.ship_logs()
         self._builder.add(log_event)
         if self._first_pending is None:
             self._first_pending = self._clock()
-        if type(event) is dict:
+        if event is not None:
             ts = timestamp_ms / 1000.0
             self._pending_obs.extend((obs, ts) for obs in self._derive(event))
+
+    def _skip(self, position: Position | None) -> None:
+        """Move the cursor past a line with nothing to ship."""
+        self._builder.note_position(position)
+        self._dirty = self._dirty or position is not None
 
     def note_position(self, position: Position | None) -> None:
         """Advance the cursor past bytes that produced no line (oversized, rotation)."""

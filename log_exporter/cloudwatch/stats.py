@@ -10,8 +10,10 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+
+from log_exporter import selfmetrics as sm
 
 
 @dataclass(slots=True)
@@ -90,64 +92,32 @@ class ShipperStats:
 
 
 class CloudWatchCollector(Collector):
-    """Exposes ShipperStats as ``log_exporter_cloudwatch_*`` metric families."""
+    """Exposes ShipperStats as the ``log_exporter_cloudwatch_*`` families of ``selfmetrics``."""
 
     def __init__(self, stats: ShipperStats) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats.snapshot()
-        p = "log_exporter_cloudwatch_"
-        yield CounterMetricFamily(
-            p + "events_shipped", "Log events CloudWatch Logs acknowledged.", value=s.events_shipped
-        )
-        yield CounterMetricFamily(
-            p + "truncated_events",
-            "Log events cut to the 256 KiB event limit (shipped with a marker).",
-            value=s.truncated_events,
-        )
-        yield CounterMetricFamily(
-            p + "datums_sent", "Metric datums acknowledged by PutMetricData.", value=s.datums_sent
-        )
-        requests = CounterMetricFamily(
-            p + "requests", "CloudWatch API calls by API and result.", labels=["api", "result"]
-        )
+        yield sm.CLOUDWATCH_EVENTS_SHIPPED.family(s.events_shipped)
+        yield sm.CLOUDWATCH_TRUNCATED_EVENTS.family(s.truncated_events)
+        yield sm.CLOUDWATCH_DATUMS_SENT.family(s.datums_sent)
+        requests = sm.CLOUDWATCH_REQUESTS.family()
         for (api, result), n in sorted(s.requests.items()):
             requests.add_metric([api, result], n)
         yield requests
-        yield CounterMetricFamily(
-            p + "retries",
-            "CloudWatch calls retried after throttling, 5xx or connection errors.",
-            value=s.retries,
-        )
-        rejected = CounterMetricFamily(
-            p + "rejected_events",
-            "Log events not stored by CloudWatch, by reason (never retried).",
-            labels=["reason"],
-        )
+        yield sm.CLOUDWATCH_RETRIES.family(s.retries)
+        rejected = sm.CLOUDWATCH_REJECTED_EVENTS.family()
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
-        excluded = CounterMetricFamily(
-            p + "excluded_datums",
-            "Metric datums not sent, by reason (outside the 14-day/2-hour window, invalid).",
-            labels=["reason"],
-        )
+        excluded = sm.CLOUDWATCH_EXCLUDED_DATUMS.family()
         for reason, n in sorted(s.datums_excluded.items()):
             excluded.add_metric([reason], n)
         yield excluded
-        yield GaugeMetricFamily(
-            p + "backlog_bytes",
-            "Bytes of the log not yet acknowledged by CloudWatch.",
-            value=s.backlog_bytes,
-        )
-        yield GaugeMetricFamily(
-            p + "backlog_events",
-            "Estimated lines not yet acknowledged (backlog bytes / mean line size).",
-            value=s.backlog_events,
-        )
-        yield GaugeMetricFamily(
-            p + "last_success_timestamp_seconds",
-            "Unix time of the last call CloudWatch acknowledged (0 before the first).",
-            value=s.last_success,
-        )
+        yield sm.CLOUDWATCH_BACKLOG_BYTES.family(s.backlog_bytes)
+        yield sm.CLOUDWATCH_BACKLOG_EVENTS.family(s.backlog_events)
+        yield sm.CLOUDWATCH_LAST_SUCCESS.family(s.last_success)
+
+    def describe(self) -> list[Metric]:
+        return [m.described() for m in sm.CLOUDWATCH]

@@ -320,3 +320,20 @@ def test_blank_line_is_not_an_event() -> None:
     """Blank and whitespace-only lines ship nothing."""
     assert make_event(b"   \r", 0) is None
     assert make_event(b"", 0) is None
+
+
+def test_shipper_classifies_lines_as_the_pipeline_counts_them() -> None:
+    """A line the pipeline takes for blank ships nothing; a malformed one ships as it is, at the
+    time it was read; an event ships at its own timestamp; each is one line read."""
+    h = Harness(now=T0 + timedelta(minutes=5))
+    h.expect_puts(1)
+    stamp = T0.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    event = b'{"event":"auth.failed","timestamp":"%s"}' % stamp.encode()
+    h.ship([b"", b"\xef\xbb\xbf \t\r", b"[1, 2]", event, b"\xc2\xa0"])
+    (events,) = h.puts()
+    # A batch goes out in time order: the event's own time is earlier than the reading time.
+    assert [(e["message"], e["timestamp"]) for e in events] == [
+        (event.decode(), int(T0.timestamp() * 1000)),
+        ("[1, 2]", int(h.now * 1000)),
+    ]
+    assert h.shipper.summary.lines == 5

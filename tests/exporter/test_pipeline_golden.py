@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
-from log_exporter.pipeline import Pipeline
+from log_exporter.pipeline import Pipeline, Steps
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
@@ -67,18 +67,55 @@ def test_line_by_line_batches_give_the_same_exposition() -> None:
     assert _render(store).decode() == EXPECTED.read_text()
 
 
-def test_replay_path_accept_apply_matches_feed() -> None:
-    """Replay's accept/apply path derives the same metrics and line counts as serve's feed."""
+def test_replay_path_in_steps_matches_feed() -> None:
+    """Replay's path in steps (feed_steps, end_file) derives the same metrics and self-counters
+    as serve's feed."""
     data = CONTRACT.read_bytes()
     fed_pipeline, fed = _pipeline()
-    fed_pipeline.feed(Batch(_lines(data)))
+    fed_pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
     replay_pipeline, replayed = _pipeline()
+    steps = Steps(lambda t: t)
     for line in _lines(data):
-        event = replay_pipeline.accept(line)
-        if event is not None:
-            replay_pipeline.apply(event)
-    replayed.last_event_timestamp = fed.last_event_timestamp
+        replay_pipeline.feed_steps(Batch([line], bytes_read=len(line) + 1), steps)
+    replay_pipeline.end_file(steps)
     assert _render(replayed) == _render(fed)
+
+
+def test_a_step_boundary_sees_exactly_the_lines_before_the_crossing_event() -> None:
+    """When an event stamped after the boundary arrives, the store holds every line before it
+    (blank and malformed ones included, oversized ones of the batch too) and not that event,
+    except that the last-event time is already the crossing event's."""
+    lines = [
+        b'{"event":"auth.failed","failure_type":"a","timestamp":"2026-02-01T14:30:00.000Z"}',
+        b"not json",
+        b"",
+        b'{"event":"auth.failed","failure_type":"a"}',
+        b'{"event":"auth.failed","failure_type":"b","timestamp":"2026-02-01T14:31:00.500Z"}',
+    ]
+    pipeline, store = _pipeline()
+    seen: list[tuple[float, dict[str, float], float, float | None]] = []
+
+    def cross(t: float) -> float:
+        snap = store.snapshot_unlocked()
+        seen.append((t, dict(snap.lines), snap.bytes_read, snap.last_event_timestamp))
+        return 1769956260.0  # 14:31:00, the next boundary after the first event
+
+    steps = Steps(cross)
+    pipeline.feed_steps(Batch(lines, oversized=1, bytes_read=500), steps)
+    first, second = seen
+    assert first == (1769956200.0, {"parsed": 0, "malformed": 0, "oversized": 1}, 0, 1769956200.0)
+    before = sum(len(line) + 1 for line in lines[:4])
+    assert second == (
+        1769956260.5,
+        {"parsed": 2, "malformed": 1, "oversized": 1},
+        before,
+        1769956260.5,
+    )
+    assert (steps.now, steps.untimed, steps.late) == (1769956260.5, 1, 0)
+    assert store.lines["parsed"] == 3
+    assert store.bytes_read == before + len(lines[4]) + 1
+    pipeline.end_file(steps)
+    assert store.bytes_read == 500
 
 
 def test_golden_exposition_passes_promtool() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pty
 import random
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from log_exporter.cli import main
+from log_exporter.replay import ReplayOptions, run
+from log_exporter.spec import Spec
 from tests.support.replay_model import (
     expected,
     make_items,
@@ -68,6 +71,39 @@ def test_rotated_gzipped_shuffled_set_equals_the_golden_exposition(tmp_path: Pat
         code, text = replay(tmp_path, *(tmp_path / f"sustainbot.jsonl{s}" for s in order))
         assert code == 0
         assert without_build_info(text) == golden, f"order {order}"
+
+
+def test_run_writes_to_the_streams_it_is_given() -> None:
+    """``replay.run``, the command without its argument parsing, writes the exposition to the
+    stdout and the summary to the stderr it is given and returns the exit code."""
+    out, err = io.BytesIO(), io.StringIO()
+    code = run(ReplayOptions(files=[str(FIXTURES / "contract.jsonl")]), stdout=out, stderr=err)
+    assert code == 0
+    golden = (FIXTURES / "contract.expected.prom").read_text("utf-8")
+    assert without_build_info(out.getvalue().decode()) == golden
+    assert err.getvalue() == "log-exporter replay: replayed 49 lines from 1 files\n"
+
+
+def test_cloudwatch_replay_takes_over_once_the_inputs_are_checked(tmp_path: Path) -> None:
+    """With ``--cloudwatch`` the shipping hook gets the loaded spec after the inputs were
+    checked, its exit code is the command's, and no output file is written."""
+    out = tmp_path / "out.prom"
+    shipped: list[Spec] = []
+
+    def ship(spec: Spec) -> int:
+        shipped.append(spec)
+        return 1
+
+    log = str(FIXTURES / "contract.jsonl")
+    options = ReplayOptions(files=[log], output=str(out), cloudwatch=ship)
+    assert run(options, stderr=io.StringIO()) == 1
+    assert len(shipped) == 1 and shipped[0].metrics
+    assert not out.exists()
+    err = io.StringIO()
+    missing = ReplayOptions(files=[log, str(tmp_path / "gone")], cloudwatch=ship)
+    assert run(missing, stderr=err) == 2
+    assert len(shipped) == 1, "a missing file stops the replay before the hook"
+    assert "gone" in err.getvalue()
 
 
 def test_generated_rotated_set_equals_the_model(tmp_path: Path) -> None:

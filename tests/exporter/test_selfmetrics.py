@@ -1,0 +1,129 @@
+"""The self-metrics table: every collector's families come from it, are described without
+values, and render exactly as the reviewed expositions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from log_exporter import selfmetrics
+from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
+from log_exporter.collector import ServeCollector, ServeValues, StateValues, StoreCollector
+from log_exporter.pipeline import Pipeline
+from log_exporter.spec import compile_spec, load_default_spec
+from log_exporter.store import Store
+from log_exporter.values import Batch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _store_collector() -> StoreCollector:
+    """The contract fixture through the real data path, so every store family has samples."""
+    data = (FIXTURES / "contract.jsonl").read_bytes()
+    spec = load_default_spec()
+    store = Store(spec.definitions)
+    Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))
+    return StoreCollector(store)
+
+
+def _serve_values() -> ServeValues:
+    return ServeValues(
+        lag_bytes=14,
+        io_errors=5,
+        spec_reloads={"success": 1, "failure": 2},
+        state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
+    )
+
+
+def _shipper_stats() -> ShipperStats:
+    stats = ShipperStats()
+    stats.request("PutLogEvents", "success")
+    stats.request("PutMetricData", "error")
+    stats.request("PutLogEvents", "success")
+    stats.retry()
+    stats.reject({"window_too_old": 2, "invalid_request": 1})
+    stats.exclude_datums({"too_new": 3})
+    stats.shipped(10, 1, 1769900000.5)
+    stats.sent_datums(4, 1769900001.25)
+    stats.backlog(123, 4)
+    return stats
+
+
+def _render(collector: Collector) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry)
+
+
+def _shape(families: list[Metric]) -> list[tuple[str, str, str]]:
+    return [(m.name, m.type, m.documentation) for m in families]
+
+
+COLLECTORS = {
+    "store": _store_collector,
+    "serve": lambda: ServeCollector(_serve_values),
+    "cloudwatch": lambda: CloudWatchCollector(_shipper_stats()),
+}
+
+
+@pytest.mark.parametrize("which", sorted(COLLECTORS))
+def test_describe_gives_the_families_of_collect_without_values(which: str) -> None:
+    """Each collector describes exactly the families it collects (name, type, help, in order),
+    with no samples: what client_python's registry reads at registration."""
+    collector = COLLECTORS[which]()
+    described = collector.describe()
+    assert all(not m.samples for m in described)
+    assert _shape(described) == _shape(list(collector.collect()))
+
+
+def test_every_self_metric_comes_from_the_table() -> None:
+    """The log_exporter_* families all collectors give are the table's, in the table's order,
+    each with the type, help and label names declared there."""
+    collected = [
+        m
+        for make in COLLECTORS.values()
+        for m in make().collect()
+        if m.name.startswith("log_exporter_")
+    ]
+    table = [m.described() for m in selfmetrics.SELF_METRICS]
+    assert _shape(collected) == _shape(table)
+    declared = {m.described().name: m.labels for m in selfmetrics.SELF_METRICS}
+    for family in collected:
+        label_names = {k for s in family.samples for k in s.labels}
+        assert label_names <= set(declared[family.name]), family.name
+    names = [m.name for m in selfmetrics.SELF_METRICS]
+    assert len(set(names)) == len(names)
+
+
+def test_serve_families_render_as_reviewed() -> None:
+    """serve's own families (lag, I/O errors, reloads, state file) render byte for byte as the
+    exposition serve gave before the table existed."""
+    expected = (FIXTURES / "serve_families.expected.prom").read_bytes()
+    assert _render(ServeCollector(_serve_values)) == expected
+
+
+def test_serve_families_without_a_state_file_leave_the_state_out() -> None:
+    """Without a state file serve shows no state saves, load failures or resume misses."""
+    values = ServeValues(lag_bytes=0, io_errors=0, spec_reloads={"success": 0, "failure": 0})
+    text = _render(ServeCollector(lambda: values)).decode()
+    assert "log_exporter_spec_reloads_total" in text
+    assert "state" not in text and "resume" not in text
+
+
+def test_cloudwatch_families_render_as_reviewed() -> None:
+    """The shipper's families render byte for byte as they did before the table existed."""
+    expected = (FIXTURES / "cloudwatch_families.expected.prom").read_bytes()
+    assert _render(CloudWatchCollector(_shipper_stats())) == expected
+
+
+def test_registering_a_self_metric_twice_is_refused() -> None:
+    """Because collectors describe themselves, a registry refuses a second collector of the same
+    families at registration instead of serving them twice."""
+    registry = CollectorRegistry()
+    registry.register(ServeCollector(_serve_values))
+    with pytest.raises(ValueError, match="log_exporter_lag_bytes"):
+        registry.register(ServeCollector(_serve_values))
