@@ -8,7 +8,7 @@ between events. Every self-metric's name, type, help and labels come from ``self
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -51,27 +51,21 @@ __all__ = [
     "serve_families",
 ]
 
-Extra = Callable[[], Iterable[Metric]]
-
 
 class StoreCollector(Collector):
     """A custom collector for a registry: the store's metrics and the exporter's self-metrics.
 
-    ``extra`` is called at each scrape for families only its owner knows (and is not described).
     ``log_exporter_build_info`` is included unless ``build_info`` is False.
     """
 
-    def __init__(self, store: Store, extra: Extra | None = None, build_info: bool = True) -> None:
+    def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
-        self._extra = extra
         self._build_info = build_info
 
     def collect(self) -> Iterator[Metric]:
         yield from families(self._store.snapshot())
         if self._build_info:
             yield build_info_family()
-        if self._extra is not None:
-            yield from self._extra()
 
     def describe(self) -> list[Metric]:
         """The families ``collect`` yields, without values: the spec's, then the self-metrics."""

@@ -17,20 +17,18 @@ import logging
 import os
 import platform
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
 
 from log_exporter import __version__, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
-from log_exporter.collector import StoreCollector
+from log_exporter.collector import ServeCollector, ServeValues, StateValues, StoreCollector
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
@@ -149,7 +147,8 @@ class Service:
             max_line_bytes=options.max_line_bytes,
         )
         self.registry = CollectorRegistry()
-        self.registry.register(StoreCollector(self.store, extra=self._extra_families))
+        self.registry.register(StoreCollector(self.store))
+        self.registry.register(ServeCollector(self._serve_values))
         try:
             self.server = MetricsServer(
                 self.registry,
@@ -251,44 +250,20 @@ class Service:
         log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
         return True
 
-    def _extra_families(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "log_exporter_lag_bytes",
-            "Bytes written to the log but not read yet.",
-            value=float(self.tailer.lag_bytes()),
+    def _serve_values(self) -> ServeValues:
+        keeper = self.keeper
+        return ServeValues(
+            lag_bytes=float(self.tailer.lag_bytes()),
+            io_errors=float(self.tailer.io_errors),
+            spec_reloads=self.reloads,
+            state=None
+            if keeper is None
+            else StateValues(
+                saves=keeper.saves_total,
+                load_failures=float(keeper.state_file.load_failures),
+                resume_misses=float(self.tailer.resume_misses),
+            ),
         )
-        yield CounterMetricFamily(
-            "log_exporter_io_errors_total",
-            "I/O errors while reading the log (each retried).",
-            value=float(self.tailer.io_errors),
-        )
-        reloads = CounterMetricFamily(
-            "log_exporter_spec_reloads_total",
-            "Spec reloads on SIGHUP, by result.",
-            labels=["result"],
-        )
-        for result, count in self.reloads.items():
-            reloads.add_metric([result], float(count))
-        yield reloads
-        if self.keeper is not None:
-            saves = CounterMetricFamily(
-                "log_exporter_state_saves_total", "State file saves, by result.", labels=["result"]
-            )
-            for result, count in self.keeper.saves_total.items():
-                saves.add_metric([result], float(count))
-            yield saves
-            yield CounterMetricFamily(
-                "log_exporter_state_load_failures_total",
-                "State files found unusable at start (the exporter then started fresh).",
-                value=float(self.keeper.state_file.load_failures),
-            )
-            # Logged at start too, but a log line is easily missed: a loss must be alertable.
-            yield CounterMetricFamily(
-                "log_exporter_resume_misses_total",
-                "Saved generations not found at start (e.g. compressed while stopped); "
-                "their unread tail, if any, was not read.",
-                value=float(self.tailer.resume_misses),
-            )
 
     # -- lifecycle ----------------------------------------------------------------------------
 

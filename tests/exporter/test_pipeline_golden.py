@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import StoreCollector
+from log_exporter.collector import ServeCollector, ServeValues, StoreCollector
 from log_exporter.pipeline import Pipeline, Steps
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
@@ -208,15 +208,15 @@ def test_build_info_names_version_and_python() -> None:
     assert registry.get_sample_value("log_exporter_build_info", labels) == 1
 
 
-def test_extra_families_from_server_are_exposed() -> None:
-    """Gauges only the server knows (lag) appear on the same page."""
-    from prometheus_client.core import GaugeMetricFamily
-
+def test_serve_families_appear_on_the_same_page() -> None:
+    """Numbers only serve knows (lag, I/O errors, reloads) appear beside the store's metrics."""
     _, store = _pipeline()
     registry = CollectorRegistry()
-    lag = GaugeMetricFamily("log_exporter_lag_bytes", "Bytes not read yet.", value=42)
-    registry.register(StoreCollector(store, extra=lambda: [lag]))
+    registry.register(StoreCollector(store))
+    values = ServeValues(lag_bytes=42.0, io_errors=0.0, spec_reloads={"success": 1.0})
+    registry.register(ServeCollector(lambda: values))
     assert registry.get_sample_value("log_exporter_lag_bytes") == 42
+    assert registry.get_sample_value("log_exporter_spec_reloads_total", {"result": "success"}) == 1
 
 
 def test_last_event_timestamp_absent_until_an_event_has_one() -> None:
