@@ -4,8 +4,9 @@
 makes a blocking connect hang), then one background thread sends each connection the next byte
 of a request every ``interval`` seconds: the header block a byte at a time (slowloris) or, with
 ``body=True``, the headers at once and then a body that never completes. A connection the server
-closes is opened again, as a real attacker would, at most ``max_reconnects`` times in all. The
-helper stops by itself after ``max_seconds``, and only ever connects to a loopback address.
+closes is opened again, as a real attacker would, at most ``reconnects_per_second`` and
+``max_reconnects`` times in all. The helper stops by itself after ``max_seconds``, and only
+ever connects to a loopback address.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class SlowClients:
         body: bool = False,
         max_seconds: float = 120.0,
         max_reconnects: int = 20_000,
+        reconnects_per_second: float = 200.0,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"slow clients only connect to loopback addresses, not {host}")
@@ -69,6 +71,8 @@ class SlowClients:
         self.port, self.count, self.host = port, count, host
         self.interval, self.request, self.body = interval, request, body
         self.max_seconds, self.max_reconnects = max_seconds, max_reconnects
+        self.reconnects_per_second = reconnects_per_second
+        self._to_reopen = 0
         self.stats = Stats()
         self._conns: dict[int, _Conn] = {}
         self._selector = selectors.DefaultSelector()
@@ -127,9 +131,9 @@ class SlowClients:
     def _lost(self, conn: _Conn) -> None:
         self.stats.closed_by_server += 1
         self._close(conn)
-        if self.stats.reconnects < self.max_reconnects and not self._stop.is_set():
-            self.stats.reconnects += 1
-            self._open()
+        # Reopened at the next drip, at a bounded rate: a client reconnecting in a tight loop
+        # would measure how fast the two processes can trade connections, not the server.
+        self._to_reopen += 1
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -163,6 +167,12 @@ class SlowClients:
                 for conn in list(self._conns.values()):
                     if conn.connected:
                         self._send(conn)
+                budget = max(1, int(self.reconnects_per_second * self.interval))
+                while self._to_reopen and budget and self.stats.reconnects < self.max_reconnects:
+                    self._to_reopen -= 1
+                    budget -= 1
+                    self.stats.reconnects += 1
+                    self._open()
 
     def _send(self, conn: _Conn, *, first: bool = False) -> None:
         if first and self.body:
