@@ -3,8 +3,8 @@
 Run by hand: ``.venv/bin/python benchmarks/service.py [--requests N] [--rounds N]``.
 
 The same app (``create_app(settings, writer=...)``, the real routes, auth, governance and
-workflows) is served three ways, each by gunicorn with ``sustainbot serve``'s worker model
-(gthread, 2 workers x 4 threads by default) in a process of its own:
+workflows) is served three ways, each by gunicorn with ``sustainbot serve``'s settings
+(``sustainbot.serving.gunicorn_options``: gevent workers, 2 by default) in a process of its own:
 
 * ``file``: the real ``EventWriter`` on a file in a temporary directory, as in production;
 * ``devnull``: the real ``EventWriter`` on /dev/null: every event is built, serialized and
@@ -100,7 +100,7 @@ MIX: tuple[tuple[str, dict[str, Any], int], ...] = (
 def serve(variant: str, directory: Path, workers: int, threads: int) -> None:
     """Build the app around the variant's writer and serve it with gunicorn until SIGTERM."""
     from sustainbot.app import create_app
-    from sustainbot.cli import run_gunicorn
+    from sustainbot.serving import gunicorn_options, run_gunicorn
 
     app = create_app(Settings(jwt_secret=SECRET), writer=make_writer(variant, directory))
 
@@ -108,15 +108,8 @@ def serve(variant: str, directory: Path, workers: int, threads: int) -> None:
         for listener in server.LISTENERS:
             print(f"listening on {listener}", flush=True)
 
-    options = {
-        "bind": "127.0.0.1:0",
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
-        "accesslog": None,
-        "loglevel": "warning",
-        "when_ready": announce,
-    }
+    del threads  # the gevent worker has no thread count; kept for the command line
+    options = gunicorn_options("127.0.0.1:0", workers, loglevel="warning", when_ready=announce)
 
     run_gunicorn(app, options)
 
@@ -327,7 +320,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measurements per variant")
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--threads", type=int, default=4, help="ignored (gevent workers)")
     parser.add_argument("--emits", type=int, default=20_000, help="emits per in-process timing")
     parser.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
@@ -386,7 +379,7 @@ def main() -> None:
     cpu_of = {v: statistics.median(cpu_per_request[v]) for v in VARIANTS}
     size = f"{args.seconds:g} s" if use_wrk else f"{args.requests} requests"
     print(
-        f"service: {args.workers} gunicorn workers x {args.threads} threads; load: "
+        f"service: {args.workers} gunicorn gevent workers; load: "
         f"{'wrk' if use_wrk else 'Python threads'}, {args.clients} keep-alive connections, "
         f"{size} x {args.rounds} rounds per variant"
     )

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import ssl
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +39,14 @@ _CLIENT_AUTH = {
 _TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 _TOP_KEYS = {"tls_server_config", "basic_auth_users"}
 _TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
-# A valid bcrypt hash of a random password: checked when the user is unknown so that a wrong user
-# name costs the same time as a wrong password and does not reveal which names exist.
-_DUMMY_HASH = b"$2b$10$MzofnNQ8VqGEzYnTA00XtOrv60cuD/IoAZCMG18OXO9CCqvM7EzBa"
 # Only successful checks are cached, so the cache is bounded by the configured users; the cap is a
 # guard should a client cycle through many encodings of the same credentials.
 _CACHE_MAX = 256
+# Each check of a wrong password costs a bcrypt hash (48 ms of CPU at cost 10, 190 ms at 12): a
+# few at a time, so a flood of wrong tries cannot take every core. A try that finds no free slot
+# within CHECK_WAIT_SECONDS is refused like a wrong password; cached successes need no slot.
+MAX_CONCURRENT_CHECKS = 2
+CHECK_WAIT_SECONDS = 1.0
 
 
 class WebConfigError(Exception):
@@ -65,6 +69,13 @@ class WebConfig:
     source: str
     tls: TLSConfig | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    # Checked when the user is unknown, so that a wrong user name costs what a wrong password
+    # does and the answer time tells no one which names exist: a hash of a random password at
+    # the highest cost among the users (set by parse_web_config).
+    dummy_hash: bytes = b""
+    checks: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
+    )
     _ok: set[bytes] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -120,12 +131,18 @@ class WebConfig:
         if not sep:
             return False
         hashed = self.users.get(user)
+        if not self.dummy_hash:  # built without parse_web_config
+            self.dummy_hash = _dummy_for(self.users.values())
+        if not self.checks.acquire(timeout=CHECK_WAIT_SECONDS):
+            return False
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed if hashed is not None else _DUMMY_HASH)
+            ok = bcrypt.checkpw(password.encode(), hashed or self.dummy_hash)
         except ValueError:
             # The bcrypt library refuses passwords over 72 bytes rather than checking their first
             # 72; credentials it cannot check are refused like wrong ones, not a dropped request.
             return False
+        finally:
+            self.checks.release()
         ok = ok and hashed is not None
         if ok:
             with self._lock:
@@ -164,7 +181,14 @@ def parse_web_config(data: Any, *, source: str, base_dir: Path) -> WebConfig:
     users = data.get("basic_auth_users")
     if users is not None:
         config.users = _parse_users(users, source)
+        config.dummy_hash = _dummy_for(config.users.values())
     return config
+
+
+def _dummy_for(hashes: Iterable[bytes]) -> bytes:
+    """A bcrypt hash of a random password at the highest cost of ``hashes`` (10 if none)."""
+    cost = max((int(h[4:6]) for h in hashes), default=10)
+    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))
 
 
 def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:

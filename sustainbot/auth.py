@@ -97,6 +97,10 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
             raise AuthError("malformed", "token is not a well-formed JWT") from exc
+        except jwt.InvalidTokenError as exc:
+            # PyJWT checks some header parameters itself (a ``crit`` naming an extension it does
+            # not support, a ``kid`` that is not a string): well-formed, but not acceptable.
+            raise AuthError("invalid_token", "token header is not accepted") from exc
         if header.get("alg") != self.algorithm:
             # Covers alg=none and HS/RS confusion before any key is touched.
             raise AuthError("disallowed_algorithm", f"only {self.algorithm} tokens are accepted")

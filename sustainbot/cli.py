@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=5000, help="port, 0 for any free one")
     serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    serve.add_argument("--threads", type=int, default=4, help="threads per worker (default 4)")
+    # Kept so that existing command lines still work: the gevent worker (sustainbot.serving)
+    # serves each connection in a greenlet, so there is no thread count to set any more.
+    serve.add_argument(
+        "--threads", type=int, default=4, help="accepted for compatibility; has no effect"
+    )
 
     token = commands.add_parser("token", help="print a signed JWT for local use")
     token.add_argument("--actor", required=True, help="the person's name (token subject)")
@@ -70,6 +74,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     # Imported here so `sustainbot token` does not pay for Flask and gunicorn.
     from sustainbot.app import create_app
+    from sustainbot.serving import gunicorn_options, run_gunicorn
 
     try:
         app = create_app(settings)
@@ -84,15 +89,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     run_gunicorn(
-        app,
-        {
-            "bind": f"{args.host}:{args.port}",
-            "workers": args.workers,
-            "threads": args.threads,
-            "worker_class": "gthread",
-            "accesslog": None,  # the event log is the access log
-            "when_ready": _announce,
-        },
+        app, gunicorn_options(f"{args.host}:{args.port}", args.workers, when_ready=_announce)
     )
     return 0
 
@@ -102,26 +99,6 @@ def _announce(server: Any) -> None:
     # without racing for a free one.
     for listener in server.LISTENERS:
         print(f"sustainbot: listening on {listener}", flush=True)
-
-
-def run_gunicorn(application: Any, options: dict[str, Any]) -> None:
-    """Serve a WSGI application on gunicorn with these settings (also used by the benchmarks)."""
-    from gunicorn.app.base import BaseApplication
-
-    class GunicornServer(BaseApplication):  # type: ignore[misc]
-        # The app is built (and app.started written) once in the master; workers fork from it.
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
-            if "control_socket_disable" in self.cfg.settings:
-                # gunicorn >= 25 opens a control socket at one fixed path per user; two services
-                # (or parallel tests) would fight over it, and nothing here uses it.
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            return application
-
-    GunicornServer().run()
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ def _hs(secret: str | bytes, claims: dict[str, Any]) -> str:
     return _craft(header, claims, lambda data: hmac.new(key, data, hashlib.sha256).digest())
 
 
+def _hs_header(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """A token with this header, correctly signed with the service's secret."""
+    key = SECRET.encode()
+    return _craft(header, claims, lambda data: hmac.new(key, data, hashlib.sha256).digest())
+
+
 # Each case: (id, RS256 app?, issuer/audience configured?, token factory, expected failure_type)
 CASES: list[tuple[str, bool, bool, Callable[[tuple[str, str]], str], str]] = [
     (
@@ -155,6 +161,27 @@ CASES: list[tuple[str, bool, bool, Callable[[tuple[str, str]], str], str]] = [
         True,
         lambda _: _hs(SECRET, _claims(aud="sustainbot")),
         "missing_claim",
+    ),
+    (
+        "crit_names_an_unsupported_extension",
+        False,
+        False,
+        lambda _: _hs_header({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}, _claims()),
+        "invalid_token",
+    ),
+    (
+        "crit_not_a_list",
+        False,
+        False,
+        lambda _: _hs_header({"alg": "HS256", "crit": "exp"}, _claims()),
+        "invalid_token",
+    ),
+    (
+        "kid_not_a_string",
+        False,
+        False,
+        lambda _: _hs_header({"alg": "HS256", "kid": 7}, _claims()),
+        "invalid_token",
     ),
     ("garbage", False, False, lambda _: "this-is-not-a-jwt", "malformed"),
     ("garbage_three_segments", False, False, lambda _: "abc.def.ghi", "malformed"),

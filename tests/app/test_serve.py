@@ -4,124 +4,26 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support.app import REPO, SECRET, EventLog
-from tests.support.waits import wait_for
+from tests.support.app import REPO, EventLog
+from tests.support.service import BIN, Service, env_for, running, stop
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent / "sustainbot"
-STARTUP_DEADLINE = 60.0
-
-
-@dataclass
-class Service:
-    process: subprocess.Popen[str]
-    port: int
-    log: EventLog
-    env: dict[str, str]
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, json.loads(response.read() or b"{}")
-        finally:
-            conn.close()
-
-    def token(self, role: str, actor: str = "Dana Operator") -> str:
-        result = subprocess.run(
-            [str(BIN), "token", "--actor", actor, "--role", role],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        return result.stdout.strip()
-
-
-def _env(log_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUSTAINBOT_")}
-    env.update({"SUSTAINBOT_JWT_SECRET": SECRET, "JSON_LOG_PATH": str(log_path)})
-    return env
-
-
-def _wait_for_port(process: subprocess.Popen[str], stdout: Path) -> int:
-    """Poll serve's stdout file for the 'listening on' line it prints once the socket is bound."""
-
-    def announced() -> int | None:
-        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", stdout.read_text())
-        if match:
-            return int(match.group(1))
-        assert process.poll() is None, f"serve exited early: {stdout.read_text()}"
-        return None
-
-    return wait_for(announced, "sustainbot serve to report its port", timeout=STARTUP_DEADLINE)
-
-
-def _wait_healthy(service: Service) -> None:
-    def healthy() -> bool:
-        try:
-            if service.request("GET", "/healthz")[0] == 200:
-                return True
-        except OSError:
-            pass
-        assert service.process.poll() is None, "serve exited during startup"
-        return False
-
-    wait_for(healthy, "/healthz to answer 200", timeout=STARTUP_DEADLINE, interval=0.1)
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    log = EventLog(tmp_path / "logs" / "sustainbot.jsonl")
-    env = _env(log.path)
-    stdout = tmp_path / "serve.out"
-    with stdout.open("w") as out:
-        process = subprocess.Popen(
-            [str(BIN), "serve", "--port", "0", "--workers", "2", "--threads", "4"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=tmp_path,
-        )
-    try:
-        svc = Service(process, _wait_for_port(process, stdout), log, env)
-        _wait_healthy(svc)
+    with running(tmp_path, "--workers", "2", "--threads", "4") as svc:
         yield svc
-    finally:
-        _stop(process)
-    log.assert_valid()
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
 
 
 def _payload(mode: str, text: str, workflow: str = "generate_report") -> bytes:
@@ -136,7 +38,7 @@ def _payload(mode: str, text: str, workflow: str = "generate_report") -> bytes:
 
 def test_serve_refuses_to_start_without_jwt_key(tmp_path: Path) -> None:
     """Without a JWT secret or key, serve exits non-zero with a message saying what to set."""
-    env = _env(tmp_path / "e.jsonl")
+    env = env_for(tmp_path / "e.jsonl")
     del env["SUSTAINBOT_JWT_SECRET"]
     result = subprocess.run(
         [str(BIN), "serve", "--port", "0"], env=env, capture_output=True, text=True, timeout=60
@@ -252,7 +154,7 @@ def test_many_concurrent_clients_write_whole_lines(service: Service) -> None:
     assert len(statuses) == len(plan)
     assert all(status == expected[kind] for kind, status in statuses), Counter(statuses)
 
-    _stop(service.process)  # all workers flushed and gone before the log is read
+    stop(service.process)  # all workers flushed and gone before the log is read
     lines = service.log.lines()  # asserts the file ends in a newline
     events = [json.loads(line) for line in lines]  # a torn line would not parse
     executes = [e for e in events if e.get("endpoint") == "/workflows/governed/execute"]
@@ -274,7 +176,7 @@ def test_rotation_while_serving_loses_no_event(service: Service) -> None:
     service.log.path.rename(rotated)
     for _ in range(10):  # enough requests to reach both workers
         assert service.request("GET", "/workflows")[0] == 200
-    _stop(service.process)
+    stop(service.process)
     after = EventLog(service.log.path).of("http.request")
     assert [e["endpoint"] for e in after] == ["/workflows"] * 10
     before = EventLog(rotated).of("http.request")

@@ -11,7 +11,9 @@ Common to every area (the root conftest also offers them as fixtures):
 One area each: ``serve`` (the exporter as a process or in-process), ``tail`` (the tailing
 tests' reader), ``replay_model`` (generated logs and an independent model of their metrics),
 ``spec_model`` (a plain interpreter of the spec, the reference both compiled targets must match),
-``certs`` (TLS certificates), ``app`` (the SustainBot tests), ``stack`` (``sustainbot serve``
-for the end-to-end tests), ``cloudwatch`` and ``faultproxy`` (the CloudWatch emulator and a
-faulty network before it), ``deploy`` and ``event_history`` (the deployment tests).
+``certs`` (TLS certificates), ``app`` (the SustainBot tests), ``service`` (a real ``sustainbot
+serve`` for its process tests), ``slowclient`` (bounded slow and hostile clients on loopback),
+``stack`` (``sustainbot serve`` for the end-to-end tests), ``cloudwatch`` and ``faultproxy``
+(the CloudWatch emulator and a faulty network before it), ``deploy`` and ``event_history``
+(the deployment tests).
 """
