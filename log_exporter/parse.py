@@ -6,6 +6,7 @@ raises, whatever the bytes.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Final, final
 
@@ -14,6 +15,8 @@ import orjson
 __all__ = ["MALFORMED", "Malformed", "event_time", "parse_line"]
 
 _BOM: Final = b"\xef\xbb\xbf"
+# How orjson says a number does not fit a double; such a line is parsed by the standard library.
+_OUT_OF_RANGE: Final = "number is infinity when parsed as double"
 
 
 @final
@@ -39,23 +42,49 @@ def parse_line(raw: bytes) -> dict[str, Any] | Malformed | None:
     """
     try:
         event = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # The rare path: a BOM, a blank line, or a genuinely malformed one.
-        return _parse_slow(raw)
+    except orjson.JSONDecodeError as exc:
+        # The rare path: a BOM, a blank line, a number beyond a double, or a malformed line.
+        return _parse_slow(raw, exc)
     return event if type(event) is dict else MALFORMED
 
 
-def _parse_slow(raw: bytes) -> dict[str, Any] | Malformed | None:
+def _parse_slow(raw: bytes, error: orjson.JSONDecodeError) -> dict[str, Any] | Malformed | None:
     if raw.startswith(_BOM):
         raw = raw[3:]
         try:
             event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
+        except orjson.JSONDecodeError as exc:
+            error = exc
         else:
             return event if type(event) is dict else MALFORMED
+    if str(error).startswith(_OUT_OF_RANGE):
+        return _parse_out_of_range(raw)
     # bytes.strip() removes ASCII whitespace, \r included: whitespace-only means blank.
     return None if not raw.strip() else MALFORMED
+
+
+def _parse_out_of_range(raw: bytes) -> dict[str, Any] | Malformed:
+    """A line that is valid JSON but has a number beyond a double (``1e400``, 400 digits).
+
+    orjson refuses the whole line; the standard parser takes it, the number becoming an infinity
+    (or a big int), which a metric reading that field counts as an invalid value like any other.
+    A field no metric reads costs nothing. What orjson refuses for other reasons stays refused:
+    ``NaN``/``Infinity`` literals are rejected here too, and so are lone surrogates, which no
+    exposition could carry.
+    """
+    try:
+        event = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        if type(event) is not dict:
+            return MALFORMED
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
+        # ValueError covers JSONDecodeError and the rejected constants.
+        return MALFORMED
+    return event
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def event_time(event: dict[str, Any]) -> float | None:

@@ -31,7 +31,6 @@ def test_blank_line_is_skipped_not_malformed(raw: bytes) -> None:
         b"true",
         b'{"v": NaN}',
         b'{"v": Infinity}',
-        b'{"v": 1e999}',
         b'{"event": "a"} trailing',
         BOM + BOM + b'{"event": "a"}',
         b"\x00",
@@ -46,7 +45,6 @@ def test_blank_line_is_skipped_not_malformed(raw: bytes) -> None:
         "bool",
         "nan",
         "infinity",
-        "overflowing-number",
         "trailing-garbage",
         "two-boms",
         "nul",
@@ -103,3 +101,37 @@ def test_event_time_of_unusable_timestamp_is_none(ts: object) -> None:
     """A missing or unparsable timestamp yields None instead of an error."""
     assert event_time({"timestamp": ts}) is None
     assert event_time({}) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b'{"event": "a", "x": 1e400}', float("inf")),
+        (b'{"event": "a", "x": -1e400}', float("-inf")),
+        (b'{"event": "a", "x": ' + b"9" * 400 + b"}", int("9" * 400)),
+        (BOM + b'{"event": "a", "x": 1e400}', float("inf")),
+    ],
+    ids=["1e400", "minus-1e400", "400-digit-int", "bom-1e400"],
+)
+def test_number_beyond_a_double_keeps_the_event(raw: bytes, value: float) -> None:
+    """A number out of double range does not make the line malformed: the event is kept, with
+    the number as an infinity (or the big integer), for the metric reading it to judge."""
+    event = parse_line(raw)
+    assert isinstance(event, dict)
+    assert event == {"event": "a", "x": value}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event": "a", "x": 1e400, "y": NaN}',
+        b'{"event": "a", "x": 1e400, "y": "\\ud800"}',
+        b'{"event": "a", "x": 1e400',
+        b"[1e400]",
+    ],
+    ids=["nan-literal", "lone-surrogate", "unterminated", "not-an-object"],
+)
+def test_out_of_range_number_does_not_let_other_faults_through(raw: bytes) -> None:
+    """What orjson refuses besides the number (NaN literals, lone surrogates, broken JSON, a
+    non-object) is still malformed when the line also holds a number beyond a double."""
+    assert parse_line(raw) is MALFORMED

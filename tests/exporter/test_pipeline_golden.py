@@ -250,3 +250,30 @@ def test_last_event_without_timestamp_keeps_the_latest_timed_one(split: int) -> 
     registry.register(StoreCollector(store, build_info=False))
     expected = 1769956205.5  # 2026-02-01T14:30:05.500Z
     assert registry.get_sample_value("log_exporter_last_event_timestamp_seconds") == expected
+
+
+def test_number_beyond_a_double_is_an_invalid_value_not_a_malformed_line() -> None:
+    """A duration of 1e400 is counted as an invalid value of the metric that reads it, and a
+    400-digit number in a field no metric reads costs nothing: both events are still applied."""
+    pipeline, store = _pipeline()
+    pipeline.feed(
+        Batch(
+            [
+                b'{"event": "workflow.completed", "workflow_name": "generate_report",'
+                b' "drag_mode": "draft", "outcome": "success", "duration_seconds": 1e400}',
+                b'{"event": "auth.failed", "failure_type": "expired", "note": ' + b"7" * 400 + b"}",
+            ]
+        )
+    )
+    assert store.lines["parsed"] == 2
+    assert store.lines["malformed"] == 0
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    metric = "sustainbot_governed_workflow_duration_seconds"
+    assert registry.get_sample_value("log_exporter_invalid_values_total", {"metric": metric}) == 1
+    assert (
+        registry.get_sample_value(
+            "sustainbot_authentication_failures_total", {"failure_type": "expired"}
+        )
+        == 1
+    )
