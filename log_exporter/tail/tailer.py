@@ -13,6 +13,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from log_exporter.limits import MAX_LINE_BYTES
@@ -30,6 +31,81 @@ log = logging.getLogger("log_exporter.tail")
 _STOP_CHECK_SECONDS = 0.25
 
 
+@dataclass
+class _Kind:
+    """One kind of I/O error: when it was last logged, and its repeats left out since."""
+
+    logged_at: float
+    suppressed: int = 0
+
+
+class _IOWarnings:
+    """Logs each kind of I/O error (where, errno, file) at most once per ``interval``.
+
+    An error that lasts (EMFILE, EACCES) fails every poll, dozens a second; logging each would
+    flood the log. The first of a kind is logged, the repeats within ``interval`` are only
+    counted, and the next one logged after it says how many were left out (``suppressed``).
+    The first successful poll after a logged warning logs the recovery once, with the repeats
+    not reported yet. The caller's counter still counts every error.
+    """
+
+    def __init__(self, path: str, interval: float, clock: Callable[[], float]) -> None:
+        self._path = path
+        self._interval = interval
+        self._clock = clock
+        self._kinds: dict[tuple[str, int | str, str], _Kind] = {}  # (stage, errno, file)
+        self._unrecovered = False  # a warning was logged and no poll has succeeded since
+
+    def error(self, stage: Literal["starting to tail", "tailing"], exc: OSError) -> None:
+        filename = exc.filename if isinstance(exc.filename, str) else self._path
+        kind = (stage, exc.errno if exc.errno is not None else type(exc).__name__, filename)
+        now = self._clock()
+        seen = self._kinds.get(kind)
+        if seen is not None and now - seen.logged_at < self._interval:
+            seen.suppressed += 1
+            return
+        suppressed = seen.suppressed if seen is not None else 0
+        self._kinds[kind] = _Kind(now)
+        self._unrecovered = True
+        if suppressed:
+            log.warning(
+                "I/O error while %s %s: %s (will retry; %d more since the last such warning)",
+                stage,
+                self._path,
+                exc,
+                suppressed,
+                extra={"suppressed": suppressed},
+            )
+        else:
+            log.warning(
+                "I/O error while %s %s: %s (will retry)",
+                stage,
+                self._path,
+                exc,
+                extra={"suppressed": 0},
+            )
+
+    def ok(self) -> None:
+        if not self._unrecovered:
+            return
+        self._unrecovered = False
+        suppressed = sum(seen.suppressed for seen in self._kinds.values())
+        now = self._clock()
+        # Repeats are reported here, so the next warning counts from now; kinds not seen for an
+        # interval are forgotten (their next error would be logged at once anyway).
+        self._kinds = {
+            kind: _Kind(seen.logged_at)
+            for kind, seen in self._kinds.items()
+            if now - seen.logged_at < self._interval
+        }
+        log.info(
+            "tailing %s again after I/O errors (%d more since the last warning)",
+            self._path,
+            suppressed,
+            extra={"suppressed": suppressed},
+        )
+
+
 class Tailer:
     """Follows one file across rotations and yields its whole lines exactly once.
 
@@ -40,7 +116,9 @@ class Tailer:
 
     ``clock`` (monotonic seconds) times the grace periods, the forgetting of generations gone
     from the directory and the waits of ``run()``; ``wakeup`` is what ``run()`` waits on
-    (``FileEvents`` by default). Tests pass the fakes of ``log_exporter.testing`` to step a
+    (``FileEvents`` by default). An I/O error that repeats is logged once per
+    ``warning_interval`` seconds of ``clock``, the next warning saying how many it left out
+    (``io_errors`` counts them all). Tests pass the fakes of ``log_exporter.testing`` to step a
     tailer through grace periods without sleeping.
     """
 
@@ -57,6 +135,7 @@ class Tailer:
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wakeup: Wakeup | None = None,
+        warning_interval: float = 60.0,
     ) -> None:
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
@@ -70,6 +149,7 @@ class Tailer:
         self._poll_interval = poll_interval
         self._clock = clock
         self._wakeup: Wakeup = wakeup if wakeup is not None else FileEvents()
+        self._warnings = _IOWarnings(self.path, warning_interval, clock)
         self._follow = Follower(
             self.path,
             max_line_bytes=max_line_bytes,
@@ -146,7 +226,7 @@ class Tailer:
             self._begin(self._pending)
         except OSError as exc:
             self.io_errors += 1
-            log.warning("I/O error while starting to tail %s: %s (will retry)", self.path, exc)
+            self._warnings.error("starting to tail", exc)
         self._publish(self._make_position())
 
     def poll(self) -> Batch:
@@ -160,7 +240,9 @@ class Tailer:
             all_eof = self._follow.step(batch)
         except OSError as exc:
             self.io_errors += 1
-            log.warning("I/O error while tailing %s: %s (will retry)", self.path, exc)
+            self._warnings.error("tailing", exc)
+        else:
+            self._warnings.ok()
         self._more = not all_eof and self._follow.budget <= 0
         if all_eof:
             self._caught_up = True

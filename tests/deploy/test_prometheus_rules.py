@@ -18,6 +18,7 @@ EXPECTED_ALERTS = {
     "SustainBotNoEvents",
     "SustainBotExporterLostLinesOnResume",
     "SustainBotExporterStateSavesFailing",
+    "SustainBotExporterIOErrors",
 }
 
 

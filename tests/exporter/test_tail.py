@@ -185,6 +185,62 @@ def test_io_error_is_counted_and_retried(tmp_path: Path, monkeypatch: pytest.Mon
     assert reader.lines == [line(1), line(2)]
 
 
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(errno.EMFILE, "Too many open files"), (errno.EACCES, "Permission denied")],
+)
+def test_lasting_io_error_is_logged_once_a_minute_and_counted_every_time(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    code: int,
+    text: str,
+) -> None:
+    """An open that keeps failing, polled 8 times a second for three minutes, is counted 1440
+    times but warned of once a minute, each later warning saying how many it left out; the
+    first poll that succeeds says so once, with the repeats not reported yet."""
+    path = tmp_path / "app.jsonl"
+    append(path, line(1) + b"\n")
+    # Simulated: out of descriptors, or the file made unreadable (which root, running the tests,
+    # would read all the same), for the open of the log alone.
+    real_open = os.open
+
+    def failing_open(name: str | os.PathLike[str], flags: int, *args: int, **kw: int) -> int:
+        if os.fspath(name) == str(path):
+            raise OSError(code, text, os.fspath(name))
+        return real_open(name, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", failing_open)
+    clock = ManualClock()
+    reader = Reader(Tailer(path, clock=clock))
+    caplog.set_level("INFO", logger="log_exporter.tail")
+    for _ in range(1440):
+        assert reader.poll().lines == []
+        clock.advance(0.125)  # exact in binary: 480 polls a minute, without drift
+    assert reader.tailer.io_errors == 1440, "every error is counted"
+
+    warnings = [r for r in caplog.records if r.name == "log_exporter.tail"]
+    assert [r.levelname for r in warnings] == ["WARNING"] * 3, "at 0 s, 60 s and 120 s"
+    assert [getattr(r, "suppressed", None) for r in warnings] == [0, 479, 479]
+    assert warnings[0].getMessage() == (
+        f"I/O error while tailing {path}: [Errno {code}] {text}: '{path}' (will retry)"
+    )
+    assert "(will retry; 479 more since the last such warning)" in warnings[1].getMessage()
+
+    caplog.clear()
+    monkeypatch.setattr(os, "open", real_open)
+    for _ in range(10):
+        reader.poll()
+        clock.advance(0.125)
+    assert reader.lines == [line(1)]
+    recovered = [r for r in caplog.records if r.name == "log_exporter.tail"]
+    assert [(r.levelname, getattr(r, "suppressed", None)) for r in recovered] == [("INFO", 479)]
+    assert recovered[0].getMessage() == (
+        f"tailing {path} again after I/O errors (479 more since the last warning)"
+    )
+    assert reader.tailer.io_errors == 1440
+
+
 def _run_in_thread(tailer: Tailer) -> tuple[list[Batch], threading.Event, threading.Thread]:
     batches: list[Batch] = []
     stop = threading.Event()
