@@ -19,7 +19,6 @@ from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
 from log_exporter.spec import (
     Program,
-    Spec,
     compile_spec,
     convert_label,
     default_spec_text,
@@ -37,7 +36,10 @@ MODEL = SpecModel(SPEC)
 # most) cross, in ASCII and beyond it, so the model comparisons cover the bound too.
 SHORT = load_spec("label_value_max_bytes = 16\n" + default_spec_text(), "short.toml")
 SHORT_PROGRAM = compile_spec(SHORT)
-TARGETS = {"default": (SPEC, PROGRAM), "short": (SHORT, SHORT_PROGRAM)}
+TARGETS = {
+    "default": (SPEC, PROGRAM, MODEL),
+    "short": (SHORT, SHORT_PROGRAM, SpecModel(SHORT)),
+}
 EVENT_TYPES = sorted(PROGRAM.event_types)
 # The event types feeding a metric that CloudWatch publishes.
 PUBLISHED = sorted(PROGRAM.observers())
@@ -186,11 +188,6 @@ def test_derive_agrees_with_the_store(event: dict[str, Any]) -> None:
             assert sum(snap[m.name].series.values()) == 0
 
 
-def _target(which: str) -> tuple[Spec, Program, SpecModel]:
-    spec, program = TARGETS[which]
-    return spec, program, SpecModel(spec)
-
-
 @pytest.mark.parametrize("which", sorted(TARGETS))
 @given(events=st.lists(_typed_events(EVENT_TYPES), max_size=15))
 @settings(suppress_health_check=[HealthCheck.too_slow])
@@ -199,7 +196,7 @@ def test_store_target_changes_what_the_model_derives(
 ) -> None:
     """Events applied by the generated store functions leave every series, and every count of
     invalid values and of label values too long, exactly as the reference model computes them."""
-    spec, program, model = _target(which)
+    spec, program, model = TARGETS[which]
     store = Store(spec.definitions)
     expected = model.expected(store.snapshot(), events)
     for event in events:
@@ -217,7 +214,7 @@ def test_observation_target_gives_what_the_model_derives(
     which: str, events: list[dict[str, Any]]
 ) -> None:
     """The generated CloudWatch observations of an event are the model's, in the same order."""
-    _, program, model = _target(which)
+    _, program, model = TARGETS[which]
     for event in events:
         got = _observations(event, program)
         assert got == model.observations(event)
