@@ -29,6 +29,7 @@ from log_exporter.selfmetrics import (
     FILE_TRUNCATIONS,
     INVALID_VALUES,
     IO_ERRORS,
+    LABEL_VALUES_TOO_LONG,
     LAG_BYTES,
     LAST_EVENT_TIMESTAMP,
     LINES,
@@ -110,7 +111,17 @@ def families(snap: Snapshot) -> list[Metric]:
         if d.kind != "info":
             overflow.add_metric((d.name,), float(m.overflowed))
         series.add_metric((d.name,), float(len(m.series)))
-    out += [invalid, overflow, series]
+    out.append(invalid)
+    too_long = LABEL_VALUES_TOO_LONG.family()
+    for m in snap.metrics:
+        cut = snap.label_values_too_long.get(m.definition.name, 0.0)
+        if cut:
+            too_long.add_metric((m.definition.name,), cut)
+    if too_long.samples:
+        # Absent until a value was cut (the store does not know which labels are open), so the
+        # pages of logs that never reach the bound, SustainBot's among them, do not change.
+        out.append(too_long)
+    out += [overflow, series]
     return out
 
 

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "MAX_LINE_BYTES", "OVERFLOW"]
+__all__ = [
+    "DEFAULT_LABEL_VALUE_MAX_BYTES",
+    "EXIT_CONFIG",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "MAX_LINE_BYTES",
+    "OVERFLOW",
+]
 
 # A longer line is skipped and counted as oversized (serve, replay and the CloudWatch cursor).
 MAX_LINE_BYTES: Final = 1 << 20
 
 # The label (or dimension) value of the series that takes what a full series cap turns away.
 OVERFLOW: Final = "__overflow__"
+
+# An open label's (or dimension's) value longer than this, in UTF-8 bytes, becomes OVERFLOW: the
+# spec's default ``label_value_max_bytes`` (docs/spec.md, "Label value length").
+DEFAULT_LABEL_VALUE_MAX_BYTES: Final = 256
 
 # Exit codes. EXIT_ERROR: serve stopped by an unexpected error, or replay finished but a file was
 # damaged (its output is still written). EXIT_CONFIG: a bad setting or input, nothing was done.

@@ -31,6 +31,7 @@ __all__ = [
     "FILE_TRUNCATIONS",
     "INVALID_VALUES",
     "IO_ERRORS",
+    "LABEL_VALUES_TOO_LONG",
     "LAG_BYTES",
     "LAST_EVENT_TIMESTAMP",
     "LINES",
@@ -105,6 +106,11 @@ INVALID_VALUES: Final = _counter(
     "Observations skipped because the value was missing, not a number, negative or infinite.",
     "metric",
 )
+LABEL_VALUES_TOO_LONG: Final = _counter(
+    "log_exporter_label_values_too_long_total",
+    "Label values longer than the spec's label_value_max_bytes, counted as __overflow__.",
+    "metric",
+)
 SERIES_OVERFLOW: Final = _counter(
     "log_exporter_series_overflow_total",
     "Events counted in a metric's __overflow__ series because its series cap was reached.",
@@ -124,6 +130,7 @@ STORE: Final = (
     FILE_TRUNCATIONS,
     LAST_EVENT_TIMESTAMP,
     INVALID_VALUES,
+    LABEL_VALUES_TOO_LONG,
     SERIES_OVERFLOW,
     SERIES,
     BUILD_INFO,

@@ -194,6 +194,7 @@ class Snapshot:
     truncations: float
     last_event_timestamp: float | None
     invalid_values: dict[str, float] = field(default_factory=dict)
+    label_values_too_long: dict[str, float] = field(default_factory=dict)
 
 
 class Store:
@@ -213,6 +214,8 @@ class Store:
         self._last_event_timestamp: float | None = None
         # Keyed by metric name: observations skipped for an invalid value.
         self.invalid_values: dict[str, float] = {}
+        # Keyed by metric name: open label values over the spec's bound, sent as __overflow__.
+        self.label_values_too_long: dict[str, float] = {}
         self._install(definitions, {})
 
     # -- the self-counters of reading ---------------------------------------------------------
@@ -276,6 +279,7 @@ class Store:
                 states[d.name] = _new_state(d)
         self.states = states
         self.invalid_values = {n: self.invalid_values.get(n, 0.0) for n in states}
+        self.label_values_too_long = {n: self.label_values_too_long.get(n, 0.0) for n in states}
 
     @property
     def definitions(self) -> tuple[MetricDef, ...]:
@@ -318,6 +322,7 @@ class Store:
             truncations=self._truncations,
             last_event_timestamp=self._last_event_timestamp,
             invalid_values=dict(self.invalid_values),
+            label_values_too_long=dict(self.label_values_too_long),
         )
 
     # -- persistence --------------------------------------------------------------------------
@@ -354,6 +359,9 @@ class Store:
                 None if self._last_event_timestamp is None else _num_out(self._last_event_timestamp)
             ),
             "invalid_values": {k: _num_out(v) for k, v in self.invalid_values.items()},
+            "label_values_too_long": {
+                k: _num_out(v) for k, v in self.label_values_too_long.items()
+            },
         }
 
     @classmethod
@@ -376,7 +384,7 @@ class Store:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             # AttributeError: a list or a number where the dump has an object (no .items()).
             raise StoreError(f"state dump not usable: {exc!r}") from exc
-        values, lines, counters, invalid = parsed
+        values, lines, counters, invalid, too_long = parsed
         for name, restored in values.items():
             s = self.states[name]
             if isinstance(s, InfoState):
@@ -392,6 +400,9 @@ class Store:
         for name, v in invalid.items():
             if name in self.invalid_values:
                 self.invalid_values[name] = v
+        for name, v in too_long.items():
+            if name in self.label_values_too_long:
+                self.label_values_too_long[name] = v
 
 
 def _num_out(v: float) -> float | str:
@@ -459,4 +470,6 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
         None if ts is None else _num_in(ts),
     )
     invalid = {str(k): _num_in(v) for k, v in dump["invalid_values"].items()}
-    return values, lines, counters, invalid
+    # Absent from the state files of releases before the label value bound: none counted yet.
+    too_long = {str(k): _num_in(v) for k, v in dump.get("label_values_too_long", {}).items()}
+    return values, lines, counters, invalid, too_long

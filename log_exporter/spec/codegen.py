@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Observation
+from log_exporter.cloudwatch.schema import Source
+from log_exporter.limits import OVERFLOW
 from log_exporter.spec.labels import convert_label
-from log_exporter.spec.model import LabelSpec, MetricSpec, Rule
+from log_exporter.spec.model import MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
 
 __all__ = ["Apply", "Event", "Observe", "Pairs", "observation_function", "store_function"]
@@ -33,6 +35,12 @@ _FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is
 # plain set lookups. Label values are pure functions of the event, so computing them before a
 # value check (or once for several rules) changes nothing; those of a rule behind a ``match`` are
 # computed behind it, only when it matches.
+#
+# An open label's value longer than the metric's ``label_value_max_bytes`` becomes ``__overflow__``
+# (docs/spec.md, "Label value length"). The test sits where the value is used (the key of an
+# update, the dimensions of an observation), so the store counts each value cut once per update
+# it would have made: a ``len`` of the text, compared with the bound over 4 (no UTF-8 character
+# is longer than 4 bytes), and only a longer text is encoded, in ``_Cut``.
 
 _TOP: Final = "    "  # the indentation of the generated function's body
 # The ops CloudWatch publishes and the kind of their observations; dec, set and info are not
@@ -91,8 +99,38 @@ class _Scope:
             ),
         )
 
-    def key(self, labels: tuple[LabelSpec, ...]) -> str:
-        return _tuple([self.label(lb.field, lb.values) for lb in labels])
+    def bounded(self, lb: Source, cut: str, max_bytes: int) -> str:
+        """The expression of ``lb``'s value, an open one bounded by ``cut`` (a ``_Cut``)."""
+        v = self.label(lb.field, lb.values)
+        if lb.values is not None:
+            return v  # a closed set's values are the spec's own
+        return f"({v} if len({v}) <= {max_bytes // 4} else {cut}({v}))"
+
+    def key(self, m: MetricSpec, cut: str) -> str:
+        """The expression of the label tuple of ``m``, its open values bounded by ``cut``."""
+        return _tuple([self.bounded(lb, cut, m.label_value_max_bytes) for lb in m.labels])
+
+
+class _Cut:
+    """The slow path of the bound: ``text`` itself if short enough in UTF-8, else ``OVERFLOW``,
+    counted in ``counts[metric]`` when the store target gives ``counts``."""
+
+    __slots__ = ("counts", "max_bytes", "metric")
+
+    def __init__(self, max_bytes: int, counts: dict[str, float] | None, metric: str) -> None:
+        self.max_bytes = max_bytes
+        self.counts = counts
+        self.metric = metric
+
+    def __call__(self, text: str) -> str:
+        # "surrogatepass": a lone surrogate (only Python callers can give one) still has a size.
+        if len(text) <= self.max_bytes and len(text.encode("utf-8", "surrogatepass")) <= (
+            self.max_bytes
+        ):
+            return text
+        if self.counts is not None:
+            self.counts[self.metric] += 1.0
+        return OVERFLOW
 
 
 def _tuple(items: list[str]) -> str:
@@ -120,6 +158,7 @@ class _Generator:
             "convert": convert_label,
             "_closed": _closed,
             "bisect_left": bisect_left,
+            "len": len,  # found in the namespace, before the builtins
         }
         self._count = 0
 
@@ -191,7 +230,8 @@ def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
 def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
     """The statements applying one rule of metric ``m`` to its state in ``store``."""
     state = store.states[m.name]
-    key = scope.key(m.labels)
+    cut = scope.gen.const(_Cut(m.label_value_max_bytes, store.label_values_too_long, m.name), "cut")
+    key = scope.key(m, cut)
     if isinstance(state, InfoState):
         scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
         return
@@ -270,7 +310,12 @@ def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
     """The statements adding the observation of one rule of metric ``m`` to ``out``."""
     cw = m.cloudwatch
     assert cw is not None  # only published rules get here
-    dims = [f"({d.name!r}, {scope.label(d.source.field, d.source.values)})" for d in cw.dimensions]
+    # Not counted here: the store target counts the values it cuts, this one gives them only.
+    cut = scope.gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+    dims = [
+        f"({d.name!r}, {scope.bounded(d.source, cut, m.label_value_max_bytes)})"
+        for d in cw.dimensions
+    ]
     body = scope
     amount = "1.0"
     if r.value is not None:

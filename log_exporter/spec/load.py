@@ -14,6 +14,7 @@ from itertools import pairwise
 from typing import Any, Final
 
 from log_exporter.cloudwatch.schema import CloudWatchSpec, check_table
+from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
 from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
@@ -31,6 +32,9 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Labels that the exposition formats give a meaning of their own.
 _RESERVED_LABELS: Final = frozenset({"le", "quantile"})
 _RESERVED_PREFIX: Final = "log_exporter_"
+# The label_value_max_bytes accepted: at least room for the contract's own values (unknown,
+# invalid, __overflow__), at most what still keeps a page small.
+_LABEL_VALUE_BYTES: Final = (16, 4096)
 
 
 class SpecError(ValueError):
@@ -127,12 +131,17 @@ class _Checker:
     # -- the document -------------------------------------------------------------------------
 
     def spec(self, doc: dict[str, Any]) -> Spec | None:
-        self.unknown_keys("", doc, {"version", "series_cap", "sets", "metrics"})
+        self.unknown_keys(
+            "", doc, {"version", "series_cap", "label_value_max_bytes", "sets", "metrics"}
+        )
         if "version" in doc and doc["version"] != SPEC_VERSION:
             self.err("", "version", f"must be {SPEC_VERSION}, not {_show(doc['version'])}")
         cap = DEFAULT_SERIES_CAP
         if "series_cap" in doc:
             cap = self.positive_int("", "series_cap", doc["series_cap"]) or cap
+        max_bytes = DEFAULT_LABEL_VALUE_MAX_BYTES
+        if "label_value_max_bytes" in doc:
+            max_bytes = self.max_bytes("", doc["label_value_max_bytes"]) or max_bytes
         sets = self.sets(doc.get("sets", {}))
         raw_metrics = doc.get("metrics")
         if type(raw_metrics) is not dict or not raw_metrics:
@@ -140,7 +149,7 @@ class _Checker:
             return None
         metrics: list[MetricSpec] = []
         for name, body in raw_metrics.items():
-            m = self.metric(name, body, sets, cap)
+            m = self.metric(name, body, sets, cap, max_bytes)
             if m is not None:
                 metrics.append(m)
         self.collisions(metrics)
@@ -158,7 +167,12 @@ class _Checker:
         return out
 
     def metric(
-        self, name: str, body: Any, sets: dict[str, tuple[str, ...]], default_cap: int
+        self,
+        name: str,
+        body: Any,
+        sets: dict[str, tuple[str, ...]],
+        default_cap: int,
+        default_max_bytes: int,
     ) -> MetricSpec | None:
         table = f"metrics.{name}"
         before = len(self.errors)
@@ -170,7 +184,7 @@ class _Checker:
             body,
             {
                 "type", "help", "labels", "events", "match", "value", "op", "floor", "buckets",
-                "series_cap", "rules", "cloudwatch",
+                "series_cap", "label_value_max_bytes", "rules", "cloudwatch",
             },
         )  # fmt: skip
         self.metric_name(table, name)
@@ -187,6 +201,9 @@ class _Checker:
         cap = default_cap
         if "series_cap" in body:
             cap = self.positive_int(table, "series_cap", body["series_cap"]) or cap
+        max_bytes = default_max_bytes
+        if "label_value_max_bytes" in body:
+            max_bytes = self.max_bytes(table, body["label_value_max_bytes"]) or max_bytes
         buckets = self.histogram_buckets(table, kind, body)
         floor = self.gauge_floor(table, kind, body)
         rules = self.rules(table, kind, body)
@@ -194,7 +211,19 @@ class _Checker:
         if len(self.errors) != before or help_text is None:
             return None
         definition = MetricDef(name, kind, help_text, tuple(lb.name for lb in labels), buckets, cap)
-        return MetricSpec(definition, labels, rules, floor, cloudwatch)
+        return MetricSpec(definition, labels, rules, floor, cloudwatch, max_bytes)
+
+    def max_bytes(self, table: str, v: Any) -> int | None:
+        """A ``label_value_max_bytes``: an integer within ``_LABEL_VALUE_BYTES``."""
+        low, high = _LABEL_VALUE_BYTES
+        if type(v) is not int or not low <= v <= high:
+            self.err(
+                table,
+                "label_value_max_bytes",
+                f"must be an integer from {low} to {high}, not {_show(v)}",
+            )
+            return None
+        return v
 
     def histogram_buckets(self, table: str, kind: str, body: dict[str, Any]) -> tuple[float, ...]:
         if kind == "histogram":

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from log_exporter.cloudwatch.schema import CloudWatchSpec
+from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
 from log_exporter.store import MetricDef, MetricKind
 
 __all__ = ["LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
@@ -44,6 +45,8 @@ class MetricSpec:
     rules: tuple[Rule, ...]
     floor: float | None = None
     cloudwatch: CloudWatchSpec | None = None
+    # An open label's (or dimension's) value longer than this in UTF-8 becomes ``__overflow__``.
+    label_value_max_bytes: int = DEFAULT_LABEL_VALUE_MAX_BYTES
 
     @property
     def name(self) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
@@ -16,7 +17,14 @@ from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.collector import StoreCollector
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
-from log_exporter.spec import compile_spec, convert_label, load_default_spec
+from log_exporter.spec import (
+    Program,
+    compile_spec,
+    convert_label,
+    default_spec_text,
+    load_default_spec,
+    load_spec,
+)
 from log_exporter.store import Store
 from log_exporter.values import Batch
 from tests.support.spec_model import SpecModel
@@ -24,6 +32,14 @@ from tests.support.spec_model import SpecModel
 SPEC = load_default_spec()
 PROGRAM = compile_spec(SPEC)
 MODEL = SpecModel(SPEC)
+# The same spec with the lowest label value bound, which the strategies' texts (20 characters at
+# most) cross, in ASCII and beyond it, so the model comparisons cover the bound too.
+SHORT = load_spec("label_value_max_bytes = 16\n" + default_spec_text(), "short.toml")
+SHORT_PROGRAM = compile_spec(SHORT)
+TARGETS = {
+    "default": (SPEC, PROGRAM, MODEL),
+    "short": (SHORT, SHORT_PROGRAM, SpecModel(SHORT)),
+}
 EVENT_TYPES = sorted(PROGRAM.event_types)
 # The event types feeding a metric that CloudWatch publishes.
 PUBLISHED = sorted(PROGRAM.observers())
@@ -87,18 +103,18 @@ def _fresh() -> tuple[Pipeline, Store]:
     return Pipeline(PROGRAM, store), store
 
 
-def _observations(event: dict[str, Any]) -> list[Observation]:
+def _observations(event: dict[str, Any], program: Program = PROGRAM) -> list[Observation]:
     """The observation target's output for ``event``, looked up as the CloudWatch shipper does."""
     et = event.get("event")
-    observe = PROGRAM.observers().get(et) if type(et) is str else None
+    observe = program.observers().get(et) if type(et) is str else None
     return [] if observe is None else observe(event)
 
 
-def _apply(store: Store, event: dict[str, Any]) -> None:
+def _apply(store: Store, event: dict[str, Any], program: Program = PROGRAM) -> None:
     """Run the spec program on one event as the pipeline does after parsing it."""
     et = event.get("event")
     if type(et) is str:
-        fn = PROGRAM.bind(store).get(et)
+        fn = program.bind(store).get(et)
         if fn is not None:
             fn(event)
 
@@ -172,27 +188,36 @@ def test_derive_agrees_with_the_store(event: dict[str, Any]) -> None:
             assert sum(snap[m.name].series.values()) == 0
 
 
-@given(st.lists(_typed_events(EVENT_TYPES), max_size=15))
+@pytest.mark.parametrize("which", sorted(TARGETS))
+@given(events=st.lists(_typed_events(EVENT_TYPES), max_size=15))
 @settings(suppress_health_check=[HealthCheck.too_slow])
-def test_store_target_changes_what_the_model_derives(events: list[dict[str, Any]]) -> None:
+def test_store_target_changes_what_the_model_derives(
+    which: str, events: list[dict[str, Any]]
+) -> None:
     """Events applied by the generated store functions leave every series, and every count of
-    invalid values, exactly as the reference model computes them."""
-    _, store = _fresh()
-    expected = MODEL.expected(store.snapshot(), events)
+    invalid values and of label values too long, exactly as the reference model computes them."""
+    spec, program, model = TARGETS[which]
+    store = Store(spec.definitions)
+    expected = model.expected(store.snapshot(), events)
     for event in events:
-        _apply(store, event)
+        _apply(store, event, program)
     snap = store.snapshot()
     assert {m.definition.name: m.series for m in snap.metrics} == expected.series
     assert snap.invalid_values == expected.invalid
+    assert snap.label_values_too_long == expected.too_long
 
 
-@given(st.lists(_typed_events(PUBLISHED), max_size=10))
+@pytest.mark.parametrize("which", sorted(TARGETS))
+@given(events=st.lists(_typed_events(PUBLISHED), max_size=10))
 @settings(suppress_health_check=[HealthCheck.too_slow])
-def test_observation_target_gives_what_the_model_derives(events: list[dict[str, Any]]) -> None:
+def test_observation_target_gives_what_the_model_derives(
+    which: str, events: list[dict[str, Any]]
+) -> None:
     """The generated CloudWatch observations of an event are the model's, in the same order."""
+    _, program, model = TARGETS[which]
     for event in events:
-        got = _observations(event)
-        assert got == MODEL.observations(event)
+        got = _observations(event, program)
+        assert got == model.observations(event)
         assert all(type(o.value) is float for o in got)
 
 

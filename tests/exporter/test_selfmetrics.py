@@ -22,8 +22,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _store_collector() -> StoreCollector:
-    """The contract fixture through the real data path, so every store family has samples."""
-    data = (FIXTURES / "contract.jsonl").read_bytes()
+    """The contract fixture through the real data path, so every store family has samples, and
+    one line with a label value over the bound (the contract fixture has none)."""
+    long_value = b'{"event": "aim.request", "workflow_name": "' + b"w" * 300 + b'"}'
+    data = (FIXTURES / "contract.jsonl").read_bytes() + long_value + b"\n"
     spec = load_default_spec()
     store = Store(spec.definitions)
     Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))

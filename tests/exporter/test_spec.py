@@ -366,6 +366,22 @@ events = ["e"]
         ),
         (MINIMAL.replace("x_total", "log_exporter_x_total"), "field 'name': names starting with"),
         ("version = 2\n" + MINIMAL, "(top level) field 'version': must be 1"),
+        (
+            "label_value_max_bytes = 15\n" + MINIMAL,
+            "(top level) field 'label_value_max_bytes': must be an integer from 16 to 4096",
+        ),
+        (
+            'label_value_max_bytes = "256"\n' + MINIMAL,
+            "(top level) field 'label_value_max_bytes': must be an integer from 16 to 4096",
+        ),
+        (
+            MINIMAL + "label_value_max_bytes = 4097\n",
+            "[metrics.x_total] field 'label_value_max_bytes': must be an integer from 16 to 4096",
+        ),
+        (
+            MINIMAL + "label_value_max_bytes = true\n",
+            "[metrics.x_total] field 'label_value_max_bytes': must be an integer from 16",
+        ),
     ],
 )
 def test_spec_error_names_file_table_and_field(text: str, expected: str) -> None:

@@ -2,8 +2,9 @@
 
 The compiled program generates Python source for speed (store updates, CloudWatch observations).
 This model reads the same ``Spec`` and applies docs/spec.md directly and slowly (event types,
-matches on converted values, labels and closed sets, value validity), so that the property tests
-can hold both generated targets to it. It leaves out the series cap: the tests stay below it.
+matches on converted values, labels and closed sets, the label value bound, value validity), so
+that the property tests can hold both generated targets to it. It leaves out the series cap: the
+tests stay below it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.cloudwatch.schema import Source
+from log_exporter.limits import OVERFLOW
 from log_exporter.spec import MetricSpec, Op, Rule, Spec, convert_label
 from log_exporter.store import Snapshot
 
@@ -39,25 +41,40 @@ class Derived:
     value: float
     # CloudWatch dimension name -> value; empty when the metric has no CloudWatch declaration.
     dimensions: tuple[tuple[str, str], ...]
+    # How many of ``labels`` were over the metric's label_value_max_bytes (now __overflow__).
+    too_long: int = 0
 
 
 @dataclass
 class Expected:
-    """What a store should hold: metric name -> series (as in a snapshot), and invalid values."""
+    """What a store should hold: metric name -> series (as in a snapshot), invalid values and
+    label values too long."""
 
     series: dict[str, dict[Key, Any]]
     invalid: dict[str, float] = field(default_factory=dict)
+    too_long: dict[str, float] = field(default_factory=dict)
 
 
-def text(source: Source, event: Event) -> str:
+def converted(source: Source, event: Event) -> str:
     """A label's (or dimension's) value: the contract's conversion, then the closed set."""
     v = event.get(source.field)
     if v is None:
         return "unknown"
-    converted = convert_label(v)
-    if source.values is not None and converted not in source.values:
+    out = convert_label(v)
+    if source.values is not None and out not in source.values:
         return "other"
-    return converted
+    return out
+
+
+def too_long(source: Source, event: Event, max_bytes: int) -> bool:
+    """True when an open label's value is longer than ``max_bytes`` in UTF-8."""
+    value = converted(source, event).encode("utf-8", "surrogatepass")
+    return source.values is None and len(value) > max_bytes
+
+
+def text(source: Source, event: Event, max_bytes: int) -> str:
+    """The value as exposed: ``converted``, or __overflow__ when ``too_long``."""
+    return OVERFLOW if too_long(source, event, max_bytes) else converted(source, event)
 
 
 def number(v: Any, nonnegative: bool) -> float | None:
@@ -100,13 +117,15 @@ class SpecModel:
             if value is None:
                 continue
             dims = () if m.cloudwatch is None else m.cloudwatch.dimensions
+            bound = m.label_value_max_bytes
             out.append(
                 Derived(
                     m,
-                    tuple(text(lb, event) for lb in m.labels),
+                    tuple(text(lb, event, bound) for lb in m.labels),
                     r.op,
                     value,
-                    tuple((d.name, text(d.source, event)) for d in dims),
+                    tuple((d.name, text(d.source, event, bound)) for d in dims),
+                    sum(too_long(lb, event, bound) for lb in m.labels),
                 )
             )
         return out
@@ -131,10 +150,11 @@ class SpecModel:
             s.definition.name: {k: (v[:] if type(v) is list else v) for k, v in s.series.items()}
             for s in before.metrics
         }
-        out = Expected(series, dict(before.invalid_values))
+        out = Expected(series, dict(before.invalid_values), dict(before.label_values_too_long))
         for event in events:
             for d in self.derive(event):
                 _apply(out.series[d.metric.name], d)
+                out.too_long[d.metric.name] += d.too_long
             for name in self.invalid(event):
                 out.invalid[name] += 1.0
         return out
