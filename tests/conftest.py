@@ -13,8 +13,14 @@ import os
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
 
 from tests.support import contract, ports, processes
+
+# No per-example time limit: a timing belongs in benchmarks/, and on a loaded machine (CI, or two
+# cores shared) Hypothesis's 200 ms default failed examples that are only slow, not wrong.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.hookimpl(hookwrapper=True)
