@@ -257,13 +257,17 @@ SERVE: Final = (
 
 
 def _cloudwatch(
-    field: str, default: str | None, doc: str, doc_default: str | None = None
+    field: str,
+    default: str | None,
+    doc: str,
+    doc_default: str | None = None,
+    fallback_env: tuple[str, ...] = (),
 ) -> Setting:
     env = f"CLOUDWATCH_{field.upper()}"
     return Setting(
         dest=f"cloudwatch_{field}",
         flag=f"--cloudwatch-{field.replace('_', '-')}",
-        env=(env,),
+        env=(env, *fallback_env),
         default=default,
         metavar=field.upper(),
         help=f"env {env}, default {default if default is not None else doc_default}",
@@ -284,7 +288,14 @@ CLOUDWATCH_ENABLED: Final = Setting(
 CLOUDWATCH: Final = (
     CLOUDWATCH_ENABLED,
     _cloudwatch("namespace", "AIWF/SustainBot", "metric namespace (not `AWS/...`)"),
-    _cloudwatch("region", "eu-west-1", "AWS region"),
+    # AWS_REGION (set by EKS and ECS) and AWS_DEFAULT_REGION are the AWS SDKs' own variables: a
+    # pod that sets them expects its shipper in that region, not in the built-in default.
+    _cloudwatch(
+        "region",
+        "eu-west-1",
+        "AWS region; the AWS SDKs' own variables are read when `CLOUDWATCH_REGION` is not set",
+        fallback_env=("AWS_REGION", "AWS_DEFAULT_REGION"),
+    ),
     _cloudwatch("log_group", "/aiwf/sustainbot", "log group, created when missing"),
     _cloudwatch("log_stream", None, "log stream, created when missing", "the host name"),
     _cloudwatch("flush_seconds", "60.0", "metric aggregation interval (seconds, > 0)", "`60`"),

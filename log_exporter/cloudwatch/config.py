@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _name(field: str) -> str:
     setting = _SETTINGS[field]
-    return f"{setting.env[0]} (flag {setting.flag})"
+    return f"{' / '.join(setting.env)} (flag {setting.flag})"
 
 
 def load(environ: Mapping[str, str], args: argparse.Namespace | None = None) -> CloudWatchConfig:

@@ -179,3 +179,46 @@ def test_replay_without_credentials_retries_forever(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "NoCredentialsError" in proc.stderr
     assert "docs/cloudwatch.md" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "region"),
+    [
+        ({}, "eu-west-1"),
+        ({"AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+        ({"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "ap-south-1"}, "us-east-1"),
+        ({"CLOUDWATCH_REGION": "eu-north-1", "AWS_REGION": "us-east-1"}, "eu-north-1"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+    ],
+    ids=[
+        "seed-default",
+        "aws-default-region",
+        "aws-region-first",
+        "cloudwatch-region-wins",
+        "empty",
+    ],
+)
+def test_region_follows_the_aws_chain(environ: dict[str, str], region: str) -> None:
+    """CLOUDWATCH_REGION, then AWS_REGION (as EKS and ECS set it), then AWS_DEFAULT_REGION, then
+    eu-west-1: a pod in us-east-1 no longer ships to eu-west-1."""
+    assert load({"CLOUDWATCH_ENABLED": "true", **environ}).region == region
+
+
+def test_region_flag_wins_over_the_aws_variables() -> None:
+    """--cloudwatch-region beats every variable of the chain."""
+    args = _args("--cloudwatch", "--cloudwatch-region", "sa-east-1")
+    assert load({"AWS_REGION": "us-east-1"}, args).region == "sa-east-1"
+
+
+def test_clients_are_made_for_the_region_of_the_chain() -> None:
+    """The boto3 clients the shipper uses are bound to the region AWS_REGION named."""
+    from log_exporter.cloudwatch.client import connect
+
+    logs, metrics = connect(load({"CLOUDWATCH_ENABLED": "true", "AWS_REGION": "us-east-1"}))
+    assert logs.meta.region_name == metrics.meta.region_name == "us-east-1"
+
+
+def test_bad_aws_region_names_every_variable_it_may_come_from() -> None:
+    """A malformed region from AWS_REGION fails at start with a message naming the chain."""
+    with pytest.raises(ConfigError, match="CLOUDWATCH_REGION / AWS_REGION / AWS_DEFAULT_REGION"):
+        load({"CLOUDWATCH_ENABLED": "true", "AWS_REGION": "Mars"})

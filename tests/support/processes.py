@@ -19,6 +19,8 @@ from tests.support.waits import DEADLINE
 _PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "logrotate": "logrotate"}
 # Settings of SustainBot, the exporter and its CloudWatch shipping that the environment may hold.
 _SETTINGS_PREFIXES = ("SUSTAINBOT_", "LOG_EXPORTER_", "CLOUDWATCH_")
+# The AWS SDKs' region variables, which the exporter reads when CLOUDWATCH_REGION is unset.
+_SETTINGS = frozenset({"JSON_LOG_PATH", "AWS_REGION", "AWS_DEFAULT_REGION"})
 
 
 def binary(name: str) -> str:
@@ -38,7 +40,7 @@ def clean_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(_SETTINGS_PREFIXES) and k != "JSON_LOG_PATH"
+        if not k.startswith(_SETTINGS_PREFIXES) and k not in _SETTINGS
     }
 
 
