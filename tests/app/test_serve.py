@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.app import REPO, EventLog
-from tests.support.service import BIN, Service, env_for, running, stop
+from tests.support.processes import terminate
+from tests.support.service import BIN, Service, env_for, running
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +155,7 @@ def test_many_concurrent_clients_write_whole_lines(service: Service) -> None:
     assert len(statuses) == len(plan)
     assert all(status == expected[kind] for kind, status in statuses), Counter(statuses)
 
-    stop(service.process)  # all workers flushed and gone before the log is read
+    terminate(service.process)  # all workers flushed and gone before the log is read
     lines = service.log.lines()  # asserts the file ends in a newline
     events = [json.loads(line) for line in lines]  # a torn line would not parse
     executes = [e for e in events if e.get("endpoint") == "/workflows/governed/execute"]
@@ -176,7 +177,7 @@ def test_rotation_while_serving_loses_no_event(service: Service) -> None:
     service.log.path.rename(rotated)
     for _ in range(10):  # enough requests to reach both workers
         assert service.request("GET", "/workflows")[0] == 200
-    stop(service.process)
+    terminate(service.process)
     after = EventLog(service.log.path).of("http.request")
     assert [e["endpoint"] for e in after] == ["/workflows"] * 10
     before = EventLog(rotated).of("http.request")

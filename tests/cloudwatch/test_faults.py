@@ -34,6 +34,7 @@ from tests.support.cloudwatch import (
 )
 from tests.support.contract import contract_line
 from tests.support.faultproxy import FaultProxy
+from tests.support.processes import stop
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
@@ -208,15 +209,6 @@ def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subpro
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 def test_kill_9_mid_shipping_then_restart_loses_nothing(
     aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy]
 ) -> None:
@@ -260,7 +252,7 @@ def test_kill_9_mid_shipping_then_restart_loses_nothing(
         )
         _check_at_least_once(got, lines, proxy)
     finally:
-        _stop(proc)
+        stop(proc, what="the exporter")
     assert proc.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
 
 
@@ -336,7 +328,7 @@ def test_outage_grows_backlog_while_metrics_keep_serving(
         logs, _ = clients(aws_env)
         _check_at_least_once(messages(logs, GROUP, STREAM), lines, proxy)
     finally:
-        _stop(proc)
+        stop(proc, what="the exporter")
 
 
 def test_sigterm_then_restart_ships_each_line_once(
@@ -357,7 +349,7 @@ def test_sigterm_then_restart_ships_each_line_once(
             timeout=SHIPPING_DEADLINE,
         )
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc, what="the exporter") == 0
     with log_file.open("a") as f:
         f.write("".join(second))
     proc = _serve(log_file, state, aws_env, tmp_path)
@@ -369,7 +361,7 @@ def test_sigterm_then_restart_ships_each_line_once(
             timeout=SHIPPING_DEADLINE,
         )
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc, what="the exporter") == 0
     assert sorted(got) == sorted(line.rstrip("\n") for line in first + second)
 
 

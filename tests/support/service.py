@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.app import SECRET, EventLog
+from tests.support.processes import terminate
 from tests.support.waits import wait_for
 
 BIN = Path(sys.executable).parent / "sustainbot"
@@ -87,16 +87,6 @@ def wait_healthy(service: Service) -> None:
     wait_for(healthy, "/healthz to answer 200", timeout=STARTUP_DEADLINE, interval=0.1)
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
-
-
 @contextmanager
 def running(tmp_path: Path, *args: str) -> Iterator[Service]:
     """``sustainbot serve --port 0 ARGS`` logging under ``tmp_path``: started, healthy, stopped."""
@@ -117,5 +107,5 @@ def running(tmp_path: Path, *args: str) -> Iterator[Service]:
         wait_healthy(svc)
         yield svc
     finally:
-        stop(process)
+        terminate(process)
     log.assert_valid()
