@@ -158,7 +158,7 @@ def test_podmonitor_selects_nothing(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The PodMonitor selects these pods' metrics port and labels them as the alerts expect."""
-    (monitor,) = load_yaml_all(K8S / "podmonitor.yaml")
+    (monitor,) = load_yaml_all(DEPLOY / "kubernetes-operator" / "podmonitor.yaml")
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = monitor["spec"]["selector"]["matchLabels"]
