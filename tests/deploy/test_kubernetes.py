@@ -134,7 +134,9 @@ def test_probe_checks_wrong_endpoint(containers: dict[str, dict[str, Any]]) -> N
         get = container[probe]["httpGet"]
         assert get["path"] == path and get["port"] in _ports(container), (name, probe)
     assert _ports(app) == {"http": 5000}
-    assert "--port" in app["command"] and "5000" in app["command"]
+    # Arguments, not a command: the image's entrypoint stays the program.
+    assert "command" not in app and "command" not in exporter
+    assert app["args"][0] == "serve" and "--port" in app["args"] and "5000" in app["args"]
     assert _ports(exporter) == {"metrics": 9464}
     assert _env(exporter)["LOG_EXPORTER_LISTEN"] == "0.0.0.0:9464"
 
