@@ -4,10 +4,22 @@
 #   docker build --target exporter -t sustainbot-log-exporter .
 #   docker build --target exporter-cloudwatch -t sustainbot-log-exporter-cloudwatch .
 #   docker build --target cloudwatch-emulator -t sustainbot-cloudwatch-emulator .
+# Stamp the OCI labels with what is being built:
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --target exporter .
+# Arguments after the image name go to the program, as with node_exporter's image:
+#   docker run sustainbot-log-exporter --help               (log-exporter serve --help)
+#   docker run sustainbot-app token --actor ci --role analyst
 # No Docker engine was available where this file was written: it is validated offline by
 # tests/deploy (targets, users, health checks), not by a build.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+# The OCI image labels (org.opencontainers.image.*): set them at build time; the defaults say
+# only what is known without the build's help.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://github.com/sustainbot/sustainbot-observability
 
 # Build the project wheel once; the runtime stages install it with their own extras, so no
 # source tree or build tooling ends up in a runtime image.
@@ -19,6 +31,18 @@ COPY log_exporter/ log_exporter/
 RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION
+ARG REVISION
+ARG CREATED
+ARG SOURCE
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}/blob/main/docs/deployment.md" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="SustainBot"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -33,6 +57,8 @@ RUN groupadd --system --gid 10001 sustainbot \
 ENV JSON_LOG_PATH=/var/log/sustainbot/sustainbot.jsonl
 
 FROM runtime AS app
+LABEL org.opencontainers.image.title="sustainbot" \
+      org.opencontainers.image.description="SustainBot: governed AI workflows that write JSONL governance events"
 COPY --from=wheel /wheels/ /tmp/wheels/
 # The wheel is installed by path, so no package index can substitute a same-named project.
 RUN pip install "$(ls /tmp/wheels/*.whl)[app]" && rm -rf /tmp/wheels
@@ -40,9 +66,14 @@ USER 10001:10001
 EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/healthz', timeout=4)"]
-CMD ["sustainbot", "serve", "--host", "0.0.0.0", "--port", "5000"]
+# The program is the entrypoint and the subcommand the default arguments, so
+# `docker run IMAGE serve --workers 4` or `docker run IMAGE token ...` do what they say.
+ENTRYPOINT ["sustainbot"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "5000"]
 
 FROM runtime AS exporter
+LABEL org.opencontainers.image.title="log-exporter" \
+      org.opencontainers.image.description="log-exporter: SustainBot's sidecar deriving Prometheus and CloudWatch metrics from its event log"
 COPY --from=wheel /wheels/ /tmp/wheels/
 RUN pip install "$(ls /tmp/wheels/*.whl)[exporter]" && rm -rf /tmp/wheels
 # Inside a container the port is only reachable through the container network; publishing
@@ -55,9 +86,15 @@ EXPOSE 9464
 # /readyz, not /healthz: the sidecar is only useful once it has read the existing log.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/readyz', timeout=4)"]
-CMD ["log-exporter", "serve"]
+# `serve` is part of the entrypoint, as node_exporter's and mtail's images run their server:
+# `docker run IMAGE --web.listen-address=:9464` passes the flags to the server. The other
+# subcommands need the program alone: `docker run --entrypoint log-exporter IMAGE replay ...`.
+ENTRYPOINT ["log-exporter", "serve"]
+CMD []
 
 FROM exporter AS exporter-cloudwatch
+LABEL org.opencontainers.image.title="log-exporter-cloudwatch" \
+      org.opencontainers.image.description="log-exporter with CloudWatch Logs and Metrics shipping"
 USER root
 COPY --from=wheel /wheels/ /tmp/wheels/
 RUN pip install "$(ls /tmp/wheels/*.whl)[exporter,cloudwatch]" && rm -rf /tmp/wheels
@@ -67,9 +104,12 @@ ENV CLOUDWATCH_ENABLED=true
 # A local stand-in for AWS (compose profile `cloudwatch`): moto's server, pinned to the version the
 # test suite runs against, so the demo and the tests exercise the same emulator.
 FROM runtime AS cloudwatch-emulator
+LABEL org.opencontainers.image.title="sustainbot-cloudwatch-emulator" \
+      org.opencontainers.image.description="moto's server as a local stand-in for CloudWatch (compose profile cloudwatch)"
 RUN pip install "moto[server]==5.2.5"
 USER 10001:10001
 EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/moto-api/data.json', timeout=4)"]
-CMD ["moto_server", "-H", "0.0.0.0", "-p", "5000"]
+ENTRYPOINT ["moto_server"]
+CMD ["-H", "0.0.0.0", "-p", "5000"]

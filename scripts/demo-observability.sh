@@ -263,7 +263,7 @@ section "Where to go next"
 cat <<EOF
 Scrape URL:   $METRICS_URL
               (a Prometheus scrape job for it: deploy/prometheus/prometheus.yml; docs/exporter.md)
-Dashboard:    deploy/grafana/dashboards/ (import into Grafana; alert rules in deploy/prometheus/rules/)
+Dashboard:    dashboards/ (import into Grafana; alert rules in deploy/prometheus/rules/)
 CloudWatch:   the same sidecar ships these metrics to CloudWatch with --cloudwatch
               (CLOUDWATCH_ENABLED=true; see docs/exporter.md and docs/cloudwatch.md)
 Stopping both programs now.

@@ -9,8 +9,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -201,12 +203,17 @@ def test_image_without_meaningful_healthcheck(stages: dict[str, Stage]) -> None:
 def test_depends_on_health_that_is_never_reported(
     compose: dict[str, Any], stages: dict[str, Stage]
 ) -> None:
-    """A service waited on as healthy is built from a target that reports health."""
+    """A service waited on as healthy reports health, from its compose entry or its image."""
     services = compose["services"]
+    waited = 0
     for service in services.values():
         for dep, cond in service.get("depends_on", {}).items():
             if cond["condition"] == "service_healthy":
-                assert effective(stages, services[dep]["build"]["target"], "HEALTHCHECK")
+                waited += 1
+                if "healthcheck" in services[dep]:
+                    continue
+                assert effective(stages, services[dep]["build"]["target"], "HEALTHCHECK"), dep
+    assert waited >= 4
 
 
 def test_cloudwatch_profile_without_emulator(
@@ -216,7 +223,10 @@ def test_cloudwatch_profile_without_emulator(
     services = compose["services"]
     emulator = stages[services["cloudwatch"]["build"]["target"]]
     assert "moto[server]==" in " ".join(emulator.all("RUN"))
-    assert emulator.last("CMD") == '["moto_server", "-H", "0.0.0.0", "-p", "5000"]'
+    argv = json.loads(emulator.last("ENTRYPOINT") or "[]") + json.loads(
+        emulator.last("CMD") or "[]"
+    )
+    assert argv == ["moto_server", "-H", "0.0.0.0", "-p", "5000"]
     env = _env(services["log-exporter-cloudwatch"])
     assert env["CLOUDWATCH_ENABLED"] == "true"
     assert env["AWS_ENDPOINT_URL"].endswith(":-http://cloudwatch:5000}")
@@ -307,3 +317,79 @@ def test_dockerignore_drops_needed_files_or_keeps_local_state() -> None:
         assert not ignored(src), src
     for local in (".venv", ".git", "logs", "sustainbot.jsonl", "state.json", ".env"):
         assert ignored(local), local
+
+
+def _exec_form(stages: dict[str, Stage], target: str, keyword: str) -> list[str]:
+    value = effective(stages, target, keyword)
+    assert value is not None, (target, keyword)
+    argv = json.loads(value)  # exec form: no shell between docker run and the program
+    assert isinstance(argv, list), (target, keyword)
+    return [str(a) for a in argv]
+
+
+def test_docker_run_arguments_replace_the_program(stages: dict[str, Stage]) -> None:
+    """Arguments after the image name reach the program: each image's entrypoint is its program.
+
+    `docker run IMAGE --help` runs the entrypoint with ["--help"]; it is run here against the
+    installed programs, so a wrong entrypoint or a default CMD they refuse fails.
+    """
+    assert _exec_form(stages, "app", "ENTRYPOINT") == ["sustainbot"]
+    assert _exec_form(stages, "app", "CMD")[0] == "serve"
+    for target in ("exporter", "exporter-cloudwatch"):
+        assert _exec_form(stages, target, "ENTRYPOINT") == ["log-exporter", "serve"]
+        assert _exec_form(stages, target, "CMD") == []
+    bin_dir = Path(sys.executable).parent
+    for target, extra in (("app", ["--help"]), ("exporter", ["--help"])):
+        entrypoint = _exec_form(stages, target, "ENTRYPOINT")
+        argv = [str(bin_dir / entrypoint[0]), *entrypoint[1:]]
+        # The default arguments parse, and a flag given after the image name reaches the program.
+        result = run([*argv, *_exec_form(stages, target, "CMD"), *extra])
+        assert result.returncode == 0, (target, result.stderr)
+        assert "usage:" in result.stdout and entrypoint[-1] in result.stdout, target
+
+
+def _labels(stages: dict[str, Stage], target: str) -> dict[str, str]:
+    """The LABELs an image ends with: its own and its base stages', the later ones winning."""
+    stage = stages[target]
+    labels = _labels(stages, stage.base) if stage.base in stages else {}
+    for arg in stage.all("LABEL"):
+        for item in shlex.split(arg):
+            key, _, value = item.partition("=")
+            labels[key] = value
+    return labels
+
+
+def test_image_without_oci_labels(stages: dict[str, Stage]) -> None:
+    """Every image carries the OCI labels, version and revision from build arguments."""
+    declared = {arg.split("=")[0] for arg in stages["runtime"].all("ARG")}
+    assert {"VERSION", "REVISION", "CREATED", "SOURCE"} <= declared
+    titles = set()
+    for target in ("app", "exporter", "exporter-cloudwatch", "cloudwatch-emulator"):
+        labels = _labels(stages, target)
+        prefix = "org.opencontainers.image."
+        assert labels[prefix + "version"] == "${VERSION}", target
+        assert labels[prefix + "revision"] == "${REVISION}", target
+        assert labels[prefix + "created"] == "${CREATED}", target
+        assert urlsplit(labels[prefix + "source"].replace("${SOURCE}", "https://x/y")).scheme
+        assert labels[prefix + "licenses"] == "Apache-2.0"
+        titles.add(labels[prefix + "title"])
+    assert len(titles) == 4
+    # compose passes the revision through, so `docker compose build` can stamp it.
+    build = load_yaml(COMPOSE)["x-build"]
+    assert build["args"]["REVISION"].startswith("${GIT_REVISION")
+
+
+def test_prometheus_or_grafana_without_healthcheck(compose: dict[str, Any]) -> None:
+    """Prometheus and Grafana report health on their readiness endpoints, Grafana waits for it."""
+    services = compose["services"]
+    expected = {"prometheus": ("9090", "/-/ready"), "grafana": ("3000", "/api/health")}
+    for name, (port, path) in expected.items():
+        check = services[name]["healthcheck"]
+        assert check["test"][0] == "CMD", "exec form: the images' shells differ"
+        (url,) = [a for a in check["test"] if a.startswith("http://")]
+        parts = urlsplit(url)
+        assert (parts.hostname, str(parts.port), parts.path) == ("127.0.0.1", port, path)
+        assert check["interval"] and check["timeout"] and check["retries"] >= 1
+        assert any(p.endswith(f":{port}:{port}") for p in services[name]["ports"])
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]

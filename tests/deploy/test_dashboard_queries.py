@@ -1,8 +1,10 @@
 """Every dashboard query runs against a real Prometheus holding backfilled exporter data.
 
-Contract events from a day ago go through `log-exporter replay --format openmetrics`, then
-`promtool tsdb create-blocks-from openmetrics`, then a real `prometheus` on those blocks; each panel
-target, variable and annotation query is run through the HTTP API the way Grafana runs it.
+Contract events from a day ago, written for two namespaces (staging and production, different
+traffic), go through `log-exporter replay --format openmetrics`, get the target labels a scrape
+would attach (namespace, pod, job, instance), then `promtool tsdb create-blocks-from openmetrics`,
+then a real `prometheus` on those blocks; each panel target, variable and annotation query is run
+through the HTTP API the way Grafana runs it, with its variables substituted.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import re
 import sys
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,13 +31,45 @@ pytestmark = pytest.mark.slow
 
 DASHBOARD = REPO / "dashboards" / "governance-observability.json"
 STEP = 60
+JOB = "sustainbot-exporter"
+# Namespace -> the seed of its traffic: different seeds, different counts per namespace.
+NAMESPACES = {"staging": 7, "production": 11}
+# The health panels whose metrics only a running sidecar serves (lag, state saves, CloudWatch,
+# process): tests/deploy/test_dashboard_health.py runs those against live sidecars.
+LIVE_ONLY_PANELS = {11, 14, 15, 16, 17}
 
 
 @dataclass
 class Backfilled:
     prometheus: Prometheus
-    events: Generated
+    events: dict[str, Generated]
     jsonl: Path
+
+    @property
+    def start(self) -> float:
+        return min(e.start for e in self.events.values())
+
+    @property
+    def end(self) -> float:
+        return max(e.end for e in self.events.values())
+
+
+def pod_of(namespace: str) -> str:
+    return f"sustainbot-{namespace}-0"
+
+
+def _with_target_labels(openmetrics: str, namespace: str) -> str:
+    """Add the labels a scrape of that namespace's pod attaches to every sample line."""
+    labels = (
+        f'namespace="{namespace}",pod="{pod_of(namespace)}",job="{JOB}",instance="10.0.0.1:9464"'
+    )
+    out = []
+    for line in openmetrics.splitlines():
+        if line and not line.startswith("#"):
+            name, sep, rest = re.split(r"([{ ])", line, maxsplit=1)
+            line = f"{name}{{{labels},{rest}" if sep == "{" else f"{name}{{{labels}}} {rest}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -46,140 +79,208 @@ def backfilled(
     tmp = tmp_path_factory.mktemp("backfill")
     # A day ago and hour-aligned: old enough to land in persisted blocks, not the head block.
     start = (int(time.time()) // 3600 - 27) * 3600
-    jsonl = tmp / "sustainbot.jsonl"
-    events = write_events(jsonl, float(start))
-    openmetrics = tmp / "backfill.om"
-    replay_args = [
-        "--quiet",
-        "--format",
-        "openmetrics",
-        "--step",
-        str(STEP),
-        "-o",
-        str(openmetrics),
-    ]
-    replay = run([sys.executable, "-m", "log_exporter", "replay", *replay_args, str(jsonl)])
-    assert replay.returncode == 0, replay.stderr
     data = tmp / "data"
-    blocks = run(
-        [promtool_binary, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
-    )
-    assert blocks.returncode == 0, blocks.stdout + blocks.stderr
+    events = {}
+    for namespace, seed in NAMESPACES.items():
+        jsonl = tmp / f"{namespace}.jsonl"
+        events[namespace] = write_events(jsonl, float(start), seed=seed)
+        openmetrics = tmp / f"{namespace}.om"
+        replay_args = ["--quiet", "--format", "openmetrics", "--step", str(STEP)]
+        replay_args += ["-o", str(openmetrics), str(jsonl)]
+        replay = run([sys.executable, "-m", "log_exporter", "replay", *replay_args])
+        assert replay.returncode == 0, replay.stderr
+        openmetrics.write_text(_with_target_labels(openmetrics.read_text(), namespace))
+        # Two runs into one directory: two sets of blocks over the same hours, which
+        # Prometheus merges at query time.
+        create = ["tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
+        blocks = run([promtool_binary, *create])
+        assert blocks.returncode == 0, blocks.stdout + blocks.stderr
     prom = Prometheus(prometheus_binary, tmp, data=data)
     try:
-        yield Backfilled(prom, events, jsonl)
+        yield Backfilled(prom, events, tmp / "staging.jsonl")
     finally:
         prom.stop()
 
 
 def _dashboard() -> dict[str, Any]:
-    return json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return dict(json.loads(DASHBOARD.read_text(encoding="utf-8")))
 
 
-def _substitute(expr: str, drag_mode: str, workflow: str, range_seconds: int) -> str:
-    """Expand Grafana's variables the way Grafana does before sending a query."""
-    return (
-        expr.replace("$__rate_interval", "5m")
-        .replace("$__range", f"{range_seconds}s")
-        .replace("$drag_mode", drag_mode)
-        .replace("$workflow", workflow)
-    )
+@dataclass(frozen=True)
+class Selection:
+    """The values chosen in the dashboard's variables, as Grafana formats them into queries."""
+
+    namespace: str = ".*"
+    job: str = ".*"
+    pod: str = ".*"
+    drag_mode: str = ".*"
+    workflow: str = ".*"
+
+
+def _substitute(expr: str, chosen: Selection, range_seconds: int, step: int = STEP) -> str:
+    """Expand Grafana's variables the way Grafana does before sending a query.
+
+    $__interval is the query's step; $__rate_interval is max($__interval + scrape interval,
+    4 x scrape interval), the scrape interval here being the replay's step.
+    """
+    rate_interval = max(step + STEP, 4 * STEP)
+    for name, value in (
+        ("$__rate_interval", f"{rate_interval}s"),
+        ("$__interval", f"{step}s"),
+        ("$__range", f"{range_seconds}s"),
+        ("$namespace", chosen.namespace),
+        ("$job", chosen.job),
+        ("$pod", chosen.pod),
+        ("$drag_mode", chosen.drag_mode),
+        ("$workflow", chosen.workflow),
+    ):
+        expr = expr.replace(name, value)
+    assert "$" not in expr, expr
+    return expr
 
 
 def _targets(dashboard: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    return [(p["id"], t) for p in dashboard["panels"] for t in p["targets"]]
+    return [(p["id"], t) for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
 
 
 # "All" is the variable's allValue; a multi-select is a regex alternation of the chosen values.
-SELECTIONS = [(".*", ".*"), ("(draft|research)", "(generate_report|carbon_audit)")]
+SELECTIONS = {
+    "all": Selection(),
+    "staging": Selection(namespace="staging", job=JOB, pod=pod_of("staging")),
+    "selected": Selection(
+        namespace="(staging|production)",
+        drag_mode="(draft|research)",
+        workflow="(generate_report|carbon_audit)",
+    ),
+}
 
 
-@pytest.mark.parametrize(("drag_mode", "workflow"), SELECTIONS, ids=["all", "selected"])
-def test_panel_query_fails_or_returns_nothing(
-    backfilled: Backfilled, drag_mode: str, workflow: str
-) -> None:
+@pytest.mark.parametrize("chosen", SELECTIONS.values(), ids=SELECTIONS.keys())
+def test_panel_query_fails_or_returns_nothing(backfilled: Backfilled, chosen: Selection) -> None:
     """Every panel target parses in Prometheus and returns data over the backfilled window."""
-    events = backfilled.events
-    window = int(events.end - events.start)
+    window = int(backfilled.end - backfilled.start)
+    checked = 0
     for panel_id, target in _targets(_dashboard()):
-        expr = _substitute(target["expr"], drag_mode, workflow, window)
+        if panel_id in LIVE_ONLY_PANELS:
+            continue
+        checked += 1
+        expr = _substitute(target["expr"], chosen, window)
         result = backfilled.prometheus.api(
             "/api/v1/query_range",
             query=expr,
-            start=events.start,
-            end=events.end,
+            start=backfilled.start,
+            end=backfilled.end,
             step=STEP,
         )
         assert result["status"] == "success", (panel_id, expr, result)
         assert result["data"]["result"], f"panel {panel_id} returns no data: {expr}"
         if target.get("instant"):
             # Grafana sends instant targets as a query at the end of the time range.
-            instant = backfilled.prometheus.api("/api/v1/query", query=expr, time=events.end)
+            instant = backfilled.prometheus.api("/api/v1/query", query=expr, time=backfilled.end)
             assert instant["status"] == "success", (panel_id, expr, instant)
             assert instant["data"]["result"], f"panel {panel_id} (instant) returns no data"
+    assert checked >= 14
 
 
-@pytest.mark.parametrize(("drag_mode", "workflow"), SELECTIONS, ids=["all", "selected"])
-def test_prescriptive_stat_misses_detections(
-    backfilled: Backfilled, drag_mode: str, workflow: str
-) -> None:
-    """The prescriptive-language stat shows exactly how many detections the range holds."""
-    events = backfilled.events
+def _detections(backfilled: Backfilled, chosen: Selection) -> float:
     (panel,) = [p for p in _dashboard()["panels"] if p["id"] == 10]
-    (target,) = panel["targets"]
+    target = next(t for t in panel["targets"] if t.get("instant"))
     # A range reaching back before the first event: every detection of the log is in it.
-    window = int(events.end - events.start) + 600
-    expr = _substitute(target["expr"], drag_mode, workflow, window)
-    result = backfilled.prometheus.api("/api/v1/query", query=expr, time=events.end)
+    window = int(backfilled.end - backfilled.start) + 600
+    expr = _substitute(target["expr"], chosen, window)
+    result = backfilled.prometheus.api("/api/v1/query", query=expr, time=backfilled.end)
     assert result["status"] == "success", result
     ((sample),) = result["data"]["result"]
+    return float(sample["value"][1])
+
+
+@pytest.mark.parametrize("drag_mode", [".*", "(draft|research)"])
+def test_prescriptive_stat_misses_detections(backfilled: Backfilled, drag_mode: str) -> None:
+    """The prescriptive-language stat shows exactly how many detections the range holds."""
     wanted = re.compile(drag_mode)
-    expected = sum(1 for _, mode in events.detections if wanted.fullmatch(mode))
-    assert expected > 0
-    assert float(sample["value"][1]) == expected
+    everywhere = 0
+    for namespace, events in backfilled.events.items():
+        expected = sum(1 for _, mode in events.detections if wanted.fullmatch(mode))
+        assert expected > 0
+        chosen = Selection(namespace=namespace, drag_mode=drag_mode)
+        assert _detections(backfilled, chosen) == expected, namespace
+        everywhere += expected
+    assert _detections(backfilled, Selection(drag_mode=drag_mode)) == everywhere
+
+
+def test_namespace_variable_mixes_namespaces(backfilled: Backfilled) -> None:
+    """Choosing a namespace shows only its traffic; the namespaces' numbers differ and add up."""
+    counts = {ns: len(e.detections) for ns, e in backfilled.events.items()}
+    assert counts["staging"] != counts["production"], "the seeds must tell them apart"
+    for namespace, expected in counts.items():
+        assert _detections(backfilled, Selection(namespace=namespace)) == expected
+        # The pod variable scopes the same way within the namespace.
+        chosen = Selection(namespace=namespace, job=JOB, pod=pod_of(namespace))
+        assert _detections(backfilled, chosen) == expected
+    assert _detections(backfilled, Selection(namespace="qa")) == 0
+
+
+def _variable_values(backfilled: Backfilled, query: str, chosen: Selection) -> set[str]:
+    match = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+    assert match, query
+    metric, label = match.groups()
+    # What Grafana's Prometheus datasource sends for label_values(metric, label).
+    result = backfilled.prometheus.api(
+        f"/api/v1/label/{label}/values",
+        **{
+            "match[]": _substitute(metric, chosen, 0),
+            "start": backfilled.start,
+            "end": backfilled.end,
+        },
+    )
+    assert result["status"] == "success", result
+    return set(result["data"])
 
 
 def test_template_variable_offers_wrong_values(backfilled: Backfilled) -> None:
-    """$drag_mode and $workflow list exactly the label values present in the data."""
-    events = backfilled.events
-    expected = {"drag_mode": events.drag_modes, "workflow": events.workflows}
-    for variable in _dashboard()["templating"]["list"]:
-        match = re.fullmatch(r"label_values\((\w+), (\w+)\)", variable["query"]["query"])
-        assert match, variable["query"]
-        metric, label = match.groups()
-        # What Grafana's Prometheus datasource sends for label_values(metric, label).
-        result = backfilled.prometheus.api(
-            f"/api/v1/label/{label}/values",
-            **{"match[]": metric, "start": events.start, "end": events.end},
-        )
-        assert result["status"] == "success", result
-        assert set(result["data"]) == expected[variable["name"]]
+    """Each variable lists exactly the label values present within the chosen scope."""
+    variables = {
+        v["name"]: v["query"]["query"]
+        for v in _dashboard()["templating"]["list"]
+        if v["type"] == "query"
+    }
+    staging = backfilled.events["staging"]
+    everywhere = Selection()
+    within = Selection(namespace="staging")
+    assert _variable_values(backfilled, variables["namespace"], everywhere) == set(NAMESPACES)
+    assert _variable_values(backfilled, variables["job"], within) == {JOB}
+    assert _variable_values(backfilled, variables["pod"], everywhere) == {
+        pod_of(ns) for ns in NAMESPACES
+    }
+    assert _variable_values(backfilled, variables["pod"], within) == {pod_of("staging")}
+    assert _variable_values(backfilled, variables["drag_mode"], within) == staging.drag_modes
+    assert _variable_values(backfilled, variables["workflow"], within) == staging.workflows
 
 
 def test_deployment_annotation_missing_or_repeated(backfilled: Backfilled) -> None:
-    """Each app start with a new version yields one annotation point, at its start time."""
-    events = backfilled.events
+    """Each app start with a new version yields one annotation point per namespace, at its start."""
     (annotation,) = [
         a for a in _dashboard()["annotations"]["list"] if a.get("name") == "Deployments"
     ]
     step = int(annotation["step"].removesuffix("s"))
-    result = backfilled.prometheus.api(
-        "/api/v1/query_range",
-        query=annotation["expr"],
-        start=events.start,
-        end=events.end,
-        step=step,
-    )
-    assert result["status"] == "success", result
-    points = {
-        series["metric"]["version"]: [float(t) for t, _ in series["values"]]
-        for series in result["data"]["result"]
-    }
-    for started, version in events.deployments:
-        # The first step at or after the start that sees the new series, and only that one.
-        assert len(points[version]) == 1, (version, points[version])
-        assert started <= points[version][0] < started + step + STEP
-    assert set(points) == {v for _, v in events.deployments}
+    for namespace, events in backfilled.events.items():
+        result = backfilled.prometheus.api(
+            "/api/v1/query_range",
+            query=_substitute(annotation["expr"], Selection(namespace=namespace), 0, step),
+            start=events.start,
+            end=events.end,
+            step=step,
+        )
+        assert result["status"] == "success", result
+        points = {
+            series["metric"]["version"]: [float(t) for t, _ in series["values"]]
+            for series in result["data"]["result"]
+        }
+        for started, version in events.deployments:
+            # The first step at or after the start that sees the new series, and only that one.
+            assert len(points[version]) == 1, (namespace, version, points[version])
+            assert started <= points[version][0] < started + step + STEP
+        assert set(points) == {v for _, v in events.deployments}
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -233,4 +334,5 @@ def test_query_names_metric_the_exporter_never_serves(
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = set().union(*(_metric_names(e) for e in exprs))
     assert len(used) >= 12
-    assert used - served == set()
+    # A sidecar serves its CloudWatch metrics only while shipping: test_dashboard_health runs one.
+    assert {u for u in used if not u.startswith("log_exporter_cloudwatch_")} - served == set()

@@ -134,7 +134,9 @@ def test_probe_checks_wrong_endpoint(containers: dict[str, dict[str, Any]]) -> N
         get = container[probe]["httpGet"]
         assert get["path"] == path and get["port"] in _ports(container), (name, probe)
     assert _ports(app) == {"http": 5000}
-    assert "--port" in app["command"] and "5000" in app["command"]
+    # Arguments, not a command: the image's entrypoint stays the program.
+    assert "command" not in app and "command" not in exporter
+    assert app["args"][0] == "serve" and "--port" in app["args"] and "5000" in app["args"]
     assert _ports(exporter) == {"metrics": 9464}
     assert _env(exporter)["LOG_EXPORTER_LISTEN"] == "0.0.0.0:9464"
 
@@ -158,7 +160,7 @@ def test_podmonitor_selects_nothing(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The PodMonitor selects these pods' metrics port and labels them as the alerts expect."""
-    (monitor,) = load_yaml_all(K8S / "podmonitor.yaml")
+    (monitor,) = load_yaml_all(DEPLOY / "kubernetes-operator" / "podmonitor.yaml")
     assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     selector = monitor["spec"]["selector"]["matchLabels"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.support.deploy import DEPLOY, load_yaml
+import re
+from typing import Any
+
+from tests.support.deploy import DEPLOY, REPO, load_yaml
 from tests.support.processes import run
 
 PROM_DIR = DEPLOY / "prometheus"
@@ -61,3 +64,53 @@ def test_alert_untested_for_firing_or_silence() -> None:
             (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     assert fires == EXPECTED_ALERTS
     assert silent == EXPECTED_ALERTS
+
+
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+RUNBOOK_PAGE = "https://github.com/sustainbot/sustainbot-observability/blob/main/docs/runbooks.md"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, - for space."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", markdown, re.MULTILINE):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def _alerts() -> list[dict[str, Any]]:
+    rules = load_yaml(RULES)
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_alert_without_runbook_section() -> None:
+    """Every alert links to a section of docs/runbooks.md that exists and is about that alert."""
+    markdown = RUNBOOKS.read_text(encoding="utf-8")
+    anchors = _anchors(markdown)
+    for rule in _alerts():
+        url = rule["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page == RUNBOOK_PAGE, (rule["alert"], url)
+        assert anchor in anchors, (rule["alert"], anchor)
+        assert anchor == rule["alert"].lower()
+        section = markdown.split(f"## {rule['alert']}\n", 1)[1].split("\n## ", 1)[0]
+        for part in ("**Means.**", "**Confirm.**", "```promql", "**Do.**"):
+            assert part in section, (rule["alert"], part)
+
+
+def _groupings(expr: str, keyword: str) -> list[set[str]]:
+    return [
+        {label.strip() for label in labels.split(",")}
+        for labels in re.findall(rf"\b{keyword}\s*\(([^)]*)\)", expr)
+    ]
+
+
+def test_aggregation_merges_namespaces() -> None:
+    """No alert sums or matches across namespaces: every by() and on() keeps `namespace`."""
+    checked = 0
+    for rule in _alerts():
+        for keyword in ("by", "on"):
+            for labels in _groupings(rule["expr"], keyword):
+                assert "namespace" in labels, (rule["alert"], keyword, labels)
+                checked += 1
+    assert checked >= 4

@@ -38,5 +38,11 @@ SELF_METRICS = {
     # Served with --state only, as every shipped sidecar runs.
     "log_exporter_state_saves_total",
     "log_exporter_resume_misses_total",
+    "log_exporter_file_rotations_total",
+    # Served with CloudWatch shipping only.
+    "log_exporter_cloudwatch_backlog_bytes",
+    "log_exporter_cloudwatch_rejected_events_total",
+    # client_python's process collector (issue 13's standard metrics).
+    "process_resident_memory_bytes",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
