@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter import __version__
+from log_exporter import __version__, buildinfo, selfmetrics
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, append, run_cli, sample
@@ -53,7 +53,8 @@ def test_events_appended_after_start_show_in_metrics(tmp_path: Path) -> None:
             samples,
             "log_exporter_build_info",
             version=__version__,
-            python=platform.python_version(),
+            revision=buildinfo.revision(),
+            python_version=platform.python_version(),
         )
         assert build == 1.0
         assert exporter.stop() == 0
@@ -197,13 +198,6 @@ def test_sigint_stops_cleanly_like_sigterm(tmp_path: Path) -> None:
         assert "Traceback" not in exporter.stderr()
 
 
-def test_version_flag_prints_the_version() -> None:
-    """``log-exporter --version`` prints the package version and exits 0."""
-    result = run_cli(["--version"])
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"log-exporter {__version__}"
-
-
 def test_bad_spec_fails_at_start_naming_file_table_and_field(tmp_path: Path) -> None:
     """An invalid --spec stops the exporter with exit 2 and names the file, table and field."""
     spec = tmp_path / "bad.toml"
@@ -254,7 +248,11 @@ def test_bad_web_config_fails_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "fragment"),
     [
-        (["--listen", "9464"], {}, "expected host:port"),
+        (["--listen", "9464"], {}, "expected [host]:port"),
+        (["--web.listen-address", "9464"], {}, "--web.listen-address '9464': expected"),
+        (["--web.telemetry-path", "metrics"], {}, "--web.telemetry-path"),
+        (["--web.telemetry-path=/healthz"], {}, "already served"),
+        ([], {"LOG_EXPORTER_LOG_FORMAT": "xml"}, "--log.format / LOG_EXPORTER_LOG_FORMAT"),
         ([], {"LOG_EXPORTER_START_AT": "middle"}, "LOG_EXPORTER_START_AT"),
         ([], {"LOG_EXPORTER_LOG_LEVEL": "chatty"}, "LOG_EXPORTER_LOG_LEVEL"),
         (["--state-interval", "0"], {}, "--state-interval"),
@@ -321,6 +319,7 @@ def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> N
         "log_exporter_lag_bytes",
         "log_exporter_io_errors_total",
         "log_exporter_spec_reloads_total",
+        *selfmetrics.STANDARD,
     }
 
 
