@@ -149,8 +149,8 @@ def test_max_version_tls12_serves_a_tls13_only_client(
 def test_cipher_suites_ignored(tmp_path: Path, serve: list[MetricsServer], certs: CertSet) -> None:
     """cipher_suites in Go's names limits TLS 1.2: a client offering only another suite is
     refused, one offering the configured suite negotiates it."""
-    srv = _serve(tmp_path, _tls(certs, max_version="TLS12",
-                                cipher_suites="[TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]"))  # fmt: skip
+    suites = "[TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]"
+    srv = _serve(tmp_path, _tls(certs, max_version="TLS12", cipher_suites=suites))
     serve.append(srv)
     tls12 = ssl.TLSVersion.TLSv1_2
     assert _refused(srv, _client(certs.ca, maximum=tls12, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"))
