@@ -64,7 +64,12 @@ class LogfmtFormatter(logging.Formatter):
 
 
 def _logfmt_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, str):
+        text = value
+    elif value is None or isinstance(value, bool | int | float | list | tuple | dict):
+        text = json.dumps(value, default=str, ensure_ascii=False)  # true, 3, [1, 2], ...
+    else:
+        text = str(value)  # a Path, an exception: its text, as the JSON format writes it
     if text and not _NEEDS_QUOTES.search(text):
         return text
     # json.dumps quotes and escapes a string as logfmt readers expect (\" \\ \n).
