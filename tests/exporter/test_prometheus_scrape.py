@@ -167,7 +167,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
     client = ssl.create_default_context(cafile=str(certs.ca))
     with Exporter(
         tmp_path,
-        ["--file", str(log), "--web-config", str(web)],
+        ["--file", str(log), "--web.config.file", str(web)],
         scheme="https",
         context=client,
         auth=("prometheus", password),
@@ -204,7 +204,7 @@ def test_prometheus_with_a_wrong_password_is_refused(
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     log = tmp_path / "app.jsonl"
     append(log, contract_line("auth.jwt_validated", outcome="success"))
-    with Exporter(tmp_path, ["--file", str(log), "--web-config", str(web)]) as exporter:
+    with Exporter(tmp_path, ["--file", str(log), "--web.config.file", str(web)]) as exporter:
         exporter.auth_header = {
             "Authorization": "Basic " + base64.b64encode(b"prometheus:right").decode()
         }

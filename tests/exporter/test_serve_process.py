@@ -212,7 +212,7 @@ def test_bad_spec_fails_at_start_naming_file_table_and_field(tmp_path: Path) -> 
             str(tmp_path / "x"),
             "--spec",
             str(spec),
-            "--listen",
+            "--web.listen-address",
             f"127.0.0.1:{free_port()}",
         ],
         cwd=tmp_path,
@@ -235,10 +235,10 @@ def test_unreadable_spec_fails_at_start(tmp_path: Path) -> None:
 
 
 def test_bad_web_config_fails_at_start(tmp_path: Path) -> None:
-    """An invalid --web-config stops the exporter with exit 2 naming the file and field."""
+    """An invalid --web.config.file stops the exporter with exit 2 naming the file and field."""
     config = tmp_path / "web.yml"
     config.write_text("basic_auth_users:\n  alice: plaintext\n")
-    result = run_cli(["serve", "--file", "x", "--web-config", str(config)], cwd=tmp_path)
+    result = run_cli(["serve", "--file", "x", "--web.config.file", str(config)], cwd=tmp_path)
     assert result.returncode == 2
     message = json.loads(result.stderr.splitlines()[-1])["msg"]
     assert str(config) in message
@@ -285,7 +285,9 @@ def test_port_in_use_fails_at_start(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(["serve", "--file", "x", "--listen", f"127.0.0.1:{port}"], cwd=tmp_path)
+        result = run_cli(
+            ["serve", "--file", "x", "--web.listen-address", f"127.0.0.1:{port}"], cwd=tmp_path
+        )
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr
     assert "cannot listen" in result.stderr
@@ -349,7 +351,7 @@ def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) ->
 def test_listening_beyond_loopback_without_auth_is_warned(tmp_path: Path) -> None:
     """Binding every interface without a web config works but logs a warning saying so."""
     port = free_port()
-    args = ["--file", str(tmp_path / "x.jsonl"), "--listen", f"0.0.0.0:{port}"]
+    args = ["--file", str(tmp_path / "x.jsonl"), "--web.listen-address", f"0.0.0.0:{port}"]
     with Exporter(tmp_path, args, port=port) as exporter:
         exporter.wait_healthy()
         assert exporter.stop() == 0
@@ -372,7 +374,7 @@ def test_basic_auth_without_tls_is_warned(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    args = ["--file", str(tmp_path / "x.jsonl"), "--web-config", str(web)]
+    args = ["--file", str(tmp_path / "x.jsonl"), "--web.config.file", str(web)]
     with Exporter(tmp_path, args, auth=("prometheus", "pw")) as exporter:
         exporter.wait_healthy()
         assert exporter.stop() == 0
