@@ -3,7 +3,8 @@ Prometheus exporter-toolkit format, and ``LiveWebConfig``, which re-reads it whe
 
 The format is the one every official exporter accepts (``web-config.yml``), so operators can reuse
 theirs (docs/exporter.md lists the fields). What Python's ``ssl`` cannot do the way Go's
-``crypto/tls`` does (``RequestClientCert``, ``RequireAnyClientCert``, ``curve_preferences``), and
+``crypto/tls`` does (``RequestClientCert``, ``RequireAnyClientCert``, a ``curve_preferences``
+list of more than one curve), and
 what is not implemented (inline PEM, ``client_allowed_sans``, ``rate_limit``, HTTP/2), is refused
 by name with the file and field, rather than silently ignored: an operator who wrote it expects it
 enforced.
@@ -77,6 +78,7 @@ _HEADERS: dict[str, tuple[str, ...]] = {
 }
 _TOP_KEYS = {"tls_server_config", "basic_auth_users", "http_server_config"}
 _TLS_KEYS = {
+    "curve_preferences",
     "cert_file",
     "key_file",
     "client_ca_file",
@@ -87,6 +89,13 @@ _TLS_KEYS = {
     "prefer_server_cipher_suites",
 }
 _HTTP_KEYS = {"headers", "http2"}
+# Go's curve names (exporter-toolkit's list) as OpenSSL names them.
+_CURVES = {
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
+    "X25519": "X25519",
+}
 # exporter-toolkit fields this exporter does not have, with what to do instead.
 _NOT_SUPPORTED = {
     "rate_limit": "not implemented; the exporter bounds connections and renders itself",
@@ -94,7 +103,6 @@ _NOT_SUPPORTED = {
     "key": "inline PEM is not supported; write it to a file and use key_file",
     "client_ca": "inline PEM is not supported; write it to a file and use client_ca_file",
     "client_allowed_sans": "not implemented; use a dedicated client CA instead",
-    "curve_preferences": "Python's ssl cannot set a list of curves; remove it to use OpenSSL's",
 }
 # How often at most the config and its files are looked at (a few stat calls) for a change.
 CHECK_INTERVAL_SECONDS = 1.0
@@ -122,6 +130,7 @@ class TLSConfig:
     max_version: str | None = None
     cipher_suites: tuple[str, ...] = ()  # Go names
     prefer_server_cipher_suites: bool = True
+    curve: str | None = None  # Go name; curve_preferences of one curve
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -176,6 +185,9 @@ class WebConfig:
                 raise WebConfigError(
                     f"{where} field 'cipher_suites': this OpenSSL has none of {names}: {exc}"
                 ) from exc
+        if tls.curve is not None:
+            # With OpenSSL 3 this sets the one group offered, for TLS 1.2 and 1.3 alike.
+            ctx.set_ecdh_curve(_CURVES[tls.curve])
         if tls.prefer_server_cipher_suites:
             ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
         else:
@@ -344,6 +356,22 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
     for name in ciphers:
         if name not in _CIPHERS and name not in _TLS13_CIPHERS:
             raise WebConfigError(f"{where} field 'cipher_suites': unknown cipher {name!r}")
+    curves = tls.get("curve_preferences") or []
+    if not isinstance(curves, list) or not all(isinstance(c, str) for c in curves):
+        raise WebConfigError(f"{where} field 'curve_preferences': must be a list of Go curve names")
+    for name in curves:
+        if name not in _CURVES:
+            raise WebConfigError(
+                f"{where} field 'curve_preferences': unknown curve {name!r} "
+                f"(one of {', '.join(_CURVES)})"
+            )
+    if len(curves) > 1 or (curves and ssl.OPENSSL_VERSION_INFO < (3,)):
+        # Python's ssl sets one curve (SSL_CTX_set1_groups with one entry under OpenSSL 3; under
+        # OpenSSL 1.1 only TLS 1.2's ECDHE curve), never a preference list.
+        raise WebConfigError(
+            f"{where} field 'curve_preferences': Python's ssl can restrict the handshake to one "
+            f"curve (with OpenSSL 3), not order several; got {curves}"
+        )
     prefer = tls.get("prefer_server_cipher_suites", True)
     if not isinstance(prefer, bool):
         raise WebConfigError(f"{where} field 'prefer_server_cipher_suites': must be true or false")
@@ -356,6 +384,7 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
         max_version=versions["max_version"],
         cipher_suites=tuple(ciphers),
         prefer_server_cipher_suites=prefer,
+        curve=curves[0] if curves else None,
     )
 
 

@@ -163,6 +163,21 @@ def test_cipher_suites_ignored(tmp_path: Path, serve: list[MetricsServer], certs
     assert cipher is not None and cipher[0] == "ECDHE-ECDSA-AES256-GCM-SHA384"
 
 
+@pytest.mark.skipif(ssl.OPENSSL_VERSION_INFO < (3,), reason="one curve needs OpenSSL 3")
+def test_curve_preference_ignored(
+    tmp_path: Path, serve: list[MetricsServer], certs: CertSet
+) -> None:
+    """curve_preferences of one curve restricts the key exchange to it: a client offering only
+    another curve is refused, one offering it is served."""
+    srv = _serve(tmp_path, _tls(certs, curve_preferences="[CurveP384]"))
+    serve.append(srv)
+    p256, p384 = _client(certs.ca), _client(certs.ca)
+    p256.set_ecdh_curve("prime256v1")
+    p384.set_ecdh_curve("secp384r1")
+    assert _refused(srv, p256)
+    assert _get(srv, p384).status == 200
+
+
 def test_configured_headers_missing_from_answers(
     tmp_path: Path, serve: list[MetricsServer], certs: CertSet
 ) -> None:
@@ -200,8 +215,13 @@ def test_configured_headers_missing_from_answers(
         ("rate_limit:\n  burst: 1\n", "field 'rate_limit'"),
         ("tls_server_config:\n  cert: x\n  key_file: b\n", "field 'cert': inline PEM"),
         (
-            "tls_server_config:\n  cert_file: a\n  key_file: b\n  curve_preferences: [X25519]\n",
-            "field 'curve_preferences'",
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n"
+            "  curve_preferences: [X25519, CurveP256]\n",
+            "field 'curve_preferences': Python's ssl can restrict the handshake to one curve",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  curve_preferences: [P256]\n",
+            "unknown curve 'P256'",
         ),
         (
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_allowed_sans: [x]\n",
