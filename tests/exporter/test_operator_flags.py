@@ -3,12 +3,12 @@ each does what node_exporter's would (docs/exporter.md)."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pytest
 
 from log_exporter import buildinfo, selfmetrics, settings
 from tests.support.ports import free_port
-from tests.support.processes import clean_env
+from tests.support.processes import binary, clean_env
 from tests.support.serve import Exporter, append, parse_metrics, run_cli, sample
 from tests.support.waits import DEADLINE
 
@@ -33,6 +33,23 @@ def _git_head() -> str | None:
     result = subprocess.run([git, "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                             text=True, check=False, timeout=DEADLINE)  # fmt: skip
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+@pytest.fixture
+def curl() -> str:
+    """The path of a real curl, the client an operator checks an exporter with; skips where it
+    is missing, before anything is started."""
+    return binary("curl")
+
+
+def _curl(curl: str, url: str) -> tuple[str, str]:
+    """(HTTP status, body) of ``curl URL``; status "000" when nothing answered."""
+    result = subprocess.run(
+        [curl, "--silent", "--max-time", "30", "--write-out", "\n%{http_code}", url],
+        capture_output=True, text=True, timeout=DEADLINE, check=False,
+    )  # fmt: skip
+    body, _, status = result.stdout.rpartition("\n")
+    return status, body
 
 
 def _run(program: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -100,7 +117,7 @@ def test_help_hides_a_default_or_variable() -> None:
 
 
 def test_every_interface_listen_address_is_refused(
-    tmp_path: Path, contract_line: Callable[..., bytes]
+    curl: str, tmp_path: Path, contract_line: Callable[..., bytes]
 ) -> None:
     """`--web.listen-address=:PORT` serves on every interface, IPv4 and IPv6 loopback alike,
     as node_exporter's `:9100` does."""
@@ -110,11 +127,10 @@ def test_every_interface_listen_address_is_refused(
     with Exporter(tmp_path, ["--file", str(log), f"--web.listen-address=:{port}"],
                   port=port) as exporter:  # fmt: skip
         exporter.wait_healthy()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
-            assert resp.status == 200
+        status, body = _curl(curl, f"http://127.0.0.1:{port}/metrics")
+        assert status == "200" and "log_exporter_lines_total" in body
         if socket.has_ipv6:
-            with urllib.request.urlopen(f"http://[::1]:{port}/metrics", timeout=30) as resp:
-                assert resp.status == 200
+            assert _curl(curl, f"http://[::1]:{port}/metrics")[0] == "200"
         serving = next(r for r in exporter.log_records() if r["msg"] == "serving")
         assert serving["url"] == f"http://[::]:{port}/metrics"
         assert any("beyond this host" in r["msg"] for r in exporter.log_records())
@@ -122,7 +138,7 @@ def test_every_interface_listen_address_is_refused(
 
 
 def test_telemetry_path_still_served_on_the_old_path(
-    tmp_path: Path, contract_line: Callable[..., bytes]
+    curl: str, tmp_path: Path, contract_line: Callable[..., bytes]
 ) -> None:
     """`--web.telemetry-path=/custom` serves the metrics there, links it from the landing page,
     and answers 404 on /metrics, as node_exporter does."""
@@ -130,12 +146,12 @@ def test_telemetry_path_still_served_on_the_old_path(
     append(log, contract_line("auth.jwt_validated", outcome="success"))
     with Exporter(tmp_path, ["--file", str(log), "--web.telemetry-path=/custom"]) as exporter:
         exporter.wait_healthy()
-        status, body = exporter.get("/custom")
-        assert status == 200
-        samples = parse_metrics(body.decode())
+        status, body = _curl(curl, f"{exporter.base}/custom")
+        assert status == "200"
+        samples = parse_metrics(body)
         assert sample(samples, "log_exporter_lines_total", result="parsed") is not None
-        assert exporter.get("/metrics")[0] == 404
-        assert b'href="/custom"' in exporter.get("/")[1]
+        assert _curl(curl, f"{exporter.base}/metrics")[0] == "404"
+        assert 'href="/custom"' in _curl(curl, f"{exporter.base}/")[1]
         assert exporter.stop() == 0
 
 
@@ -183,3 +199,32 @@ def test_logfmt_lines_are_json(tmp_path: Path) -> None:
     assert lines and all(line.startswith("ts=") for line in lines), result.stderr
     assert " level=error " in lines[-1]
     assert "msg=\"--web.listen-address 'bogus': expected [host]:port" in lines[-1]
+
+
+def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of both programs, the subcommands' included."""
+    from log_exporter.cli import build_parser
+    from sustainbot.cli import _parser
+
+    found = []
+    for name, parser in (("log-exporter", build_parser({})), ("sustainbot", _parser())):
+        found.append((name, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+    return found
+
+
+def test_help_hides_a_default_or_abbreviations_are_allowed() -> None:
+    """Every option of every command of both programs says its default (or that it is
+    required) in --help, and no parser accepts an abbreviation."""
+    parsers = _parsers()
+    names = {name for name, _ in parsers}
+    assert names >= {"log-exporter serve", "log-exporter replay", "sustainbot serve"}
+    for name, parser in parsers:
+        assert parser.allow_abbrev is False, name
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "version"):
+                continue
+            help_text = action.help or ""
+            assert "default" in help_text or "required" in help_text, (name, action.dest)
