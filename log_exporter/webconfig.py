@@ -485,6 +485,8 @@ class LiveWebConfig:
         self._clock = clock
         self._lock = threading.Lock()
         self._state = (config, config.ssl_context())  # the context fails at start, named
+        # The configs whose files are watched: the one in force, and a newer one that failed.
+        self._watched: tuple[WebConfig | None, ...] = (config,)
         self._seen = self._signature(config)
         self._next_check = clock() + CHECK_INTERVAL_SECONDS
         self.reloads = {"success": 0, "failure": 0}
@@ -507,11 +509,12 @@ class LiveWebConfig:
 
     def _check(self) -> None:
         config = self._state[0]
-        seen = self._signature(config)
+        seen = self._signature(*self._watched)
         if seen == self._seen:
             return
         self._seen = seen
         assert config.path is not None
+        new: WebConfig | None = None
         try:
             new = load_web_config(config.path)
             context = new.ssl_context()
@@ -520,22 +523,31 @@ class LiveWebConfig:
                     f"{config.source}: [tls_server_config]: switching TLS on or off needs a restart"
                 )
         except WebConfigError as exc:
+            # Watch the files the new config names too: fixing a certificate only it names must
+            # be noticed although neither the config file nor the old files change again.
+            self._watched = (config, new)
+            self._seen = self._signature(*self._watched)
             self.reloads["failure"] += 1
             log.error(
                 "web config reload failed, keeping the one in force", extra={"error": str(exc)}
             )
             return
         # The files the new config names decide the next change, not the old ones.
+        self._watched = (new,)
         self._seen = self._signature(new)
         self._state = (new, context)
         self.reloads["success"] += 1
         log.info("web config reloaded", extra={"path": str(config.path)})
 
     @staticmethod
-    def _signature(config: WebConfig) -> _Signature:
-        files = [] if config.path is None else [config.path]
-        if config.tls is not None:
-            files += config.tls.files
+    def _signature(*configs: WebConfig | None) -> _Signature:
+        files: list[Path] = []
+        for config in configs:
+            if config is None:
+                continue
+            named = [] if config.path is None else [config.path]
+            named += [] if config.tls is None else list(config.tls.files)
+            files += [path for path in named if path not in files]
         return tuple(_stat(path) for path in files)
 
 

@@ -310,7 +310,8 @@ def test_broken_new_config_stops_serving(
     tmp_path: Path, serve: list[MetricsServer], certs: CertSet, other_certs: CertSet
 ) -> None:
     """An unusable new config (invalid YAML, then a key that does not match its certificate) is
-    counted as a failed reload and the config in force keeps serving."""
+    counted as a failed reload and the config in force keeps serving; once the file it names is
+    fixed, it is taken."""
     live, path = _live_config(tmp_path, certs)
     srv = MetricsServer(_registry(), listen="127.0.0.1:0", web_config=load_web_config(path))
     srv.start()
@@ -325,6 +326,13 @@ def test_broken_new_config_stops_serving(
     wait_for(lambda: _get(srv, _client(certs.ca)) and reloads["failure"] >= 2, "a second failure")
     assert _get(srv, _client(certs.ca)).status == 200
     assert reloads["success"] == 0
+    # Fixing the file only the new config names is enough: it is watched too.
+    shutil.copyfile(certs.server_key, live / "other.key.tmp")
+    os.replace(live / "other.key.tmp", live / "other.key")  # whole, as cert-manager writes
+    # The files are looked at when a client connects, as exporter-toolkit reads them per request.
+    wait_for(lambda: _get(srv, _client(certs.ca)) and reloads["success"], "the fixed key taken")
+    assert reloads["failure"] == 2  # nothing changed between the two failures and the fix
+    assert _get(srv, _client(certs.ca)).status == 200
 
 
 def test_tls_switched_off_by_a_reload(
