@@ -47,6 +47,7 @@ class Setting:
     # The problem with a converted value, or None; only ``check`` calls it (after argparse).
     problem: Callable[[Any], str | None] | None = None
     aliases: tuple[str, ...] = ()  # earlier spellings of the flag, accepted but deprecated
+    once: bool = False  # given twice is an error, not "the last one wins"
 
     @property
     def documented_default(self) -> str:
@@ -66,14 +67,18 @@ class Setting:
 
 # Where serve's parsed arguments keep the deprecated spellings used: (alias, flag) pairs.
 _DEPRECATED_DEST: Final = "deprecated_flags"
+# Where they keep the dests given on the command line, for the flags that may be given once.
+_GIVEN_DEST: Final = "flags_given"
 
 
 class _Store(argparse.Action):
     """argparse's ``store``, noting when the flag was given in a deprecated spelling."""
 
-    def __init__(self, *args: Any, aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, aliases: tuple[str, ...] = (), once: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.aliases = aliases
+        self.aliases, self.once = aliases, once
 
     def __call__(
         self,
@@ -82,6 +87,10 @@ class _Store(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
+        seen: frozenset[str] = getattr(namespace, _GIVEN_DEST, frozenset())
+        if self.once and self.dest in seen:
+            parser.error(f"{self.option_strings[0]} given twice: only one address is served")
+        setattr(namespace, _GIVEN_DEST, seen | {self.dest})
         setattr(namespace, self.dest, values)
         if option_string in self.aliases:
             used = getattr(namespace, _DEPRECATED_DEST, ())
@@ -157,6 +166,7 @@ def add_arguments(
             dest=setting.dest,
             action=_Store,
             aliases=setting.aliases,
+            once=setting.once,
             default=default,
             metavar=setting.metavar,
             choices=list(setting.choices) or None,
@@ -200,6 +210,9 @@ LISTEN: Final = Setting(
     dest="listen",
     flag="--web.listen-address",
     aliases=("--listen",),
+    # exporter-toolkit serves each of several --web.listen-address; this exporter serves one,
+    # so a second is refused rather than silently replacing the first.
+    once=True,
     env=("LOG_EXPORTER_LISTEN",),
     default="127.0.0.1:9464",
     metavar="[HOST]:PORT",
@@ -207,8 +220,9 @@ LISTEN: Final = Setting(
     doc_value="[HOST]:PORT",
     doc="where to serve. Loopback only by default; `:9464` is every interface (IPv6 and IPv4, "
     "as node_exporter's `:9100`), `0.0.0.0:9464` every IPv4 one: to be scraped from another "
-    "host, preferably with a web config. IPv6 addresses in brackets: `[::1]:9464`. "
-    "Deprecated spelling: `--listen`.",
+    "host, preferably with a web config. IPv6 addresses in brackets: `[::1]:9464`. One address: "
+    "given twice it is refused (node_exporter would listen on both). Deprecated spelling: "
+    "`--listen`.",
 )
 TELEMETRY_PATH: Final = Setting(
     dest="telemetry_path",

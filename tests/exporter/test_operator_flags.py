@@ -104,6 +104,14 @@ def test_abbreviated_flag_is_accepted(argv: tuple[str, ...]) -> None:
     assert "error:" in result.stderr
 
 
+def test_second_listen_address_silently_wins() -> None:
+    """node_exporter listens on each of several --web.listen-address; this exporter serves one,
+    so a second is refused (exit 2) instead of silently replacing the first."""
+    result = _run("log-exporter", "serve", "--web.listen-address=127.0.0.1:0", "--listen=:0")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "--web.listen-address given twice" in result.stderr
+
+
 def test_help_hides_a_default_or_variable() -> None:
     """`serve --help` names every flag's environment variable and default."""
     result = _run("log-exporter", "serve", "--help")
