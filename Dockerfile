@@ -25,10 +25,15 @@ ARG SOURCE=https://github.com/sustainbot/sustainbot-observability
 # source tree or build tooling ends up in a runtime image.
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md build_revision.py ./
 COPY sustainbot/ sustainbot/
 COPY log_exporter/ log_exporter/
-RUN pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
+# The git commit for `--version` and log_exporter_build_info: the context has no .git, so it is
+# passed in (docker build --build-arg REVISION="$(git rev-parse HEAD)"); build_revision.py
+# writes it into the wheel. Without it the programs say revision "unknown".
+ARG REVISION=""
+RUN SOURCE_REVISION="${REVISION}" \
+    pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION

@@ -125,7 +125,7 @@ def through_http(lines: list[bytes], scrapes: int) -> None:
         base = f"http://127.0.0.1:{port}"
         proc = subprocess.Popen(
             [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
-             str(spec_path), "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+             str(spec_path), "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"],
         )  # fmt: skip
         try:
             end = time.monotonic() + DEADLINE

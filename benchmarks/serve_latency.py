@@ -207,7 +207,7 @@ def running_exporter(log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]
     url = f"http://127.0.0.1:{port}/metrics"
     proc = subprocess.Popen(
         [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
-         "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+         "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"],
     )  # fmt: skip
     try:
         end = time.monotonic() + DEADLINE

@@ -2,6 +2,8 @@
 to one function per subcommand; serve's signal handlers are installed here, at the entry point.
 
 The wiring of a subcommand lives in its own module (``serve.main``), the work in the stage modules.
+Every parser, a subcommand's too, is a ``Parser``: no abbreviated flags, ``--version``, and help
+showing each option's default.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from log_exporter import __version__, settings
+from log_exporter import buildinfo, settings
 
 # CloudWatch's flags; its config module imports no boto3.
 from log_exporter.cloudwatch.config import add_arguments as add_cloudwatch_arguments
@@ -24,13 +26,24 @@ if TYPE_CHECKING:
     from log_exporter.serve import Service
 
 
+class Parser(argparse.ArgumentParser):
+    """A parser of this command line. argparse makes each subcommand's parser of its parent's
+    class, so a subcommand added with ``sub.add_parser`` gets all of this without asking."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # `--lis` must not mean `--listen`: an abbreviation that works today breaks silently the
+        # day a second flag starts the same way.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        buildinfo.add_version_flag(self, "log-exporter")
+
+
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """The parser; flags left out default to ``environ``, then to the settings table."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="log-exporter",
         description="Derive Prometheus (and optionally CloudWatch) metrics from a JSONL event log.",
     )
-    parser.add_argument("--version", action="version", version=f"log-exporter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # serve ---------------------------------------------------------------------------------
@@ -47,11 +60,20 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     # replay --------------------------------------------------------------------------------
     replay = sub.add_parser("replay", help="turn historical log files into metrics")
     replay.add_argument("files", nargs="+", metavar="FILE")
-    replay.add_argument("--spec", default=settings.lookup(settings.SPEC, None, environ))
-    replay.add_argument("--format", choices=["prometheus", "openmetrics"], default="prometheus")
-    replay.add_argument("--step", type=float, default=60.0, help="seconds between samples")
-    replay.add_argument("-o", "--output", default="-", help="output file (default stdout)")
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    settings.add_arguments(replay, (settings.SPEC,), environ)
+    replay.add_argument(
+        "--format",
+        choices=["prometheus", "openmetrics"],
+        default="prometheus",
+        help="output format [default prometheus]",
+    )
+    replay.add_argument(
+        "--step", type=float, default=60.0, help="seconds between samples [default 60]"
+    )
+    replay.add_argument("-o", "--output", default="-", help="output file [default - (stdout)]")
+    replay.add_argument(
+        "--quiet", action="store_true", help="no progress bar [default: a bar on a terminal]"
+    )
     replay.set_defaults(func=_cmd_replay)
     add_cloudwatch_arguments(replay)
     return parser

@@ -1,4 +1,5 @@
-"""The exporter's Prometheus collectors: the store's metrics and self-metrics, and serve's own.
+"""The exporter's Prometheus collectors: the store's metrics and self-metrics, serve's own, and
+client_python's standard process and Python collectors.
 
 A scrape copies the store under its lock (``Store.snapshot``) and renders outside it, so a scrape
 never stalls ingestion for long. ``families`` also serves replay, which renders snapshots it took
@@ -7,10 +8,10 @@ between events. Every self-metric's name, type, help and labels come from ``self
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -18,10 +19,10 @@ from prometheus_client.core import (
     InfoMetricFamily,
 )
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from log_exporter import __version__, selfmetrics
+from log_exporter import buildinfo, selfmetrics
 from log_exporter.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
@@ -39,6 +40,7 @@ from log_exporter.selfmetrics import (
     SPEC_RELOADS,
     STATE_LOAD_FAILURES,
     STATE_SAVES,
+    WEB_CONFIG_RELOADS,
 )
 from log_exporter.store import LINE_RESULTS, MetricSnapshot, Snapshot, Store
 
@@ -49,6 +51,7 @@ __all__ = [
     "StoreCollector",
     "build_info_family",
     "families",
+    "register_standard",
     "serve_families",
 ]
 
@@ -78,10 +81,18 @@ class StoreCollector(Collector):
 
 
 def build_info_family() -> Metric:
-    """``log_exporter_build_info{version,python}`` = 1."""
+    """``log_exporter_build_info{version,revision,python_version}`` = 1."""
     info = BUILD_INFO.info_family()
-    info.add_metric((__version__, platform.python_version()), {})
+    info.add_metric((buildinfo.version(), buildinfo.revision(), buildinfo.python_version()), {})
     return info
+
+
+def register_standard(registry: CollectorRegistry) -> None:
+    """Add client_python's process (CPU, memory, descriptors), platform and GC collectors, which
+    its default registry has and a registry of our own lacks (``selfmetrics.STANDARD``)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def families(snap: Snapshot) -> list[Metric]:
@@ -142,6 +153,7 @@ class ServeValues:
     io_errors: float
     spec_reloads: Mapping[str, float]  # by result, in the order shown
     state: StateValues | None = None
+    web_config_reloads: Mapping[str, float] | None = None  # by result; with a web config only
 
 
 class ServeCollector(Collector):
@@ -161,7 +173,8 @@ class ServeCollector(Collector):
 
 
 def serve_families(values: ServeValues) -> Iterator[Metric]:
-    """serve's self-metric families holding ``values``; the state file's only with one."""
+    """serve's self-metric families holding ``values``; the state file's and the web config's
+    only with one."""
     yield LAG_BYTES.family(float(values.lag_bytes))
     yield IO_ERRORS.family(float(values.io_errors))
     reloads = SPEC_RELOADS.family()
@@ -177,6 +190,11 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield STATE_LOAD_FAILURES.family(float(state.load_failures))
         # Logged at start too, but a log line is easily missed: a loss must be alertable.
         yield RESUME_MISSES.family(float(state.resume_misses))
+    if values.web_config_reloads is not None:
+        reloads = WEB_CONFIG_RELOADS.family()
+        for result, count in values.web_config_reloads.items():
+            reloads.add_metric([result], float(count))
+        yield reloads
 
 
 def _family(m: MetricSnapshot) -> Metric:

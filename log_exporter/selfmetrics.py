@@ -1,5 +1,6 @@
 """Every ``log_exporter_*`` metric the exporter exports about itself, declared once: name, type,
-help and labels; the collectors build their families from here.
+help and labels; the collectors build their families from here. ``STANDARD`` names the
+``process_*`` and ``python_*`` metrics client_python's own collectors add on /metrics.
 
 Names are as they appear on /metrics (a counter with ``_total``, the info metric with ``_info``);
 the family builder gives client_python the base name it expects.
@@ -41,9 +42,11 @@ __all__ = [
     "SERIES_OVERFLOW",
     "SERVE",
     "SPEC_RELOADS",
+    "STANDARD",
     "STATE_LOAD_FAILURES",
     "STATE_SAVES",
     "STORE",
+    "WEB_CONFIG_RELOADS",
     "SelfMetric",
 ]
 
@@ -120,8 +123,8 @@ SERIES: Final = _gauge("log_exporter_series", "Series a metric currently has.", 
 BUILD_INFO: Final = SelfMetric(
     "log_exporter_build_info",
     "info",
-    "log-exporter's version and the Python it runs on.",
-    ("version", "python"),
+    "log-exporter's version, the git revision it was built from and the Python it runs on.",
+    ("version", "revision", "python_version"),
 )
 STORE: Final = (
     LINES,
@@ -158,7 +161,22 @@ RESUME_MISSES: Final = _counter(
     "Saved generations not found at start (e.g. compressed while stopped); "
     "their unread tail, if any, was not read.",
 )
-SERVE: Final = (LAG_BYTES, IO_ERRORS, SPEC_RELOADS, STATE_SAVES, STATE_LOAD_FAILURES, RESUME_MISSES)
+# With a web config only.
+WEB_CONFIG_RELOADS: Final = _counter(
+    "log_exporter_web_config_reloads_total",
+    "Reloads of the web config after it or a certificate changed, by result "
+    "(on failure the config in force stays).",
+    "result",
+)
+SERVE: Final = (
+    LAG_BYTES,
+    IO_ERRORS,
+    SPEC_RELOADS,
+    STATE_SAVES,
+    STATE_LOAD_FAILURES,
+    RESUME_MISSES,
+    WEB_CONFIG_RELOADS,
+)
 
 # -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) --------------
 
@@ -218,3 +236,20 @@ CLOUDWATCH: Final = (
 )
 
 SELF_METRICS: Final = (*STORE, *SERVE, *CLOUDWATCH)
+
+# -- client_python's standard collectors (log_exporter.collector.register_standard) ------------
+# Their families are client_python's own; named here for the docs, the dashboard and the tests.
+# process_* come from /proc, so only on Linux.
+
+STANDARD: Final = (
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+    "python_info",
+    "python_gc_objects_collected_total",
+    "python_gc_objects_uncollectable_total",
+    "python_gc_collections_total",
+)

@@ -15,7 +15,6 @@ import argparse
 import ipaddress
 import logging
 import os
-import platform
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,11 +23,17 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry
 
-from log_exporter import __version__, logs, settings
+from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
-from log_exporter.collector import ServeCollector, ServeValues, StateValues, StoreCollector
+from log_exporter.collector import (
+    ServeCollector,
+    ServeValues,
+    StateValues,
+    StoreCollector,
+    register_standard,
+)
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
@@ -60,6 +65,7 @@ class ServeOptions:
     state: str | None
     state_interval: float
     max_line_bytes: int
+    telemetry_path: str = "/metrics"
 
 
 class StateSection:
@@ -149,12 +155,14 @@ class Service:
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(self.store))
         self.registry.register(ServeCollector(self._serve_values))
+        register_standard(self.registry)
         try:
             self.server = MetricsServer(
                 self.registry,
                 listen=options.listen,
                 ready=lambda: self._ready,
                 web_config=web_config,
+                telemetry_path=options.telemetry_path,
             )
         except WebConfigError as exc:
             # The certificates are loaded here, so a bad one fails at start, not at a scrape.
@@ -162,7 +170,9 @@ class Service:
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
         except OSError as exc:
-            raise StartupError(f"--listen {options.listen}: cannot listen: {exc}") from exc
+            raise StartupError(
+                f"--web.listen-address {options.listen}: cannot listen: {exc}"
+            ) from exc
 
     # -- state --------------------------------------------------------------------------------
 
@@ -256,6 +266,7 @@ class Service:
             lag_bytes=float(self.tailer.lag_bytes()),
             io_errors=float(self.tailer.io_errors),
             spec_reloads=self.reloads,
+            web_config_reloads=self.server.web_config_reloads,
             state=None
             if keeper is None
             else StateValues(
@@ -273,7 +284,11 @@ class Service:
         config = self.web_config
         if config is not None and config.auth_required and config.tls is None:
             log.warning("basic auth without TLS: passwords cross the network in clear text")
-        if not ipaddress.ip_address(host).is_loopback and (config is None or not config.users):
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: assume it reaches beyond this host
+            loopback = False
+        if not loopback and (config is None or not config.users):
             log.warning(
                 "serving metrics beyond this host without authentication",
                 extra={"listen": self.options.listen},
@@ -303,8 +318,9 @@ class Service:
                 "file": self.options.file,
                 "spec": self.options.spec or "built in",
                 "state": self.options.state,
-                "version": __version__,
-                "python": platform.python_version(),
+                "version": buildinfo.version(),
+                "revision": buildinfo.revision(),
+                "python": buildinfo.python_version(),
             },
         )
         code = EXIT_OK
@@ -363,8 +379,12 @@ def main(
     """``log-exporter serve`` from its parsed flags: check them, build the service and (when
     enabled) CloudWatch's shipping, let ``handle_signals`` wire the process's signals to the
     service's requests, run until stopped; the exit code."""
-    level = str(args.log_level).lower()
-    logs.configure(level if level in logs.LEVELS else "info")
+    level, fmt = str(args.log_level).lower(), str(args.log_format)
+    logs.configure(
+        level if level in logs.LEVELS else "info", fmt=fmt if fmt in logs.FORMATS else "json"
+    )
+    for alias, flag in settings.deprecated_flags(args):
+        log.warning(f"{alias} is deprecated, use {flag}", extra={"flag": alias, "use": flag})
     try:
         settings.check(args, settings.SERVE)
         service = Service(
@@ -377,6 +397,7 @@ def main(
                 state=args.state,
                 state_interval=args.state_interval,
                 max_line_bytes=args.max_line_bytes,
+                telemetry_path=args.telemetry_path,
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).

@@ -1,4 +1,5 @@
-"""The HTTP side: ``/metrics``, ``/healthz``, ``/readyz`` and ``/`` over a prometheus registry.
+"""The HTTP side: the telemetry path (``/metrics``), ``/healthz``, ``/readyz`` and ``/`` over a
+prometheus registry, on one address (``:PORT`` is every interface).
 
 Dependency-free (``http.server`` parses and answers), but no client can starve the others: one
 loop thread accepts every connection and reads each request's header block without blocking
@@ -9,8 +10,9 @@ process's descriptor limit, less ``reserve_fds`` left for the rest of the export
 must always be able to open the next generation); at the cap, the longest-waiting incomplete or
 idle connection makes room for the new one. When ``accept()`` fails for want of descriptors the
 loop stops accepting for a moment (up to a second) instead of spinning. Renders of ``/metrics``
-run ``MAX_RENDERS`` at a time, since each holds a whole page in memory. Basic auth, when
-configured, guards every endpoint.
+run ``MAX_RENDERS`` at a time, since each holds a whole page in memory. The web config's basic
+auth, when configured, guards every endpoint and its headers go on every answer; its TLS context
+serves each new connection, all as in force now (``webconfig.LiveWebConfig`` re-reads them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import errno
 import functools
 import gzip
+import html
 import io
 import json
 import logging
@@ -40,9 +43,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from log_exporter import __version__
-from log_exporter.webconfig import WebConfig
+from log_exporter.webconfig import LiveWebConfig, WebConfig
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
+DEFAULT_TELEMETRY_PATH = "/metrics"
 log = logging.getLogger(__name__)
 
 # socketserver listened with a backlog of 5, so a burst of 20 scrapers already overflowed it; the
@@ -71,29 +75,42 @@ _LANDING = """<!doctype html>
 <body><h1>log-exporter {version}</h1>
 <p>Metrics derived from a JSONL event log.</p>
 <ul>
-<li><a href="metrics">/metrics</a>: Prometheus text, OpenMetrics on request</li>
-<li><a href="healthz">/healthz</a>: the process is alive</li>
-<li><a href="readyz">/readyz</a>: the log that existed at start has been read</li>
+<li><a href="{telemetry}">{telemetry}</a>: Prometheus text, OpenMetrics on request</li>
+<li><a href="/healthz">/healthz</a>: the process is alive</li>
+<li><a href="/readyz">/readyz</a>: the log that existed at start has been read</li>
 </ul></body></html>
 """
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[v6]:port`` for IPv6) and validate it; raise ``ValueError``."""
+    """Split ``[host]:port`` (``[v6]:port`` for IPv6) and validate it; raise ``ValueError``.
+
+    An empty host (``:9464``) is every interface, IPv6 and IPv4, as Go's ``net.Listen`` and so
+    node_exporter read it; the default stays loopback, so every interface is only ever asked for.
+    """
+    flag = f"--web.listen-address {value!r}"
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit():
-        raise ValueError(f"--listen {value!r}: expected host:port, e.g. {DEFAULT_LISTEN}")
+        raise ValueError(f"{flag}: expected [host]:port, e.g. {DEFAULT_LISTEN} or :9464")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+        if not host:
+            raise ValueError(f"{flag}: empty brackets; :PORT alone is every interface")
     elif ":" in host:
-        raise ValueError(f"--listen {value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+        raise ValueError(f"{flag}: write an IPv6 address in brackets, e.g. [::1]:9464")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ValueError(f"--listen {value!r}: port must be 0..65535")
-    # An empty host would bind every interface; that must be asked for explicitly (0.0.0.0 / ::).
-    if not host:
-        raise ValueError(f"--listen {value!r}: a host is required (use 0.0.0.0 for all interfaces)")
+        raise ValueError(f"{flag}: port must be 0..65535")
     return host, port
+
+
+def bind_address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int], bool]:
+    """The family, address and dual-stack choice that serve ``host`` ("" is every interface)."""
+    if host:
+        return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, port), False
+    if socket.has_dualstack_ipv6():
+        return socket.AF_INET6, ("::", port), True
+    return socket.AF_INET, ("0.0.0.0", port), False
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -168,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if path == self.server.telemetry_path:
             self._metrics(body)
         elif path == "/healthz":
             self._send_json(200, {"status": "ok"}, body=body)
@@ -176,13 +193,14 @@ class _Handler(BaseHTTPRequestHandler):
             ready = self._is_ready()
             self._send_json(200 if ready else 503, {"ready": ready}, body=body)
         elif path == "/":
-            page = _LANDING.format(version=__version__).encode()
+            telemetry = html.escape(self.server.telemetry_path)
+            page = _LANDING.format(version=__version__, telemetry=telemetry).encode()
             self._send(200, page, "text/html; charset=utf-8", body=body)
         else:
             self._send_json(404, {"error": "not found", "path": path}, body=body)
 
     def _authorized(self) -> bool:
-        config = self.server.web_config
+        config = self.server.config()
         if config is None or config.authorized(self.headers.get("Authorization")):
             return True
         self._send_json(
@@ -239,6 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        config = self.server.config()
+        if config is not None:
+            # http_server_config's headers, on every answer as exporter-toolkit sets them.
+            for name, value in config.headers.items():
+                self.send_header(name, value)
         if self.request_version == "HTTP/1.0" and not self.close_connection:
             # An HTTP/1.0 client keeps the connection only when told so; without the header
             # it waits for the close that never comes before it takes the answer as complete.
@@ -327,14 +350,16 @@ class _Server:
         *,
         registry: CollectorRegistry,
         ready: Callable[[], bool],
-        web_config: WebConfig | None,
-        ssl_context: ssl.SSLContext | None,
+        web_config: LiveWebConfig | None,
+        telemetry_path: str = DEFAULT_TELEMETRY_PATH,
+        dualstack: bool = False,
         max_connections: int | None,
         reserve_fds: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry, self.ready, self.web_config = registry, ready, web_config
-        self.ssl_context = ssl_context
+        self.telemetry_path = telemetry_path
+        self.tls = web_config is not None and web_config.tls
         self.renders = threading.BoundedSemaphore(MAX_RENDERS)
         self.max_connections = max_connections
         self.reserve_fds = reserve_fds
@@ -342,6 +367,9 @@ class _Server:
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if dualstack:
+                # IPv4 clients too, as mapped addresses: ":PORT" means every interface.
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             self.socket.bind(address)
             self.socket.listen(BACKLOG)
         except OSError:
@@ -406,6 +434,10 @@ class _Server:
                     self._close(conn)
             self._selector.close()
             self._stopped.set()
+
+    def config(self) -> WebConfig | None:
+        """The web config in force (re-read when its files changed), or None."""
+        return None if self.web_config is None else self.web_config.current()[0]
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -488,11 +520,12 @@ class _Server:
             # Answers go out in one write; no reason to hold a segment back.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         handshaking = False
-        if self.ssl_context is not None:
+        if self.web_config is not None and self.tls:
+            # The context of the config in force: a renewed certificate serves the next client.
+            context = self.web_config.current()[1]
+            assert context is not None
             try:
-                sock = self.ssl_context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False
-                )
+                sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             except (OSError, ValueError):
                 sock.close()
                 return
@@ -626,18 +659,21 @@ class MetricsServer:
         listen: str = DEFAULT_LISTEN,
         ready: Callable[[], bool] = lambda: True,
         web_config: WebConfig | None = None,
+        telemetry_path: str = DEFAULT_TELEMETRY_PATH,
         max_connections: int | None = None,
         reserve_fds: int = RESERVE_FDS,
     ) -> None:
-        host, port = parse_listen(listen)
-        ssl_context = web_config.ssl_context() if web_config is not None else None
+        family, address, dualstack = bind_address(*parse_listen(listen))
+        # Builds the TLS context now, so a bad certificate fails at start, named.
+        live = None if web_config is None else LiveWebConfig(web_config)
         self._httpd = _Server(
-            (host, port),
-            socket.AF_INET6 if ":" in host else socket.AF_INET,
+            address,
+            family,
             registry=registry,
             ready=ready,
-            web_config=web_config,
-            ssl_context=ssl_context,
+            web_config=live,
+            telemetry_path=telemetry_path,
+            dualstack=dualstack,
             max_connections=max_connections,
             reserve_fds=reserve_fds,
         )
@@ -651,13 +687,19 @@ class MetricsServer:
 
     @property
     def scheme(self) -> str:
-        return "https" if self._httpd.ssl_context is not None else "http"
+        return "https" if self._httpd.tls else "http"
 
     @property
     def url(self) -> str:
         host, port = self.address
         shown = f"[{host}]" if ":" in host else host
-        return f"{self.scheme}://{shown}:{port}/metrics"
+        return f"{self.scheme}://{shown}:{port}{self._httpd.telemetry_path}"
+
+    @property
+    def web_config_reloads(self) -> dict[str, int] | None:
+        """Reloads of the web config by result, or None without one."""
+        live = self._httpd.web_config
+        return None if live is None else live.reloads
 
     @property
     def backlog(self) -> int:

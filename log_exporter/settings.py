@@ -2,9 +2,14 @@
 rule: the flag, then the environment, then the default.
 
 Each row names the flag, the variables, the default, how the value is checked and what it means;
-``--help`` and docs/configuration.md (scripts/gen_configuration_doc.py) are made from the rows, so a
-setting the code reads and the documentation omits cannot exist. An empty variable counts as unset.
-A bad value is refused with a message naming both the flag and the variable.
+``--help`` (which shows every row's variables and default) and docs/configuration.md
+(scripts/gen_configuration_doc.py) are made from the rows, so a setting the code reads and the
+documentation omits cannot exist. An empty variable counts as unset. A bad value is refused with a
+message naming both the flag and the variable.
+
+Flags are spelled as Prometheus' exporters spell them where they have one (``--web.listen-address``,
+``--web.config.file``, ``--log.level``: node_exporter's and exporter-toolkit's); a row's earlier
+spellings stay accepted as deprecated ``aliases``, each use logged once by serve.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.logs import LEVELS
+from log_exporter.logs import FORMATS, LEVELS
 
 
 class SettingError(ValueError):
@@ -41,12 +46,62 @@ class Setting:
     switch: bool = False  # a flag without a value that stores "true"
     # The problem with a converted value, or None; only ``check`` calls it (after argparse).
     problem: Callable[[Any], str | None] | None = None
+    aliases: tuple[str, ...] = ()  # earlier spellings of the flag, accepted but deprecated
+    once: bool = False  # given twice is an error, not "the last one wins"
 
     @property
     def documented_default(self) -> str:
         if self.doc_default is not None:
             return self.doc_default
         return f"`{self.default}`"
+
+    @property
+    def help_text(self) -> str:
+        """What --help says: the meaning, the variables and the default (argparse-escaped)."""
+        default = self.documented_default.replace("`", "")
+        text = f"{self.help} [env {', then '.join(self.env)}; default {default}]"
+        if self.aliases:
+            text += f" ({', '.join(self.aliases)}: deprecated spelling)"
+        return text.replace("%", "%%")
+
+
+# Where serve's parsed arguments keep the deprecated spellings used: (alias, flag) pairs.
+_DEPRECATED_DEST: Final = "deprecated_flags"
+# Where they keep the dests given on the command line, for the flags that may be given once.
+_GIVEN_DEST: Final = "flags_given"
+
+
+class _Store(argparse.Action):
+    """argparse's ``store``, noting when the flag was given in a deprecated spelling."""
+
+    def __init__(
+        self, *args: Any, aliases: tuple[str, ...] = (), once: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.aliases, self.once = aliases, once
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        seen: frozenset[str] = getattr(namespace, _GIVEN_DEST, frozenset())
+        if self.once and self.dest in seen:
+            parser.error(f"{self.option_strings[0]} given twice: only one address is served")
+        setattr(namespace, _GIVEN_DEST, seen | {self.dest})
+        setattr(namespace, self.dest, values)
+        if option_string in self.aliases:
+            used = getattr(namespace, _DEPRECATED_DEST, ())
+            pair = (option_string, self.option_strings[0])
+            if pair not in used:
+                setattr(namespace, _DEPRECATED_DEST, (*used, pair))
+
+
+def deprecated_flags(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The deprecated spellings given on the command line, each with the flag to use instead."""
+    return tuple(getattr(args, _DEPRECATED_DEST, ()))
 
 
 def lookup(setting: Setting, flag: str | None, environ: Mapping[str, str]) -> str | None:
@@ -102,25 +157,29 @@ def add_arguments(
                 action="store_const",
                 const="true",
                 default=default,
-                help=setting.help,
+                help=setting.help_text,
             )
             continue
         parser.add_argument(
             setting.flag,
+            *setting.aliases,
             dest=setting.dest,
+            action=_Store,
+            aliases=setting.aliases,
+            once=setting.once,
             default=default,
             metavar=setting.metavar,
             choices=list(setting.choices) or None,
             type=_converter(setting) if setting.kind is not None else str,
-            help=setting.help,
+            help=setting.help_text,
         )
 
 
 def check(args: argparse.Namespace, settings: Sequence[Setting]) -> None:
     """Refuse what argparse could not: a default from the environment skips its ``choices``, and
     some values are well formed but unusable. Raise SettingError for the first problem."""
-    # The log level first: the logs are configured from it before anything else is said.
-    for setting in sorted(settings, key=lambda s: s is not LOG_LEVEL):
+    # The log settings first: the logs are configured from them before anything else is said.
+    for setting in sorted(settings, key=lambda s: s not in (LOG_LEVEL, LOG_FORMAT)):
         value = getattr(args, setting.dest)
         if setting.choices and value not in setting.choices:
             choices = " or ".join(setting.choices)
@@ -141,27 +200,49 @@ FILE: Final = Setting(
     flag="--file",
     env=("LOG_EXPORTER_FILE", "JSON_LOG_PATH"),
     default="./logs/sustainbot.jsonl",
-    help="JSONL file to tail (env LOG_EXPORTER_FILE, then JSON_LOG_PATH)",
+    metavar="PATH",
+    help="JSONL file to tail",
     doc_value="PATH",
     doc="the JSONL file to tail. `JSON_LOG_PATH` is the service's own setting, so a sidecar "
     "sharing the service's environment finds the log without more configuration.",
 )
 LISTEN: Final = Setting(
     dest="listen",
-    flag="--listen",
+    flag="--web.listen-address",
+    aliases=("--listen",),
+    # exporter-toolkit serves each of several --web.listen-address; this exporter serves one,
+    # so a second is refused rather than silently replacing the first.
+    once=True,
     env=("LOG_EXPORTER_LISTEN",),
     default="127.0.0.1:9464",
-    help="host:port for /metrics (env LOG_EXPORTER_LISTEN)",
-    doc_value="HOST:PORT",
-    doc="where to serve. Loopback only by default; `0.0.0.0:9464` (or `[::]:9464`) to be scraped "
-    "from another host, preferably with a web config. IPv6 addresses in brackets: `[::1]:9464`.",
+    metavar="[HOST]:PORT",
+    help="[host]:port to serve on; ':PORT' is every interface",
+    doc_value="[HOST]:PORT",
+    doc="where to serve. Loopback only by default; `:9464` is every interface (IPv6 and IPv4, "
+    "as node_exporter's `:9100`), `0.0.0.0:9464` every IPv4 one: to be scraped from another "
+    "host, preferably with a web config. IPv6 addresses in brackets: `[::1]:9464`. One address: "
+    "given twice it is refused (node_exporter would listen on both). Deprecated spelling: "
+    "`--listen`.",
+)
+TELEMETRY_PATH: Final = Setting(
+    dest="telemetry_path",
+    flag="--web.telemetry-path",
+    env=("LOG_EXPORTER_TELEMETRY_PATH",),
+    default="/metrics",
+    metavar="PATH",
+    problem=lambda path: _telemetry_path_problem(path),
+    help="the path that serves the metrics",
+    doc_value="PATH",
+    doc="the path that serves the metrics; any other path (`/metrics` too, when changed) is a "
+    "404, as node_exporter does. It must start with `/` and not be `/`, `/healthz` or `/readyz`.",
 )
 SPEC: Final = Setting(
     dest="spec",
     flag="--spec",
     env=("LOG_EXPORTER_SPEC",),
     default=None,
-    help="spec TOML (env LOG_EXPORTER_SPEC)",
+    metavar="PATH",
+    help="spec TOML",
     doc_value="PATH",
     doc_default="the built-in SustainBot spec",
     doc="the TOML mapping from events to metrics (`docs/spec.md`). Checked at start: an invalid "
@@ -169,14 +250,18 @@ SPEC: Final = Setting(
 )
 WEB_CONFIG: Final = Setting(
     dest="web_config",
-    flag="--web-config",
+    flag="--web.config.file",
+    aliases=("--web-config",),
     env=("LOG_EXPORTER_WEB_CONFIG",),
     default=None,
-    help="exporter-toolkit web config: TLS and basic auth (env LOG_EXPORTER_WEB_CONFIG)",
+    metavar="PATH",
+    help="exporter-toolkit web config: TLS, client certificates, basic auth, headers",
     doc_value="PATH",
     doc_default="none (plain HTTP, no auth)",
-    doc="TLS and basic auth, in the Prometheus exporter-toolkit format (below). An invalid file "
-    "stops the exporter with exit code 2, naming the file and field.",
+    doc="TLS, client certificates, basic auth and response headers, in the Prometheus "
+    "exporter-toolkit format (below). An invalid file stops the exporter with exit code 2, "
+    "naming the file and field; once running, the file and its certificates are re-read when "
+    "they change. Deprecated spelling: `--web-config`.",
 )
 START_AT: Final = Setting(
     dest="start_at",
@@ -184,7 +269,7 @@ START_AT: Final = Setting(
     env=("LOG_EXPORTER_START_AT",),
     default="beginning",
     choices=("beginning", "end"),
-    help="where to start in a file that already exists (env LOG_EXPORTER_START_AT)",
+    help="where to start in a file that already exists",
     doc_value="beginning\\|end",
     doc="where to start in a file that already exists when there is no state to resume from.",
 )
@@ -193,7 +278,8 @@ STATE: Final = Setting(
     flag="--state",
     env=("LOG_EXPORTER_STATE",),
     default=None,
-    help="state file (env LOG_EXPORTER_STATE)",
+    metavar="PATH",
+    help="state file",
     doc_value="PATH",
     doc_default="none",
     doc="state file: the read position and every metric value, saved atomically so a restart "
@@ -210,7 +296,7 @@ STATE_INTERVAL: Final = Setting(
     kind=float,
     metavar="SECONDS",
     problem=lambda seconds: None if seconds > 0 else "must be > 0",
-    help="seconds between state saves (env LOG_EXPORTER_STATE_INTERVAL)",
+    help="seconds between state saves",
     doc_value="SECONDS",
     doc="how often the state file is saved (also on SIGTERM/SIGINT); a finite number > 0.",
 )
@@ -222,26 +308,54 @@ MAX_LINE: Final = Setting(
     kind=int,
     metavar="N",
     problem=lambda n: None if n >= 1 else "must be >= 1",
-    help="longer lines are skipped and counted as oversized (env LOG_EXPORTER_MAX_LINE_BYTES)",
+    help="longer lines are skipped and counted as oversized",
     doc_value="N",
     doc_default=f"`{MAX_LINE_BYTES}` (1 MiB)",
     doc="longer lines are skipped with bounded memory and counted as `oversized`.",
 )
 LOG_LEVEL: Final = Setting(
     dest="log_level",
-    flag="--log-level",
+    flag="--log.level",
+    aliases=("--log-level",),
     env=("LOG_EXPORTER_LOG_LEVEL",),
     default="info",
+    metavar="LEVEL",
     # Any case is accepted, so the levels are not argparse choices.
     problem=lambda level: None if level.lower() in LEVELS else f"unknown level {level.lower()!r}",
-    help="debug, info, warning or error (env LOG_EXPORTER_LOG_LEVEL)",
+    help="debug, info, warn or error",
     doc_value="LEVEL",
-    doc="`debug`, `info`, `warning` or `error`.",
+    doc="`debug`, `info`, `warn` or `error` (`warning` too), in any case. Deprecated spelling: "
+    "`--log-level`.",
 )
+LOG_FORMAT: Final = Setting(
+    dest="log_format",
+    flag="--log.format",
+    env=("LOG_EXPORTER_LOG_FORMAT",),
+    default="json",
+    choices=FORMATS,
+    metavar="FORMAT",
+    help="json or logfmt",
+    doc_value="json\\|logfmt",
+    doc="the format of the exporter's own log lines on stderr: one JSON object per line, or "
+    "logfmt `key=value` pairs as Prometheus' Go exporters write them (below).",
+)
+
+
+def _telemetry_path_problem(path: str) -> str | None:
+    if not path.startswith("/") or "?" in path or "#" in path:
+        return f"{path!r} is not an absolute URL path like /metrics"
+    if path in RESERVED_PATHS:
+        return f"{path!r} is already served ({', '.join(RESERVED_PATHS)})"
+    return None
+
+
+# Paths serve answers itself, which the telemetry path must not hide.
+RESERVED_PATHS: Final = ("/", "/healthz", "/readyz")
 
 SERVE: Final = (
     FILE,
     LISTEN,
+    TELEMETRY_PATH,
     SPEC,
     WEB_CONFIG,
     START_AT,
@@ -249,6 +363,7 @@ SERVE: Final = (
     STATE_INTERVAL,
     MAX_LINE,
     LOG_LEVEL,
+    LOG_FORMAT,
 )
 
 
@@ -270,7 +385,7 @@ def _cloudwatch(
         env=(env, *fallback_env),
         default=default,
         metavar=field.upper(),
-        help=f"env {env}, default {default if default is not None else doc_default}",
+        help=doc.replace("`", ""),
         doc=doc,
         doc_default=doc_default,
     )
@@ -282,7 +397,7 @@ CLOUDWATCH_ENABLED: Final = Setting(
     env=("CLOUDWATCH_ENABLED",),
     default="false",
     switch=True,
-    help="ship lines and metrics to CloudWatch (env CLOUDWATCH_ENABLED=true)",
+    help="ship lines and metrics to CloudWatch",
     doc="`true` ships lines and metrics",
 )
 CLOUDWATCH: Final = (

@@ -1,29 +1,26 @@
-"""The ``--web-config`` file: TLS and basic auth in the Prometheus exporter-toolkit format.
+"""The ``--web.config.file``: TLS, client certificates, basic auth and response headers in the
+Prometheus exporter-toolkit format, and ``LiveWebConfig``, which re-reads it when it changes.
 
 The format is the one every official exporter accepts (``web-config.yml``), so operators can reuse
-theirs. The subset supported here::
-
-    tls_server_config:
-      cert_file: server.crt          # relative paths are relative to this file's directory
-      key_file: server.key
-      client_ca_file: ca.crt         # optional: verify client certificates
-      client_auth_type: RequireAndVerifyClientCert   # or NoClientCert, VerifyClientCertIfGiven
-      min_version: TLS12             # optional: TLS12 or TLS13
-    basic_auth_users:
-      alice: $2y$10$...              # bcrypt hash, e.g. from `htpasswd -nBC 10 alice`
-
-Anything else is refused at start with the file and field named, rather than silently ignored:
-an operator who wrote ``cipher_suites`` expects it to be enforced.
+theirs (docs/exporter.md lists the fields). What Python's ``ssl`` cannot do the way Go's
+``crypto/tls`` does (``RequestClientCert``, ``RequireAnyClientCert``, a ``curve_preferences``
+list of more than one curve), and
+what is not implemented (inline PEM, ``client_allowed_sans``, ``rate_limit``, HTTP/2), is refused
+by name with the file and field, rather than silently ignored: an operator who wrote it expects it
+enforced.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
+import os
 import secrets
 import ssl
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +28,84 @@ from typing import Any
 import bcrypt
 import yaml  # type: ignore[import-untyped]
 
+log = logging.getLogger(__name__)
+
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-_TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-_TOP_KEYS = {"tls_server_config", "basic_auth_users"}
-_TLS_KEYS = {"cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version"}
+# Go's client auth types that Python's ssl cannot have: it verifies every certificate it asks for.
+_CLIENT_AUTH_REFUSED = {
+    "RequestClientCert": "asks for a certificate without verifying it",
+    "RequireAnyClientCert": "requires a certificate without verifying it",
+    "RequireClientCert": "(RequireAnyClientCert) requires a certificate without verifying it",
+}
+_TLS_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+# Go's names of the suites crypto/tls.CipherSuites() lists (the ones exporter-toolkit accepts),
+# as OpenSSL names them. The TLS 1.3 suites are accepted and, as in Go, not configurable.
+_CIPHERS = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+}
+_TLS13_CIPHERS = frozenset(
+    {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+)
+# exporter-toolkit's own list: only these headers, and for two of them only these values.
+_HEADERS: dict[str, tuple[str, ...]] = {
+    "Strict-Transport-Security": (),
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": (),
+    "Content-Security-Policy": (),
+}
+_TOP_KEYS = {"tls_server_config", "basic_auth_users", "http_server_config"}
+_TLS_KEYS = {
+    "curve_preferences",
+    "cert_file",
+    "key_file",
+    "client_ca_file",
+    "client_auth_type",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "prefer_server_cipher_suites",
+}
+_HTTP_KEYS = {"headers", "http2"}
+# Go's curve names (exporter-toolkit's list) as OpenSSL names them.
+_CURVES = {
+    "CurveP256": "prime256v1",
+    "CurveP384": "secp384r1",
+    "CurveP521": "secp521r1",
+    "X25519": "X25519",
+}
+# exporter-toolkit fields this exporter does not have, with what to do instead.
+_NOT_SUPPORTED = {
+    "rate_limit": "not implemented; the exporter bounds connections and renders itself",
+    "cert": "inline PEM is not supported; write it to a file and use cert_file",
+    "key": "inline PEM is not supported; write it to a file and use key_file",
+    "client_ca": "inline PEM is not supported; write it to a file and use client_ca_file",
+    "client_allowed_sans": "not implemented; use a dedicated client CA instead",
+}
+# How often at most the config and its files are looked at (a few stat calls) for a change.
+CHECK_INTERVAL_SECONDS = 1.0
 # Only successful checks are cached, so the cache is bounded by the configured users; the cap is a
 # guard should a client cycle through many encodings of the same credentials.
 _CACHE_MAX = 256
@@ -60,6 +127,16 @@ class TLSConfig:
     client_ca_file: Path | None = None
     client_auth_type: str = "NoClientCert"
     min_version: str | None = None
+    max_version: str | None = None
+    cipher_suites: tuple[str, ...] = ()  # Go names
+    prefer_server_cipher_suites: bool = True
+    curve: str | None = None  # Go name; curve_preferences of one curve
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files the context is built from, watched for a renewal."""
+        ca = () if self.client_ca_file is None else (self.client_ca_file,)
+        return (self.cert_file, self.key_file, *ca)
 
 
 @dataclass(slots=True)
@@ -69,6 +146,8 @@ class WebConfig:
     source: str
     tls: TLSConfig | None = None
     users: dict[str, bytes] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # added to every response
+    path: Path | None = None  # the file it was read from, re-read when it changes
     # Checked when the user is unknown, so that a wrong user name costs what a wrong password
     # does and the answer time tells no one which names exist: a hash of a random password at
     # the highest cost among the users (set by parse_web_config).
@@ -88,9 +167,31 @@ class WebConfig:
         if self.tls is None:
             return None
         tls = self.tls
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = _TLS_VERSIONS[tls.min_version or "TLS12"]
         where = f"{self.source}: [tls_server_config]"
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.minimum_version = _TLS_VERSIONS[tls.min_version or "TLS12"]
+            ctx.maximum_version = _TLS_VERSIONS[tls.max_version or "TLS13"]
+        except ValueError as exc:
+            raise WebConfigError(
+                f"{where} field 'min_version'/'max_version': this OpenSSL refuses it: {exc}"
+            ) from exc
+        if tls.cipher_suites:
+            names = [_CIPHERS[name] for name in tls.cipher_suites if name in _CIPHERS]
+            try:
+                # TLS 1.2 and below only: OpenSSL keeps the TLS 1.3 suites apart, as Go does.
+                ctx.set_ciphers(":".join(names) if names else "DEFAULT")
+            except ssl.SSLError as exc:
+                raise WebConfigError(
+                    f"{where} field 'cipher_suites': this OpenSSL has none of {names}: {exc}"
+                ) from exc
+        if tls.curve is not None:
+            # With OpenSSL 3 this sets the one group offered, for TLS 1.2 and 1.3 alike.
+            ctx.set_ecdh_curve(_CURVES[tls.curve])
+        if tls.prefer_server_cipher_suites:
+            ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+        else:
+            ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
         try:
             ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
         except (OSError, ssl.SSLError) as exc:
@@ -164,7 +265,9 @@ def load_web_config(path: str | Path) -> WebConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise WebConfigError(f"{source}: invalid YAML: {exc}") from exc
-    return parse_web_config(data, source=source, base_dir=path.parent)
+    config = parse_web_config(data, source=source, base_dir=path.parent)
+    config.path = path
+    return config
 
 
 def parse_web_config(data: Any, *, source: str, base_dir: Path) -> WebConfig:
@@ -175,6 +278,9 @@ def parse_web_config(data: Any, *, source: str, base_dir: Path) -> WebConfig:
         raise WebConfigError(f"{source}: the web config must be a mapping, got {_kind(data)}")
     _reject_unknown(data, _TOP_KEYS, source, "top level")
     config = WebConfig(source=source)
+    http = data.get("http_server_config")
+    if http is not None:
+        config.headers = _parse_http(http, source)
     tls = data.get("tls_server_config")
     if tls is not None:
         config.tls = _parse_tls(tls, source, base_dir)
@@ -210,7 +316,13 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
             raise WebConfigError(f"{where} field '{name}': required when TLS is configured")
     auth_type = tls.get("client_auth_type")
     if auth_type is None:
-        auth_type = "RequireAndVerifyClientCert" if "client_ca_file" in paths else "NoClientCert"
+        auth_type = "NoClientCert"  # exporter-toolkit's default
+    if auth_type in _CLIENT_AUTH_REFUSED:
+        raise WebConfigError(
+            f"{where} field 'client_auth_type': {auth_type} {_CLIENT_AUTH_REFUSED[auth_type]}, "
+            "which Python's ssl cannot do; use VerifyClientCertIfGiven or "
+            "RequireAndVerifyClientCert"
+        )
     if auth_type not in _CLIENT_AUTH:
         raise WebConfigError(
             f"{where} field 'client_auth_type': {auth_type!r} is not one of "
@@ -220,19 +332,96 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
         raise WebConfigError(
             f"{where} field 'client_ca_file': required when client_auth_type is {auth_type}"
         )
-    min_version = tls.get("min_version")
-    if min_version is not None and min_version not in _TLS_VERSIONS:
+    if auth_type == "NoClientCert" and "client_ca_file" in paths:
+        # As exporter-toolkit: a CA without a policy would verify nobody, silently.
         raise WebConfigError(
-            f"{where} field 'min_version': {min_version!r} is not one of "
-            f"{', '.join(sorted(_TLS_VERSIONS))}"
+            f"{where} field 'client_auth_type': client_ca_file is set without a client auth "
+            "policy (RequireAndVerifyClientCert or VerifyClientCertIfGiven)"
         )
+    versions = {}
+    for name in ("min_version", "max_version"):
+        value = tls.get(name)
+        if value is not None and value not in _TLS_VERSIONS:
+            raise WebConfigError(
+                f"{where} field '{name}': {value!r} is not one of {', '.join(_TLS_VERSIONS)}"
+            )
+        versions[name] = value
+    order = list(_TLS_VERSIONS)
+    low, high = versions["min_version"] or "TLS12", versions["max_version"] or "TLS13"
+    if order.index(low) > order.index(high):
+        raise WebConfigError(f"{where} field 'max_version': {high} is below min_version {low}")
+    ciphers = tls.get("cipher_suites") or []
+    if not isinstance(ciphers, list) or not all(isinstance(c, str) for c in ciphers):
+        raise WebConfigError(f"{where} field 'cipher_suites': must be a list of Go suite names")
+    for name in ciphers:
+        if name not in _CIPHERS and name not in _TLS13_CIPHERS:
+            raise WebConfigError(f"{where} field 'cipher_suites': unknown cipher {name!r}")
+    curves = tls.get("curve_preferences") or []
+    if not isinstance(curves, list) or not all(isinstance(c, str) for c in curves):
+        raise WebConfigError(f"{where} field 'curve_preferences': must be a list of Go curve names")
+    for name in curves:
+        if name not in _CURVES:
+            raise WebConfigError(
+                f"{where} field 'curve_preferences': unknown curve {name!r} "
+                f"(one of {', '.join(_CURVES)})"
+            )
+    if len(curves) > 1 or (curves and ssl.OPENSSL_VERSION_INFO < (3,)):
+        # Python's ssl sets one curve (SSL_CTX_set1_groups with one entry under OpenSSL 3; under
+        # OpenSSL 1.1 only TLS 1.2's ECDHE curve), never a preference list.
+        raise WebConfigError(
+            f"{where} field 'curve_preferences': Python's ssl can restrict the handshake to one "
+            f"curve (with OpenSSL 3), not order several; got {curves}"
+        )
+    prefer = tls.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError(f"{where} field 'prefer_server_cipher_suites': must be true or false")
     return TLSConfig(
         cert_file=paths["cert_file"],
         key_file=paths["key_file"],
         client_ca_file=paths.get("client_ca_file"),
         client_auth_type=auth_type,
-        min_version=min_version,
+        min_version=versions["min_version"],
+        max_version=versions["max_version"],
+        cipher_suites=tuple(ciphers),
+        prefer_server_cipher_suites=prefer,
+        curve=curves[0] if curves else None,
     )
+
+
+def _parse_http(http: Any, source: str) -> dict[str, str]:
+    where = f"{source}: [http_server_config]"
+    if not isinstance(http, dict):
+        raise WebConfigError(f"{where}: must be a mapping, got {_kind(http)}")
+    _reject_unknown(http, _HTTP_KEYS, source, "[http_server_config]")
+    http2 = http.get("http2")
+    if http2 is not None and not isinstance(http2, bool):
+        raise WebConfigError(f"{where} field 'http2': must be true or false")
+    if http2:
+        raise WebConfigError(
+            f"{where} field 'http2': HTTP/2 is not supported (the exporter speaks HTTP/1.1); "
+            "set it to false or remove it"
+        )
+    headers = http.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise WebConfigError(f"{where} field 'headers': must be a mapping of header to value")
+    parsed: dict[str, str] = {}
+    for name, value in headers.items():
+        if name not in _HEADERS:
+            raise WebConfigError(
+                f"{where} field 'headers': HTTP header {name!r} can not be configured "
+                f"(only {', '.join(_HEADERS)})"
+            )
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise WebConfigError(f"{where} field 'headers': {name} must be a one-line string")
+        allowed = _HEADERS[name]
+        if allowed and value not in allowed:
+            raise WebConfigError(
+                f"{where} field 'headers': invalid value for {name}: expected one of "
+                f"{', '.join(allowed)}, got {value!r}"
+            )
+        if value:  # blank means unset, as in exporter-toolkit
+            parsed[name] = value
+    return parsed
 
 
 def _parse_users(users: Any, source: str) -> dict[str, bytes]:
@@ -265,6 +454,8 @@ def _is_bcrypt(value: str) -> bool:
 
 def _reject_unknown(data: dict[Any, Any], known: set[str], source: str, where: str) -> None:
     for key in data:
+        if key in _NOT_SUPPORTED:
+            raise WebConfigError(f"{source}: {where} field {key!r}: {_NOT_SUPPORTED[key]}")
         if key not in known:
             raise WebConfigError(
                 f"{source}: {where} field {key!r}: unknown or unsupported "
@@ -274,3 +465,96 @@ def _reject_unknown(data: dict[Any, Any], known: set[str], source: str, where: s
 
 def _kind(value: Any) -> str:
     return type(value).__name__
+
+
+_Signature = tuple[tuple[int, int, int, int] | None, ...]
+
+
+class LiveWebConfig:
+    """The web config in force, re-read when its file or a file it names changes.
+
+    As exporter-toolkit re-reads its file per request and its certificates per handshake, but
+    cheaply: ``current()`` stats the config, certificate, key and CA files at most once per
+    ``CHECK_INTERVAL_SECONDS`` and reloads only when one changed (a certificate renewed by
+    cert-manager, a user added). A new config that cannot be used (invalid, a half-written
+    file, TLS switched on or off, which needs a restart) is logged and counted, and the one in
+    force keeps serving; it is tried again when the files change again. Thread-safe.
+    """
+
+    def __init__(self, config: WebConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state = (config, config.ssl_context())  # the context fails at start, named
+        # The configs whose files are watched: the one in force, and a newer one that failed.
+        self._watched: tuple[WebConfig | None, ...] = (config,)
+        self._seen = self._signature(config)
+        self._next_check = clock() + CHECK_INTERVAL_SECONDS
+        self.reloads = {"success": 0, "failure": 0}
+
+    @property
+    def tls(self) -> bool:
+        """Whether connections are TLS; fixed for the life of the server."""
+        return self._state[1] is not None
+
+    def current(self) -> tuple[WebConfig, ssl.SSLContext | None]:
+        """The config and TLS context in force, after a reload if a file changed."""
+        config = self._state[0]
+        if config.path is None or self._clock() < self._next_check:
+            return self._state
+        with self._lock:
+            if self._clock() >= self._next_check:
+                self._next_check = self._clock() + CHECK_INTERVAL_SECONDS
+                self._check()
+            return self._state
+
+    def _check(self) -> None:
+        config = self._state[0]
+        seen = self._signature(*self._watched)
+        if seen == self._seen:
+            return
+        self._seen = seen
+        assert config.path is not None
+        new: WebConfig | None = None
+        try:
+            new = load_web_config(config.path)
+            context = new.ssl_context()
+            if (context is None) != (self._state[1] is None):
+                raise WebConfigError(
+                    f"{config.source}: [tls_server_config]: switching TLS on or off needs a restart"
+                )
+        except WebConfigError as exc:
+            # Watch the files the new config names too: fixing a certificate only it names must
+            # be noticed although neither the config file nor the old files change again.
+            self._watched = (config, new)
+            self._seen = self._signature(*self._watched)
+            self.reloads["failure"] += 1
+            log.error(
+                "web config reload failed, keeping the one in force", extra={"error": str(exc)}
+            )
+            return
+        # The files the new config names decide the next change, not the old ones.
+        self._watched = (new,)
+        self._seen = self._signature(new)
+        self._state = (new, context)
+        self.reloads["success"] += 1
+        log.info("web config reloaded", extra={"path": str(config.path)})
+
+    @staticmethod
+    def _signature(*configs: WebConfig | None) -> _Signature:
+        files: list[Path] = []
+        for config in configs:
+            if config is None:
+                continue
+            named = [] if config.path is None else [config.path]
+            named += [] if config.tls is None else list(config.tls.files)
+            files += [path for path in named if path not in files]
+        return tuple(_stat(path) for path in files)
+
+
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
+    # Followed links: a Kubernetes Secret volume renews by swapping the directory a link names.
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)

@@ -107,8 +107,8 @@ export SUSTAINBOT_JWT_SECRET
 section "Starting SustainBot on $APP_URL and the log-exporter sidecar on $METRICS_URL"
 sustainbot serve --host 127.0.0.1 --port "$APP_PORT" >"$WORK/sustainbot.out" 2>&1 &
 APP_PID=$!
-log-exporter serve --file "$JSON_LOG_PATH" --listen "127.0.0.1:$EXPORTER_PORT" \
-    2>"$WORK/log-exporter.log" &
+log-exporter serve --file "$JSON_LOG_PATH" \
+    --web.listen-address "127.0.0.1:$EXPORTER_PORT" 2>"$WORK/log-exporter.log" &
 EXPORTER_PID=$!
 
 if ! wait_http "$APP_URL/healthz" sustainbot "$APP_PID"; then

@@ -28,7 +28,8 @@ APP_PAGE, APP_HEADER = "docs/sustainbot.md", r"^\| variable \| default"
 EXPORTER_HEADER = "| flag | environment variable | default | meaning |\n|---|---|---|---|"
 # Rows of flags that are no setting of serve's own: one acts at once, one stands for a table.
 EXPORTER_EXTRA_ROWS = (
-    "| `--version` | | | print the version and exit. |",
+    "| `--version` | | | print the name, version, git revision and Python version, and exit (every"
+    " subcommand takes it too: `log-exporter serve --version`). |",
     "| `--cloudwatch`, `--cloudwatch-*` | `CLOUDWATCH_ENABLED`, `CLOUDWATCH_*` | off | also ship"
     " the lines and the spec's CloudWatch metrics to CloudWatch, with its own cursor in the same"
     " state file (`docs/cloudwatch.md`). |",
@@ -52,11 +53,18 @@ flag or a committed file. `.env.example` lists every setting below with its defa
 {app}
 
 `sustainbot serve` also takes `--host` (default `127.0.0.1`), `--port` (default `5000`),
-`--workers` and `--threads`; see `docs/sustainbot.md`.
+`--workers` and `--threads`; see `docs/sustainbot.md`. `sustainbot --version` (and
+`sustainbot serve --version`) prints the version, git revision and Python version.
 
 ## log-exporter (`log-exporter serve`)
 
 {exporter}
+
+The flags are spelled as Prometheus' own exporters spell them (node_exporter, exporter-toolkit):
+`--web.listen-address`, `--web.telemetry-path`, `--web.config.file`, `--log.level`,
+`--log.format`. The earlier spellings `--listen`, `--web-config` and `--log-level` still work as
+deprecated aliases: serve logs one warning per alias used, naming the flag to use instead. No
+flag may be abbreviated (`--lis` is refused), and `--help` shows each flag's variables and default.
 
 The earlier design's `JSON_LOG_PATH` is kept: a sidecar that shares the service's environment
 finds the log without more configuration.

@@ -1,4 +1,8 @@
-"""``sustainbot serve`` (gunicorn, several workers) and ``sustainbot token`` (mint a JWT)."""
+"""``sustainbot serve`` (gunicorn, several workers) and ``sustainbot token`` (mint a JWT).
+
+Every parser, a subcommand's too, is a ``Parser``: no abbreviated flags, ``--version``, and help
+showing each option's default.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# The two programs ship in one distribution; its build facts (version, revision) are read in one
+# place, which knows neither program.
+from log_exporter.buildinfo import add_version_flag
 from sustainbot.auth import NoKeyConfiguredError, mint_token
 from sustainbot.governance import ROLES
 from sustainbot.settings import Settings, SettingsError, load_settings
@@ -23,24 +30,44 @@ def _port(text: str) -> int:
     return port
 
 
+class Parser(argparse.ArgumentParser):
+    """A parser of this command line; argparse makes subcommands' parsers of the same class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # An abbreviation that works today breaks silently once a second flag starts the same way.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        add_version_flag(self, "sustainbot")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sustainbot", description=__doc__)
+    parser = Parser(
+        prog="sustainbot",
+        description=__doc__.splitlines()[0],
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the service on gunicorn")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=5000, help="port, 0 for any free one")
-    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind [default 127.0.0.1]")
+    serve.add_argument(
+        "--port", type=_port, default=5000, help="port, 0 for any free one [default 5000]"
+    )
+    serve.add_argument("--workers", type=int, default=2, help="worker processes [default 2]")
     # Kept so that existing command lines still work: the gevent worker (sustainbot.serving)
     # serves each connection in a greenlet, so there is no thread count to set any more.
     serve.add_argument(
-        "--threads", type=int, default=4, help="accepted for compatibility; has no effect"
+        "--threads",
+        type=int,
+        default=4,
+        help="accepted for compatibility; has no effect [default 4]",
     )
 
     token = commands.add_parser("token", help="print a signed JWT for local use")
-    token.add_argument("--actor", required=True, help="the person's name (token subject)")
-    token.add_argument("--role", required=True, choices=ROLES)
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument(
+        "--actor", required=True, help="the person's name (token subject) [required]"
+    )
+    token.add_argument("--role", required=True, choices=ROLES, help="the role [required]")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds [default 3600]")
     return parser
 
 

@@ -110,7 +110,7 @@ def test_enabled_without_boto3_fails_with_install_command(tmp_path: Path) -> Non
     code = _BLOCK_BOTO3 + textwrap.dedent(
         f"""
         from log_exporter.cli import main
-        sys.exit(main(["serve", "--file", {str(log_file)!r}, "--listen", "127.0.0.1:0"]))
+        sys.exit(main(["serve", "--file", {str(log_file)!r}, "--web.listen-address=127.0.0.1:0"]))
         """
     )
     env = {**os.environ, "CLOUDWATCH_ENABLED": "true"}

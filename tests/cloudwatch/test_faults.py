@@ -201,7 +201,7 @@ def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subpro
         str(log_file),
         "--state",
         str(state),
-        "--listen",
+        "--web.listen-address",
         "127.0.0.1:0",
     ]
     # The child keeps its own copy of the descriptor; the parent's is closed at once.

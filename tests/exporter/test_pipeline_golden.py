@@ -195,16 +195,20 @@ def test_series_cap_overflow_keeps_totals_exact() -> None:
     assert total == len(agents)
 
 
-def test_build_info_names_version_and_python() -> None:
-    """/metrics says which log-exporter and which Python produced it."""
+def test_build_info_names_version_revision_and_python() -> None:
+    """/metrics says which log-exporter, built from which commit, on which Python produced it."""
     import platform
 
-    from log_exporter import __version__
+    from log_exporter import __version__, buildinfo
 
     _, store = _pipeline()
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
-    labels = {"version": __version__, "python": platform.python_version()}
+    labels = {
+        "version": __version__,
+        "revision": buildinfo.revision(),
+        "python_version": platform.python_version(),
+    }
     assert registry.get_sample_value("log_exporter_build_info", labels) == 1
 
 

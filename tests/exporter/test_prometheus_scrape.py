@@ -11,7 +11,9 @@ from typing import Any
 
 import bcrypt
 import pytest
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
+from log_exporter import selfmetrics
 from tests.support.certs import make_certs
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter, append, parse_metrics
@@ -106,18 +108,35 @@ def test_prometheus_query_results_equal_the_contract_counts(
 
 
 def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -> None:
-    """``promtool check metrics`` finds nothing to complain about in a full /metrics page."""
+    """``promtool check metrics`` finds nothing to complain about in a full /metrics page, and
+    the OpenMetrics page of the same exporter parses strictly."""
     log = tmp_path / "contract.jsonl"
     log.write_bytes((FIXTURES / "contract.jsonl").read_bytes())
-    args = ["--file", str(log), "--state", str(tmp_path / "state.json")]
+    # An empty web config: its reload counter appears too, so promtool judges every family.
+    web = tmp_path / "web.yml"
+    web.write_text("", encoding="utf-8")
+    args = ["--file", str(log), "--state", str(tmp_path / "state.json"),
+            "--web.config.file", str(web)]  # fmt: skip
     with Exporter(tmp_path, args) as exporter:
         exporter.wait_healthy()
         exporter.wait_metric("log_exporter_bytes_read_total", float(log.stat().st_size))
         status, body = exporter.get("/metrics")
+        om_status, om_body = exporter.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
         assert exporter.stop() == 0
-    assert status == 200
-    # Every family appears, self-metrics with --state included, so promtool judges them all.
-    assert b"log_exporter_state_saves_total" in body
+    assert status == om_status == 200
+    # Every family appears, self-metrics with --state and the web config included, and
+    # client_python's process and Python collectors, so promtool judges them all.
+    for name in ("log_exporter_state_saves_total", "log_exporter_web_config_reloads_total",
+                 *selfmetrics.STANDARD):  # fmt: skip
+        assert f"# TYPE {name} ".encode() in body, name
+    # promtool reads only the text format (its parser refuses OpenMetrics' info type); the
+    # OpenMetrics page goes through client_python's strict OpenMetrics parser instead, which
+    # refuses what the format forbids (a missing # EOF, a counter without _total, ...).
+    families = {f.name for f in openmetrics_parser.text_string_to_metric_families(om_body.decode())}
+    assert {n.removesuffix("_total") for n in selfmetrics.STANDARD} <= families
+    assert "log_exporter_build" in families
     result = subprocess.run(
         [promtool_binary, "check", "metrics"],
         input=body,
@@ -148,7 +167,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
     client = ssl.create_default_context(cafile=str(certs.ca))
     with Exporter(
         tmp_path,
-        ["--file", str(log), "--web-config", str(web)],
+        ["--file", str(log), "--web.config.file", str(web)],
         scheme="https",
         context=client,
         auth=("prometheus", password),
@@ -185,7 +204,7 @@ def test_prometheus_with_a_wrong_password_is_refused(
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     log = tmp_path / "app.jsonl"
     append(log, contract_line("auth.jwt_validated", outcome="success"))
-    with Exporter(tmp_path, ["--file", str(log), "--web-config", str(web)]) as exporter:
+    with Exporter(tmp_path, ["--file", str(log), "--web.config.file", str(web)]) as exporter:
         exporter.auth_header = {
             "Authorization": "Basic " + base64.b64encode(b"prometheus:right").decode()
         }

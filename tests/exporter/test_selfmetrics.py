@@ -38,6 +38,7 @@ def _serve_values() -> ServeValues:
         io_errors=5,
         spec_reloads={"success": 1, "failure": 2},
         state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
+        web_config_reloads={"success": 7, "failure": 1},
     )
 
 
@@ -102,18 +103,19 @@ def test_every_self_metric_comes_from_the_table() -> None:
 
 
 def test_serve_families_render_as_reviewed() -> None:
-    """serve's own families (lag, I/O errors, reloads, state file) render byte for byte as the
-    exposition serve gave before the table existed."""
+    """serve's own families (lag, I/O errors, reloads, state file, web config reloads) render
+    byte for byte as the reviewed exposition."""
     expected = (FIXTURES / "serve_families.expected.prom").read_bytes()
     assert _render(ServeCollector(_serve_values)) == expected
 
 
-def test_serve_families_without_a_state_file_leave_the_state_out() -> None:
-    """Without a state file serve shows no state saves, load failures or resume misses."""
+def test_serve_families_without_a_state_file_or_web_config_leave_them_out() -> None:
+    """Without a state file serve shows no state saves, load failures or resume misses, and
+    without a web config no web config reloads."""
     values = ServeValues(lag_bytes=0, io_errors=0, spec_reloads={"success": 0, "failure": 0})
     text = _render(ServeCollector(lambda: values)).decode()
     assert "log_exporter_spec_reloads_total" in text
-    assert "state" not in text and "resume" not in text
+    assert "state" not in text and "resume" not in text and "web_config" not in text
 
 
 def test_cloudwatch_families_render_as_reviewed() -> None:

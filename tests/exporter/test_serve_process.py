@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter import __version__
+from log_exporter import __version__, buildinfo, selfmetrics
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, append, run_cli, sample
@@ -53,7 +53,8 @@ def test_events_appended_after_start_show_in_metrics(tmp_path: Path) -> None:
             samples,
             "log_exporter_build_info",
             version=__version__,
-            python=platform.python_version(),
+            revision=buildinfo.revision(),
+            python_version=platform.python_version(),
         )
         assert build == 1.0
         assert exporter.stop() == 0
@@ -197,13 +198,6 @@ def test_sigint_stops_cleanly_like_sigterm(tmp_path: Path) -> None:
         assert "Traceback" not in exporter.stderr()
 
 
-def test_version_flag_prints_the_version() -> None:
-    """``log-exporter --version`` prints the package version and exits 0."""
-    result = run_cli(["--version"])
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"log-exporter {__version__}"
-
-
 def test_bad_spec_fails_at_start_naming_file_table_and_field(tmp_path: Path) -> None:
     """An invalid --spec stops the exporter with exit 2 and names the file, table and field."""
     spec = tmp_path / "bad.toml"
@@ -218,7 +212,7 @@ def test_bad_spec_fails_at_start_naming_file_table_and_field(tmp_path: Path) -> 
             str(tmp_path / "x"),
             "--spec",
             str(spec),
-            "--listen",
+            "--web.listen-address",
             f"127.0.0.1:{free_port()}",
         ],
         cwd=tmp_path,
@@ -241,10 +235,10 @@ def test_unreadable_spec_fails_at_start(tmp_path: Path) -> None:
 
 
 def test_bad_web_config_fails_at_start(tmp_path: Path) -> None:
-    """An invalid --web-config stops the exporter with exit 2 naming the file and field."""
+    """An invalid --web.config.file stops the exporter with exit 2 naming the file and field."""
     config = tmp_path / "web.yml"
     config.write_text("basic_auth_users:\n  alice: plaintext\n")
-    result = run_cli(["serve", "--file", "x", "--web-config", str(config)], cwd=tmp_path)
+    result = run_cli(["serve", "--file", "x", "--web.config.file", str(config)], cwd=tmp_path)
     assert result.returncode == 2
     message = json.loads(result.stderr.splitlines()[-1])["msg"]
     assert str(config) in message
@@ -254,7 +248,11 @@ def test_bad_web_config_fails_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "fragment"),
     [
-        (["--listen", "9464"], {}, "expected host:port"),
+        (["--listen", "9464"], {}, "expected [host]:port"),
+        (["--web.listen-address", "9464"], {}, "--web.listen-address '9464': expected"),
+        (["--web.telemetry-path", "metrics"], {}, "--web.telemetry-path"),
+        (["--web.telemetry-path=/healthz"], {}, "already served"),
+        ([], {"LOG_EXPORTER_LOG_FORMAT": "xml"}, "--log.format / LOG_EXPORTER_LOG_FORMAT"),
         ([], {"LOG_EXPORTER_START_AT": "middle"}, "LOG_EXPORTER_START_AT"),
         ([], {"LOG_EXPORTER_LOG_LEVEL": "chatty"}, "LOG_EXPORTER_LOG_LEVEL"),
         (["--state-interval", "0"], {}, "--state-interval"),
@@ -287,7 +285,9 @@ def test_port_in_use_fails_at_start(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli(["serve", "--file", "x", "--listen", f"127.0.0.1:{port}"], cwd=tmp_path)
+        result = run_cli(
+            ["serve", "--file", "x", "--web.listen-address", f"127.0.0.1:{port}"], cwd=tmp_path
+        )
     assert result.returncode == 2
     assert f"127.0.0.1:{port}" in result.stderr
     assert "cannot listen" in result.stderr
@@ -321,6 +321,7 @@ def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> N
         "log_exporter_lag_bytes",
         "log_exporter_io_errors_total",
         "log_exporter_spec_reloads_total",
+        *selfmetrics.STANDARD,
     }
 
 
@@ -350,7 +351,7 @@ def test_rename_rotation_while_serving_counts_every_line_once(tmp_path: Path) ->
 def test_listening_beyond_loopback_without_auth_is_warned(tmp_path: Path) -> None:
     """Binding every interface without a web config works but logs a warning saying so."""
     port = free_port()
-    args = ["--file", str(tmp_path / "x.jsonl"), "--listen", f"0.0.0.0:{port}"]
+    args = ["--file", str(tmp_path / "x.jsonl"), "--web.listen-address", f"0.0.0.0:{port}"]
     with Exporter(tmp_path, args, port=port) as exporter:
         exporter.wait_healthy()
         assert exporter.stop() == 0
@@ -373,7 +374,7 @@ def test_basic_auth_without_tls_is_warned(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    args = ["--file", str(tmp_path / "x.jsonl"), "--web-config", str(web)]
+    args = ["--file", str(tmp_path / "x.jsonl"), "--web.config.file", str(web)]
     with Exporter(tmp_path, args, auth=("prometheus", "pw")) as exporter:
         exporter.wait_healthy()
         assert exporter.stop() == 0

@@ -234,7 +234,7 @@ def test_500_slow_connections_under_128_descriptors_leave_scrapes_exact(tmp_path
     stderr = (tmp_path / "exporter.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
-         "--listen", f"127.0.0.1:{port}"],
+         "--web.listen-address", f"127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
         preexec_fn=lambda: _limit_descriptors(128),
     )  # fmt: skip

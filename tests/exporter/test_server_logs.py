@@ -85,3 +85,48 @@ def test_library_warnings_are_json_too() -> None:
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["logger"] == "watchdog.observers"
+
+
+def _logfmt_pairs(line: str) -> dict[str, str]:
+    """A logfmt line read back the way logfmt readers do: key=value, quoted values unescaped."""
+    pairs: dict[str, str] = {}
+    decoder = json.JSONDecoder()
+    i = 0
+    while i < len(line):
+        key_end = line.index("=", i)
+        key = line[i:key_end]
+        if line[key_end + 1 : key_end + 2] == '"':
+            value, end = decoder.raw_decode(line, key_end + 1)
+        else:
+            end = line.find(" ", key_end)
+            end = len(line) if end < 0 else end
+            value = line[key_end + 1 : end]
+        pairs[key] = value
+        i = end + 1
+    return pairs
+
+
+def test_logfmt_line_loses_fields_or_splits(tmp_path: Path) -> None:
+    """--log.format=logfmt writes one key=value line per record, quoting values with blanks,
+    quotes, '=' or newlines so that a logfmt reader gets every field back intact."""
+    stream = io.StringIO()
+    logs.configure("debug", stream=stream, fmt="logfmt")
+    log = logging.getLogger("log_exporter.test")
+    odd = 'a "quoted" value = with\nnewline'
+    log.warning("spec reloaded", extra={"path": tmp_path, "odd": odd, "empty": "", "n": 3})
+    (line,) = stream.getvalue().splitlines()
+    fields = _logfmt_pairs(line)
+    assert list(fields)[:4] == ["ts", "level", "logger", "msg"]
+    assert fields["level"] == "warning" and fields["msg"] == "spec reloaded"
+    assert fields["odd"] == odd and fields["empty"] == "" and fields["n"] == "3"
+    assert fields["path"] == str(tmp_path)
+
+
+def test_warn_level_lets_info_through() -> None:
+    """`--log.level=warn`, the Prometheus tools' spelling, drops info and keeps warnings."""
+    stream = io.StringIO()
+    logs.configure("warn", stream=stream)
+    log = logging.getLogger("log_exporter.test")
+    log.info("quiet")
+    log.warning("loud")
+    assert [json.loads(line)["msg"] for line in stream.getvalue().splitlines()] == ["loud"]

@@ -42,7 +42,7 @@ def test_variable_is_converted_like_its_flag() -> None:
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"LOG_EXPORTER_LOG_LEVEL": "chatty"}, "--log-level / LOG_EXPORTER_LOG_LEVEL: unknown"),
+        ({"LOG_EXPORTER_LOG_LEVEL": "chatty"}, "--log.level / LOG_EXPORTER_LOG_LEVEL: unknown"),
         ({"LOG_EXPORTER_START_AT": "middle"}, "--start-at / LOG_EXPORTER_START_AT: 'middle' is"),
         ({"LOG_EXPORTER_STATE_INTERVAL": "0"}, "--state-interval / LOG_EXPORTER_STATE_INTERVAL"),
         ({"LOG_EXPORTER_MAX_LINE_BYTES": "0"}, "--max-line-bytes / LOG_EXPORTER_MAX_LINE_BYTES"),
@@ -57,7 +57,7 @@ def test_check_names_flag_and_variable(environ: dict[str, str], message: str) ->
 def test_log_level_is_checked_first() -> None:
     """With several bad values the log level is named, as the logs are configured from it."""
     environ = {"LOG_EXPORTER_START_AT": "middle", "LOG_EXPORTER_LOG_LEVEL": "chatty"}
-    with pytest.raises(SettingError, match="--log-level"):
+    with pytest.raises(SettingError, match=r"--log\.level"):
         settings.check(_parse([], environ), settings.SERVE)
 
 

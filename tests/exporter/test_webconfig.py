@@ -278,7 +278,7 @@ def test_empty_config_means_plain_http_without_auth(tmp_path: Path) -> None:
             "field 'client_ca_file': required",
         ),
         (
-            "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS10\n",
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS09\n",
             "field 'min_version'",
         ),
         (

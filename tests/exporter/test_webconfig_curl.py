@@ -51,7 +51,7 @@ def test_curl_against_tls_and_basic_auth(
     log = tmp_path / "app.jsonl"
     append(log, contract_line("auth.jwt_validated", outcome="success"))
     client = ssl.create_default_context(cafile=str(certs.ca))
-    args = ["--file", str(log), "--web-config", str(web)]
+    args = ["--file", str(log), "--web.config.file", str(web)]
     with Exporter(
         tmp_path, args, scheme="https", context=client, auth=("prometheus", "s3cret")
     ) as exporter:

@@ -53,7 +53,7 @@ def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]
         "serve",
         "--file",
         str(log_file),
-        "--listen",
+        "--web.listen-address",
         "127.0.0.1:0",
     ]
     seen = ""

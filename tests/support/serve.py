@@ -68,8 +68,9 @@ class Exporter:
         full_env = clean_env()
         full_env.update(env or {})
         cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
-        if "--listen" not in args and "LOG_EXPORTER_LISTEN" not in full_env:
-            cmd += ["--listen", f"127.0.0.1:{self.port}"]
+        given = any(a.split("=")[0] in ("--listen", "--web.listen-address") for a in args)
+        if not given and "LOG_EXPORTER_LISTEN" not in full_env:
+            cmd += ["--web.listen-address", f"127.0.0.1:{self.port}"]
         # Its stdout carries nothing; stderr is the JSON log the tests read back.
         self.proc = spawn(cmd, self.stderr_path, env=full_env, cwd=tmp_path, stdout=False)
 
