@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,14 @@ from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
 from log_exporter.collector import ServeCollector, ServeValues, StateValues, StoreCollector
-from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
+from log_exporter.drain import Drain, Outcome
+from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
 from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
-from log_exporter.tail import Tailer
+from log_exporter.tail import Tailer, count_lines_after
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -60,6 +62,8 @@ class ServeOptions:
     state: str | None
     state_interval: float
     max_line_bytes: int
+    drain_quiet: float = 2.0
+    drain_timeout: float = 20.0
 
 
 class StateSection:
@@ -97,8 +101,15 @@ def read_spec(path: str | None) -> Spec:
 class Service:
     """One running exporter: built by ``__init__`` (which validates), driven by ``run``."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(
+        self, options: ServeOptions, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.options = options
+        # The first stop request drains, a second one stops at once (docs/exporter.md, "Drain").
+        self.drain = Drain(quiet=options.drain_quiet, timeout=options.drain_timeout, clock=clock)
+        self._drain_reader = self.drain.reader()
+        self.drain_outcome: Outcome | None = None
+        self.unread_lines = 0  # lines a drain cut short left out of the metrics
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
@@ -214,6 +225,7 @@ class Service:
             program=lambda: self.pipeline.program,
             state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
             registry=self.registry,
+            drain=self.drain,
         )
 
     # -- the tail loop ------------------------------------------------------------------------
@@ -222,6 +234,7 @@ class Service:
         with self._consistency:
             self.pipeline.feed(batch)
             self._fed = batch.position
+        self._drain_reader.read(batch.bytes_read)
 
     def _on_tick(self) -> None:
         # Every batch of the last poll has been fed by now, so the tailer's position is exact
@@ -235,6 +248,10 @@ class Service:
             self.reload_spec()
         if self.keeper is not None:
             self.keeper.maybe_save()
+        if self.drain.requested and self.drain_outcome is None:
+            self.drain_outcome = self._drain_reader.outcome(self.tailer.at_end)
+            if self.drain_outcome is not None:
+                self._stop.set()
 
     def reload_spec(self) -> bool:
         """Load the spec again from its path; keep the old one (and say why) when invalid."""
@@ -280,8 +297,13 @@ class Service:
             )
 
     def request_stop(self) -> None:
-        """Make ``run`` stop reading, save the state and return; safe from any thread or handler."""
-        self._stop.set()
+        """Make ``run`` drain the log, save the state and return: the first request reads on
+        until the log is quiet (or the drain timeout), a second one stops at once. Safe from any
+        thread or signal handler."""
+        self.drain.request()
+        if self.drain.forced and self.drain_outcome is None:
+            self.drain_outcome = "forced"
+            self._stop.set()
         self.tailer.wake()
 
     def request_reload(self) -> None:
@@ -324,7 +346,15 @@ class Service:
                 self.keeper.save()
             self.server.shutdown()
             self.tailer.close()
-        log.info("stopped", extra={"exit_code": code})
+        if code == EXIT_OK and self.drain_outcome in ("forced", "timeout"):
+            # Counted after the save, so a slow count never delays it; the lines are counted
+            # by reading the rest of the log, which is local and quick.
+            self.unread_lines = count_lines_after(
+                self.options.file,
+                self._fed,
+                start_at=self.options.start_at,
+                max_line_bytes=self.options.max_line_bytes,
+            )
         return code
 
 
@@ -377,6 +407,8 @@ def main(
                 state=args.state,
                 state_interval=args.state_interval,
                 max_line_bytes=args.max_line_bytes,
+                drain_quiet=args.drain_quiet,
+                drain_timeout=args.drain_timeout,
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
@@ -385,9 +417,43 @@ def main(
         # Each names the flag, variable or file at fault: said once, in the log, no traceback.
         log.error(str(exc))
         return EXIT_CONFIG
+    unshipped = unsent = 0
     try:
         handle_signals(service)
-        return service.run()
+        code = service.run()
     finally:
+        # The shipper drains in its own thread meanwhile; this waits for it until the drain's
+        # deadline, then stops it and counts what it left.
         if shipping is not None:
-            shipping.stop()
+            unshipped, unsent = shipping.finish()
+    return _stopped(service, code, unshipped, unsent)
+
+
+def _stopped(service: Service, code: int, unshipped: int, unsent: int = 0) -> int:
+    """Say how the drain ended; the exit code (EXIT_DRAIN_INCOMPLETE when lines were left)."""
+    # None when the loop ended otherwise (an unexpected error); "forced" when the second
+    # request came while shipping still drained.
+    outcome = "forced" if service.drain.forced else service.drain_outcome
+    if outcome == "quiet" and (unshipped or unsent):
+        outcome = "timeout"
+    unread = service.unread_lines
+    fields = {
+        "drain": outcome,
+        "unread_lines": unread,
+        "unshipped_lines": unshipped,
+        "unsent_metric_intervals": unsent,
+    }
+    if code == EXIT_OK and (unread or unshipped or unsent):
+        code = EXIT_DRAIN_INCOMPLETE
+        log.warning(
+            "stopped before the end of the log (%s): %d lines not read into the metrics, "
+            "%d lines not shipped to CloudWatch, %d metric intervals not sent",
+            outcome,
+            unread,
+            unshipped,
+            unsent,
+            extra={**fields, "exit_code": code},
+        )
+        return code
+    log.info("stopped", extra={**fields, "exit_code": code})
+    return code

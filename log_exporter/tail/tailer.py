@@ -22,7 +22,7 @@ from log_exporter.tail.resume import resume_from
 from log_exporter.tail.wakeup import FileEvents, Wakeup
 from log_exporter.values import NO_FILE, Batch, Position
 
-__all__ = ["Tailer"]
+__all__ = ["Tailer", "count_lines_after"]
 
 # The name the tailer logged under as one module: log queries select on it.
 log = logging.getLogger("log_exporter.tail")
@@ -161,6 +161,7 @@ class Tailer:
         self._started = False
         self._pending = Batch(lines=[])  # what start() noticed, reported by the next poll
         self._more = False  # the last poll stopped at its byte budget, not at EOF
+        self._at_end = False  # the last poll read every open generation to its end
 
         self._lock = threading.Lock()  # guards the snapshot other threads read
         self._position: Position | None = None
@@ -184,6 +185,12 @@ class Tailer:
         """Resume point after the last poll (at a line boundary), None before any file."""
         with self._lock:
             return self._position
+
+    @property
+    def at_end(self) -> bool:
+        """True when the last poll read every open file to its end (a drain's test of being
+        done; ``caught_up`` stays true once set)."""
+        return self._at_end
 
     @property
     def caught_up(self) -> bool:
@@ -244,6 +251,7 @@ class Tailer:
         else:
             self._warnings.ok()
         self._more = not all_eof and self._follow.budget <= 0
+        self._at_end = all_eof
         if all_eof:
             self._caught_up = True
         self.rotations += batch.rotations
@@ -346,3 +354,25 @@ class Tailer:
         with self._lock:
             self._position = position
             self._lag_snapshot = (cur_key, cur_offset, cur_rest, draining_rest)
+
+
+def count_lines_after(
+    path: str | os.PathLike[str],
+    position: Position | None,
+    *,
+    start_at: Literal["beginning", "end"] = "beginning",
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> int:
+    """How many whole lines a tailer resumed at ``position`` would still read (oversized ones
+    included): what a reader stopped there leaves behind. Reads to the end of every file."""
+    tailer = Tailer(path, start_at=start_at, resume=position, max_line_bytes=max_line_bytes)
+    count = 0
+    try:
+        while True:
+            batch = tailer.poll()
+            count += len(batch.lines) + batch.oversized
+            # A poll that read nothing without being at the end failed (logged): no endless loop.
+            if tailer.at_end or not (batch.bytes_read or batch.lines):
+                return count
+    finally:
+        tailer.close()
