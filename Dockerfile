@@ -4,6 +4,7 @@
 #   docker build --target exporter -t sustainbot-log-exporter .
 #   docker build --target exporter-cloudwatch -t sustainbot-log-exporter-cloudwatch .
 #   docker build --target cloudwatch-emulator -t sustainbot-cloudwatch-emulator .
+#   docker build --target log-rotator -t sustainbot-log-rotator .
 # No Docker engine was available where this file was written: it is validated offline by
 # tests/deploy (targets, users, health checks), not by a build.
 
@@ -73,3 +74,12 @@ EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/moto-api/data.json', timeout=4)"]
 CMD ["moto_server", "-H", "0.0.0.0", "-p", "5000"]
+
+# The pod's log rotation (deploy/kubernetes): Debian's logrotate, run in a loop by the manifest.
+# The runtime stage's user and directories, so the rotated files keep the log volume's owner.
+FROM runtime AS log-rotator
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends logrotate \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+CMD ["logrotate", "--version"]
