@@ -34,6 +34,7 @@ from log_exporter.selfmetrics import (
     LAST_EVENT_TIMESTAMP,
     LINES,
     RESUME_MISSES,
+    ROTATION_LOST_LINES,
     SERIES,
     SERIES_OVERFLOW,
     SPEC_RELOADS,
@@ -142,6 +143,9 @@ class ServeValues:
     io_errors: float
     spec_reloads: Mapping[str, float]  # by result, in the order shown
     state: StateValues | None = None
+    # Lines of generations deleted before a reader read them, by reader (tail.ledger); empty
+    # without a reader to watch, and the family left out.
+    rotation_lost: Mapping[str, float] | None = None
 
 
 class ServeCollector(Collector):
@@ -177,6 +181,11 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield STATE_LOAD_FAILURES.family(float(state.load_failures))
         # Logged at start too, but a log line is easily missed: a loss must be alertable.
         yield RESUME_MISSES.family(float(state.resume_misses))
+    if values.rotation_lost:
+        lost = ROTATION_LOST_LINES.family()
+        for reader, lines in values.rotation_lost.items():
+            lost.add_metric([reader], float(lines))
+        yield lost
 
 
 def _family(m: MetricSnapshot) -> Metric:

@@ -36,6 +36,7 @@ __all__ = [
     "LAST_EVENT_TIMESTAMP",
     "LINES",
     "RESUME_MISSES",
+    "ROTATION_LOST_LINES",
     "SELF_METRICS",
     "SERIES",
     "SERIES_OVERFLOW",
@@ -158,7 +159,22 @@ RESUME_MISSES: Final = _counter(
     "Saved generations not found at start (e.g. compressed while stopped); "
     "their unread tail, if any, was not read.",
 )
-SERVE: Final = (LAG_BYTES, IO_ERRORS, SPEC_RELOADS, STATE_SAVES, STATE_LOAD_FAILURES, RESUME_MISSES)
+# With CloudWatch shipping only (the reader whose losses are counted).
+ROTATION_LOST_LINES: Final = _counter(
+    "log_exporter_rotation_lost_lines_total",
+    "Lines of rotated generations deleted (by the rotator) before this reader read them, "
+    "by reader.",
+    "reader",
+)
+SERVE: Final = (
+    LAG_BYTES,
+    IO_ERRORS,
+    SPEC_RELOADS,
+    STATE_SAVES,
+    STATE_LOAD_FAILURES,
+    RESUME_MISSES,
+    ROTATION_LOST_LINES,
+)
 
 # -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) --------------
 

@@ -38,6 +38,7 @@ from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, 
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer, count_lines_after
+from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -157,6 +158,8 @@ class Service:
             resume=resume,
             max_line_bytes=options.max_line_bytes,
         )
+        # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
+        self.ledger = RotationLedger(options.file, clock=clock)
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(self.store))
         self.registry.register(ServeCollector(self._serve_values))
@@ -241,6 +244,7 @@ class Service:
         # (it moves without a batch when, e.g., a drained rotated file is let go).
         with self._consistency:
             self._fed = self.tailer.position
+        self.ledger.check(self.tailer)
         if not self._ready and self.tailer.caught_up:
             self._ready = True
         if self._reload.is_set():
@@ -273,6 +277,7 @@ class Service:
             lag_bytes=float(self.tailer.lag_bytes()),
             io_errors=float(self.tailer.io_errors),
             spec_reloads=self.reloads,
+            rotation_lost=dict(self.ledger.lost),
             state=None
             if keeper is None
             else StateValues(
@@ -413,6 +418,8 @@ def main(
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
         shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+        if shipping is not None:
+            service.ledger.watch("cloudwatch", shipping.progress)
     except (settings.SettingError, StartupError, ConfigError) as exc:
         # Each names the flag, variable or file at fault: said once, in the log, no traceback.
         log.error(str(exc))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from log_exporter.cloudwatch.shipper import SectionStore
     from log_exporter.drain import Drain
     from log_exporter.spec import Program, Spec
+    from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class Shipping(Protocol):
     """What serve keeps of running shipping: stopping it, which saves its cursor."""
 
     def stop(self) -> None: ...
+
+    def progress(self) -> Progress:
+        """Its tailer's progress, for serve to count what rotation deletes before it is read."""
+        ...
 
     def finish(self) -> tuple[int, int]:
         """Wait for the drain to ship everything (until its deadline), stop, save; the lines

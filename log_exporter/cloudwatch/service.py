@@ -24,6 +24,7 @@ from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.sources import FileReader, open_sources
 from log_exporter.spec import Program
 from log_exporter.tail import Tailer, count_lines_after
+from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class Shipping:
         self._path = path
         self._start_at = start_at
         self._max_line_bytes = max_line_bytes
+
+    def progress(self) -> Progress:
+        return self._tailer.progress()
 
     def stop(self, timeout: float = _STOP_JOIN_SECONDS) -> None:
         self._stop.set()

@@ -20,7 +20,7 @@ from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.tail.follow import Follower
 from log_exporter.tail.resume import resume_from
 from log_exporter.tail.wakeup import FileEvents, Wakeup
-from log_exporter.values import NO_FILE, Batch, Position
+from log_exporter.values import NO_FILE, Batch, FileId, Position
 
 __all__ = ["Tailer", "count_lines_after"]
 
@@ -106,6 +106,15 @@ class _IOWarnings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A tailer's published position, the polls finished and whether one is under way."""
+
+    polls: int
+    polling: bool
+    position: Position | None
+
+
 class Tailer:
     """Follows one file across rotations and yields its whole lines exactly once.
 
@@ -165,6 +174,8 @@ class Tailer:
 
         self._lock = threading.Lock()  # guards the snapshot other threads read
         self._position: Position | None = None
+        self._polls = 0  # polls finished (their position published)
+        self._polling = False  # a poll is under way: it may open files not yet in the position
         self._caught_up = False
         self._lag_snapshot: tuple[tuple[int, int] | None, int, int, int] = (None, 0, 0, 0)
 
@@ -196,6 +207,18 @@ class Tailer:
     def caught_up(self) -> bool:
         """True once a poll has read every open file to its end (the data present at start)."""
         return self._caught_up
+
+    def progress(self) -> Progress:
+        """The position with the poll count and whether a poll is under way, of one instant:
+        what another thread needs to tell which generations this tailer has reached."""
+        with self._lock:
+            return Progress(self._polls, self._polling, self._position)
+
+    def take_released(self) -> list[tuple[FileId, int]]:
+        """The generations read from their first byte to their end and let go since the last
+        call, each with the number of lines it held. Same thread as ``poll()``."""
+        released, self._follow.released = self._follow.released, []
+        return released
 
     def lag_bytes(self) -> int:
         """Bytes written but not yet consumed: current file plus rotated ones still open."""
@@ -240,6 +263,8 @@ class Tailer:
         """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
         for I/O errors (they are logged, counted and retried on the next poll)."""
         batch, self._pending = self._pending, Batch(lines=[])
+        with self._lock:
+            self._polling = True
         self._follow.budget = self._max_batch
         all_eof = False
         try:
@@ -257,7 +282,7 @@ class Tailer:
         self.rotations += batch.rotations
         self.truncations += batch.truncations
         batch.position = self._make_position()
-        self._publish(batch.position)
+        self._publish(batch.position, polled=True)
         return batch
 
     def run(
@@ -337,7 +362,7 @@ class Tailer:
             known,
         )
 
-    def _publish(self, position: Position | None) -> None:
+    def _publish(self, position: Position | None, *, polled: bool = False) -> None:
         draining_rest = 0
         cur_key: tuple[int, int] | None = None
         cur_offset = cur_rest = 0
@@ -354,6 +379,9 @@ class Tailer:
         with self._lock:
             self._position = position
             self._lag_snapshot = (cur_key, cur_offset, cur_rest, draining_rest)
+            if polled:
+                self._polls += 1
+                self._polling = False
 
 
 def count_lines_after(

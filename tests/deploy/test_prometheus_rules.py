@@ -19,6 +19,7 @@ EXPECTED_ALERTS = {
     "SustainBotExporterLostLinesOnResume",
     "SustainBotExporterStateSavesFailing",
     "SustainBotExporterIOErrors",
+    "SustainBotExporterRotationLostLines",
 }
 
 

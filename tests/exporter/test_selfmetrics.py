@@ -38,6 +38,7 @@ def _serve_values() -> ServeValues:
         io_errors=5,
         spec_reloads={"success": 1, "failure": 2},
         state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
+        rotation_lost={"cloudwatch": 3},
     )
 
 

@@ -27,6 +27,8 @@ def load_yaml_all(path: Path) -> list[Any]:
 # The metric families the event contract derives, and the exporter's self-metrics: every query
 # shipped in deploy/ and dashboards/ may use only these (plus Prometheus's own `up`).
 CONTRACT_METRICS = frozenset(CONTRACT_FAMILIES)
+# Self-metrics served only while CloudWatch shipping is on.
+CLOUDWATCH_ONLY_METRICS = frozenset({"log_exporter_rotation_lost_lines_total"})
 SELF_METRICS = {
     "log_exporter_lines_total",
     "log_exporter_bytes_read_total",
@@ -38,6 +40,7 @@ SELF_METRICS = {
     # Served with --state only, as every shipped sidecar runs.
     "log_exporter_state_saves_total",
     "log_exporter_resume_misses_total",
+    *CLOUDWATCH_ONLY_METRICS,
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
