@@ -23,7 +23,6 @@ import pytest
 from log_exporter.limits import EXIT_DRAIN_INCOMPLETE, EXIT_OK
 from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
-from tests.support import processes
 from tests.support.cloudwatch import SHIPPING_DEADLINE, clients, messages
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, sample
@@ -179,17 +178,41 @@ def test_both_signalled_at_once_exporter_stops_before_the_apps_last_write(
     with _exporter(tmp_path, log, LOG_EXPORTER_DRAIN_TIMEOUT="60") as exporter:
         app, load = _run_app_under_load(tmp_path, log, exporter)
         with app:
+            at_signal = log.stat().st_size
             app.proc.send_signal(signal.SIGTERM)
             exporter.send(signal.SIGTERM)
-            assert processes.stop(app.proc, what="sustainbot serve") == 0
-            app_exited = time.monotonic()
+            assert app.proc.wait(timeout=DEADLINE) == 0
         load.join()
         assert exporter.proc.wait(timeout=SHIPPING_DEADLINE) == EXIT_OK, exporter.diagnosis()
-        assert time.monotonic() >= app_exited
     (stopped,) = [r for r in exporter.log_records() if r.get("msg") == "stopped"]
     assert stopped["drain"] == "quiet" and stopped["unshipped_lines"] == 0
     assert stopped["unsent_metric_intervals"] == 0
+    # The app went on writing after the signal, and the exporter stopped after its last line.
+    assert log.stat().st_size > at_signal
+    last_event = max(json.loads(line)["timestamp"] for line in _file_lines(log))
+    assert stopped["ts"] > last_event
     _check_everything_shipped(log, exporter)
+
+
+def test_drain_timeout_passes_unnoticed_while_cloudwatch_is_unreachable(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """A drain that cannot ship ends at its timeout: exit 3, the unshipped lines in the log."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(b"".join(b'{"event":"http.request","n":%d}\n' % i for i in range(12)))
+    dead = f"http://127.0.0.1:{free_port()}"
+    with _exporter(
+        tmp_path, log, AWS_ENDPOINT_URL=dead, LOG_EXPORTER_DRAIN_TIMEOUT="1"
+    ) as exporter:
+        exporter.wait_healthy()
+        wait_for(lambda: exporter.get("/readyz")[0] == 200, "the metrics to hold the log")
+        started = time.monotonic()
+        exporter.send(signal.SIGTERM)
+        assert exporter.proc.wait(timeout=SHIPPING_DEADLINE) == EXIT_DRAIN_INCOMPLETE
+        assert time.monotonic() - started < 30
+    (stopped,) = [r for r in exporter.log_records() if r.get("unshipped_lines") is not None]
+    assert stopped["drain"] == "timeout" and stopped["unshipped_lines"] == 12
+    assert stopped["level"] == "warning" and "12 lines not shipped" in stopped["msg"]
 
 
 def test_second_signal_exits_0_with_lines_left_unshipped(aws_env: str, tmp_path: Path) -> None:
