@@ -158,7 +158,6 @@ class Shipper:
         self._dirty = False
         self._line_bytes = 0
         self._line_count = 0
-        self.drained = False  # run() ended by a drain that shipped everything
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -403,7 +402,6 @@ class Shipper:
             return False
         self.ship_logs()
         self.flush_metrics()
-        self.drained = True
         log.info("CloudWatch shipping drained", extra={"lines": self.summary.lines})
         return True
 
