@@ -4,6 +4,7 @@
 #   docker build --target exporter -t sustainbot-log-exporter .
 #   docker build --target exporter-cloudwatch -t sustainbot-log-exporter-cloudwatch .
 #   docker build --target cloudwatch-emulator -t sustainbot-cloudwatch-emulator .
+#   docker build --target log-rotator -t sustainbot-log-rotator .
 # Stamp the OCI labels with what is being built:
 #   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --target exporter .
@@ -118,3 +119,12 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/moto-api/data.json', timeout=4)"]
 ENTRYPOINT ["moto_server"]
 CMD ["-H", "0.0.0.0", "-p", "5000"]
+
+# The pod's log rotation (deploy/kubernetes): Debian's logrotate, run in a loop by the manifest.
+# The runtime stage's user and directories, so the rotated files keep the log volume's owner.
+FROM runtime AS log-rotator
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends logrotate \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+CMD ["logrotate", "--version"]

@@ -87,7 +87,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _handle_signals(service: Service) -> None:
-    """SIGTERM and SIGINT stop ``service``, SIGHUP reloads its spec.
+    """SIGTERM and SIGINT drain and stop ``service`` (a second one stops it at once), SIGHUP
+    reloads its spec.
 
     Installed here, at the entry point, because a handler belongs to the whole process: a library
     that installed its own would replace its host's (pytest's, say) without being asked.

@@ -35,6 +35,7 @@ from log_exporter.selfmetrics import (
     LAST_EVENT_TIMESTAMP,
     LINES,
     RESUME_MISSES,
+    ROTATION_LOST_LINES,
     SERIES,
     SERIES_OVERFLOW,
     SPEC_RELOADS,
@@ -154,6 +155,9 @@ class ServeValues:
     spec_reloads: Mapping[str, float]  # by result, in the order shown
     state: StateValues | None = None
     web_config_reloads: Mapping[str, float] | None = None  # by result; with a web config only
+    # Lines of generations deleted before a reader read them, by reader (tail.ledger); empty
+    # without a reader to watch, and the family left out.
+    rotation_lost: Mapping[str, float] | None = None
 
 
 class ServeCollector(Collector):
@@ -195,6 +199,11 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         for result, count in values.web_config_reloads.items():
             reloads.add_metric([result], float(count))
         yield reloads
+    if values.rotation_lost:
+        lost = ROTATION_LOST_LINES.family()
+        for reader, lines in values.rotation_lost.items():
+            lost.add_metric([reader], float(lines))
+        yield lost
 
 
 def _family(m: MetricSnapshot) -> Metric:

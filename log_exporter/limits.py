@@ -11,6 +11,7 @@ from typing import Final
 __all__ = [
     "DEFAULT_LABEL_VALUE_MAX_BYTES",
     "EXIT_CONFIG",
+    "EXIT_DRAIN_INCOMPLETE",
     "EXIT_ERROR",
     "EXIT_OK",
     "MAX_LINE_BYTES",
@@ -32,3 +33,6 @@ DEFAULT_LABEL_VALUE_MAX_BYTES: Final = 256
 EXIT_OK: Final = 0
 EXIT_ERROR: Final = 1
 EXIT_CONFIG: Final = 2
+# serve was stopped by a second signal or its drain timeout with lines of the log not yet read
+# into the metrics or not yet shipped to CloudWatch; its last log record says how many.
+EXIT_DRAIN_INCOMPLETE: Final = 3

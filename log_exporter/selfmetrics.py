@@ -37,6 +37,7 @@ __all__ = [
     "LAST_EVENT_TIMESTAMP",
     "LINES",
     "RESUME_MISSES",
+    "ROTATION_LOST_LINES",
     "SELF_METRICS",
     "SERIES",
     "SERIES_OVERFLOW",
@@ -168,6 +169,13 @@ WEB_CONFIG_RELOADS: Final = _counter(
     "(on failure the config in force stays).",
     "result",
 )
+# With CloudWatch shipping only (the reader whose losses are counted).
+ROTATION_LOST_LINES: Final = _counter(
+    "log_exporter_rotation_lost_lines_total",
+    "Lines of rotated generations deleted (by the rotator) before this reader read them, "
+    "by reader.",
+    "reader",
+)
 SERVE: Final = (
     LAG_BYTES,
     IO_ERRORS,
@@ -176,6 +184,7 @@ SERVE: Final = (
     STATE_LOAD_FAILURES,
     RESUME_MISSES,
     WEB_CONFIG_RELOADS,
+    ROTATION_LOST_LINES,
 )
 
 # -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) --------------

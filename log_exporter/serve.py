@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,15 @@ from log_exporter.collector import (
     StoreCollector,
     register_standard,
 )
-from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
+from log_exporter.drain import Drain, Outcome
+from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
 from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
-from log_exporter.tail import Tailer
+from log_exporter.tail import Tailer, count_lines_after
+from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -66,6 +69,8 @@ class ServeOptions:
     state_interval: float
     max_line_bytes: int
     telemetry_path: str = "/metrics"
+    drain_quiet: float = 2.0
+    drain_timeout: float = 20.0
 
 
 class StateSection:
@@ -103,8 +108,15 @@ def read_spec(path: str | None) -> Spec:
 class Service:
     """One running exporter: built by ``__init__`` (which validates), driven by ``run``."""
 
-    def __init__(self, options: ServeOptions) -> None:
+    def __init__(
+        self, options: ServeOptions, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.options = options
+        # The first stop request drains, a second one stops at once (docs/exporter.md, "Drain").
+        self.drain = Drain(quiet=options.drain_quiet, timeout=options.drain_timeout, clock=clock)
+        self._drain_reader = self.drain.reader()
+        self.drain_outcome: Outcome | None = None
+        self.unread_lines = 0  # lines a drain cut short left out of the metrics
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
         self.store = Store(spec.definitions)
@@ -152,6 +164,8 @@ class Service:
             resume=resume,
             max_line_bytes=options.max_line_bytes,
         )
+        # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
+        self.ledger = RotationLedger(options.file, clock=clock)
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(self.store))
         self.registry.register(ServeCollector(self._serve_values))
@@ -224,6 +238,7 @@ class Service:
             program=lambda: self.pipeline.program,
             state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
             registry=self.registry,
+            drain=self.drain,
         )
 
     # -- the tail loop ------------------------------------------------------------------------
@@ -232,12 +247,14 @@ class Service:
         with self._consistency:
             self.pipeline.feed(batch)
             self._fed = batch.position
+        self._drain_reader.read(batch.bytes_read)
 
     def _on_tick(self) -> None:
         # Every batch of the last poll has been fed by now, so the tailer's position is exact
         # (it moves without a batch when, e.g., a drained rotated file is let go).
         with self._consistency:
             self._fed = self.tailer.position
+        self.ledger.check(self.tailer)
         if not self._ready and self.tailer.caught_up:
             self._ready = True
         if self._reload.is_set():
@@ -245,6 +262,10 @@ class Service:
             self.reload_spec()
         if self.keeper is not None:
             self.keeper.maybe_save()
+        if self.drain.requested and self.drain_outcome is None:
+            self.drain_outcome = self._drain_reader.outcome(self.tailer.at_end)
+            if self.drain_outcome is not None:
+                self._stop.set()
 
     def reload_spec(self) -> bool:
         """Load the spec again from its path; keep the old one (and say why) when invalid."""
@@ -267,6 +288,7 @@ class Service:
             io_errors=float(self.tailer.io_errors),
             spec_reloads=self.reloads,
             web_config_reloads=self.server.web_config_reloads,
+            rotation_lost=dict(self.ledger.lost),
             state=None
             if keeper is None
             else StateValues(
@@ -295,8 +317,13 @@ class Service:
             )
 
     def request_stop(self) -> None:
-        """Make ``run`` stop reading, save the state and return; safe from any thread or handler."""
-        self._stop.set()
+        """Make ``run`` drain the log, save the state and return: the first request reads on
+        until the log is quiet (or the drain timeout), a second one stops at once. Safe from any
+        thread or signal handler."""
+        self.drain.request()
+        if self.drain.forced and self.drain_outcome is None:
+            self.drain_outcome = "forced"
+            self._stop.set()
         self.tailer.wake()
 
     def request_reload(self) -> None:
@@ -340,7 +367,15 @@ class Service:
                 self.keeper.save()
             self.server.shutdown()
             self.tailer.close()
-        log.info("stopped", extra={"exit_code": code})
+        if code == EXIT_OK and self.drain_outcome in ("forced", "timeout"):
+            # Counted after the save, so a slow count never delays it; the lines are counted
+            # by reading the rest of the log, which is local and quick.
+            self.unread_lines = count_lines_after(
+                self.options.file,
+                self._fed,
+                start_at=self.options.start_at,
+                max_line_bytes=self.options.max_line_bytes,
+            )
         return code
 
 
@@ -398,17 +433,55 @@ def main(
                 state_interval=args.state_interval,
                 max_line_bytes=args.max_line_bytes,
                 telemetry_path=args.telemetry_path,
+                drain_quiet=args.drain_quiet,
+                drain_timeout=args.drain_timeout,
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
         shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+        if shipping is not None:
+            service.ledger.watch("cloudwatch", shipping.progress)
     except (settings.SettingError, StartupError, ConfigError) as exc:
         # Each names the flag, variable or file at fault: said once, in the log, no traceback.
         log.error(str(exc))
         return EXIT_CONFIG
+    unshipped = unsent = 0
     try:
         handle_signals(service)
-        return service.run()
+        code = service.run()
     finally:
+        # The shipper drains in its own thread meanwhile; this waits for it until the drain's
+        # deadline, then stops it and counts what it left.
         if shipping is not None:
-            shipping.stop()
+            unshipped, unsent = shipping.finish()
+    return _stopped(service, code, unshipped, unsent)
+
+
+def _stopped(service: Service, code: int, unshipped: int, unsent: int = 0) -> int:
+    """Say how the drain ended; the exit code (EXIT_DRAIN_INCOMPLETE when lines were left)."""
+    # None when the loop ended otherwise (an unexpected error); "forced" when the second
+    # request came while shipping still drained.
+    outcome = "forced" if service.drain.forced else service.drain_outcome
+    if outcome == "quiet" and (unshipped or unsent):
+        outcome = "timeout"
+    unread = service.unread_lines
+    fields = {
+        "drain": outcome,
+        "unread_lines": unread,
+        "unshipped_lines": unshipped,
+        "unsent_metric_intervals": unsent,
+    }
+    if code == EXIT_OK and (unread or unshipped or unsent):
+        code = EXIT_DRAIN_INCOMPLETE
+        log.warning(
+            "stopped before the end of the log (%s): %d lines not read into the metrics, "
+            "%d lines not shipped to CloudWatch, %d metric intervals not sent",
+            outcome,
+            unread,
+            unshipped,
+            unsent,
+            extra={**fields, "exit_code": code},
+        )
+        return code
+    log.info("stopped", extra={**fields, "exit_code": code})
+    return code

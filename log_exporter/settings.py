@@ -300,6 +300,37 @@ STATE_INTERVAL: Final = Setting(
     doc_value="SECONDS",
     doc="how often the state file is saved (also on SIGTERM/SIGINT); a finite number > 0.",
 )
+# Defaults that fit the shipped pod's grace period with gunicorn's graceful timeout before them
+# (docs/deployment.md has the arithmetic).
+DRAIN_QUIET: Final = Setting(
+    dest="drain_quiet",
+    flag="--drain-quiet",
+    env=("LOG_EXPORTER_DRAIN_QUIET",),
+    default="2",
+    kind=float,
+    metavar="SECONDS",
+    problem=lambda seconds: None if seconds >= 0 else "must be >= 0",
+    help="on SIGTERM/SIGINT, stop once the log has not grown for this long "
+    "(env LOG_EXPORTER_DRAIN_QUIET)",
+    doc_value="SECONDS",
+    doc="the drain on SIGTERM/SIGINT (`docs/exporter.md`) ends once every open generation of the "
+    "log has been read (and shipped) to its end and nothing was written to it for this long.",
+)
+DRAIN_TIMEOUT: Final = Setting(
+    dest="drain_timeout",
+    flag="--drain-timeout",
+    env=("LOG_EXPORTER_DRAIN_TIMEOUT",),
+    default="20",
+    kind=float,
+    metavar="SECONDS",
+    problem=lambda seconds: None if seconds >= 0 else "must be >= 0",
+    help="on SIGTERM/SIGINT, stop draining after this long at most "
+    "(env LOG_EXPORTER_DRAIN_TIMEOUT)",
+    doc_value="SECONDS",
+    doc="the longest drain: past it the exporter saves its state and exits with code 3 when "
+    "lines were left unread or unshipped (the log says how many). `0` stops at once, as a "
+    "second signal does.",
+)
 MAX_LINE: Final = Setting(
     dest="max_line_bytes",
     flag="--max-line-bytes",
@@ -361,6 +392,8 @@ SERVE: Final = (
     START_AT,
     STATE,
     STATE_INTERVAL,
+    DRAIN_QUIET,
+    DRAIN_TIMEOUT,
     MAX_LINE,
     LOG_LEVEL,
     LOG_FORMAT,

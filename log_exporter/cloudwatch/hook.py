@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from log_exporter.cloudwatch.shipper import SectionStore
+    from log_exporter.drain import Drain
     from log_exporter.spec import Program, Spec
+    from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,22 @@ class Attachment:
     program: Callable[[], Program]  # serve's current program, so shipping follows spec reloads
     state: SectionStore | None  # the SECTION of serve's state file; None without --state
     registry: CollectorRegistry  # where CloudWatch registers its self-metrics collector
+    drain: Drain | None = None  # serve's shutdown drain, which shipping follows too
 
 
 class Shipping(Protocol):
     """What serve keeps of running shipping: stopping it, which saves its cursor."""
 
     def stop(self) -> None: ...
+
+    def progress(self) -> Progress:
+        """Its tailer's progress, for serve to count what rotation deletes before it is read."""
+        ...
+
+    def finish(self) -> tuple[int, int]:
+        """Wait for the drain to ship everything (until its deadline), stop, save; the lines
+        and the metric intervals left unshipped."""
+        ...
 
 
 def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shipping | None:
@@ -69,6 +81,7 @@ def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shippin
         registry=attachment.registry,
         start_at=attachment.start_at,
         max_line_bytes=attachment.max_line_bytes,
+        drain=attachment.drain,
     )
 
 

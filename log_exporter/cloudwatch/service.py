@@ -19,29 +19,75 @@ from log_exporter.cloudwatch.derive import ObservationDeriver
 from log_exporter.cloudwatch.logs_batch import MAX_BATCH_BYTES
 from log_exporter.cloudwatch.shipper import SectionStore, Shipper, Summary
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
+from log_exporter.drain import Drain
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.sources import FileReader, open_sources
 from log_exporter.spec import Program
-from log_exporter.tail import Tailer
+from log_exporter.tail import Tailer, count_lines_after
+from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
 
+# After the stop event, the longest wait for the shipper's thread: a request in flight ends
+# within botocore's connect and read timeouts, a retry wait at once.
+_STOP_JOIN_SECONDS = 30.0
+# How often a drain's wait looks at its deadline: a second signal shortens it.
+_DRAIN_CHECK_SECONDS = 0.1
+
+
 class Shipping:
-    """A running shipper thread; ``stop()`` ends it and saves the acknowledged cursor."""
+    """A running shipper thread; ``stop()`` ends it and saves the acknowledged cursor,
+    ``finish()`` lets it drain first."""
 
     def __init__(
-        self, shipper: Shipper, tailer: Tailer, thread: threading.Thread, stop: threading.Event
+        self,
+        shipper: Shipper,
+        tailer: Tailer,
+        thread: threading.Thread,
+        stop: threading.Event,
+        *,
+        drain: Drain | None = None,
+        path: str = "",
+        start_at: Literal["beginning", "end"] = "beginning",
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         self.shipper = shipper
         self._tailer = tailer
         self._thread = thread
         self._stop = stop
+        self._drain = drain
+        self._path = path
+        self._start_at = start_at
+        self._max_line_bytes = max_line_bytes
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def progress(self) -> Progress:
+        return self._tailer.progress()
+
+    def stop(self, timeout: float = _STOP_JOIN_SECONDS) -> None:
         self._stop.set()
         self._thread.join(timeout)
         self._tailer.close()
+
+    def finish(self) -> tuple[int, int]:
+        """Wait while the shipper drains (until the drain's deadline; a second request ends the
+        wait), then stop it; the lines of the log CloudWatch has not acknowledged, and the metric
+        intervals not sent."""
+        drain = self._drain
+        if drain is None or not drain.requested:
+            self.stop()
+            return 0, 0
+        while self._thread.is_alive() and drain.remaining() > 0:
+            self._thread.join(min(_DRAIN_CHECK_SECONDS, drain.remaining()))
+        self.stop()
+        # Counted even after a drain that ended quiet: a line the app wrote after the shipper's
+        # quiet period, while serve still read, is unshipped all the same.
+        return count_lines_after(
+            self._path,
+            self.shipper.acknowledged,
+            start_at=self._start_at,
+            max_line_bytes=self._max_line_bytes,
+        ), self.shipper.pending_intervals
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
@@ -56,6 +102,7 @@ def start(
     registry: CollectorRegistry | None = None,
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
+    drain: Drain | None = None,
 ) -> Shipping:
     """Start shipping ``path`` in its own thread with its own tailer and cursor.
 
@@ -89,7 +136,7 @@ def start(
     thread = threading.Thread(
         target=shipper.run,
         args=(tailer, stop),
-        kwargs={"start": resume},
+        kwargs={"start": resume, "drain": drain},
         name="cloudwatch-shipper",
         daemon=True,
     )
@@ -103,7 +150,16 @@ def start(
             "resumed": resume is not None,
         },
     )
-    return Shipping(shipper, tailer, thread, stop)
+    return Shipping(
+        shipper,
+        tailer,
+        thread,
+        stop,
+        drain=drain,
+        path=path,
+        start_at=start_at,
+        max_line_bytes=max_line_bytes,
+    )
 
 
 def replay(

@@ -29,6 +29,7 @@ from log_exporter.cloudwatch.logs_batch import (
 )
 from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, chunk_datums
 from log_exporter.cloudwatch.stats import ShipperStats
+from log_exporter.drain import Drain, DrainReader
 from log_exporter.parse import event_time, parse_line
 from log_exporter.values import Batch, Position, position_from_json, position_to_json, same_file
 
@@ -179,6 +180,16 @@ class Shipper:
             if bad:
                 log.warning("%d damaged metric intervals in the state file were ignored", bad)
         return self._position
+
+    @property
+    def acknowledged(self) -> Position | None:
+        """The cursor CloudWatch has acknowledged: a restart would ship again from here."""
+        return self._position
+
+    @property
+    def pending_intervals(self) -> int:
+        """Metric intervals aggregated but not yet sent (kept in the state file)."""
+        return len(self._aggregator)
 
     def save(self) -> None:
         """Write the acknowledged cursor and the unsent metric intervals to the state file."""
@@ -343,9 +354,12 @@ class Shipper:
         *,
         start: Position | None = None,
         poll_interval: float = 0.5,
+        drain: Drain | None = None,
     ) -> None:
-        """Ship ``source`` until ``stop`` is set; a shutdown saves the acknowledged cursor."""
+        """Ship ``source`` until ``stop`` is set, or until a requested ``drain`` has shipped
+        everything up to a quiet end of the log; a shutdown saves the acknowledged cursor."""
         previous = start
+        reader = None if drain is None else drain.reader()
         last_flush = self._clock()
         self._stats.backlog_probe = lambda: self.backlog(source)
         try:
@@ -366,6 +380,8 @@ class Shipper:
                 if self._clock() - last_flush >= self.config.flush_seconds:
                     self.flush_metrics()
                     last_flush = self._clock()
+                if reader is not None and self._drain_done(reader, batch, idle):
+                    return
                 if idle:
                     stop.wait(poll_interval)
         except Stopped:
@@ -376,6 +392,18 @@ class Shipper:
             log.exception("CloudWatch shipping stopped by an unexpected error")
         finally:
             self.save()
+
+    def _drain_done(self, reader: DrainReader, batch: Batch, idle: bool) -> bool:
+        """During a drain, once the log is quiet at its end: ship what is queued and every
+        pending metric interval (the open one too), and say so. A drain cut short is ended by
+        the stop event instead, leaving the cursor at what was acknowledged."""
+        reader.read(batch.bytes_read)
+        if reader.outcome(at_end=idle) != "quiet":
+            return False
+        self.ship_logs()
+        self.flush_metrics()
+        log.info("CloudWatch shipping drained", extra={"lines": self.summary.lines})
+        return True
 
     def replay(self, sources: Iterable[Iterable[Batch]]) -> Summary:
         """Ship whole files (batches from replay's readers) with their original timestamps."""

@@ -15,12 +15,15 @@ from typing import Literal
 
 from log_exporter.tail.generation import Generation
 from log_exporter.tail.siblings import Key, Siblings
-from log_exporter.values import Batch
+from log_exporter.values import Batch, FileId
 
 __all__ = ["Follower"]
 
 # The name the tailer logged under as one module: log queries select on it.
 log = logging.getLogger("log_exporter.tail")
+
+# Released generations kept for an owner that never takes them (no ledger): a bound, not a need.
+_MAX_RELEASED = 64
 
 
 class Follower:
@@ -46,6 +49,9 @@ class Follower:
         self.draining: list[Generation] = []
         self.budget = 0  # bytes the running poll may still read
         self.resume_misses = 0  # saved generations that could not be found on resume
+        # Generations read from their first byte to their end and let go, with their line
+        # counts, until the tailer's owner takes them (tail.ledger); bounded by what it keeps.
+        self.released: list[tuple[FileId, int]] = []
         self._max_line = max_line_bytes
         self._read_size = read_size
 
@@ -109,6 +115,8 @@ class Follower:
                 # Its grace period is over: a last line without a newline is delivered as is.
                 gen.finish(batch)
                 self.draining.remove(gen)
+                if gen.whole and len(self.released) < _MAX_RELEASED:
+                    self.released.append((gen.file_id(), gen.lines))
         return all_eof
 
     def adopt_missed(self, batch: Batch, exclude: set[Key]) -> None:

@@ -36,9 +36,11 @@ class Generation:
         "framer",
         "head",
         "ino",
+        "lines",
         "mtime",
         "name",
         "read_pos",
+        "whole",
     )
 
     def __init__(
@@ -57,6 +59,9 @@ class Generation:
         self.read_pos = offset  # next byte to read
         self.framer = LineFramer(max_line_bytes)  # holds the partial line read so far
         self.deadline: float | None = None  # set once rotated away: read until then
+        self.lines = 0  # lines delivered from it (oversized ones included)
+        # Read from its first byte and never truncated: ``lines`` is then all it ever held.
+        self.whole = offset == 0
 
     @classmethod
     def open(cls, name: str, offset: int, max_line_bytes: int) -> Generation | None:
@@ -104,6 +109,7 @@ class Generation:
             lines, oversized = self.framer.feed(chunk)
             batch.lines.extend(lines)
             batch.oversized += oversized
+            self.lines += len(lines) + oversized
             if len(chunk) < want:
                 return spent, True
         return spent, False
@@ -143,10 +149,12 @@ class Generation:
         self.framer.reset()
         self.head = b""
         self.fp = _read_fingerprint(self.fd)
+        self.whole = False
 
     def start_at_last_line_end(self) -> None:
         """Skip what the file holds now, up to the end of its last complete line (a line being
         written is read whole); a line in progress already over the limit is skipped too."""
+        self.whole = False
         size = os.fstat(self.fd).st_size
         pos = size
         floor = max(0, size - self.framer.max_line_bytes - 1)
@@ -177,6 +185,7 @@ class Generation:
         lines, oversized = self.framer.finish()
         batch.lines.extend(lines)
         batch.oversized += oversized
+        self.lines += len(lines) + oversized
         self.close()
 
     def close(self) -> None:

@@ -20,9 +20,9 @@ from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.tail.follow import Follower
 from log_exporter.tail.resume import resume_from
 from log_exporter.tail.wakeup import FileEvents, Wakeup
-from log_exporter.values import NO_FILE, Batch, Position
+from log_exporter.values import NO_FILE, Batch, FileId, Position
 
-__all__ = ["Tailer"]
+__all__ = ["Tailer", "count_lines_after"]
 
 # The name the tailer logged under as one module: log queries select on it.
 log = logging.getLogger("log_exporter.tail")
@@ -106,6 +106,15 @@ class _IOWarnings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A tailer's published position, the polls finished and whether one is under way."""
+
+    polls: int
+    polling: bool
+    position: Position | None
+
+
 class Tailer:
     """Follows one file across rotations and yields its whole lines exactly once.
 
@@ -161,9 +170,12 @@ class Tailer:
         self._started = False
         self._pending = Batch(lines=[])  # what start() noticed, reported by the next poll
         self._more = False  # the last poll stopped at its byte budget, not at EOF
+        self._at_end = False  # the last poll read every open generation to its end
 
         self._lock = threading.Lock()  # guards the snapshot other threads read
         self._position: Position | None = None
+        self._polls = 0  # polls finished (their position published)
+        self._polling = False  # a poll is under way: it may open files not yet in the position
         self._caught_up = False
         self._lag_snapshot: tuple[tuple[int, int] | None, int, int, int] = (None, 0, 0, 0)
 
@@ -186,9 +198,27 @@ class Tailer:
             return self._position
 
     @property
+    def at_end(self) -> bool:
+        """True when the last poll read every open file to its end (a drain's test of being
+        done; ``caught_up`` stays true once set)."""
+        return self._at_end
+
+    @property
     def caught_up(self) -> bool:
         """True once a poll has read every open file to its end (the data present at start)."""
         return self._caught_up
+
+    def progress(self) -> Progress:
+        """The position with the poll count and whether a poll is under way, of one instant:
+        what another thread needs to tell which generations this tailer has reached."""
+        with self._lock:
+            return Progress(self._polls, self._polling, self._position)
+
+    def take_released(self) -> list[tuple[FileId, int]]:
+        """The generations read from their first byte to their end and let go since the last
+        call, each with the number of lines it held. Same thread as ``poll()``."""
+        released, self._follow.released = self._follow.released, []
+        return released
 
     def lag_bytes(self) -> int:
         """Bytes written but not yet consumed: current file plus rotated ones still open."""
@@ -233,6 +263,8 @@ class Tailer:
         """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
         for I/O errors (they are logged, counted and retried on the next poll)."""
         batch, self._pending = self._pending, Batch(lines=[])
+        with self._lock:
+            self._polling = True
         self._follow.budget = self._max_batch
         all_eof = False
         try:
@@ -244,12 +276,13 @@ class Tailer:
         else:
             self._warnings.ok()
         self._more = not all_eof and self._follow.budget <= 0
+        self._at_end = all_eof
         if all_eof:
             self._caught_up = True
         self.rotations += batch.rotations
         self.truncations += batch.truncations
         batch.position = self._make_position()
-        self._publish(batch.position)
+        self._publish(batch.position, polled=True)
         return batch
 
     def run(
@@ -329,7 +362,7 @@ class Tailer:
             known,
         )
 
-    def _publish(self, position: Position | None) -> None:
+    def _publish(self, position: Position | None, *, polled: bool = False) -> None:
         draining_rest = 0
         cur_key: tuple[int, int] | None = None
         cur_offset = cur_rest = 0
@@ -346,3 +379,28 @@ class Tailer:
         with self._lock:
             self._position = position
             self._lag_snapshot = (cur_key, cur_offset, cur_rest, draining_rest)
+            if polled:
+                self._polls += 1
+                self._polling = False
+
+
+def count_lines_after(
+    path: str | os.PathLike[str],
+    position: Position | None,
+    *,
+    start_at: Literal["beginning", "end"] = "beginning",
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> int:
+    """How many whole lines a tailer resumed at ``position`` would still read (oversized ones
+    included): what a reader stopped there leaves behind. Reads to the end of every file."""
+    tailer = Tailer(path, start_at=start_at, resume=position, max_line_bytes=max_line_bytes)
+    count = 0
+    try:
+        while True:
+            batch = tailer.poll()
+            count += len(batch.lines) + batch.oversized
+            # A poll that read nothing without being at the end failed (logged): no endless loop.
+            if tailer.at_end or not (batch.bytes_read or batch.lines):
+                return count
+    finally:
+        tailer.close()

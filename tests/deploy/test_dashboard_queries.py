@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, REPO, load_yaml
+from tests.support.deploy import CLOUDWATCH_ONLY_METRICS, DEPLOY, REPO, load_yaml
 from tests.support.event_history import Generated, write_events
 from tests.support.processes import run, spawn, terminate
 from tests.support.prometheus import Prometheus
@@ -334,5 +334,7 @@ def test_query_names_metric_the_exporter_never_serves(
     exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = set().union(*(_metric_names(e) for e in exprs))
     assert len(used) >= 12
-    # A sidecar serves its CloudWatch metrics only while shipping: test_dashboard_health runs one.
-    assert {u for u in used if not u.startswith("log_exporter_cloudwatch_")} - served == set()
+    # Served only with CloudWatch shipping on: test_dashboard_health runs a sidecar that ships.
+    assert {
+        u for u in used if not u.startswith("log_exporter_cloudwatch_")
+    } - served - CLOUDWATCH_ONLY_METRICS == set()

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import getpass
+import grp
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.deploy import DEPLOY, load_yaml, load_yaml_all
-from tests.support.processes import run
-from tests.support.waits import wait_for
+from tests.support.deploy import DEPLOY, json_patch, load_yaml, load_yaml_all
+from tests.support.processes import binary, run
 
 K8S = DEPLOY / "kubernetes"
+PRE_129 = DEPLOY / "kubernetes-pre-1.29"
 LOG_DIR = "/var/log/sustainbot"
-# The oldest Kubernetes release still commonly run, and the newest the validator knows.
+# The first release with native sidecars, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.29", "latest")
+# Releases the variant for older clusters must suit: the oldest the validator knows, the newest.
+PRE_129_VERSIONS = ("1.25", "latest")
+# gunicorn's default graceful timeout: how long the app may take to exit after SIGTERM.
+GUNICORN_GRACEFUL_SECONDS = 30
+
+
+def _pre_129_deployment() -> dict[str, Any]:
+    """The Deployment of the older clusters' overlay: its JSON patches applied to the base."""
+    (doc,) = load_yaml_all(K8S / "deployment.yaml")
+    overlay = load_yaml(PRE_129 / "kustomization.yaml")
+    assert overlay["resources"] == ["../kubernetes"]
+    (patch,) = overlay["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "sustainbot"}
+    result: dict[str, Any] = json_patch(doc, load_yaml_text(patch["patch"]))
+    return result
+
+
+def load_yaml_text(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _all_containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    pod = deployment["spec"]["template"]["spec"]
+    return {c["name"]: c for c in [*pod.get("initContainers", []), *pod["containers"]]}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +55,8 @@ def deployment() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    """Every container of the pod by name, native sidecars (init containers) included."""
+    return _all_containers(deployment)
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
@@ -46,18 +73,87 @@ def _ports(container: dict[str, Any]) -> dict[str, int]:
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifest_rejected_by_kubernetes_schema(version: str) -> None:
-    """Deployment and Service are valid, strictly (no unknown fields), for the Kubernetes API."""
+    """Deployment, Service and ServiceAccount are valid, strictly (no unknown fields), for the
+    Kubernetes API."""
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="dev dependency kubernetes-validate missing"
     )
     if version == "latest":
         version = kubernetes_validate.latest_version()
     kinds = []
-    for name in ("deployment.yaml", "service.yaml"):
+    for name in ("serviceaccount.yaml", "deployment.yaml", "service.yaml"):
         for doc in load_yaml_all(K8S / name):
             kubernetes_validate.validate(doc, version, strict=True)
             kinds.append(doc["kind"])
-    assert sorted(kinds) == ["Deployment", "Service"]
+    assert sorted(kinds) == ["Deployment", "Service", "ServiceAccount"]
+
+
+@pytest.mark.parametrize("version", PRE_129_VERSIONS)
+def test_pre_129_variant_rejected_by_kubernetes_schema(version: str) -> None:
+    """The older clusters' Deployment is valid for releases without native sidecars too."""
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="dev dependency kubernetes-validate missing"
+    )
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(_pre_129_deployment(), version, strict=True)
+
+
+def test_exporter_starts_after_or_stops_before_the_app(deployment: dict[str, Any]) -> None:
+    """The exporter and the rotator are native sidecars: started before the app, stopped after."""
+    pod = deployment["spec"]["template"]["spec"]
+    sidecars = pod["initContainers"]
+    assert [c["name"] for c in sidecars] == ["log-exporter", "log-rotator"]
+    assert all(c["restartPolicy"] == "Always" for c in sidecars)
+    assert [c["name"] for c in pod["containers"]] == ["sustainbot"]
+    # The exporter's startup probe holds the app's start until the exporter serves.
+    assert sidecars[0]["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_pre_129_variant_keeps_sidecars_as_init_containers() -> None:
+    """Without native sidecars the exporter and rotator are plain containers beside the app."""
+    variant = _pre_129_deployment()
+    pod = variant["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["sustainbot", "log-exporter", "log-rotator"]
+    assert all("restartPolicy" not in c for c in pod["containers"])
+    (base,) = load_yaml_all(K8S / "deployment.yaml")
+    # Everything else as in the base: only the drain's timing differs.
+    for name, container in _all_containers(base).items():
+        moved = dict(_all_containers(variant)[name])
+        moved.pop("env", None)
+        expected = {k: v for k, v in container.items() if k not in ("env", "restartPolicy")}
+        assert moved == expected, name
+
+
+def _seconds(container: dict[str, Any], name: str) -> float:
+    return float(_env(container)[name])
+
+
+def test_grace_period_ends_before_app_and_drain(deployment: dict[str, Any]) -> None:
+    """The grace period covers gunicorn's graceful stop, then the exporter's whole drain (native
+    order), or a drain outlasting gunicorn's stop (both signalled at once)."""
+    native = deployment["spec"]["template"]["spec"]
+    exporter = _all_containers(deployment)["log-exporter"]
+    timeout = _seconds(exporter, "LOG_EXPORTER_DRAIN_TIMEOUT")
+    assert native["terminationGracePeriodSeconds"] >= GUNICORN_GRACEFUL_SECONDS + timeout + 5
+
+    variant = _pre_129_deployment()
+    exporter = _all_containers(variant)["log-exporter"]
+    timeout = _seconds(exporter, "LOG_EXPORTER_DRAIN_TIMEOUT")
+    quiet = _seconds(exporter, "LOG_EXPORTER_DRAIN_QUIET")
+    assert timeout >= GUNICORN_GRACEFUL_SECONDS + quiet
+    assert variant["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= timeout + 5
+
+
+def test_service_account_missing_or_mounts_a_token(deployment: dict[str, Any]) -> None:
+    """The pod runs as the kustomization's ServiceAccount, which mounts no API token."""
+    (account,) = load_yaml_all(K8S / "serviceaccount.yaml")
+    assert account["kind"] == "ServiceAccount"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is False
 
 
 def test_sidecar_does_not_share_the_app_log(containers: dict[str, dict[str, Any]]) -> None:
@@ -120,13 +216,16 @@ def test_container_without_resources(containers: dict[str, dict[str, Any]]) -> N
 
 
 def test_probe_checks_wrong_endpoint(containers: dict[str, dict[str, Any]]) -> None:
-    """The app is probed on /healthz; the sidecar is live on /healthz and ready on /readyz."""
+    """The app is probed on /healthz; the sidecar is started and live on /healthz and has no
+    readiness probe, so an exporter catching up never takes the app out of its Service."""
     app, exporter = containers["sustainbot"], containers["log-exporter"]
+    assert "readinessProbe" not in exporter
+    assert "readinessProbe" not in containers["log-rotator"]
     expected = {
         ("sustainbot", "startupProbe"): "/healthz",
         ("sustainbot", "readinessProbe"): "/healthz",
         ("sustainbot", "livenessProbe"): "/healthz",
-        ("log-exporter", "readinessProbe"): "/readyz",
+        ("log-exporter", "startupProbe"): "/healthz",
         ("log-exporter", "livenessProbe"): "/healthz",
     }
     for (name, probe), path in expected.items():
@@ -194,13 +293,21 @@ def test_secret_written_into_manifest(containers: dict[str, dict[str, Any]]) -> 
     assert ref == {"name": "sustainbot-jwt", "key": "secret"}
 
 
-def test_kustomization_names_missing_file_or_image(containers: dict[str, dict[str, Any]]) -> None:
-    """kustomization.yaml lists files that exist and images the containers use."""
+def test_kustomization_names_missing_file_or_image(
+    deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
+) -> None:
+    """kustomization.yaml lists files that exist and images the containers use, and generates
+    the ConfigMap the rotator mounts."""
     kustomization = load_yaml(K8S / "kustomization.yaml")
     for resource in kustomization["resources"]:
         assert (K8S / resource).is_file(), resource
     used = {c["image"].split(":")[0] for c in containers.values()}
     assert {i["name"] for i in kustomization["images"]} == used
+    (generated,) = kustomization["configMapGenerator"]
+    assert all((K8S / f).is_file() for f in generated["files"])
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mount = _mounts(containers["log-rotator"])["/etc/sustainbot-logrotate"]
+    assert volumes[mount["name"]]["configMap"]["name"] == generated["name"]
 
 
 def test_annotation_scrape_config_rejected_by_promtool(
@@ -234,31 +341,49 @@ def test_annotation_scrape_config_rejected_by_promtool(
         )
 
 
+def _rotator_config(tmp_path: Path, log: Path, size: str) -> Path:
+    """The pod's logrotate.conf for ``log``: only the path, the size and the ``su`` user (the
+    image's user does not exist here) differ."""
+    text = (K8S / "logrotate.conf").read_text()
+    assert "/var/log/sustainbot/sustainbot.jsonl {" in text and "su sustainbot sustainbot" in text
+    user, group = getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
+    text = text.replace("/var/log/sustainbot/sustainbot.jsonl", str(log))
+    text = text.replace("su sustainbot sustainbot", f"su {user} {group}")
+    text = re.sub(r"^(\s*)size \S+$", rf"\g<1>size {size}", text, flags=re.MULTILINE)
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(text)
+    conf.chmod(0o644)
+    return conf
+
+
 def test_log_rotator_loses_lines_or_never_rotates(
     containers: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """The pod's rotator renames the log once it reaches its size limit, keeping every line."""
+    """The pod's rotator, real logrotate on its config, keeps four rotated generations whole and
+    deletes only the oldest; a log below the size limit is left alone."""
+    logrotate = binary("logrotate")
     rotator = containers["log-rotator"]
-    assert rotator["command"] == ["python", "-c"]
     assert _mounts(rotator)[LOG_DIR]["name"] == _mounts(containers["sustainbot"])[LOG_DIR]["name"]
-    assert _env(rotator)["LOG_FILE"] == _env(containers["sustainbot"])["JSON_LOG_PATH"]
-    log = tmp_path / "sustainbot.jsonl"
-    env = {**os.environ, "LOG_FILE": str(log), "ROTATE_BYTES": "4096", "CHECK_SECONDS": "0.05"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", rotator["args"][0]], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        generations = []
-        for generation in range(2):
-            lines = [f'{{"event":"http.request","n":{generation}{i:04d}}}\n' for i in range(200)]
-            with log.open("a") as f:
-                for line in lines:
-                    f.write(line)
-            generations.append("".join(lines))
-            rotated = log.with_name(log.name + ".1")
-            wait_for(lambda: not log.exists(), f"rotation {generation}")
-            assert rotated.read_text() == generations[-1]
-    finally:
-        proc.terminate()
-        output, _ = proc.communicate(timeout=30)
-    assert output.count("rotated ") == 2
+    assert "/etc/sustainbot-logrotate/logrotate.conf" in rotator["args"][0]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o2777)  # as the emptyDir with fsGroup: logrotate needs its `su` for this
+    log = logs / "sustainbot.jsonl"
+    conf = _rotator_config(tmp_path, log, "4k")
+    status = tmp_path / "status"
+    generations = []
+    for generation in range(6):
+        lines = "".join(f'{{"event":"http.request","n":{generation}{i:04d}}}\n' for i in range(200))
+        log.write_text(lines)
+        generations.append(lines)
+        result = run([logrotate, "--state", str(status), str(conf)])
+        assert result.returncode == 0, result.stderr
+        assert not log.exists()
+    # Newest first: .1 is the last generation written; the two oldest were deleted.
+    kept = sorted(p.name for p in logs.iterdir())
+    assert kept == [f"sustainbot.jsonl.{n}" for n in (1, 2, 3, 4)]
+    for n in (1, 2, 3, 4):
+        assert (logs / f"sustainbot.jsonl.{n}").read_text() == generations[-n]
+    log.write_text(generations[0][:100])
+    assert run([logrotate, "--state", str(status), str(conf)]).returncode == 0
+    assert log.read_text() == generations[0][:100]

@@ -157,12 +157,15 @@ def _build(root: Path, visiting: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
             path = (root / name).resolve()
             assert path.is_relative_to(root) and path.is_file(), f"{name}: not within {root}"
             data[path.name] = path.read_text(encoding="utf-8")
-        suffix = "" if options.get("disableNameSuffixHash") else "-<hash>"
+        # A generator's own options override the kustomization-wide generatorOptions.
+        merged = {**options, **generator.get("options", {})}
+        labels = {**options.get("labels", {}), **generator.get("options", {}).get("labels", {})}
+        suffix = "" if merged.get("disableNameSuffixHash") else "-<hash>"
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": generator["name"] + suffix, "labels": options["labels"]},
+                "metadata": {"name": generator["name"] + suffix, "labels": labels},
                 "data": data,
             }
         )
@@ -175,14 +178,16 @@ def test_operator_overlay_misses_base_monitor_or_rules() -> None:
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
     assert kinds == [
         ("ConfigMap", "sustainbot-governance-dashboard"),
+        ("ConfigMap", "sustainbot-logrotate-<hash>"),
         ("Deployment", "sustainbot"),
         ("PodMonitor", "sustainbot-exporter"),
         ("PrometheusRule", "sustainbot-alerts"),
         ("Service", "sustainbot"),
+        ("ServiceAccount", "sustainbot"),
     ]
     # The base alone stays free of the operator's kinds, so it applies without its CRDs.
     base = {o["kind"] for o in _build(DEPLOY / "kubernetes")}
-    assert base == {"Deployment", "Service"}
+    assert base == {"ConfigMap", "Deployment", "Service", "ServiceAccount"}
 
 
 def test_dashboard_configmap_invisible_to_grafana_sidecar() -> None:

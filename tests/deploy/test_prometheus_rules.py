@@ -22,6 +22,7 @@ EXPECTED_ALERTS = {
     "SustainBotExporterLostLinesOnResume",
     "SustainBotExporterStateSavesFailing",
     "SustainBotExporterIOErrors",
+    "SustainBotExporterRotationLostLines",
 }
 
 

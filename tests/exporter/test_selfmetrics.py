@@ -39,6 +39,7 @@ def _serve_values() -> ServeValues:
         spec_reloads={"success": 1, "failure": 2},
         state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
         web_config_reloads={"success": 7, "failure": 1},
+        rotation_lost={"cloudwatch": 3},
     )
 
 

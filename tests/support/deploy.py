@@ -27,6 +27,8 @@ def load_yaml_all(path: Path) -> list[Any]:
 # The metric families the event contract derives, and the exporter's self-metrics: every query
 # shipped in deploy/ and dashboards/ may use only these (plus Prometheus's own `up`).
 CONTRACT_METRICS = frozenset(CONTRACT_FAMILIES)
+# Self-metrics served only while CloudWatch shipping is on.
+CLOUDWATCH_ONLY_METRICS = frozenset({"log_exporter_rotation_lost_lines_total"})
 SELF_METRICS = {
     "log_exporter_lines_total",
     "log_exporter_bytes_read_total",
@@ -44,5 +46,46 @@ SELF_METRICS = {
     "log_exporter_cloudwatch_rejected_events_total",
     # client_python's process collector (issue 13's standard metrics).
     "process_resident_memory_bytes",
+    *CLOUDWATCH_ONLY_METRICS,
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def json_patch(doc: Any, operations: list[dict[str, Any]]) -> Any:
+    """``doc`` after RFC 6902 ``operations`` (add, remove, replace, move), as kustomize applies
+    them: enough to check an overlay's patches offline, without kustomize."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+
+    def parent(path: str) -> tuple[Any, str]:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+        node = doc
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        return node, parts[-1]
+
+    def remove(path: str) -> Any:
+        node, key = parent(path)
+        return node.pop(int(key)) if isinstance(node, list) else node.pop(key)
+
+    def add(path: str, value: Any) -> None:
+        node, key = parent(path)
+        if isinstance(node, list):
+            node.insert(len(node) if key == "-" else int(key), value)
+        else:
+            node[key] = value
+
+    for op in operations:
+        if op["op"] == "add":
+            add(op["path"], op["value"])
+        elif op["op"] == "remove":
+            remove(op["path"])
+        elif op["op"] == "replace":
+            remove(op["path"])
+            add(op["path"], op["value"])
+        elif op["op"] == "move":
+            add(op["path"], remove(op["from"]))
+        else:
+            raise ValueError(f"unsupported JSON patch operation {op['op']!r}")
+    return doc
