@@ -19,12 +19,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from log_exporter import __version__, selfmetrics
+from log_exporter.parse import event_time
 from log_exporter.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
+    EXEMPLARS_SKIPPED,
     FILE_ROTATIONS,
     FILE_TRUNCATIONS,
     INVALID_VALUES,
@@ -121,6 +124,14 @@ def families(snap: Snapshot) -> list[Metric]:
         # Absent until a value was cut (the store does not know which labels are open), so the
         # pages of logs that never reach the bound, SustainBot's among them, do not change.
         out.append(too_long)
+    no_exemplar = EXEMPLARS_SKIPPED.family()
+    for m in snap.metrics:
+        n = snap.exemplars_skipped.get(m.definition.name, 0.0)
+        if n:
+            no_exemplar.add_metric((m.definition.name,), n)
+    if no_exemplar.samples:
+        # Absent until one was skipped, as above: SustainBot's lines all carry a trace id.
+        out.append(no_exemplar)
     out += [overflow, series]
     return out
 
@@ -179,11 +190,25 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield RESUME_MISSES.family(float(state.resume_misses))
 
 
+def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
+    """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
+    value, amount, raw_time = kept
+    return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
+
+
 def _family(m: MetricSnapshot) -> Metric:
     d = m.definition
     labels = d.labels
+    # Only the OpenMetrics encoder writes exemplars; the Prometheus text format has none.
+    exemplars = m.exemplars
     if d.kind == "counter":
         counter = CounterMetricFamily(d.name, d.help, labels=labels)
+        if exemplars and d.exemplar is not None:
+            label_name = d.exemplar
+            for key, value in m.series.items():
+                kept = exemplars.get(key)
+                counter.add_metric(key, value, exemplar=kept and _exemplar(label_name, kept))
+            return counter
         for key, value in m.series.items():
             counter.add_metric(key, value)
         return counter
@@ -200,11 +225,21 @@ def _family(m: MetricSnapshot) -> Metric:
         return info
     hist = HistogramMetricFamily(d.name, d.help, labels=labels)
     les = [floatToGoString(b) for b in d.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+    label: str | None = d.exemplar if exemplars else None
     for key, cells in m.series.items():
         cumulative = 0.0
-        buckets = []
-        for le, count in zip(les, cells, strict=False):
-            cumulative += count
-            buckets.append((le, cumulative))
+        buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        slots = exemplars.get(key) if label is not None else None
+        if slots is None or label is None:
+            for le, count in zip(les, cells, strict=False):
+                cumulative += count
+                buckets.append((le, cumulative))
+        else:
+            for le, count, kept in zip(les, cells, slots, strict=False):
+                cumulative += count
+                if kept is None:
+                    buckets.append((le, cumulative))
+                else:
+                    buckets.append((le, cumulative, _exemplar(label, kept)))
         hist.add_metric(key, buckets, cells[-1])
     return hist

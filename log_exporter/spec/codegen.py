@@ -8,13 +8,14 @@ label conversion, matches, value checks), so the spec's meaning is written once.
 from __future__ import annotations
 
 import builtins
+import functools
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.cloudwatch.schema import Source
-from log_exporter.limits import OVERFLOW
+from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
@@ -236,15 +237,24 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
         return
     invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+    then = None
+    if m.exemplar is not None and not isinstance(state, GaugeState):
+        then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
     if isinstance(state, HistogramState):
-        _histogram_rule(scope, r, state, key, invalid)
+        _histogram_rule(scope, r, state, key, invalid, then)
     elif isinstance(state, GaugeState):
         _gauge_rule(scope, m, r, state, key, invalid)
     else:
-        _counter_rule(scope, r, state, key, invalid)
+        _counter_rule(scope, r, state, key, invalid, then)
 
 
-def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str) -> None:
+# What to emit right after an update, in its scope, given the amount's expression (exemplars).
+_Then = Callable[[_Scope, str], None] | None
+
+
+def _histogram_rule(
+    scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str, then: _Then
+) -> None:
     gen = scope.gen
     assert r.value is not None  # the loader requires it
     v = scope.raw(r.value)
@@ -258,6 +268,8 @@ def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, inv
     ok.emit(f"    cells = {new_series}(k)")
     ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
     ok.emit(f"cells[-1] += {v}")
+    if then is not None:
+        then(ok, v)
     scope.nested("else:").emit(invalid)
 
 
@@ -289,7 +301,9 @@ def _gauge_rule(
         scope.nested("else:").emit(invalid)
 
 
-def _counter_rule(scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str) -> None:
+def _counter_rule(
+    scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str, then: _Then
+) -> None:
     gen = scope.gen
     series = gen.const(state.series, "series")
     add_new = gen.const(state.add_new, "add_new")
@@ -297,13 +311,57 @@ def _counter_rule(scope: _Scope, r: Rule, state: CounterState, key: str, invalid
         scope.emit(f"k = {key}")
         scope.nested("try:").emit(f"{series}[k] += 1.0")
         scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
+        if then is not None:
+            then(scope, "1.0")
         return
     v = scope.raw(r.value)
     ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
     ok.emit(f"k = {key}")
     ok.nested("try:").emit(f"{series}[k] += {v}")
     ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
+    if then is not None:
+        then(ok, v)
     scope.nested("else:").emit(invalid)
+
+
+# -- exemplars: emitted only for a metric with an ``exemplar`` setting, after its update ----------
+#
+# In the scope that just updated series ``k`` by ``amount``: the exemplar field's value, if a
+# string that fits OpenMetrics' limit with the label name, replaces the series' (the bucket's)
+# latest exemplar, with the amount and the event's raw ``timestamp`` (turned into seconds only
+# when rendered, once per series, not once per event); anything else is counted as skipped. The
+# key is the series' own: one the cap turned away is stored under the overflow key, so the
+# exemplars never outnumber the series. A metric without the setting gets none of this code.
+
+
+def _exemplar_fragment(
+    scope: _Scope,
+    amount: str,
+    *,
+    m: MetricSpec,
+    state: CounterState | HistogramState,
+    store: Store,
+) -> None:
+    gen = scope.gen
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    ts = scope.raw("timestamp")
+    longest = EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name)
+    series = gen.const(state.series, "series")
+    slots = gen.const(state.exemplars, "exemplars")
+    overflow_key = gen.const(state.overflow_key, "overflow_key")
+    keep = scope.nested(f"if type({t}) is str and 0 < len({t}) <= {longest}:")
+    keep.emit(f"xk = k if k in {series} else {overflow_key}")
+    if isinstance(state, HistogramState):
+        bounds = gen.const(state.bounds, "bounds")
+        keep.emit(f"x = {slots}.get(xk)")
+        keep.emit("if x is None:")
+        keep.emit(f"    x = {slots}[xk] = [None] * {len(state.bounds) + 1}")
+        keep.emit(f"x[bisect_left({bounds}, {amount})] = ({t}, {amount}, {ts})")
+    else:
+        keep.emit(f"{slots}[xk] = ({t}, {amount}, {ts})")
+    skipped = gen.const(store.exemplars_skipped, "exemplars_skipped")
+    scope.nested("else:").emit(f"{skipped}[{m.name!r}] += 1.0")
 
 
 def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
