@@ -138,6 +138,9 @@ def test_prometheus_exemplars_lead_to_the_requests_events_in_the_log(
                 return len(counts) >= 3 and counts[-1] == counts[-3] and min(counts[-1]) > 0
 
             wait_for(settled, "Prometheus to hold the exemplars", explain=prom.log)
+            # Prometheus's own OpenMetrics parser took every scrape.
+            targets = prom.active_targets()
+            assert [(t["health"], t["lastError"]) for t in targets] == [("up", "")], targets
             durations = prom.exemplars(DURATION + "_bucket", start, time.time() + 60)
             detections = prom.exemplars(DETECTIONS, start, time.time() + 60)
         finally:

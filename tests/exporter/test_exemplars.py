@@ -321,3 +321,15 @@ def test_a_reload_without_the_setting_drops_the_exemplars_it_had() -> None:
     pipeline.reload(compile_spec(load_spec(APP_SPEC.replace("exemplar =", "# "), "app.toml")))
     assert _exemplars(_openmetrics(store)) == {}
     assert _hits(store).series[("/a",)] == 1.0
+
+
+def test_replay_openmetrics_carries_no_exemplars(tmp_path: Path) -> None:
+    """``replay --format openmetrics`` leaves exemplars out (docs/backfill.md): promtool's backfill
+    parses them but its blocks cannot hold any, so they would only make the file larger."""
+    out = tmp_path / "out.om"
+    assert (
+        main(["replay", "--quiet", "--format", "openmetrics", "-o", str(out), str(CONTRACT)]) == 0
+    )
+    text = out.read_text()
+    assert "sustainbot_aim_requests_total{" in text
+    assert " # {" not in text and "trace_id" not in text
