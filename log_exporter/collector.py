@@ -7,8 +7,10 @@ between events. Every self-metric's name, type, help and labels come from ``self
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from prometheus_client.core import (
@@ -46,6 +48,7 @@ from log_exporter.selfmetrics import (
 from log_exporter.store import LINE_RESULTS, MetricSnapshot, Snapshot, Store
 
 __all__ = [
+    "ExemplarCache",
     "ServeCollector",
     "ServeValues",
     "StateValues",
@@ -53,6 +56,7 @@ __all__ = [
     "build_info_family",
     "families",
     "serve_families",
+    "without_exemplars",
 ]
 
 
@@ -65,9 +69,11 @@ class StoreCollector(Collector):
     def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
         self._build_info = build_info
+        self._exemplars = ExemplarCache()
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(self._store.snapshot())
+        exemplars = self._exemplars if _RENDER_EXEMPLARS.get() else None
+        yield from families(self._store.snapshot(exemplars is not None), exemplars)
         if self._build_info:
             yield build_info_family()
 
@@ -87,9 +93,54 @@ def build_info_family() -> Metric:
     return info
 
 
-def families(snap: Snapshot) -> list[Metric]:
-    """Every metric family of a snapshot: the spec's metrics, then the self-metrics."""
-    out = [_family(m) for m in snap.metrics]
+# False while a format without exemplars (the Prometheus text format) renders in this context:
+# then they are neither copied nor built, and a text scrape costs what it did before them.
+_RENDER_EXEMPLARS: ContextVar[bool] = ContextVar("render_exemplars", default=True)
+
+
+@contextlib.contextmanager
+def without_exemplars() -> Iterator[None]:
+    """Collect without exemplars in this context (the encoder would drop them anyway)."""
+    token = _RENDER_EXEMPLARS.set(False)
+    try:
+        yield
+    finally:
+        _RENDER_EXEMPLARS.reset(token)
+
+
+class ExemplarCache:
+    """The exemplars of the previous render, so that a series whose exemplar did not change since
+    costs a lookup, not a timestamp parse and two objects (most series, at 10k of them).
+
+    Keyed by the kept entry's identity, checked with ``is`` (the cache holds the entry, so its id
+    cannot be reused while cached): two renders at once may miss, never mix up.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[tuple[int, str], tuple[object, Exemplar]] = {}
+        self._current: dict[tuple[int, str], tuple[object, Exemplar]] = {}
+
+    def get(self, label: str, kept: tuple[str, float, object]) -> Exemplar:
+        key = (id(kept), label)
+        hit = self._previous.get(key)
+        exemplar = hit[1] if hit is not None and hit[0] is kept else _exemplar(label, kept)
+        self._current[key] = (kept, exemplar)
+        return exemplar
+
+    def rendered(self) -> None:
+        """One render is done: what it used is what the next one may reuse."""
+        self._previous, self._current = self._current, {}
+
+
+def families(snap: Snapshot, exemplars: ExemplarCache | None = None) -> list[Metric]:
+    """Every metric family of a snapshot: the spec's metrics, then the self-metrics.
+
+    With ``exemplars`` (serve's scrapes), counters and histogram buckets carry their exemplars,
+    which only the OpenMetrics encoder writes; without (replay), none.
+    """
+    out = [_family(m, exemplars) for m in snap.metrics]
+    if exemplars is not None:
+        exemplars.rendered()
 
     lines = LINES.family()
     for result in LINE_RESULTS:
@@ -196,18 +247,18 @@ def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
 
 
-def _family(m: MetricSnapshot) -> Metric:
+def _family(m: MetricSnapshot, cache: ExemplarCache | None = None) -> Metric:
     d = m.definition
     labels = d.labels
     # Only the OpenMetrics encoder writes exemplars; the Prometheus text format has none.
-    exemplars = m.exemplars
+    exemplars = m.exemplars if cache is not None else {}
     if d.kind == "counter":
         counter = CounterMetricFamily(d.name, d.help, labels=labels)
-        if exemplars and d.exemplar is not None:
-            label_name = d.exemplar
+        if exemplars and d.exemplar is not None and cache is not None:
+            label_name, get = d.exemplar, cache.get
             for key, value in m.series.items():
                 kept = exemplars.get(key)
-                counter.add_metric(key, value, exemplar=kept and _exemplar(label_name, kept))
+                counter.add_metric(key, value, exemplar=kept and get(label_name, kept))
             return counter
         for key, value in m.series.items():
             counter.add_metric(key, value)
@@ -230,7 +281,7 @@ def _family(m: MetricSnapshot) -> Metric:
         cumulative = 0.0
         buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
         slots = exemplars.get(key) if label is not None else None
-        if slots is None or label is None:
+        if slots is None or label is None or cache is None:
             for le, count in zip(les, cells, strict=False):
                 cumulative += count
                 buckets.append((le, cumulative))
@@ -240,6 +291,6 @@ def _family(m: MetricSnapshot) -> Metric:
                 if kept is None:
                     buckets.append((le, cumulative))
                 else:
-                    buckets.append((le, cumulative, _exemplar(label, kept)))
+                    buckets.append((le, cumulative, cache.get(label, kept)))
         hist.add_metric(key, buckets, cells[-1])
     return hist

@@ -149,6 +149,16 @@ class HistogramState(_SeriesState):
     def empty(self) -> list[float]:
         return [0.0] * (len(self.bounds) + 2)
 
+    def new_exemplar_slots(self, key: tuple[str, ...]) -> list[Any]:
+        """The exemplar slots (one per bucket) of series ``key``, just observed into: its own,
+        or the overflow series' when the cap turned it away."""
+        if key not in self.series:
+            key = self.overflow_key
+        slots = self.exemplars.get(key)
+        if slots is None:
+            slots = self.exemplars[key] = [None] * (len(self.bounds) + 1)
+        return slots
+
     def new_series(self, key: tuple[str, ...]) -> list[float]:
         """The series a new ``key`` observes into (the cap may send it to overflow)."""
         key = self.admit(key)
@@ -313,13 +323,14 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, exemplars: bool = True) -> Snapshot:
         """A consistent copy, taken under ``lock`` (which must NOT already be held)."""
         with self.lock:
-            return self.snapshot_unlocked()
+            return self.snapshot_unlocked(exemplars)
 
-    def snapshot_unlocked(self) -> Snapshot:
-        """``snapshot()`` for a caller that already holds ``lock`` (replay, between events)."""
+    def snapshot_unlocked(self, exemplars: bool = True) -> Snapshot:
+        """``snapshot()`` for a caller that already holds ``lock`` (replay, between events);
+        without ``exemplars`` (replay, which writes none) they are not copied."""
         metrics: list[MetricSnapshot] = []
         for s in self.states.values():
             if isinstance(s, InfoState):
@@ -327,12 +338,11 @@ class Store:
                 metrics.append(MetricSnapshot(s.definition, series, 0))
             elif isinstance(s, HistogramState):
                 hist = {k: cells[:] for k, cells in s.series.items()}
-                slots = {k: x[:] for k, x in s.exemplars.items()}
+                slots = {k: x[:] for k, x in s.exemplars.items()} if exemplars else {}
                 metrics.append(MetricSnapshot(s.definition, hist, s.overflowed, slots))
             else:
-                metrics.append(
-                    MetricSnapshot(s.definition, dict(s.series), s.overflowed, dict(s.exemplars))
-                )
+                kept = dict(s.exemplars) if exemplars else {}
+                metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed, kept))
         return Snapshot(
             metrics=tuple(metrics),
             lines=dict(self._lines),

@@ -239,6 +239,7 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
     invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
     then = None
     if m.exemplar is not None and not isinstance(state, GaugeState):
+        _exemplar_shared(scope, m, r)
         then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
     if isinstance(state, HistogramState):
         _histogram_rule(scope, r, state, key, invalid, then)
@@ -248,8 +249,9 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         _counter_rule(scope, r, state, key, invalid, then)
 
 
-# What to emit right after an update, in its scope, given the amount's expression (exemplars).
-_Then = Callable[[_Scope, str], None] | None
+# What to emit right after an update, in its scope, given the amount's expression and whether
+# ``k`` is known to be stored (exemplars).
+_Then = Callable[[_Scope, str, bool], None] | None
 
 
 def _histogram_rule(
@@ -269,7 +271,7 @@ def _histogram_rule(
     ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
     ok.emit(f"cells[-1] += {v}")
     if then is not None:
-        then(ok, v)
+        then(ok, v, False)
     scope.nested("else:").emit(invalid)
 
 
@@ -307,59 +309,93 @@ def _counter_rule(
     gen = scope.gen
     series = gen.const(state.series, "series")
     add_new = gen.const(state.add_new, "add_new")
-    if r.value is None:
-        scope.emit(f"k = {key}")
-        scope.nested("try:").emit(f"{series}[k] += 1.0")
-        scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
-        if then is not None:
-            then(scope, "1.0")
-        return
-    v = scope.raw(r.value)
-    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
-    ok.emit(f"k = {key}")
-    ok.nested("try:").emit(f"{series}[k] += {v}")
-    ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
+    body, amount = scope, "1.0"
+    if r.value is not None:
+        v = amount = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    body.emit(f"k = {key}")
+    added = body.nested("try:")
+    added.emit(f"{series}[k] += {amount}")
     if then is not None:
-        then(ok, v)
-    scope.nested("else:").emit(invalid)
+        then(added, amount, True)
+    new = body.nested("except KeyError:")
+    new.emit(f"{add_new}(k, {'1.0' if r.value is None else f'float({amount})'})")
+    if then is not None:
+        then(new, amount, False)
+    if r.value is not None:
+        scope.nested("else:").emit(invalid)
 
 
 # -- exemplars: emitted only for a metric with an ``exemplar`` setting, after its update ----------
 #
-# In the scope that just updated series ``k`` by ``amount``: the exemplar field's value, if a
-# string that fits OpenMetrics' limit with the label name, replaces the series' (the bucket's)
+# In the scope that just updated series ``k`` by ``amount``: if the exemplar field's value is a
+# string that fits OpenMetrics' limit with the label name, it replaces the series' (the bucket's)
 # latest exemplar, with the amount and the event's raw ``timestamp`` (turned into seconds only
-# when rendered, once per series, not once per event); anything else is counted as skipped. The
-# key is the series' own: one the cap turned away is stored under the overflow key, so the
-# exemplars never outnumber the series. A metric without the setting gets none of this code.
+# when rendered, not once per event); anything else is counted as skipped. The key is the series'
+# own: a new key the cap turned away stores under the overflow key, so the exemplars never
+# outnumber the series. For speed, the test and a counter's entry are computed once per path of
+# the function and shared by the metrics that follow on it (most of an event's metrics take the
+# same trace id), and a counter's try branch, where ``k`` is known to be stored, keeps it as is.
+# A metric without the setting gets none of this code.
+
+
+def _exemplar_fits(scope: _Scope, m: MetricSpec) -> str:
+    """The test that the exemplar field's value can be kept (computed once per path)."""
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    longest = EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name)
+    return scope.value(
+        ("exemplar fits", t, longest), lambda _: f"type({t}) is str and 0 < len({t}) <= {longest}"
+    )
+
+
+def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> str:
+    """A counter's exemplar entry: (value, amount, raw timestamp), computed once per path."""
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    ts = scope.raw("timestamp")
+    return scope.value(("exemplar entry", t, amount), lambda _: f"({t}, {amount}, {ts})")
+
+
+def _exemplar_shared(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+    """Before a rule's update, in its scope: what the metrics after it on this path can share."""
+    _exemplar_fits(scope, m)
+    scope.raw("timestamp")
+    if m.kind == "counter" and r.value is None:
+        _exemplar_entry(scope, m, "1.0")
 
 
 def _exemplar_fragment(
     scope: _Scope,
     amount: str,
+    stored: bool,
     *,
     m: MetricSpec,
     state: CounterState | HistogramState,
     store: Store,
 ) -> None:
+    """``stored``: ``k`` is known to be a key of the series (else it may have gone to overflow)."""
     gen = scope.gen
     assert m.exemplar is not None
-    t = scope.raw(m.exemplar.field)
-    ts = scope.raw("timestamp")
-    longest = EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name)
-    series = gen.const(state.series, "series")
-    slots = gen.const(state.exemplars, "exemplars")
-    overflow_key = gen.const(state.overflow_key, "overflow_key")
-    keep = scope.nested(f"if type({t}) is str and 0 < len({t}) <= {longest}:")
-    keep.emit(f"xk = k if k in {series} else {overflow_key}")
+    fits = _exemplar_fits(scope, m)
     if isinstance(state, HistogramState):
-        bounds = gen.const(state.bounds, "bounds")
-        keep.emit(f"x = {slots}.get(xk)")
+        t, ts = scope.raw(m.exemplar.field), scope.raw("timestamp")
+        keep = scope.nested(f"if {fits}:")
+        keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
         keep.emit("if x is None:")
-        keep.emit(f"    x = {slots}[xk] = [None] * {len(state.bounds) + 1}")
+        keep.emit(f"    x = {gen.const(state.new_exemplar_slots, 'new_slots')}(k)")
+        bounds = gen.const(state.bounds, "bounds")
         keep.emit(f"x[bisect_left({bounds}, {amount})] = ({t}, {amount}, {ts})")
     else:
-        keep.emit(f"{slots}[xk] = ({t}, {amount}, {ts})")
+        slots = gen.const(state.exemplars, "exemplars")
+        entry = _exemplar_entry(scope, m, amount)
+        keep = scope.nested(f"if {fits}:")
+        if stored:
+            keep.emit(f"{slots}[k] = {entry}")
+        else:
+            series = gen.const(state.series, "series")
+            overflow_key = gen.const(state.overflow_key, "overflow_key")
+            keep.emit(f"{slots}[k if k in {series} else {overflow_key}] = {entry}")
     skipped = gen.const(store.exemplars_skipped, "exemplars_skipped")
     scope.nested("else:").emit(f"{skipped}[{m.name!r}] += 1.0")
 

@@ -3,11 +3,13 @@ served in OpenMetrics only, bounded, never saved, and never beyond OpenMetrics' 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from log_exporter.cli import main
@@ -333,3 +335,37 @@ def test_replay_openmetrics_carries_no_exemplars(tmp_path: Path) -> None:
     text = out.read_text()
     assert "sustainbot_aim_requests_total{" in text
     assert " # {" not in text and "trace_id" not in text
+
+
+def test_a_metric_without_the_setting_gets_no_exemplar_code() -> None:
+    """The generated function of an event type feeding only metrics without an exemplar setting
+    refers to nothing of exemplars, so they cost such metrics nothing."""
+    other = APP_SPEC.removesuffix('events = ["request"]\n') + 'events = ["other"]\n'
+    spec = load_spec(other, "a.toml")
+    store = Store(spec.definitions)
+    functions = compile_spec(spec).bind(store)
+    names = set(functions["other"].__code__.co_names) | set(functions["other"].__globals__)
+    assert not [n for n in names if "exemplar" in n]
+    assert [n for n in functions["request"].__globals__ if "exemplar" in n]
+
+
+def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> None:
+    """The encoder the server picks for the text format collects without exemplars (they would be
+    dropped), the OpenMetrics one with them."""
+    pipeline, store = _store(APP_SPEC)
+    _feed(pipeline, [_request("t1")])
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    seen: list[int] = []
+    collect = registry.collect
+
+    def spy() -> Iterator[Metric]:
+        for family in collect():
+            seen.extend(1 for s in family.samples if s.exemplar is not None)
+            yield family
+
+    registry.collect = spy  # type: ignore[method-assign]
+    text, _ = select_encoder("text/plain")
+    assert b"t1" not in text(registry) and seen == []
+    om, _ = select_encoder(OPENMETRICS)
+    assert b"t1" in om(registry) and len(seen) == 3
