@@ -12,6 +12,7 @@ with the spread seen. The variants differ only in the spec's ``exemplar = "trace
 - ``log-exporter serve`` catch-up: a real process started on a file of that mix, timed until
   ``/readyz`` answers 200 (the file as it was at start is all in /metrics).
 - In-process render at 10k series (counters only, and half histograms), text and OpenMetrics.
+- What the store holds at 10k series with and without (tracemalloc).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -210,6 +212,25 @@ def render(rounds: int, series: int, share: float, title: str) -> None:
         report(f"render {series:,} series, {title}, {name} ({sizes})", "ms", samples, False)
 
 
+def memory(series: int) -> None:
+    """Bytes the store holds after the same events, with and without exemplars."""
+    work = batches(wide_events(series, 0.5, repeat=3))
+    held = {}
+    for variant in ("without", "with"):
+        text = WIDE_SPEC if variant == "with" else without(WIDE_SPEC)
+        gc.collect()
+        tracemalloc.start()
+        store = fed(text, work)
+        gc.collect()
+        held[variant] = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del store
+    extra = held["with"] - held["without"]
+    print(f"store memory, {series:,} series, half histograms (tracemalloc, after the events)")
+    print(f"  without {held['without'] / 2**20:.1f} MiB, with {held['with'] / 2**20:.1f} MiB: "
+          f"+{extra / 2**20:.1f} MiB, {extra / series:.0f} bytes per series")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10, help="runs of each variant")
@@ -223,6 +244,7 @@ def main() -> None:
     catchup_in_process(args.rounds, f"{args.series:,} counter series", WIDE_SPEC, wide)
     render(args.rounds, args.series, 0.0, "counters only")
     render(args.rounds, args.series, 0.5, "half histograms")
+    memory(args.series)
     catchup_serve(args.serve_rounds, mix)
 
 
