@@ -123,16 +123,26 @@ def alternated(rounds: int, measure: Callable[[Variant], float]) -> dict[Variant
 
 
 def report(title: str, unit: str, samples: dict[Variant, list[float]], higher_better: bool) -> None:
+    """Medians with their spread, and the cost of exemplars as extra time three ways: medians,
+    bests (the least disturbed runs), and the median of each round's own ratio (robust to a
+    machine whose load drifts during the run)."""
     med = {v: statistics.median(s) for v, s in samples.items()}
-    # As a cost in time: throughput 20% lower is 25% more time.
-    ratio = med["without"] / med["with"] if higher_better else med["with"] / med["without"]
-    cost = (ratio - 1) * 100
+    best = {v: (max(s) if higher_better else min(s)) for v, s in samples.items()}
+
+    def cost(without: float, with_: float) -> float:
+        # As a cost in time: throughput 20% lower is 25% more time.
+        return ((without / with_) if higher_better else (with_ / without)) * 100 - 100
+
+    rounds = zip(samples["without"], samples["with"], strict=True)
+    paired = statistics.median(cost(a, b) for a, b in rounds)
     print(f"{title}")
     for v, s in samples.items():
         spread = (max(s) - min(s)) / med[v] * 100
         print(f"  {v:<8} exemplars: median {med[v]:>10,.1f} {unit}  (min {min(s):,.1f}, "
               f"max {max(s):,.1f}: spread {spread:.0f}% of the median, {len(s)} runs)")  # fmt: skip
-    print(f"  cost of exemplars: {cost:+.1f}%")
+    medians, bests = cost(med["without"], med["with"]), cost(best["without"], best["with"])
+    print(f"  cost of exemplars: {medians:+.1f}% (medians), {bests:+.1f}% (bests), "
+          f"{paired:+.1f}% (per round)")  # fmt: skip
 
 
 def catchup_in_process(rounds: int, title: str, spec_text: str, lines: list[bytes]) -> None:
