@@ -63,7 +63,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     trace.add_argument("trace_id", metavar="TRACE_ID")
     trace.add_argument("files", nargs="+", metavar="FILE")
-    trace.add_argument("--field", default="trace_id", help="the event field holding the id")
+    trace.add_argument(
+        "--field", default="trace_id", help="the event field holding the id [default trace_id]"
+    )
     trace.set_defaults(func=_cmd_trace)
     return parser
 
