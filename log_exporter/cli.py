@@ -76,6 +76,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=_cmd_replay)
     add_cloudwatch_arguments(replay)
+
+    # trace ---------------------------------------------------------------------------------
+    trace = sub.add_parser(
+        "trace",
+        help="print every event of one request (trace id) from log files, oldest first",
+        description="Exit status as grep's: 0 found, 1 none found, 2 an error.",
+    )
+    trace.add_argument("trace_id", metavar="TRACE_ID")
+    trace.add_argument("files", nargs="+", metavar="FILE")
+    trace.add_argument(
+        "--field", default="trace_id", help="the event field holding the id [default trace_id]"
+    )
+    trace.set_defaults(func=_cmd_trace)
     return parser
 
 
@@ -148,6 +161,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             cloudwatch=lambda spec: run_replay(args, spec),
         )
     )
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from log_exporter.trace import run
+
+    return run(args.trace_id, args.files, field=args.field)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

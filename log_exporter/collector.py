@@ -8,7 +8,9 @@ between events. Every self-metric's name, type, help and labels come from ``self
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -20,12 +22,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from log_exporter import buildinfo, selfmetrics
+from log_exporter.parse import event_time
 from log_exporter.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
+    EXEMPLARS_SKIPPED,
     FILE_ROTATIONS,
     FILE_TRUNCATIONS,
     INVALID_VALUES,
@@ -46,6 +51,7 @@ from log_exporter.selfmetrics import (
 from log_exporter.store import LINE_RESULTS, MetricSnapshot, Snapshot, Store
 
 __all__ = [
+    "ExemplarCache",
     "ServeCollector",
     "ServeValues",
     "StateValues",
@@ -54,6 +60,7 @@ __all__ = [
     "families",
     "register_standard",
     "serve_families",
+    "without_exemplars",
 ]
 
 
@@ -66,9 +73,11 @@ class StoreCollector(Collector):
     def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
         self._build_info = build_info
+        self._exemplars = ExemplarCache()
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(self._store.snapshot())
+        exemplars = self._exemplars if _RENDER_EXEMPLARS.get() else None
+        yield from families(self._store.snapshot(exemplars is not None), exemplars)
         if self._build_info:
             yield build_info_family()
 
@@ -96,9 +105,54 @@ def register_standard(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
-def families(snap: Snapshot) -> list[Metric]:
-    """Every metric family of a snapshot: the spec's metrics, then the self-metrics."""
-    out = [_family(m) for m in snap.metrics]
+# False while a format without exemplars (the Prometheus text format) renders in this context:
+# then they are neither copied nor built, and a text scrape costs what it did before them.
+_RENDER_EXEMPLARS: ContextVar[bool] = ContextVar("render_exemplars", default=True)
+
+
+@contextlib.contextmanager
+def without_exemplars() -> Iterator[None]:
+    """Collect without exemplars in this context (the encoder would drop them anyway)."""
+    token = _RENDER_EXEMPLARS.set(False)
+    try:
+        yield
+    finally:
+        _RENDER_EXEMPLARS.reset(token)
+
+
+class ExemplarCache:
+    """The exemplars of the previous render, so that a series whose exemplar did not change since
+    costs a lookup, not a timestamp parse and two objects (most series, at 10k of them).
+
+    Keyed by the kept entry's identity, checked with ``is`` (the cache holds the entry, so its id
+    cannot be reused while cached): two renders at once may miss, never mix up.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[tuple[int, str], tuple[object, Exemplar]] = {}
+        self._current: dict[tuple[int, str], tuple[object, Exemplar]] = {}
+
+    def get(self, label: str, kept: tuple[str, float, object]) -> Exemplar:
+        key = (id(kept), label)
+        hit = self._previous.get(key)
+        exemplar = hit[1] if hit is not None and hit[0] is kept else _exemplar(label, kept)
+        self._current[key] = (kept, exemplar)
+        return exemplar
+
+    def rendered(self) -> None:
+        """One render is done: what it used is what the next one may reuse."""
+        self._previous, self._current = self._current, {}
+
+
+def families(snap: Snapshot, exemplars: ExemplarCache | None = None) -> list[Metric]:
+    """Every metric family of a snapshot: the spec's metrics, then the self-metrics.
+
+    With ``exemplars`` (serve's scrapes), counters and histogram buckets carry their exemplars,
+    which only the OpenMetrics encoder writes; without (replay), none.
+    """
+    out = [_family(m, exemplars) for m in snap.metrics]
+    if exemplars is not None:
+        exemplars.rendered()
 
     lines = LINES.family()
     for result in LINE_RESULTS:
@@ -133,6 +187,14 @@ def families(snap: Snapshot) -> list[Metric]:
         # Absent until a value was cut (the store does not know which labels are open), so the
         # pages of logs that never reach the bound, SustainBot's among them, do not change.
         out.append(too_long)
+    no_exemplar = EXEMPLARS_SKIPPED.family()
+    for m in snap.metrics:
+        n = snap.exemplars_skipped.get(m.definition.name, 0.0)
+        if n:
+            no_exemplar.add_metric((m.definition.name,), n)
+    if no_exemplar.samples:
+        # Absent until one was skipped, as above: SustainBot's lines all carry a trace id.
+        out.append(no_exemplar)
     out += [overflow, series]
     return out
 
@@ -206,11 +268,25 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield lost
 
 
-def _family(m: MetricSnapshot) -> Metric:
+def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
+    """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
+    value, amount, raw_time = kept
+    return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
+
+
+def _family(m: MetricSnapshot, cache: ExemplarCache | None = None) -> Metric:
     d = m.definition
     labels = d.labels
+    # Only the OpenMetrics encoder writes exemplars; the Prometheus text format has none.
+    exemplars = m.exemplars if cache is not None else {}
     if d.kind == "counter":
         counter = CounterMetricFamily(d.name, d.help, labels=labels)
+        if exemplars and d.exemplar is not None and cache is not None:
+            label_name, get = d.exemplar, cache.get
+            for key, value in m.series.items():
+                kept = exemplars.get(key)
+                counter.add_metric(key, value, exemplar=kept and get(label_name, kept))
+            return counter
         for key, value in m.series.items():
             counter.add_metric(key, value)
         return counter
@@ -227,11 +303,21 @@ def _family(m: MetricSnapshot) -> Metric:
         return info
     hist = HistogramMetricFamily(d.name, d.help, labels=labels)
     les = [floatToGoString(b) for b in d.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+    label: str | None = d.exemplar if exemplars else None
     for key, cells in m.series.items():
         cumulative = 0.0
-        buckets = []
-        for le, count in zip(les, cells, strict=False):
-            cumulative += count
-            buckets.append((le, cumulative))
+        buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        slots = exemplars.get(key) if label is not None else None
+        if slots is None or label is None or cache is None:
+            for le, count in zip(les, cells, strict=False):
+                cumulative += count
+                buckets.append((le, cumulative))
+        else:
+            for le, count, kept in zip(les, cells, slots, strict=False):
+                cumulative += count
+                if kept is None:
+                    buckets.append((le, cumulative))
+                else:
+                    buckets.append((le, cumulative, cache.get(label, kept)))
         hist.add_metric(key, buckets, cells[-1])
     return hist

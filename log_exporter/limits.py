@@ -10,6 +10,7 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_LABEL_VALUE_MAX_BYTES",
+    "EXEMPLAR_LABELS_MAX_CHARS",
     "EXIT_CONFIG",
     "EXIT_DRAIN_INCOMPLETE",
     "EXIT_ERROR",
@@ -27,6 +28,10 @@ OVERFLOW: Final = "__overflow__"
 # An open label's (or dimension's) value longer than this, in UTF-8 bytes, becomes OVERFLOW: the
 # spec's default ``label_value_max_bytes`` (docs/spec.md, "Label value length").
 DEFAULT_LABEL_VALUE_MAX_BYTES: Final = 256
+
+# OpenMetrics: an exemplar's label names and values together are at most this many characters;
+# an exemplar that would be longer is skipped and counted, never sent (docs/spec.md, "Exemplars").
+EXEMPLAR_LABELS_MAX_CHARS: Final = 128
 
 # Exit codes. EXIT_ERROR: serve stopped by an unexpected error, or replay finished but a file was
 # damaged (its output is still written). EXIT_CONFIG: a bad setting or input, nothing was done.

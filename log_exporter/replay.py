@@ -141,7 +141,8 @@ def _replay_to_output(
     with SpillingWriter() as writer:
 
         def emit(t: float) -> None:
-            writer.add(families(store.snapshot_unlocked()), t)
+            # No exemplars: the blocks promtool builds cannot hold them (docs/backfill.md).
+            writer.add(families(store.snapshot_unlocked(exemplars=False)), t)
 
         stats = replay_steps(sources, pipeline, options.step, emit, progress)
         write_output(options.output, writer.write, stdout)

@@ -28,6 +28,7 @@ __all__ = [
     "CLOUDWATCH_REQUESTS",
     "CLOUDWATCH_RETRIES",
     "CLOUDWATCH_TRUNCATED_EVENTS",
+    "EXEMPLARS_SKIPPED",
     "FILE_ROTATIONS",
     "FILE_TRUNCATIONS",
     "INVALID_VALUES",
@@ -115,6 +116,12 @@ LABEL_VALUES_TOO_LONG: Final = _counter(
     "Label values longer than the spec's label_value_max_bytes, counted as __overflow__.",
     "metric",
 )
+EXEMPLARS_SKIPPED: Final = _counter(
+    "log_exporter_exemplars_skipped_total",
+    "Updates that kept no exemplar: the spec's exemplar field was missing, not a string, or "
+    "longer than OpenMetrics' 128 characters allow.",
+    "metric",
+)
 SERIES_OVERFLOW: Final = _counter(
     "log_exporter_series_overflow_total",
     "Events counted in a metric's __overflow__ series because its series cap was reached.",
@@ -135,6 +142,7 @@ STORE: Final = (
     LAST_EVENT_TIMESTAMP,
     INVALID_VALUES,
     LABEL_VALUES_TOO_LONG,
+    EXEMPLARS_SKIPPED,
     SERIES_OVERFLOW,
     SERIES,
     BUILD_INFO,

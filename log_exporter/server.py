@@ -43,6 +43,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from log_exporter import __version__
+from log_exporter.collector import without_exemplars
 from log_exporter.webconfig import LiveWebConfig, WebConfig
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -141,10 +142,23 @@ def select_encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], s
     tests pin that equality.
     """
     encoder, content_type = choose_encoder(accept)
+    if not content_type.startswith("application/openmetrics-text"):
+        # The text format has no exemplars: do not collect them only to be dropped.
+        return _without_exemplars(encoder), content_type
     if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") == "underscores":
         keywords = {**encoder.keywords, "escaping": "allow-utf-8"}
         return functools.partial(encoder.func, *encoder.args, **keywords), content_type
     return encoder, content_type
+
+
+def _without_exemplars(
+    encoder: Callable[[CollectorRegistry], bytes],
+) -> Callable[[CollectorRegistry], bytes]:
+    def encode(registry: CollectorRegistry) -> bytes:
+        with without_exemplars():
+            return encoder(registry)
+
+    return encode
 
 
 class _Handler(BaseHTTPRequestHandler):

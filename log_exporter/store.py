@@ -8,7 +8,8 @@ for the state file.
 
 Counter and gauge series map a label tuple to a float. A histogram series is a list of
 per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
-An info metric holds only its latest series.
+An info metric holds only its latest series. A counter or histogram with an exemplar setting also
+keeps the latest exemplar of each series (of each bucket): memory only, never in ``dump()``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class MetricDef:
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
     cap: int = DEFAULT_SERIES_CAP
+    # The label name of this metric's exemplars (counters and histograms), None for none: the
+    # store then keeps the latest one per series (per bucket of a histogram), never saved.
+    exemplar: str | None = None
 
     def same_shape(self, other: MetricDef) -> bool:
         """True when values of ``other`` mean the same thing here (help and cap may differ)."""
@@ -74,10 +78,14 @@ class MetricDef:
 class _SeriesState:
     """Shared by counters, gauges and histograms: a dict of series with a cap."""
 
-    __slots__ = ("definition", "overflow_key", "overflowed", "real", "series")
+    __slots__ = ("definition", "exemplars", "overflow_key", "overflowed", "real", "series")
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
+        # With an exemplar setting, the latest exemplar per series key (a counter's), or per
+        # bucket (a histogram's list, one slot per bucket, +Inf last): (label value, value, the
+        # event's raw timestamp). Keys are the series' own, so the series cap bounds them too.
+        self.exemplars: dict[tuple[str, ...], Any] = {}
         self.overflow_key: tuple[str, ...] = (OVERFLOW,) * len(definition.labels)
         # Events redirected to the overflow series.
         self.overflowed = 0
@@ -141,6 +149,16 @@ class HistogramState(_SeriesState):
     def empty(self) -> list[float]:
         return [0.0] * (len(self.bounds) + 2)
 
+    def new_exemplar_slots(self, key: tuple[str, ...]) -> list[Any]:
+        """The exemplar slots (one per bucket) of series ``key``, just observed into: its own,
+        or the overflow series' when the cap turned it away."""
+        if key not in self.series:
+            key = self.overflow_key
+        slots = self.exemplars.get(key)
+        if slots is None:
+            slots = self.exemplars[key] = [None] * (len(self.bounds) + 1)
+        return slots
+
     def new_series(self, key: tuple[str, ...]) -> list[float]:
         """The series a new ``key`` observes into (the cap may send it to overflow)."""
         key = self.admit(key)
@@ -181,6 +199,8 @@ class MetricSnapshot:
     # counter/gauge: key -> value; histogram: key -> cells (see module doc); info: 0 or 1 entry.
     series: dict[tuple[str, ...], Any]
     overflowed: int
+    # Key -> latest exemplar (counter) or list of them per bucket (histogram); see _SeriesState.
+    exemplars: dict[tuple[str, ...], Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +215,7 @@ class Snapshot:
     last_event_timestamp: float | None
     invalid_values: dict[str, float] = field(default_factory=dict)
     label_values_too_long: dict[str, float] = field(default_factory=dict)
+    exemplars_skipped: dict[str, float] = field(default_factory=dict)
 
 
 class Store:
@@ -216,6 +237,8 @@ class Store:
         self.invalid_values: dict[str, float] = {}
         # Keyed by metric name: open label values over the spec's bound, sent as __overflow__.
         self.label_values_too_long: dict[str, float] = {}
+        # Keyed by metric name: exemplars not kept (field missing, not a string, or too long).
+        self.exemplars_skipped: dict[str, float] = {}
         self._install(definitions, {})
 
     # -- the self-counters of reading ---------------------------------------------------------
@@ -273,6 +296,8 @@ class Store:
             old = keep.get(d.name)
             if old is not None and old.definition.same_shape(d):
                 # Same meaning: keep the values, take the new help text and cap.
+                if not isinstance(old, InfoState) and old.definition.exemplar != d.exemplar:
+                    old.exemplars.clear()  # another label name, or none: the old ones would lie
                 old.definition = d
                 states[d.name] = old
             else:
@@ -280,6 +305,7 @@ class Store:
         self.states = states
         self.invalid_values = {n: self.invalid_values.get(n, 0.0) for n in states}
         self.label_values_too_long = {n: self.label_values_too_long.get(n, 0.0) for n in states}
+        self.exemplars_skipped = {n: self.exemplars_skipped.get(n, 0.0) for n in states}
 
     @property
     def definitions(self) -> tuple[MetricDef, ...]:
@@ -297,13 +323,14 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, exemplars: bool = True) -> Snapshot:
         """A consistent copy, taken under ``lock`` (which must NOT already be held)."""
         with self.lock:
-            return self.snapshot_unlocked()
+            return self.snapshot_unlocked(exemplars)
 
-    def snapshot_unlocked(self) -> Snapshot:
-        """``snapshot()`` for a caller that already holds ``lock`` (replay, between events)."""
+    def snapshot_unlocked(self, exemplars: bool = True) -> Snapshot:
+        """``snapshot()`` for a caller that already holds ``lock`` (replay, between events);
+        without ``exemplars`` (replay, which writes none) they are not copied."""
         metrics: list[MetricSnapshot] = []
         for s in self.states.values():
             if isinstance(s, InfoState):
@@ -311,9 +338,11 @@ class Store:
                 metrics.append(MetricSnapshot(s.definition, series, 0))
             elif isinstance(s, HistogramState):
                 hist = {k: cells[:] for k, cells in s.series.items()}
-                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed))
+                slots = {k: x[:] for k, x in s.exemplars.items()} if exemplars else {}
+                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed, slots))
             else:
-                metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed))
+                kept = dict(s.exemplars) if exemplars else {}
+                metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed, kept))
         return Snapshot(
             metrics=tuple(metrics),
             lines=dict(self._lines),
@@ -323,6 +352,7 @@ class Store:
             last_event_timestamp=self._last_event_timestamp,
             invalid_values=dict(self.invalid_values),
             label_values_too_long=dict(self.label_values_too_long),
+            exemplars_skipped=dict(self.exemplars_skipped),
         )
 
     # -- persistence --------------------------------------------------------------------------
@@ -362,6 +392,8 @@ class Store:
             "label_values_too_long": {
                 k: _num_out(v) for k, v in self.label_values_too_long.items()
             },
+            # The count only: the exemplars themselves are never saved (a restart collects anew).
+            "exemplars_skipped": {k: _num_out(v) for k, v in self.exemplars_skipped.items()},
         }
 
     @classmethod
@@ -384,7 +416,7 @@ class Store:
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             # AttributeError: a list or a number where the dump has an object (no .items()).
             raise StoreError(f"state dump not usable: {exc!r}") from exc
-        values, lines, counters, invalid, too_long = parsed
+        values, lines, counters, invalid, too_long, skipped = parsed
         for name, restored in values.items():
             s = self.states[name]
             if isinstance(s, InfoState):
@@ -393,6 +425,7 @@ class Store:
                 series, overflowed = restored
                 s.series.clear()
                 s.series.update(series)
+                s.exemplars.clear()
                 s.overflowed = overflowed
                 s._recount(s.series)
         self._lines.update(lines)
@@ -403,6 +436,9 @@ class Store:
         for name, v in too_long.items():
             if name in self.label_values_too_long:
                 self.label_values_too_long[name] = v
+        for name, v in skipped.items():
+            if name in self.exemplars_skipped:
+                self.exemplars_skipped[name] = v
 
 
 def _num_out(v: float) -> float | str:
@@ -472,4 +508,6 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
     invalid = {str(k): _num_in(v) for k, v in dump["invalid_values"].items()}
     # Absent from the state files of releases before the label value bound: none counted yet.
     too_long = {str(k): _num_in(v) for k, v in dump.get("label_values_too_long", {}).items()}
-    return values, lines, counters, invalid, too_long
+    # Absent from the state files of releases before exemplars.
+    skipped = {str(k): _num_in(v) for k, v in dump.get("exemplars_skipped", {}).items()}
+    return values, lines, counters, invalid, too_long, skipped

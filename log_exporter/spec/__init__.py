@@ -13,10 +13,11 @@ from log_exporter.spec.load import (
     load_default_spec,
     load_spec,
 )
-from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.spec.program import Program, compile_spec
 
 __all__ = [
+    "ExemplarSpec",
     "LabelSpec",
     "MetricSpec",
     "Op",

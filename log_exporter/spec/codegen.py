@@ -8,13 +8,14 @@ label conversion, matches, value checks), so the spec's meaning is written once.
 from __future__ import annotations
 
 import builtins
+import functools
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.cloudwatch.schema import Source
-from log_exporter.limits import OVERFLOW
+from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
@@ -236,15 +237,26 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
         scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
         return
     invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+    then = None
+    if m.exemplar is not None and not isinstance(state, GaugeState):
+        _exemplar_shared(scope, m, r)
+        then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
     if isinstance(state, HistogramState):
-        _histogram_rule(scope, r, state, key, invalid)
+        _histogram_rule(scope, r, state, key, invalid, then)
     elif isinstance(state, GaugeState):
         _gauge_rule(scope, m, r, state, key, invalid)
     else:
-        _counter_rule(scope, r, state, key, invalid)
+        _counter_rule(scope, r, state, key, invalid, then)
 
 
-def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str) -> None:
+# What to emit right after an update, in its scope, given the amount's expression and whether
+# ``k`` is known to be stored (exemplars).
+_Then = Callable[[_Scope, str, bool], None] | None
+
+
+def _histogram_rule(
+    scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str, then: _Then
+) -> None:
     gen = scope.gen
     assert r.value is not None  # the loader requires it
     v = scope.raw(r.value)
@@ -258,6 +270,8 @@ def _histogram_rule(scope: _Scope, r: Rule, state: HistogramState, key: str, inv
     ok.emit(f"    cells = {new_series}(k)")
     ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
     ok.emit(f"cells[-1] += {v}")
+    if then is not None:
+        then(ok, v, False)
     scope.nested("else:").emit(invalid)
 
 
@@ -289,21 +303,101 @@ def _gauge_rule(
         scope.nested("else:").emit(invalid)
 
 
-def _counter_rule(scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str) -> None:
+def _counter_rule(
+    scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str, then: _Then
+) -> None:
     gen = scope.gen
     series = gen.const(state.series, "series")
     add_new = gen.const(state.add_new, "add_new")
-    if r.value is None:
-        scope.emit(f"k = {key}")
-        scope.nested("try:").emit(f"{series}[k] += 1.0")
-        scope.nested("except KeyError:").emit(f"{add_new}(k, 1.0)")
-        return
-    v = scope.raw(r.value)
-    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
-    ok.emit(f"k = {key}")
-    ok.nested("try:").emit(f"{series}[k] += {v}")
-    ok.nested("except KeyError:").emit(f"{add_new}(k, float({v}))")
-    scope.nested("else:").emit(invalid)
+    body, amount = scope, "1.0"
+    if r.value is not None:
+        v = amount = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    body.emit(f"k = {key}")
+    added = body.nested("try:")
+    added.emit(f"{series}[k] += {amount}")
+    if then is not None:
+        then(added, amount, True)
+    new = body.nested("except KeyError:")
+    new.emit(f"{add_new}(k, {'1.0' if r.value is None else f'float({amount})'})")
+    if then is not None:
+        then(new, amount, False)
+    if r.value is not None:
+        scope.nested("else:").emit(invalid)
+
+
+# -- exemplars: emitted only for a metric with an ``exemplar`` setting, after its update ----------
+#
+# In the scope that just updated series ``k`` by ``amount``: if the exemplar field's value is a
+# string that fits OpenMetrics' limit with the label name, it replaces the series' (the bucket's)
+# latest exemplar, with the amount and the event's raw ``timestamp`` (turned into seconds only
+# when rendered, not once per event); anything else is counted as skipped. The key is the series'
+# own: a new key the cap turned away stores under the overflow key, so the exemplars never
+# outnumber the series. For speed, the test and a counter's entry are computed once per path of
+# the function and shared by the metrics that follow on it (most of an event's metrics take the
+# same trace id), and a counter's try branch, where ``k`` is known to be stored, keeps it as is.
+# A metric without the setting gets none of this code.
+
+
+def _exemplar_fits(scope: _Scope, m: MetricSpec) -> str:
+    """The test that the exemplar field's value can be kept (computed once per path)."""
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    longest = EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name)
+    return scope.value(
+        ("exemplar fits", t, longest), lambda _: f"type({t}) is str and 0 < len({t}) <= {longest}"
+    )
+
+
+def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> str:
+    """A counter's exemplar entry: (value, amount, raw timestamp), computed once per path."""
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    ts = scope.raw("timestamp")
+    return scope.value(("exemplar entry", t, amount), lambda _: f"({t}, {amount}, {ts})")
+
+
+def _exemplar_shared(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+    """Before a rule's update, in its scope: what the metrics after it on this path can share."""
+    _exemplar_fits(scope, m)
+    scope.raw("timestamp")
+    if m.kind == "counter" and r.value is None:
+        _exemplar_entry(scope, m, "1.0")
+
+
+def _exemplar_fragment(
+    scope: _Scope,
+    amount: str,
+    stored: bool,
+    *,
+    m: MetricSpec,
+    state: CounterState | HistogramState,
+    store: Store,
+) -> None:
+    """``stored``: ``k`` is known to be a key of the series (else it may have gone to overflow)."""
+    gen = scope.gen
+    assert m.exemplar is not None
+    fits = _exemplar_fits(scope, m)
+    if isinstance(state, HistogramState):
+        t, ts = scope.raw(m.exemplar.field), scope.raw("timestamp")
+        keep = scope.nested(f"if {fits}:")
+        keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
+        keep.emit("if x is None:")
+        keep.emit(f"    x = {gen.const(state.new_exemplar_slots, 'new_slots')}(k)")
+        bounds = gen.const(state.bounds, "bounds")
+        keep.emit(f"x[bisect_left({bounds}, {amount})] = ({t}, {amount}, {ts})")
+    else:
+        slots = gen.const(state.exemplars, "exemplars")
+        entry = _exemplar_entry(scope, m, amount)
+        keep = scope.nested(f"if {fits}:")
+        if stored:
+            keep.emit(f"{slots}[k] = {entry}")
+        else:
+            series = gen.const(state.series, "series")
+            overflow_key = gen.const(state.overflow_key, "overflow_key")
+            keep.emit(f"{slots}[k if k in {series} else {overflow_key}] = {entry}")
+    skipped = gen.const(store.exemplars_skipped, "exemplars_skipped")
+    scope.nested("else:").emit(f"{skipped}[{m.name!r}] += 1.0")
 
 
 def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from log_exporter.cloudwatch.schema import CloudWatchSpec, check_table
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
-from log_exporter.spec.model import LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
 __all__ = [
@@ -35,6 +35,8 @@ _RESERVED_PREFIX: Final = "log_exporter_"
 # The label_value_max_bytes accepted: at least room for the contract's own values (unknown,
 # invalid, __overflow__), at most what still keeps a page small.
 _LABEL_VALUE_BYTES: Final = (16, 4096)
+# An exemplar's label name leaves at least this much of OpenMetrics' 128 characters to its value.
+_EXEMPLAR_NAME_MAX: Final = 64
 
 
 class SpecError(ValueError):
@@ -184,7 +186,7 @@ class _Checker:
             body,
             {
                 "type", "help", "labels", "events", "match", "value", "op", "floor", "buckets",
-                "series_cap", "label_value_max_bytes", "rules", "cloudwatch",
+                "series_cap", "label_value_max_bytes", "rules", "cloudwatch", "exemplar",
             },
         )  # fmt: skip
         self.metric_name(table, name)
@@ -208,10 +210,61 @@ class _Checker:
         floor = self.gauge_floor(table, kind, body)
         rules = self.rules(table, kind, body)
         cloudwatch = self.cloudwatch(table, kind, body, labels, sets)
+        exemplar = self.exemplar(table, kind, body)
         if len(self.errors) != before or help_text is None:
             return None
-        definition = MetricDef(name, kind, help_text, tuple(lb.name for lb in labels), buckets, cap)
-        return MetricSpec(definition, labels, rules, floor, cloudwatch, max_bytes)
+        definition = MetricDef(
+            name,
+            kind,
+            help_text,
+            tuple(lb.name for lb in labels),
+            buckets,
+            cap,
+            None if exemplar is None else exemplar.name,
+        )
+        return MetricSpec(definition, labels, rules, floor, cloudwatch, max_bytes, exemplar)
+
+    def exemplar(self, table: str, kind: str, body: dict[str, Any]) -> ExemplarSpec | None:
+        """The metric's ``exemplar``: a field name, or ``{ name = LABEL, field = FIELD }``."""
+        if "exemplar" not in body:
+            return None
+        doc = body["exemplar"]
+        if kind not in ("counter", "histogram"):
+            # OpenMetrics allows exemplars on counters and histogram buckets only.
+            self.err(
+                table, "exemplar", f"only a counter or a histogram has exemplars (this is a {kind})"
+            )
+            return None
+        if type(doc) is str:
+            doc = {"name": doc}
+        elif type(doc) is not dict:
+            self.err(
+                table, "exemplar", f"must be a field name or an inline table, not {_show(doc)}"
+            )
+            return None
+        self.unknown_keys(table, {f"exemplar.{k}": v for k, v in doc.items()}, {
+            "exemplar.name", "exemplar.field",
+        })  # fmt: skip
+        name = self.string(table, "exemplar.name", doc.get("name"))
+        if name is None:
+            return None
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            self.err(table, "exemplar.name", f"{name!r} is not a valid label name")
+            return None
+        if len(name) > _EXEMPLAR_NAME_MAX:
+            self.err(
+                table,
+                "exemplar.name",
+                f"at most {_EXEMPLAR_NAME_MAX} characters, to leave room for the value "
+                "in OpenMetrics' 128",
+            )
+            return None
+        fld = name
+        if "field" in doc:
+            fld = self.string(table, "exemplar.field", doc["field"]) or ""
+            if not fld:
+                return None
+        return ExemplarSpec(name, fld)
 
     def max_bytes(self, table: str, v: Any) -> int | None:
         """A ``label_value_max_bytes``: an integer within ``_LABEL_VALUE_BYTES``."""

@@ -9,7 +9,7 @@ from log_exporter.cloudwatch.schema import CloudWatchSpec
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
 from log_exporter.store import MetricDef, MetricKind
 
-__all__ = ["LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
+__all__ = ["ExemplarSpec", "LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
 
 Op = Literal["inc", "dec", "set", "observe", "info"]
 
@@ -22,6 +22,14 @@ class LabelSpec:
     field: str
     # A closed value set: a present value outside it becomes "other". None: any value.
     values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExemplarSpec:
+    """Where a metric's exemplars come from: the event field, shown as the label ``name``."""
+
+    name: str
+    field: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +55,8 @@ class MetricSpec:
     cloudwatch: CloudWatchSpec | None = None
     # An open label's (or dimension's) value longer than this in UTF-8 becomes ``__overflow__``.
     label_value_max_bytes: int = DEFAULT_LABEL_VALUE_MAX_BYTES
+    # Counters and histograms only: the latest update's event field as an OpenMetrics exemplar.
+    exemplar: ExemplarSpec | None = None
 
     @property
     def name(self) -> str:

@@ -19,7 +19,8 @@ IDLE = {"global": {"evaluation_interval": "1h"}}
 
 class Prometheus:
     """A real Prometheus with ``config`` (JSON is valid YAML), its log and config in
-    ``directory``, its TSDB in ``data`` (by default a new one in ``directory``).
+    ``directory``, its TSDB in ``data`` (by default a new one in ``directory``), and any other
+    command-line ``flags`` (``--enable-feature=...``).
 
     Retention is long enough for data backfilled from a day ago not to be deleted at the first
     compaction.
@@ -33,6 +34,7 @@ class Prometheus:
         config: dict[str, Any] = IDLE,
         data: Path | None = None,
         ready_within: float = 120.0,
+        flags: tuple[str, ...] = (),
     ) -> None:
         config_path = directory / "prometheus.yml"
         config_path.write_text(json.dumps(config), encoding="utf-8")
@@ -46,6 +48,7 @@ class Prometheus:
                 f"--storage.tsdb.path={directory / 'tsdb' if data is None else data}",
                 "--storage.tsdb.retention.time=400d",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *flags,
             ],
             self.log_path,
             cwd=directory,
@@ -87,6 +90,16 @@ class Prometheus:
         body = self.api("/api/v1/query", **params)
         assert body["status"] == "success", body
         result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def exemplars(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """``/api/v1/query_exemplars``: per series, its labels and exemplars (needs the server
+        started with ``--enable-feature=exemplar-storage``); fails on a query error."""
+        body = self.api(
+            "/api/v1/query_exemplars", query=expr, start=f"{start:.3f}", end=f"{end:.3f}"
+        )
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]
         return result
 
     def active_targets(self) -> list[dict[str, Any]]:

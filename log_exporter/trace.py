@@ -1,0 +1,102 @@
+"""``log-exporter trace``: every event of one request (one trace id) in old log files, in order.
+
+The trace id an exemplar shows leads here: the files are read as replay reads them (plain or
+gzip, checked, oldest first, the same framer; ``log_exporter.sources``), and each line whose
+``trace_id`` field (or ``--field``) equals the given id is printed as the file holds it. The exit
+status is grep's: 0 some event found, 1 none, 2 an error (a file missing, unreadable or damaged;
+what was found before the damage is still printed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO, TextIO
+
+from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.parse import parse_line
+from log_exporter.sources import FileReader, ReplayError, Source, open_sources
+
+__all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "run"]
+
+EXIT_FOUND = 0
+EXIT_NONE = 1
+EXIT_TROUBLE = 2
+DEFAULT_FIELD = "trace_id"
+
+
+def run(
+    trace_id: str,
+    paths: Sequence[str],
+    *,
+    field: str = DEFAULT_FIELD,
+    stdout: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> int:
+    """Print the lines of ``paths`` whose ``field`` is ``trace_id``; grep's exit status."""
+    out = sys.stdout.buffer if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        sources = open_sources(paths, max_line_bytes)
+    except ReplayError as exc:
+        print(f"log-exporter trace: {exc}", file=err)
+        return EXIT_TROUBLE
+    # Most lines are told apart without parsing: one of the request's has the id's bytes as they
+    # are, or a JSON escape that could spell them otherwise (then it is parsed to be sure).
+    needle = trace_id.encode("utf-8", "surrogatepass")
+    try:
+        return _print_matches(sources, needle, field, trace_id, out, err, max_line_bytes)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as grep does.
+        if stdout is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+        return EXIT_FOUND
+
+
+def _print_matches(
+    sources: Sequence[Source],
+    needle: bytes,
+    field: str,
+    trace_id: str,
+    out: BinaryIO,
+    err: TextIO,
+    max_line_bytes: int,
+) -> int:
+    found = 0
+    trouble = False
+    for source in sources:
+        reader = FileReader(source, max_line_bytes)
+        try:
+            for batch in reader.batches():
+                picked = [
+                    raw
+                    for raw in batch.lines
+                    if (needle in raw or b"\\" in raw) and _is_of(raw, field, trace_id)
+                ]
+                if picked:
+                    found += len(picked)
+                    out.write(b"".join(raw + b"\n" for raw in picked))
+        except BrokenPipeError:
+            raise  # the reader's end, not the file's: see run
+        except OSError as exc:
+            print(
+                f"log-exporter trace: {source.path}: cannot read: {exc.strerror or exc}", file=err
+            )
+            trouble = True
+        finally:
+            reader.close()
+        if reader.damage is not None:
+            print(f"log-exporter trace: {reader.damage}", file=err)
+            trouble = True
+    out.flush()
+    if trouble:
+        return EXIT_TROUBLE
+    return EXIT_FOUND if found else EXIT_NONE
+
+
+def _is_of(raw: bytes, field: str, trace_id: str) -> bool:
+    event = parse_line(raw)
+    return type(event) is dict and event.get(field) == trace_id
