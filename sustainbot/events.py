@@ -4,7 +4,8 @@ O_APPEND makes each write land at the end of the file atomically with respect to
 writers, so threads and gunicorn worker processes can share one log without tearing lines as
 long as every line goes out in a single ``write()``. Like ``logging.WatchedFileHandler``, the
 writer reopens the path when the file it holds was renamed or deleted (logrotate's default
-``create`` mode), so rotation needs no signal.
+``create`` mode), so rotation needs no signal. A line cut short by a full device is never
+continued: the next line written, by any process, starts on a line of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,9 @@ from typing import Any
 import orjson
 
 SCHEMA_VERSION = 1
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# Read as well as write, to see whether the file ends mid-line; write-only where reading is denied.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_WRITE_ONLY_FLAGS = (_OPEN_FLAGS & ~os.O_RDWR) | os.O_WRONLY
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -46,6 +50,12 @@ class EventWriter:
         self._fd: int | None = None
         self._pid: int | None = None
         self._ident: tuple[int, int] | None = None
+        # The file's size at the last check, and whether it can be read back (a regular file
+        # opened for reading): what tells a file that ends mid-line.
+        self._size = 0
+        self._readable = False
+        # This process cut a line short and could not end it (the device was still full).
+        self._torn = False
         self._status = WriterStatus(writable=True, error=None)
 
     @property
@@ -85,13 +95,18 @@ class EventWriter:
         with self._lock:
             try:
                 fd = self._current_fd()
-                written = os.write(fd, line)
-                if written != len(line):
-                    # A short write (e.g. disk nearly full) leaves a partial line; end it so the
-                    # next event starts on a line of its own and readers count only this one as
-                    # malformed.
+                # After a torn line (ours, or another worker's) the event starts on a new line:
+                # the fragment is then one malformed line, not glued to this event as well.
+                data = b"\n" + line if self._ends_mid_line(fd) else line
+                written = os.write(fd, data)
+                if written != len(data):
+                    # A short write (e.g. disk nearly full) leaves a partial line; end it at
+                    # once if the device lets us, or else at the next write (above).
+                    self._torn = True
                     os.write(fd, b"\n")
+                    self._torn = False
                     raise OSError(errno.ENOSPC, "short write")
+                self._torn = False
             except OSError as exc:
                 self._close_locked()
                 self._status = WriterStatus(writable=False, error=_describe(exc))
@@ -134,15 +149,36 @@ class EventWriter:
             st = os.stat(self._path)
         except FileNotFoundError:
             return False
+        self._size = st.st_size
         return (st.st_dev, st.st_ino) == self._ident
+
+    def _ends_mid_line(self, fd: int) -> bool:
+        """True when the file's last byte is not a newline (checked with one pread)."""
+        if self._torn:
+            return True
+        if not self._readable or self._size == 0:
+            return False
+        try:
+            return os.pread(fd, 1, self._size - 1) not in (b"\n", b"")
+        except OSError:
+            # Unknown: the write that follows reports the device's trouble, if any.
+            return False
 
     def _open(self) -> None:
         parent = os.path.dirname(self._path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        fd = os.open(self._path, _OPEN_FLAGS, self._file_mode)
+        readable = True
+        try:
+            fd = os.open(self._path, _OPEN_FLAGS, self._file_mode)
+        except PermissionError:
+            # Write permission only: torn lines of other processes cannot be seen, ours can.
+            fd = os.open(self._path, _WRITE_ONLY_FLAGS, self._file_mode)
+            readable = False
         st = os.fstat(fd)
         self._fd, self._pid, self._ident = fd, os.getpid(), (st.st_dev, st.st_ino)
+        self._size = st.st_size
+        self._readable = readable and stat.S_ISREG(st.st_mode)
 
     def _close_locked(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
