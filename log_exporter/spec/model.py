@@ -11,7 +11,7 @@ from log_exporter.store import MetricDef, MetricKind
 
 __all__ = ["LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
 
-Op = Literal["inc", "dec", "set", "observe", "info"]
+Op = Literal["inc", "dec", "set", "observe", "info", "reset", "reset_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,9 @@ class MetricSpec:
     cloudwatch: CloudWatchSpec | None = None
     # An open label's (or dimension's) value longer than this in UTF-8 becomes ``__overflow__``.
     label_value_max_bytes: int = DEFAULT_LABEL_VALUE_MAX_BYTES
+    # A gauge kept per value of this field (a process id, say), exposed as the sum of the shares;
+    # its ``reset`` rules forget the event's partition. Converted and bounded as an open label.
+    partition: LabelSpec | None = None
 
     @property
     def name(self) -> str:
