@@ -5,13 +5,16 @@ writers, so threads and gunicorn worker processes can share one log without tear
 long as every line goes out in a single ``write()``. Like ``logging.WatchedFileHandler``, the
 writer reopens the path when the file it holds was renamed or deleted (logrotate's default
 ``create`` mode), so rotation needs no signal. A line cut short by a full device is never
-continued: the next line written, by any process, starts on a line of its own.
+continued: the next line written, by any process, starts on a line of its own. For that each
+write first reads the file's last byte, under an exclusive ``flock`` that every writer takes
+for its check and write, so no writer mistakes another's write in progress for a torn line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import threading
@@ -50,9 +53,8 @@ class EventWriter:
         self._fd: int | None = None
         self._pid: int | None = None
         self._ident: tuple[int, int] | None = None
-        # The file's size at the last check, and whether it can be read back (a regular file
-        # opened for reading): what tells a file that ends mid-line.
-        self._size = 0
+        # Whether the file can be read back and locked (a regular file opened for reading, on a
+        # file system with flock): what tells a file that ends mid-line.
         self._readable = False
         # This process cut a line short and could not end it (the device was still full).
         self._torn = False
@@ -95,24 +97,45 @@ class EventWriter:
         with self._lock:
             try:
                 fd = self._current_fd()
-                # After a torn line (ours, or another worker's) the event starts on a new line:
-                # the fragment is then one malformed line, not glued to this event as well.
-                data = b"\n" + line if self._ends_mid_line(fd) else line
-                written = os.write(fd, data)
-                if written != len(data):
-                    # A short write (e.g. disk nearly full) leaves a partial line; end it at
-                    # once if the device lets us, or else at the next write (above).
-                    self._torn = True
-                    os.write(fd, b"\n")
-                    self._torn = False
-                    raise OSError(errno.ENOSPC, "short write")
-                self._torn = False
+                locked = self._lock_file(fd)
+                try:
+                    self._write_locked(fd, line)
+                finally:
+                    if locked:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._close_locked()
                 self._status = WriterStatus(writable=False, error=_describe(exc))
                 return False
             self._status = WriterStatus(writable=True, error=None)
             return True
+
+    def _write_locked(self, fd: int, line: bytes) -> None:
+        # After a torn line (ours, or another worker's) the event starts on a new line: the
+        # fragment is then one malformed line, not glued to this event as well.
+        data = b"\n" + line if self._ends_mid_line(fd) else line
+        written = os.write(fd, data)
+        if written != len(data):
+            # A short write (e.g. disk nearly full) leaves a partial line; end it at once if
+            # the device lets us, or else at the next write (above).
+            self._torn = True
+            os.write(fd, b"\n")
+            self._torn = False
+            raise OSError(errno.ENOSPC, "short write")
+        self._torn = False
+
+    def _lock_file(self, fd: int) -> bool:
+        """Take the writers' lock when the last byte will be checked; False when not taken."""
+        if not self._readable:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            # No flock here (some network file systems): without it the check could see
+            # another writer's line half written, so this file goes unchecked.
+            self._readable = False
+            return False
+        return True
 
     def check(self) -> WriterStatus:
         """Open (or reopen) the file without writing, to report whether it can be written."""
@@ -149,17 +172,18 @@ class EventWriter:
             st = os.stat(self._path)
         except FileNotFoundError:
             return False
-        self._size = st.st_size
         return (st.st_dev, st.st_ino) == self._ident
 
     def _ends_mid_line(self, fd: int) -> bool:
-        """True when the file's last byte is not a newline (checked with one pread)."""
+        """True when the file's last byte is not a newline (call with the writers' lock held)."""
         if self._torn:
             return True
-        if not self._readable or self._size == 0:
+        if not self._readable:
             return False
         try:
-            return os.pread(fd, 1, self._size - 1) not in (b"\n", b"")
+            size = os.fstat(fd).st_size
+            # b"": truncated meanwhile (copytruncate), so it starts afresh.
+            return size > 0 and os.pread(fd, 1, size - 1) not in (b"\n", b"")
         except OSError:
             # Unknown: the write that follows reports the device's trouble, if any.
             return False
@@ -177,7 +201,6 @@ class EventWriter:
             readable = False
         st = os.fstat(fd)
         self._fd, self._pid, self._ident = fd, os.getpid(), (st.st_dev, st.st_ino)
-        self._size = st.st_size
         self._readable = readable and stat.S_ISREG(st.st_mode)
 
     def _close_locked(self) -> None:
