@@ -9,7 +9,9 @@ for the state file.
 Counter and gauge series map a label tuple to a float. A histogram series is a list of
 per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
 An info metric holds only its latest series. A counter or histogram with an exemplar setting also
-keeps the latest exemplar of each series (of each bucket): memory only, never in ``dump()``.
+keeps the latest exemplar of each series (of each bucket): memory only, never in ``dump()``. A
+partitioned gauge (the spec's ``partition``) also keeps each partition's share of every series;
+its series hold the sums of the shares.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ __all__ = [
 DEFAULT_SERIES_CAP: Final = 1000
 LINE_RESULTS: Final = ("parsed", "malformed", "oversized")
 DUMP_VERSION: Final = 1
+# The partition of events without the partition's field (the label text of a missing field).
+# Values a gauge had before it was partitioned (an earlier release's state file, a reload that
+# adds ``partition``) came from such events as far as anyone can tell: they become its share.
+UNPARTITIONED: Final = "unknown"
 
 MetricKind = Literal["counter", "gauge", "histogram", "info"]
 
@@ -64,6 +70,8 @@ class MetricDef:
     # The label name of this metric's exemplars (counters and histograms), None for none: the
     # store then keeps the latest one per series (per bucket of a histogram), never saved.
     exemplar: str | None = None
+    # A gauge kept per partition (the spec's ``partition``): its state keeps the shares too.
+    partitioned: bool = False
 
     def same_shape(self, other: MetricDef) -> bool:
         """True when values of ``other`` mean the same thing here (help and cap may differ)."""
@@ -127,9 +135,49 @@ class CounterState(_SeriesState):
 
 
 class GaugeState(CounterState):
-    """A gauge: label tuple -> current value."""
+    """A gauge: label tuple -> current value, and for a partitioned gauge each partition's share.
 
-    __slots__ = ()
+    ``parts`` maps a partition (a process, say) to its label tuple -> value; a series is the sum
+    of its shares, kept up to date by the program's updates (which add the change of a share)
+    and recomputed by a reset. Partitions are bounded by the metric's cap, as series are: past
+    it a new partition shares ``OVERFLOW``'s, which only ``reset_all`` clears.
+    """
+
+    __slots__ = ("parts",)
+
+    def __init__(self, definition: MetricDef) -> None:
+        super().__init__(definition)
+        self.parts: dict[str, dict[tuple[str, ...], float]] = {}
+
+    def new_part(self, name: str) -> dict[tuple[str, ...], float]:
+        """The shares of a partition not seen yet (past the cap: the overflow partition's)."""
+        if len(self.parts) >= self.definition.cap:
+            self.overflowed += 1
+            name = OVERFLOW
+        return self.parts.setdefault(name, {})
+
+    def reset_part(self, name: str) -> None:
+        """Forget partition ``name``: every series loses its share (its process is gone)."""
+        gone = self.parts.pop(name, None)
+        if gone:
+            series = self.series
+            for k in gone:
+                series[k] = sum(p.get(k, 0.0) for p in self.parts.values())
+
+    def take_series_as_shares(self) -> None:
+        """Shares from the series alone: all ``UNPARTITIONED``'s (none if not partitioned)."""
+        self.parts.clear()
+        if self.definition.partitioned:
+            shares = {k: v for k, v in self.series.items() if v != 0.0}
+            if shares:
+                self.parts[UNPARTITIONED] = shares
+
+    def reset_all(self) -> None:
+        """Forget every partition: every series is 0 (all the processes are gone)."""
+        self.parts.clear()
+        series = self.series
+        for k in series:
+            series[k] = 0.0
 
 
 class HistogramState(_SeriesState):
@@ -298,8 +346,11 @@ class Store:
                 # Same meaning: keep the values, take the new help text and cap.
                 if not isinstance(old, InfoState) and old.definition.exemplar != d.exemplar:
                     old.exemplars.clear()  # another label name, or none: the old ones would lie
+                was_partitioned = old.definition.partitioned
                 old.definition = d
                 states[d.name] = old
+                if isinstance(old, GaugeState) and d.partitioned != was_partitioned:
+                    old.take_series_as_shares()
             else:
                 states[d.name] = _new_state(d)
         self.states = states
@@ -377,6 +428,11 @@ class Store:
             else:
                 entry["overflowed"] = s.overflowed
                 entry["series"] = [[list(k), _num_out(v)] for k, v in s.series.items()]
+                if isinstance(s, GaugeState) and d.partitioned:
+                    entry["parts"] = [
+                        [p, [[list(k), _num_out(v)] for k, v in shares.items()]]
+                        for p, shares in s.parts.items()
+                    ]
             metrics[name] = entry
         return {
             "version": DUMP_VERSION,
@@ -422,12 +478,18 @@ class Store:
             if isinstance(s, InfoState):
                 s.current = restored
             else:
-                series, overflowed = restored
+                series, overflowed, parts = restored
                 s.series.clear()
                 s.series.update(series)
                 s.exemplars.clear()
                 s.overflowed = overflowed
                 s._recount(s.series)
+                if isinstance(s, GaugeState):
+                    if parts is None:
+                        s.take_series_as_shares()
+                    else:
+                        s.parts.clear()
+                        s.parts.update(parts)
         self._lines.update(lines)
         self._bytes_read, self._rotations, self._truncations, self._last_event_timestamp = counters
         for name, v in invalid.items():
@@ -493,10 +555,17 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                 if not isinstance(cells, list) or len(cells) != cells_len:
                     raise ValueError(f"bad histogram cells for {name}")
                 hist[_key_in(k, width)] = [_num_in(c) for c in cells]
-            values[name] = (hist, int(entry["overflowed"]))
+            values[name] = (hist, int(entry["overflowed"]), None)
         else:
             plain = {_key_in(k, width): _num_in(v) for k, v in entry["series"]}
-            values[name] = (plain, int(entry["overflowed"]))
+            # Absent for an unpartitioned gauge, and from state files of earlier releases.
+            parts = None
+            if "parts" in entry:
+                parts = {
+                    str(p): {_key_in(k, width): _num_in(v) for k, v in shares}
+                    for p, shares in entry["parts"]
+                }
+            values[name] = (plain, int(entry["overflowed"]), parts)
     lines = {k: _num_in(dump["lines"][k]) for k in LINE_RESULTS}
     ts = dump["last_event_timestamp"]
     counters = (

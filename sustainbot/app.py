@@ -87,7 +87,9 @@ def _register_hooks(app: Flask, service: Service) -> None:
         g.method = request.method if request.method in KNOWN_METHODS else "other"
         # The route template, never the raw path: raw paths are client-controlled.
         g.endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        emit.http_request_started(g.trace, method=g.method, endpoint=g.endpoint)
+        # The process serving it: the exporter counts requests in flight per process, so a
+        # process that dies with requests in flight can be forgotten (docs/events.md).
+        emit.http_request_started(g.trace, method=g.method, endpoint=g.endpoint, pid=os.getpid())
 
     @app.after_request
     def finish_request(response: Response) -> Response:
@@ -99,6 +101,7 @@ def _register_hooks(app: Flask, service: Service) -> None:
             endpoint=g.endpoint,
             status_code=response.status_code,
             duration_seconds=service.clock() - g.started,
+            pid=os.getpid(),
         )
         response.headers["X-Request-ID"] = g.trace.trace_id
         return response

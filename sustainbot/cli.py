@@ -101,7 +101,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     # Imported here so `sustainbot token` does not pay for Flask and gunicorn.
     from sustainbot.app import create_app
-    from sustainbot.serving import gunicorn_options, run_gunicorn
+    from sustainbot.serving import gunicorn_options, lifecycle_hooks, run_gunicorn
 
     try:
         app = create_app(settings)
@@ -115,9 +115,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
             f"({writer.status.error}); execute will answer 503 until it can",
             file=sys.stderr,
         )
-    run_gunicorn(
-        app, gunicorn_options(f"{args.host}:{args.port}", args.workers, when_ready=_announce)
+    options = gunicorn_options(
+        f"{args.host}:{args.port}", args.workers, when_ready=_announce, **lifecycle_hooks(writer)
     )
+    run_gunicorn(app, options)
     return 0
 
 

@@ -63,18 +63,37 @@ def app_started(
     )
 
 
-def http_request_started(trace: Trace, *, method: str, endpoint: str) -> None:
+def app_worker_started(trace: Trace, *, pid: int) -> None:
+    trace.write("app.worker_started", "app", f"worker {pid} started", pid=pid)
+
+
+def app_worker_exited(trace: Trace, *, pid: int) -> None:
+    trace.write("app.worker_exited", "app", f"worker {pid} exited", pid=pid)
+
+
+def app_stopped(trace: Trace, *, pid: int) -> None:
+    trace.write("app.stopped", "app", "SustainBot stopped", pid=pid)
+
+
+def http_request_started(trace: Trace, *, method: str, endpoint: str, pid: int) -> None:
     trace.write(
         "http.request_started",
         "http",
         f"{method} {endpoint} started",
         method=method,
         endpoint=endpoint,
+        pid=pid,
     )
 
 
 def http_request(
-    trace: Trace, *, method: str, endpoint: str, status_code: int, duration_seconds: float
+    trace: Trace,
+    *,
+    method: str,
+    endpoint: str,
+    status_code: int,
+    duration_seconds: float,
+    pid: int,
 ) -> None:
     trace.write(
         "http.request",
@@ -84,6 +103,7 @@ def http_request(
         endpoint=endpoint,
         status_code=status_code,
         duration_seconds=duration_seconds,
+        pid=pid,
     )
 
 

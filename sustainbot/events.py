@@ -4,14 +4,19 @@ O_APPEND makes each write land at the end of the file atomically with respect to
 writers, so threads and gunicorn worker processes can share one log without tearing lines as
 long as every line goes out in a single ``write()``. Like ``logging.WatchedFileHandler``, the
 writer reopens the path when the file it holds was renamed or deleted (logrotate's default
-``create`` mode), so rotation needs no signal.
+``create`` mode), so rotation needs no signal. A line cut short by a full device is never
+continued: the next line written, by any process, starts on a line of its own. For that each
+write first reads the file's last byte, under an exclusive ``flock`` that every writer takes
+for its check and write, so no writer mistakes another's write in progress for a torn line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +26,9 @@ from typing import Any
 import orjson
 
 SCHEMA_VERSION = 1
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# Read as well as write, to see whether the file ends mid-line; write-only where reading is denied.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_WRITE_ONLY_FLAGS = (_OPEN_FLAGS & ~os.O_RDWR) | os.O_WRONLY
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
@@ -46,6 +53,11 @@ class EventWriter:
         self._fd: int | None = None
         self._pid: int | None = None
         self._ident: tuple[int, int] | None = None
+        # Whether the file can be read back and locked (a regular file opened for reading, on a
+        # file system with flock): what tells a file that ends mid-line.
+        self._readable = False
+        # This process cut a line short and could not end it (the device was still full).
+        self._torn = False
         self._status = WriterStatus(writable=True, error=None)
 
     @property
@@ -85,19 +97,45 @@ class EventWriter:
         with self._lock:
             try:
                 fd = self._current_fd()
-                written = os.write(fd, line)
-                if written != len(line):
-                    # A short write (e.g. disk nearly full) leaves a partial line; end it so the
-                    # next event starts on a line of its own and readers count only this one as
-                    # malformed.
-                    os.write(fd, b"\n")
-                    raise OSError(errno.ENOSPC, "short write")
+                locked = self._lock_file(fd)
+                try:
+                    self._write_locked(fd, line)
+                finally:
+                    if locked:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
             except OSError as exc:
                 self._close_locked()
                 self._status = WriterStatus(writable=False, error=_describe(exc))
                 return False
             self._status = WriterStatus(writable=True, error=None)
             return True
+
+    def _write_locked(self, fd: int, line: bytes) -> None:
+        # After a torn line (ours, or another worker's) the event starts on a new line: the
+        # fragment is then one malformed line, not glued to this event as well.
+        data = b"\n" + line if self._ends_mid_line(fd) else line
+        written = os.write(fd, data)
+        if written != len(data):
+            # A short write (e.g. disk nearly full) leaves a partial line; end it at once if
+            # the device lets us, or else at the next write (above).
+            self._torn = True
+            os.write(fd, b"\n")
+            self._torn = False
+            raise OSError(errno.ENOSPC, "short write")
+        self._torn = False
+
+    def _lock_file(self, fd: int) -> bool:
+        """Take the writers' lock when the last byte will be checked; False when not taken."""
+        if not self._readable:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            # No flock here (some network file systems): without it the check could see
+            # another writer's line half written, so this file goes unchecked.
+            self._readable = False
+            return False
+        return True
 
     def check(self) -> WriterStatus:
         """Open (or reopen) the file without writing, to report whether it can be written."""
@@ -136,13 +174,34 @@ class EventWriter:
             return False
         return (st.st_dev, st.st_ino) == self._ident
 
+    def _ends_mid_line(self, fd: int) -> bool:
+        """True when the file's last byte is not a newline (call with the writers' lock held)."""
+        if self._torn:
+            return True
+        if not self._readable:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            # b"": truncated meanwhile (copytruncate), so it starts afresh.
+            return size > 0 and os.pread(fd, 1, size - 1) not in (b"\n", b"")
+        except OSError:
+            # Unknown: the write that follows reports the device's trouble, if any.
+            return False
+
     def _open(self) -> None:
         parent = os.path.dirname(self._path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        fd = os.open(self._path, _OPEN_FLAGS, self._file_mode)
+        readable = True
+        try:
+            fd = os.open(self._path, _OPEN_FLAGS, self._file_mode)
+        except PermissionError:
+            # Write permission only: torn lines of other processes cannot be seen, ours can.
+            fd = os.open(self._path, _WRITE_ONLY_FLAGS, self._file_mode)
+            readable = False
         st = os.fstat(fd)
         self._fd, self._pid, self._ident = fd, os.getpid(), (st.st_dev, st.st_ino)
+        self._readable = readable and stat.S_ISREG(st.st_mode)
 
     def _close_locked(self) -> None:
         if self._fd is not None and self._pid == os.getpid():

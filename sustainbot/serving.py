@@ -9,15 +9,24 @@ worker, and bounds the wait for a request's line and headers by gunicorn's ``kee
 ``with_body_deadline`` makes every read of it end by ``BODY_TIMEOUT_SECONDS`` after the request
 reached the app (408), and turns a body whose chunked framing is broken into a 400 instead of
 the server's exception (a 500). Either answer closes the connection, whose framing is lost.
+
+``lifecycle_hooks`` writes the processes' comings and goings (a worker started, a worker exited
+however it died, the service stopped), so the exporter can forget the requests a dead process
+had in flight.
 """
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from werkzeug.exceptions import BadRequest, RequestTimeout
+
+from sustainbot import emit
+from sustainbot.events import EventWriter
 
 # gunicorn's gevent worker cuts a connection whose request line and headers take longer than its
 # ``keepalive`` setting, which is also how long an idle keep-alive connection is kept.
@@ -99,6 +108,29 @@ def with_body_deadline(app: WSGIApp, clock: Callable[[], float] = time.monotonic
         return app(environ, start)
 
     return guarded
+
+
+def lifecycle_hooks(writer: EventWriter) -> dict[str, Callable[..., None]]:
+    """gunicorn server hooks writing ``app.worker_started``, ``app.worker_exited`` and
+    ``app.stopped`` (docs/events.md); the writer never raises, so neither do they."""
+
+    def trace() -> emit.Trace:
+        return emit.Trace(writer, uuid.uuid4().hex)
+
+    def post_fork(server: Any, worker: Any) -> None:
+        # In the new worker, before it serves anything: a share left under a reused pid goes.
+        emit.app_worker_started(trace(), pid=os.getpid())
+
+    def child_exit(server: Any, worker: Any) -> None:
+        # In the master, once the worker was reaped: however it ended, kill -9 included.
+        emit.app_worker_exited(trace(), pid=int(worker.pid))
+
+    def on_exit(server: Any) -> None:
+        # The master's last act, after its workers were stopped or, past the graceful timeout,
+        # killed: no request of this service is in flight any more.
+        emit.app_stopped(trace(), pid=os.getpid())
+
+    return {"post_fork": post_fork, "child_exit": child_exit, "on_exit": on_exit}
 
 
 def gunicorn_options(bind: str, workers: int, **extra: Any) -> dict[str, Any]:

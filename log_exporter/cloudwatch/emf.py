@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Datum
@@ -20,17 +21,35 @@ MAX_VALUES_PER_DOCUMENT: Final = 100
 
 def documents(datums: Iterable[Datum], namespace: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(timestamp ms, EMF document) for every datum, split to <= 100 values per document."""
+    for _, ts_ms, doc in parts(datums, namespace):
+        yield ts_ms, doc
+
+
+def parts(datums: Iterable[Datum], namespace: str) -> Iterator[tuple[Datum, int, dict[str, Any]]]:
+    """As :func:`documents`, each document with the part of its datum it carries.
+
+    The parts of one datum add up to it, so the shipper can keep exactly what a crash left
+    unacknowledged when a distribution's documents span two PutLogEvents batches.
+    """
     for datum in datums:
         ts_ms = datum.timestamp * 1000
         if datum.value is not None:
-            yield ts_ms, _document(datum, namespace, ts_ms, datum.value)
+            yield datum, ts_ms, _document(datum, namespace, ts_ms, datum.value)
             continue
         expanded: list[float] = []
         for value, count in zip(datum.values, datum.counts, strict=True):
             expanded.extend([value] * int(count))
         for start in range(0, len(expanded), MAX_VALUES_PER_DOCUMENT):
             chunk = expanded[start : start + MAX_VALUES_PER_DOCUMENT]
-            yield ts_ms, _document(datum, namespace, ts_ms, chunk)
+            tally: dict[float, int] = {}
+            for value in chunk:
+                tally[value] = tally.get(value, 0) + 1
+            part = replace(
+                datum,
+                values=tuple(tally),
+                counts=tuple(float(c) for c in tally.values()),
+            )
+            yield part, ts_ms, _document(datum, namespace, ts_ms, chunk)
 
 
 def _document(

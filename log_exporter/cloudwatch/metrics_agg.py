@@ -159,6 +159,24 @@ class Aggregator:
         self._dists.clear()
         return datums
 
+    def put_back(self, datums: Iterable[Datum]) -> None:
+        """Add drained datums (or parts of them) back to what is pending, as if never drained."""
+        for datum in datums:
+            key = (datum.metric, datum.dimensions, datum.unit, datum.timestamp)
+            if datum.value is not None:
+                self._sums[key] = self._sums.get(key, 0.0) + datum.value
+                continue
+            dist = self._dists.setdefault(key, {})
+            for value, count in zip(datum.values, datum.counts, strict=True):
+                dist[value] = dist.get(value, 0) + int(count)
+
+    def dump_with(self, unsent: Iterable[Datum]) -> dict[str, Any]:
+        """``dump`` as if ``unsent`` had been put back, leaving this aggregator as it is."""
+        copy = Aggregator(self.interval_seconds)
+        copy.load(self.dump())
+        copy.put_back(unsent)
+        return copy.dump()
+
     def dump(self) -> dict[str, Any]:
         """Pending intervals as JSON-ready data, for the state file."""
         return {

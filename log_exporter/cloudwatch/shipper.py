@@ -2,8 +2,9 @@
 
 Runs in its own thread with its own tailer, beside the metrics path, so a slow or unreachable
 CloudWatch only makes shipping fall behind; the file is the buffer. The cursor (and the metric
-intervals not yet sent) is saved only after CloudWatch acknowledged a batch: at-least-once
-delivery, and a crash repeats at most the batch in flight.
+intervals not yet sent) is saved only after CloudWatch acknowledged a batch, and again after each
+acknowledged metric request of a flush: at-least-once delivery, and a crash repeats at most the
+one request in flight.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from log_exporter.cloudwatch.config import CloudWatchConfig
 from log_exporter.cloudwatch.logs_batch import (
     BatchBuilder,
     LogEvent,
-    cut_batches,
     make_event,
     rejected_counts,
     split_window,
@@ -154,6 +154,9 @@ class Shipper:
         self._pending_obs: list[tuple[Observation, float]] = []
         self._first_pending: float | None = None
         self._aggregator = Aggregator(config.flush_seconds)
+        # Datums (or EMF documents' parts) of the flush in progress not yet acknowledged: saved
+        # with the pending intervals, so a crash mid-flush repeats only the request in flight.
+        self._unsent: list[Datum] = []
         self._position: Position | None = None
         self._dirty = False
         self._line_bytes = 0
@@ -198,7 +201,11 @@ class Shipper:
         self._state.save(
             {
                 "position": position_to_json(self._position) if self._position else None,
-                "metrics": self._aggregator.dump(),
+                "metrics": (
+                    self._aggregator.dump_with(self._unsent)
+                    if self._unsent
+                    else self._aggregator.dump()
+                ),
             }
         )
         self._dirty = False
@@ -291,16 +298,15 @@ class Shipper:
     # -- metrics ---------------------------------------------------------------------------------
 
     def flush_metrics(self) -> None:
-        """Send every pending interval (PutMetricData or EMF), then save."""
+        """Send every pending interval (PutMetricData or EMF), saving after each request."""
         if not len(self._aggregator):
             return
-        snapshot = self._aggregator.dump()
-        datums = self._aggregator.drain()
         try:
-            self._send_datums(datums)
+            self._send_datums(self._aggregator.drain())
         except Stopped:
-            # Unsent intervals go back so the shutdown save keeps them (a part may repeat).
-            self._aggregator.load(snapshot)
+            # What was not acknowledged goes back, so the shutdown save keeps it.
+            self._aggregator.put_back(self._unsent)
+            self._unsent = []
             raise
         self.save()
 
@@ -314,26 +320,53 @@ class Shipper:
             else:
                 self.summary.add(self.summary.datums_excluded, {reason: 1})
                 self._stats.exclude_datums({reason: 1})
-        if self.config.metrics_mode == "emf":
-            events: list[LogEvent] = []
-            for ts_ms, doc in emf.documents(kept, self.config.namespace):
-                ev = make_event(emf.encode(doc).encode("utf-8"), ts_ms)
-                if ev is not None:
-                    events.append(ev)
-            for batch in cut_batches(events):
-                self.summary.emf_documents += self._send_log_batch(
-                    self.config.emf_log_stream, batch.events
-                )
+        requests = self._emf_requests(kept) if self.config.metrics_mode == "emf" else None
+        if requests is None:
+            chunks = chunk_datums(kept)
+            self._unsent = [datum for chunk in chunks for datum in chunk]
+            for chunk in chunks:
+                self._put_metric_data(chunk)
+                self._acknowledged(len(chunk))
             return
-        for request in chunk_datums(kept):
-            try:
-                self._api.put_metric_data(request)
-            except RequestRejected as exc:
-                log.error("CloudWatch refused %d metric datums: %s", len(request), exc)
-                self.summary.add(self.summary.datums_excluded, {"invalid_request": len(request)})
-                self._stats.exclude_datums({"invalid_request": len(request)})
+        self._unsent = [part for _, datum_parts in requests for part in datum_parts]
+        for events, datum_parts in requests:
+            self.summary.emf_documents += self._send_log_batch(self.config.emf_log_stream, events)
+            self._acknowledged(len(datum_parts))
+
+    def _acknowledged(self, n: int) -> None:
+        """The first ``n`` unsent datums were answered (stored, or refused and counted): save."""
+        del self._unsent[:n]
+        # Mid-flush only: the end of the flush saves anyway.
+        if self._unsent:
+            self.save()
+
+    def _put_metric_data(self, request: Sequence[Datum]) -> None:
+        try:
+            self._api.put_metric_data(request)
+        except RequestRejected as exc:
+            log.error("CloudWatch refused %d metric datums: %s", len(request), exc)
+            self.summary.add(self.summary.datums_excluded, {"invalid_request": len(request)})
+            self._stats.exclude_datums({"invalid_request": len(request)})
+            return
+        self.summary.datums_sent += len(request)
+
+    def _emf_requests(self, datums: Sequence[Datum]) -> list[tuple[list[LogEvent], list[Datum]]]:
+        """The EMF documents as PutLogEvents batches, each with the datum parts it carries."""
+        requests: list[tuple[list[LogEvent], list[Datum]]] = []
+        builder = BatchBuilder()
+        carried: list[Datum] = []
+        for part, ts_ms, doc in emf.parts(datums, self.config.namespace):
+            event = make_event(emf.encode(doc).encode("utf-8"), ts_ms)
+            if event is None:
                 continue
-            self.summary.datums_sent += len(request)
+            if not builder.fits(event):
+                requests.append((builder.take().events, carried))
+                carried = []
+            builder.add(event)
+            carried.append(part)
+        if len(builder):
+            requests.append((builder.take().events, carried))
+        return requests
 
     # -- drivers ---------------------------------------------------------------------------------
 

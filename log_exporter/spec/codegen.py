@@ -279,6 +279,17 @@ def _gauge_rule(
     scope: _Scope, m: MetricSpec, r: Rule, state: GaugeState, key: str, invalid: str
 ) -> None:
     gen = scope.gen
+    if r.op == "reset_all":
+        scope.emit(f"{gen.const(state.reset_all, 'reset_all')}()")
+        return
+    part = None
+    if m.partition is not None:
+        cut = gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+        part = scope.bounded(m.partition, cut, m.label_value_max_bytes)
+    if r.op == "reset":
+        assert part is not None  # the loader requires a partition
+        scope.emit(f"{gen.const(state.reset_part, 'reset_part')}({part})")
+        return
     series = gen.const(state.series, "series")
     amount = "1.0"
     body = scope
@@ -293,12 +304,26 @@ def _gauge_rule(
     body.emit(f"    k = {gen.const(state.admit, 'admit')}(k)")
     body.emit(f"    current = {series}.get(k, 0.0)")
     sign = -1.0 if r.op == "dec" else 1.0
-    body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
-    if m.floor is None:
-        body.emit(f"{series}[k] = new")
+    if part is not None:
+        # The rule changes the event's partition's share; the series gets the share's change.
+        parts_get = gen.const(state.parts.get, "parts_get")
+        body.emit(f"shares = {parts_get}({part})")
+        body.emit("if shares is None:")
+        body.emit(f"    shares = {gen.const(state.new_part, 'new_part')}({part})")
+        body.emit("mine = shares.get(k, 0.0)")
+        body.emit(f"new = {amount}" if r.op == "set" else f"new = mine + {sign!r} * {amount}")
+        if m.floor is not None:
+            floor = gen.const(m.floor, "floor")
+            body.emit(f"new = {floor} if new < {floor} else new")
+        body.emit("shares[k] = new")
+        body.emit(f"{series}[k] = current + (new - mine)")
     else:
-        floor = gen.const(m.floor, "floor")
-        body.emit(f"{series}[k] = {floor} if new < {floor} else new")
+        body.emit(f"new = {amount}" if r.op == "set" else f"new = current + {sign!r} * {amount}")
+        if m.floor is None:
+            body.emit(f"{series}[k] = new")
+        else:
+            floor = gen.const(m.floor, "floor")
+            body.emit(f"{series}[k] = {floor} if new < {floor} else new")
     if r.value is not None:
         scope.nested("else:").emit(invalid)
 

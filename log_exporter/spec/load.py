@@ -187,6 +187,7 @@ class _Checker:
             {
                 "type", "help", "labels", "events", "match", "value", "op", "floor", "buckets",
                 "series_cap", "label_value_max_bytes", "rules", "cloudwatch", "exemplar",
+                "partition",
             },
         )  # fmt: skip
         self.metric_name(table, name)
@@ -208,7 +209,12 @@ class _Checker:
             max_bytes = self.max_bytes(table, body["label_value_max_bytes"]) or max_bytes
         buckets = self.histogram_buckets(table, kind, body)
         floor = self.gauge_floor(table, kind, body)
+        partition = self.gauge_partition(table, kind, body)
         rules = self.rules(table, kind, body)
+        for i, r in enumerate(rules):
+            if r.op == "reset" and partition is None:
+                where = f"rules[{i}].op" if "rules" in body else "op"
+                self.err(table, where, "op 'reset' forgets one partition: give 'partition'")
         cloudwatch = self.cloudwatch(table, kind, body, labels, sets)
         exemplar = self.exemplar(table, kind, body)
         if len(self.errors) != before or help_text is None:
@@ -221,8 +227,12 @@ class _Checker:
             buckets,
             cap,
             None if exemplar is None else exemplar.name,
+            partitioned=partition is not None,
         )
-        return MetricSpec(definition, labels, rules, floor, cloudwatch, max_bytes, exemplar)
+        return MetricSpec(
+            definition, labels, rules, floor, cloudwatch, max_bytes,
+            exemplar=exemplar, partition=partition,
+        )  # fmt: skip
 
     def exemplar(self, table: str, kind: str, body: dict[str, Any]) -> ExemplarSpec | None:
         """The metric's ``exemplar``: a field name, or ``{ name = LABEL, field = FIELD }``."""
@@ -265,6 +275,16 @@ class _Checker:
             if not fld:
                 return None
         return ExemplarSpec(name, fld)
+
+    def gauge_partition(self, table: str, kind: str, body: dict[str, Any]) -> LabelSpec | None:
+        """A gauge's ``partition``: the event field whose value names the share an event changes."""
+        if "partition" not in body:
+            return None
+        if kind != "gauge":
+            self.err(table, "partition", "only a gauge is kept per partition")
+            return None
+        fld = self.string(table, "partition", body["partition"])
+        return None if not fld else LabelSpec("partition", fld)
 
     def max_bytes(self, table: str, v: Any) -> int | None:
         """A ``label_value_max_bytes``: an integer within ``_LABEL_VALUE_BYTES``."""
@@ -422,12 +442,18 @@ class _Checker:
         op: Op
         if kind == "gauge":
             raw_op = doc.get("op")
-            if raw_op not in ("inc", "dec", "set"):
-                self.err(table, f"{prefix}op", f"must be inc, dec or set, not {_show(raw_op)}")
+            if raw_op not in ("inc", "dec", "set", "reset", "reset_all"):
+                self.err(
+                    table,
+                    f"{prefix}op",
+                    f"must be inc, dec, set, reset or reset_all, not {_show(raw_op)}",
+                )
                 return None
             op = raw_op
             if op == "set" and value is None:
                 self.err(table, f"{prefix}value", "op 'set' needs the field holding the value")
+            if op in ("reset", "reset_all") and value is not None:
+                self.err(table, f"{prefix}value", f"op {op!r} takes no value")
         else:
             if "op" in doc:
                 self.err(table, f"{prefix}op", f"only a gauge has an op (this is a {kind})")

@@ -11,7 +11,7 @@ from log_exporter.store import MetricDef, MetricKind
 
 __all__ = ["ExemplarSpec", "LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]
 
-Op = Literal["inc", "dec", "set", "observe", "info"]
+Op = Literal["inc", "dec", "set", "observe", "info", "reset", "reset_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,9 @@ class MetricSpec:
     label_value_max_bytes: int = DEFAULT_LABEL_VALUE_MAX_BYTES
     # Counters and histograms only: the latest update's event field as an OpenMetrics exemplar.
     exemplar: ExemplarSpec | None = None
+    # A gauge kept per value of this field (a process id, say), exposed as the sum of the shares;
+    # its ``reset`` rules forget the event's partition. Converted and bounded as an open label.
+    partition: LabelSpec | None = None
 
     @property
     def name(self) -> str:

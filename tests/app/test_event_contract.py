@@ -79,8 +79,11 @@ def test_schema_rejects_contract_violations() -> None:
         "endpoint": "/healthz",
         "status_code": 200,
         "duration_seconds": 0.01,
+        "pid": 4242,
     }
     assert validator.is_valid(good)
+    # The pid tells the exporter which process's requests in flight this one counts in.
+    assert not validator.is_valid({k: v for k, v in good.items() if k != "pid"})
     assert not validator.is_valid({**good, "timestamp": "2026-02-01T14:30:00+00:00"})
     assert not validator.is_valid({**good, "status_code": "200"})
     assert not validator.is_valid({k: v for k, v in good.items() if k != "endpoint"})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -130,3 +132,79 @@ def test_recovers_once_path_becomes_writable(tmp_path: Path) -> None:
     path.rmdir()
     assert _emit(writer, 2) is True and writer.status.writable
     assert _numbers(path) == [2]
+
+
+# A child process whose file size limit stands in for a full device: the kernel cuts the write
+# that crosses it short and fails the next with EFBIG, as a full disk does with ENOSPC. Raising
+# the limit again is the space freeing.
+_FILL_AND_FREE = """
+import json, resource, signal, sys
+from sustainbot.events import EventWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+path, limit, free_after = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "free"
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+writer = EventWriter(path)
+def emit(n):
+    return writer.emit("http.request_started", trace_id="t", logger="sustainbot.test",
+                       message="m", method="GET", endpoint="/healthz", n=n)
+results = [emit(n) for n in range(10)]
+errors = [writer.status.error]
+if free_after:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    results += [emit(n) for n in range(10, 20)]
+print(json.dumps({"results": results, "errors": errors}))
+"""
+
+
+def _fill(path: Path, free: bool) -> dict[str, list[object]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _FILL_AND_FREE, str(path), "1000", "free" if free else "keep"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(json.loads(proc.stdout))
+
+
+def _replay_lines(path: Path) -> dict[str, float]:
+    """``log_exporter_lines_total`` by result, as the exporter counts the file."""
+    out = subprocess.run(
+        [sys.executable, "-m", "log_exporter", "replay", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    counts = {}
+    for line in out.splitlines():
+        if line.startswith("log_exporter_lines_total{"):
+            name, _, value = line.rpartition(" ")
+            counts[name.split('"')[1]] = float(value)
+    return counts
+
+
+@pytest.mark.parametrize("writer", ["same process", "another process"])
+def test_event_after_a_torn_line_is_not_glued_to_it(tmp_path: Path, writer: str) -> None:
+    """After the device filled mid-line and the repair newline failed too, the next event written
+    once space frees (by the same process or another worker) is a whole line: the fragment costs
+    one malformed line, not two events."""
+    path = tmp_path / "events.jsonl"
+    report = _fill(path, free=writer == "same process")
+    results = report["results"]
+    assert report["errors"] == ["EFBIG"]
+    whole_before = results[:10].count(True)
+    if writer == "another process":
+        assert not path.read_bytes().endswith(b"\n"), "the line that hit the limit was not torn"
+        later = EventWriter(path)
+        results += [_emit(later, n) for n in range(10, 20)]
+        later.close()
+    assert results[10:] == [True] * 10
+    lines = path.read_bytes().splitlines()
+    parsed = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            parsed.append(json.loads(line)["n"])
+    assert parsed == list(range(whole_before)) + list(range(10, 20))
+    assert _replay_lines(path) == {"parsed": whole_before + 10, "malformed": 1, "oversized": 0}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -183,7 +183,13 @@ def _saved_offset(state: Path) -> int:
     return int((section.get("position") or {}).get("offset", 0))
 
 
-def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+def _serve(
+    log_file: Path,
+    state: Path,
+    endpoint: str,
+    tmp_path: Path,
+    settings: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "AWS_ENDPOINT_URL": endpoint,
@@ -191,6 +197,7 @@ def _serve(log_file: Path, state: Path, endpoint: str, tmp_path: Path) -> subpro
         "CLOUDWATCH_LOG_GROUP": GROUP,
         "CLOUDWATCH_LOG_STREAM": STREAM,
         "CLOUDWATCH_FLUSH_SECONDS": "1",
+        **(settings or {}),
     }
     argv = [
         sys.executable,
@@ -388,3 +395,117 @@ def test_retry_message_on_replay_stderr_hides_the_error(
     assert proc.returncode == 0, proc.stderr
     assert "cloudwatch PutLogEvents failed (ThrottlingException), retry 1 in" in proc.stderr
     assert "3 log events shipped" in proc.stderr
+
+
+def _spaced_lines(n: int) -> list[str]:
+    """``n`` workflow.completed lines one second apart, ending now: one datum per line and metric
+    at a 1 s flush interval, so a flush of them needs several PutMetricData requests."""
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        ts = (now - timedelta(seconds=n - i)).isoformat(timespec="milliseconds")
+        out.append(
+            contract_line(
+                "workflow.completed",
+                ts.replace("+00:00", "Z"),
+                workflow_name="wf",
+                outcome="success",
+                drag_mode="draft",
+                duration_seconds=0.5,
+                seq=i,
+                trace_id="t",
+            ).decode()
+        )
+    return out
+
+
+def _counted(mode: str, aws_env: str) -> float:
+    """Events counted by what reached the emulator: the WorkflowExecutions sum; in EMF mode the
+    WorkflowDuration values, whose documents come after the sums' and span both batches."""
+    logs, cw = clients(aws_env)
+    if mode == "emf":
+        docs = [json.loads(m) for m in messages(logs, GROUP, f"{STREAM}-emf")]
+        return float(sum(len(d.get("WorkflowDuration", [])) for d in docs))
+    now = datetime.now(UTC)
+    resp = cw.get_metric_statistics(
+        Namespace="AIWF/SustainBot",
+        MetricName="WorkflowExecutions",
+        Dimensions=[
+            {"Name": "WorkflowName", "Value": "wf"},
+            {"Name": "Outcome", "Value": "success"},
+            {"Name": "DRAGMode", "Value": "draft"},
+        ],
+        StartTime=now - timedelta(hours=3),
+        EndTime=now + timedelta(hours=1),
+        Period=3600,
+        Statistics=["Sum"],
+    )
+    return float(sum(p["Sum"] for p in resp["Datapoints"]))
+
+
+def _pending_metrics(state: Path) -> int:
+    """Metric intervals the state file still holds as unsent (-1 while unreadable)."""
+    try:
+        section = json.loads(state.read_bytes())["sections"].get("cloudwatch") or {}
+    except (OSError, ValueError, KeyError):
+        return -1
+    metrics = section.get("metrics") or {}
+    return len(metrics.get("sums", [])) + len(metrics.get("dists", []))
+
+
+@pytest.mark.parametrize("mode", ["putmetricdata", "emf"])
+def test_kill_9_mid_flush_repeats_at_most_the_request_in_flight(
+    aws_env: str, tmp_path: Path, proxy_for: list[FaultProxy], mode: str
+) -> None:
+    """kill -9 while the third metric request of a flush is on the wire, restart: the metric sum
+    is exact but for that one request, not the whole flush sent again."""
+
+    def is_metric_request(op: str, body: bytes) -> bool:
+        if mode == "emf":
+            return op == "PutLogEvents" and f'"{STREAM}-emf"'.encode() in body
+        return op == "PutMetricData"
+
+    # PutMetricData: 1,000 datums a request, so the flush of 2 x 2,500 datums takes 5 or more;
+    # EMF: 2 batches of documents. Hold the last request that is surely not the first.
+    held = 2 if mode == "putmetricdata" else 1
+    proxy = FaultProxy(aws_env, lambda op, nth: "pass", hold=(is_metric_request, held)).start()
+    proxy_for.append(proxy)
+    log_file = tmp_path / "sustainbot.jsonl"
+    state = tmp_path / "state.json"
+    lines = _spaced_lines(2_500)
+    log_file.write_text("".join(lines))
+    env_mode = {"CLOUDWATCH_METRICS_MODE": mode}
+    proc = _serve(log_file, state, proxy.url, tmp_path, env_mode)
+    try:
+        wait_for(proxy.held.is_set, "a metric request held mid-flush", timeout=SHIPPING_DEADLINE)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = _counted(mode, aws_env)
+    assert 0 < before < len(lines), "the kill did not land mid-flush"
+    # The request in flight reaches CloudWatch after all; only its answer was lost.
+    proxy.release()
+    wait_for(proxy.held_done.is_set, "the held request to reach the emulator")
+    in_flight = _counted(mode, aws_env) - before
+    proc = _serve(log_file, state, proxy.url, tmp_path, env_mode)
+    try:
+        wait_for(
+            lambda: _counted(mode, aws_env),
+            "the metric sum after the restart",
+            until=lambda total: total >= len(lines),
+            timeout=SHIPPING_DEADLINE,
+        )
+        wait_for(
+            lambda: _pending_metrics(state),
+            "every pending interval acknowledged",
+            until=lambda n: n == 0,
+            timeout=SHIPPING_DEADLINE,
+        )
+        total = _counted(mode, aws_env)
+    finally:
+        stop(proc, what="the exporter")
+    assert len(lines) <= total <= len(lines) + in_flight, (
+        f"sum {total} for {len(lines)} events; the request in flight carried {in_flight}"
+    )

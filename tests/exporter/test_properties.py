@@ -46,6 +46,7 @@ PUBLISHED = sorted(PROGRAM.observers())
 FIELDS = sorted(
     {lb.field for m in SPEC.metrics for lb in m.labels}
     | {r.value for m in SPEC.metrics for r in m.rules if r.value}
+    | {m.partition.field for m in SPEC.metrics if m.partition is not None}
     | {"outcome", "timestamp"}
 )
 

@@ -20,6 +20,7 @@ from log_exporter.spec import (
     load_default_spec,
     load_spec,
 )
+from log_exporter.store import GaugeState, Store
 from tests.support.spec_model import SpecModel
 
 DRAG = ("draft", "research", "analysis", "grunt", "execute")
@@ -326,6 +327,20 @@ events = ["e"]
         (MINIMAL + 'op = "inc"\n', "field 'op': only a gauge has an op"),
         (MINIMAL + "buckets = [1]\n", "field 'buckets': only a histogram has buckets"),
         (MINIMAL + "floor = 0\n", "field 'floor': only a gauge has a floor"),
+        (MINIMAL + 'partition = "pid"\n', "field 'partition': only a gauge is kept per"),
+        (
+            '[metrics.g]\ntype = "gauge"\nhelp = "h"\nrules = [{ events = ["e"], op = "reset" }]\n',
+            "[metrics.g] field 'rules[0].op': op 'reset' forgets one partition: give 'partition'",
+        ),
+        (
+            '[metrics.g]\ntype = "gauge"\nhelp = "h"\npartition = "pid"\n'
+            'rules = [{ events = ["e"], op = "reset_all", value = "v" }]\n',
+            "[metrics.g] field 'rules[0].value': op 'reset_all' takes no value",
+        ),
+        (
+            '[metrics.g]\ntype = "gauge"\nhelp = "h"\npartition = 3\nevents = ["e"]\nop = "inc"\n',
+            "[metrics.g] field 'partition': must be a non-empty string",
+        ),
         (
             '[metrics.h_seconds]\ntype = "histogram"\nhelp = "h"\nevents = ["e"]\nvalue = "v"\n'
             "buckets = [1, 0.5]\n",
@@ -341,7 +356,7 @@ events = ["e"]
         ),
         (
             '[metrics.g]\ntype = "gauge"\nhelp = "h"\nrules = [{ events = ["e"], op = "up" }]\n',
-            "[metrics.g] field 'rules[0].op': must be inc, dec or set",
+            "[metrics.g] field 'rules[0].op': must be inc, dec, set, reset or reset_all",
         ),
         (
             '[metrics.g]\ntype = "gauge"\nhelp = "h"\nevents = ["e"]\nop = "inc"\n'
@@ -454,3 +469,95 @@ def test_check_spec_binary_file_is_an_error_not_a_crash(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "not UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+PARTITIONED = """
+[metrics.busy]
+type = "gauge"
+help = "h"
+floor = 0
+partition = "worker"
+labels = ["queue"]
+series_cap = 3
+rules = [
+    { events = ["start"], op = "inc" },
+    { events = ["end"], op = "dec" },
+    { events = ["worker.gone"], op = "reset" },
+    { events = ["all.gone"], op = "reset_all" },
+]
+"""
+
+
+def _busy(events: list[dict[str, Any]], store: Store | None = None) -> Store:
+    spec = load_spec(PARTITIONED, "p.toml")
+    store = store if store is not None else Store(spec.definitions)
+    apply = compile_spec(spec).bind(store)
+    for ev in events:
+        fn = apply.get(ev["event"])
+        if fn is not None:
+            fn(ev)
+    return store
+
+
+def _ev(kind: str, worker: object = None, queue: str = "q") -> dict[str, Any]:
+    ev: dict[str, Any] = {"event": kind, "queue": queue}
+    if worker is not None:
+        ev["worker"] = worker
+    return ev
+
+
+def test_partitioned_gauge_reset_forgets_only_that_partitions_share() -> None:
+    """A partition's reset takes its share out of every series and leaves the others' shares;
+    reset_all makes every series 0; the floor applies to each share, not to the sum."""
+    store = _busy(
+        [
+            _ev("start", 1),
+            _ev("start", 1),
+            _ev("start", 2),
+            _ev("start", 2, queue="other"),
+            _ev("end", 2),
+            _ev("end", 2),  # below 0 for worker 2 in "q": its share stays 0
+        ]
+    )
+    state = store.states["busy"]
+    assert isinstance(state, GaugeState)
+    series = state.series
+    assert series == {("q",): 2.0, ("other",): 1.0}
+    _busy([_ev("worker.gone", 1)], store)
+    assert series == {("q",): 0.0, ("other",): 1.0}
+    _busy([_ev("start", 1), _ev("all.gone")], store)
+    assert series == {("q",): 0.0, ("other",): 0.0}
+    assert state.parts == {}
+
+
+def test_partitioned_gauge_shares_survive_a_state_file_round_trip() -> None:
+    """The shares are saved and restored with the series, so a process's exit read after a
+    restart still takes exactly its requests away."""
+    before = _busy([_ev("start", 7), _ev("start", 7), _ev("start", 8)])
+    restored = Store(load_spec(PARTITIONED, "p.toml").definitions)
+    restored.restore(before.dump())
+    _busy([_ev("worker.gone", 7)], restored)
+    assert restored.states["busy"].series == {("q",): 1.0}
+
+
+def test_state_without_shares_counts_as_the_unpartitioned_share() -> None:
+    """A state file from before partitions holds only the sums: they are taken as the share of
+    events without the field, so the same old events' ends still bring the gauge down."""
+    before = _busy([_ev("start"), _ev("start")])
+    dump = before.dump()
+    del dump["metrics"]["busy"]["parts"]
+    restored = Store(load_spec(PARTITIONED, "p.toml").definitions)
+    restored.restore(dump)
+    _busy([_ev("end")], restored)
+    assert restored.states["busy"].series == {("q",): 1.0}
+
+
+def test_partitions_past_the_cap_share_the_overflow_partition() -> None:
+    """A log naming more partitions than the series cap cannot grow the state without bound:
+    the extra ones share one overflow partition, counted as overflow."""
+    store = _busy([_ev("start", n) for n in range(10)])
+    state = store.states["busy"]
+    assert isinstance(state, GaugeState)
+    assert len(state.parts) == 4  # the cap (3), then __overflow__
+    assert state.series == {("q",): 10.0}
+    assert state.overflowed == 7

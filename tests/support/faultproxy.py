@@ -1,7 +1,9 @@
 """A real HTTP proxy between boto3 and moto that injects the faults CloudWatch shows in life.
 
 Per request it asks ``plan(operation, nth_call)`` what to do: forward, answer a throttling
-error or a 503, reset the connection before or after forwarding, or forward slowly.
+error or a 503, reset the connection before or after forwarding, or forward slowly. One chosen
+request can also be held (``hold``) until the test releases it, so a kill lands exactly while
+that request is on the wire.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Plan = Callable[[str, int], str]
+# (operation, request body) -> True for the requests that count towards the one to hold.
+Match = Callable[[str, bytes], bool]
+# A held request waits at most this long for release(), so a forgotten one cannot hang a run.
+HOLD_SECONDS = 120.0
 
 _THROTTLE_JSON = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
 
@@ -26,7 +32,14 @@ _THROTTLE_JSON = json.dumps({"__type": "ThrottlingException", "message": "Rate e
 class FaultProxy:
     """Listens on an ephemeral loopback port; ``url`` is the endpoint to give boto3."""
 
-    def __init__(self, upstream: str, plan: Plan, slow_seconds: float = 1.5) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        plan: Plan,
+        slow_seconds: float = 1.5,
+        *,
+        hold: tuple[Match, int] | None = None,
+    ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.plan = plan
@@ -37,6 +50,13 @@ class FaultProxy:
         self.in_flight: dict[str, int] = {}
         # Events per PutLogEvents request that reached moto: the size of a "batch".
         self.forwarded_batches: list[int] = []
+        # hold=(match, n): the n-th request (from 0) that match() accepts waits for release(),
+        # then is forwarded; "held" is set while it waits, "held_done" once moto answered it.
+        self._hold = hold
+        self._matched = 0
+        self.held = threading.Event()
+        self.held_done = threading.Event()
+        self._release = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -50,7 +70,12 @@ class FaultProxy:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Let the held request go on to moto."""
+        self._release.set()
+
     def stop(self) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -81,6 +106,10 @@ class FaultProxy:
                     nth = proxy.calls.get(op, 0)
                     proxy.calls[op] = nth + 1
                     action = proxy.plan(op, nth)
+                    if proxy._hold is not None and proxy._hold[0](op, body):
+                        if proxy._matched == proxy._hold[1]:
+                            action = "hold"
+                        proxy._matched += 1
                     proxy.actions.append((op, action))
                     proxy.in_flight[op] = proxy.in_flight.get(op, 0) + 1
                 try:
@@ -103,6 +132,14 @@ class FaultProxy:
                     self._reply(503, b"Service Unavailable", {"Content-Type": "text/plain"})
                 elif action == "reset":
                     self._reset()
+                elif action == "hold":
+                    proxy.held.set()
+                    proxy._release.wait(HOLD_SECONDS)
+                    status, headers, data = self._forward(body)
+                    proxy.held_done.set()
+                    # The client may be gone (killed while this waited): nobody to answer.
+                    with contextlib.suppress(OSError):
+                        self._reply(status, data, headers)
                 else:
                     if action == "slow":
                         time.sleep(proxy.slow_seconds)

@@ -24,6 +24,8 @@ DRAG = ("draft", "research", "analysis", "grunt", "execute")
 OUTCOMES = ("success", "failure", "rejected")
 WORKFLOWS = ("esg_report", "carbon_audit", "supplier_review")
 ROLES = ("analyst", "auditor", "admin")
+# Worker processes: requests in flight are counted per process (docs/events.md).
+PIDS = (101, 102, 103)
 WORKFLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -89,8 +91,11 @@ def make_event(rng: random.Random, t: float | None, seq: int) -> dict[str, objec
             "auth.failed",
             "http.request_started",
             "http.request",
+            "app.worker_started",
+            "app.worker_exited",
+            "app.stopped",
         ],
-        weights=[1, 12, 3, 8, 6, 3, 5, 2, 14, 14],
+        weights=[1, 12, 3, 8, 6, 3, 5, 2, 14, 14, 1, 1, 1],
     )[0]
     ev = contract_event(
         kind,
@@ -133,10 +138,13 @@ def make_event(rng: random.Random, t: float | None, seq: int) -> dict[str, objec
         ev["outcome"] = rng.choice(["success", "failure"])
     elif kind == "auth.failed":
         ev["failure_type"] = rng.choice(["expired", "bad_signature"])
+    elif kind in ("app.worker_started", "app.worker_exited", "app.stopped"):
+        ev["pid"] = rng.choice(PIDS)
     elif kind == "http.request_started":
-        ev.update(method="GET", endpoint="/api/v1/workflows")
+        ev.update(method="GET", endpoint="/api/v1/workflows", pid=rng.choice(PIDS))
     else:
         ev.update(
+            pid=rng.choice(PIDS),
             method=rng.choice(["GET", "POST"]),
             endpoint=rng.choice(["/api/v1/workflows", "/healthz"]),
             status_code=rng.choice([200, 200, 200, 400, 500]),
@@ -222,7 +230,8 @@ class Model:
     def __init__(self) -> None:
         self.values: dict[Key, float] = {}
         self.info: frozenset[tuple[str, str]] | None = None
-        self.active = 0.0
+        # Requests in flight per process (the pid's label text), forgotten when it goes.
+        self.active: dict[str, float] = {}
         for result in ("parsed", "malformed", "oversized"):
             self._set("log_exporter_lines_total", {"result": result}, 0.0)
         self._set("sustainbot_active_requests", {}, 0.0)
@@ -260,6 +269,11 @@ class Model:
             self.info = frozenset(
                 {k: _label(g(k)) for k in ("version", "phase", "compliance_spec")}.items()
             )
+            self.active.clear()
+        elif kind == "app.stopped":
+            self.active.clear()
+        elif kind in ("app.worker_started", "app.worker_exited"):
+            self.active.pop(_label(g("pid")), None)
         elif kind == "aim.request":
             self._inc(
                 "sustainbot_aim_requests_total",
@@ -321,7 +335,8 @@ class Model:
                 {"failure_type": _label(g("failure_type"))},
             )
         elif kind == "http.request_started":
-            self.active += 1
+            pid = _label(g("pid"))
+            self.active[pid] = self.active.get(pid, 0.0) + 1
         elif kind == "http.request":
             method, endpoint = _label(g("method")), _label(g("endpoint"))
             self._inc(
@@ -334,8 +349,9 @@ class Model:
                 g("duration_seconds"),
                 HTTP_BUCKETS,
             )
-            self.active = max(self.active - 1, 0.0)
-        self._set("sustainbot_active_requests", {}, self.active)
+            pid = _label(g("pid"))
+            self.active[pid] = max(self.active.get(pid, 0.0) - 1, 0.0)
+        self._set("sustainbot_active_requests", {}, sum(self.active.values()))
 
     def result(self) -> dict[Key, float]:
         out = dict(self.values)

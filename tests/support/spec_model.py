@@ -36,13 +36,16 @@ class Derived:
     metric: MetricSpec
     labels: Key
     # "inc" and "dec" add/subtract ``value``; "set" sets it; "observe" records an observation;
-    # "info" replaces the info series (``value`` is 1).
+    # "info" replaces the info series (``value`` is 1); "reset" forgets ``partition``'s shares,
+    # "reset_all" every share (every series becomes 0).
     op: Op
     value: float
     # CloudWatch dimension name -> value; empty when the metric has no CloudWatch declaration.
     dimensions: tuple[tuple[str, str], ...]
     # How many of ``labels`` were over the metric's label_value_max_bytes (now __overflow__).
     too_long: int = 0
+    # A partitioned gauge's partition (bounded like an open label, not counted); else None.
+    partition: str | None = None
 
 
 @dataclass
@@ -53,6 +56,9 @@ class Expected:
     series: dict[str, dict[Key, Any]]
     invalid: dict[str, float] = field(default_factory=dict)
     too_long: dict[str, float] = field(default_factory=dict)
+    # Partitioned gauges: metric -> partition -> series -> that partition's share. A snapshot
+    # holds no shares, so the model starts with none (the tests start from empty stores).
+    parts: dict[str, dict[str, dict[Key, float]]] = field(default_factory=dict)
 
 
 def converted(source: Source, event: Event) -> str:
@@ -126,6 +132,7 @@ class SpecModel:
                     value,
                     tuple((d.name, text(d.source, event, bound)) for d in dims),
                     sum(too_long(lb, event, bound) for lb in m.labels),
+                    None if m.partition is None else text(m.partition, event, bound),
                 )
             )
         return out
@@ -153,16 +160,32 @@ class SpecModel:
         out = Expected(series, dict(before.invalid_values), dict(before.label_values_too_long))
         for event in events:
             for d in self.derive(event):
-                _apply(out.series[d.metric.name], d)
+                _apply(out.series[d.metric.name], d, out.parts.setdefault(d.metric.name, {}))
                 out.too_long[d.metric.name] += d.too_long
             for name in self.invalid(event):
                 out.invalid[name] += 1.0
         return out
 
 
-def _apply(series: dict[Key, Any], d: Derived) -> None:
+def _apply(series: dict[Key, Any], d: Derived, parts: dict[str, dict[Key, float]]) -> None:
     m = d.metric
-    if m.kind == "info":
+    if d.op == "reset_all":
+        parts.clear()
+        for k in series:
+            series[k] = 0.0
+    elif d.op == "reset":
+        assert d.partition is not None
+        for k in parts.pop(d.partition, {}):
+            series[k] = sum(shares.get(k, 0.0) for shares in parts.values())
+    elif d.partition is not None:
+        shares = parts.setdefault(d.partition, {})
+        mine = shares.get(d.labels, 0.0)
+        new = d.value if d.op == "set" else mine + (-d.value if d.op == "dec" else d.value)
+        if m.floor is not None and new < m.floor:
+            new = m.floor
+        shares[d.labels] = new
+        series[d.labels] = series.get(d.labels, 0.0) + (new - mine)
+    elif m.kind == "info":
         series.clear()
         series[d.labels] = 1.0
     elif m.kind == "histogram":
