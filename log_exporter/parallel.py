@@ -21,7 +21,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -211,7 +211,7 @@ def _context() -> Any:
 
 def _answers(
     stretches: Sequence[Stretch], jobs: int, initargs: tuple[Any, ...]
-) -> Iterator[tuple[Stretch, Answer]]:
+) -> Generator[tuple[Stretch, Answer], None, None]:
     """The workers' answers in log order, at most twice ``jobs`` stretches in flight."""
     with _context().Pool(jobs, initializer=_init, initargs=initargs) as pool:
         pending: deque[tuple[Stretch, Any]] = deque()
@@ -247,15 +247,35 @@ def replay_parallel(
     ``Pipeline.feed``.
     """
     merger = Merger(spec)
-    store = pipeline.store
     out = Outcome()
     stretches = cut(sources, jobs, stretch_bytes, read_size)
+    if steps is not None and step is None:
+        raise ValueError("a replay in steps needs its step")
+    answers: Generator[tuple[Stretch, Answer], None, None] = _answers(
+        stretches, jobs, (spec, step, max_line_bytes, read_size)
+    )
+    try:
+        _consume(answers, merger, pipeline, steps, progress, max_line_bytes, read_size, out)
+    finally:
+        # Ends the pool now, also when a stretch raised, not when the generator is collected.
+        answers.close()
+    return out
+
+
+def _consume(
+    answers: Iterator[tuple[Stretch, Answer]],
+    merger: Merger,
+    pipeline: Pipeline,
+    steps: Steps | None,
+    progress: _Progress,
+    max_line_bytes: int,
+    read_size: int,
+    out: Outcome,
+) -> None:
+    store = pipeline.store
     done = 0
     file_lines = 0
     damaged = False
-    if steps is not None and step is None:
-        raise ValueError("a replay in steps needs its step")
-    answers = _answers(stretches, jobs, (spec, step, max_line_bytes, read_size))
     for stretch, answer in answers:
         source = stretch.source
         if stretch.start == 0:
@@ -301,7 +321,6 @@ def replay_parallel(
             if steps is not None:
                 pipeline.end_file(steps)
             out.files += 1
-    return out
 
 
 def _merge(merger: Merger, store: Store, answer: Answer, steps: Steps | None) -> None:

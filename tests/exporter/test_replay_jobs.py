@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import multiprocessing
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from log_exporter import parallel
 from log_exporter.cli import main
 from log_exporter.collector import StoreCollector, families
 from log_exporter.openmetrics import SpillingWriter
@@ -377,3 +379,16 @@ def test_jobs_below_one_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     log.write_bytes(big_log(10, 3))
     assert main(["replay", "--quiet", "--jobs", "0", str(log)]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_workers_started_by_forkserver_give_the_same_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With other threads alive fork is unsafe and forkserver starts the workers (the spec goes
+    to them pickled): the output is still that of one process."""
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("forkserver"))
+    log = tmp_path / "t.jsonl"
+    log.write_bytes(big_log(2000, 4))
+    spec = make_spec(1000)
+    knobs = Knobs("openmetrics", 1024, 8192, 1000)
+    assert render(spec, [log], 2, knobs) == render(spec, [log], 1, knobs)
