@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import threading
 from array import array
 from bisect import bisect_left
@@ -42,7 +43,7 @@ STRETCH_BYTES: Final = 64 * READ_SIZE
 def default_jobs() -> int:
     """The CPUs this process may run on."""
     try:
-        return max(1, len(__import__("os").sched_getaffinity(0)))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not every platform has sched_getaffinity
         return max(1, multiprocessing.cpu_count())
 
