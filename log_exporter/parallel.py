@@ -252,8 +252,10 @@ def replay_parallel(
     stretches = cut(sources, jobs, stretch_bytes, read_size)
     if steps is not None and step is None:
         raise ValueError("a replay in steps needs its step")
+    # No idle worker: a few small files start fewer processes than the CPUs.
+    workers = max(1, min(jobs, len(stretches)))
     answers: Generator[tuple[Stretch, Answer], None, None] = _answers(
-        stretches, jobs, (spec, step, max_line_bytes, read_size)
+        stretches, workers, (spec, step, max_line_bytes, read_size)
     )
     try:
         _consume(answers, merger, pipeline, steps, progress, max_line_bytes, read_size, out)
