@@ -21,15 +21,18 @@ Targets: replay >= 4x mtail's events/s (aim: >= 8x, close to the parse-only limi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -276,28 +279,6 @@ with open(sys.argv[1], "rb") as f:
 """
 
 
-def run(cmd: Sequence[str], out: Path) -> tuple[float, int]:
-    """Run ``cmd`` with stdout to ``out``; returns wall seconds and the child's peak RSS (KiB).
-
-    The peak comes from GNU time: a child's own rusage would inherit this (large) process's
-    high-water mark across fork and exec.
-    """
-    rss_file = out.with_suffix(".rss")
-    with out.open("wb") as stdout:
-        start = time.perf_counter()
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *cmd],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            check=False,
-        )
-        wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = proc.stderr.decode(errors="replace")[-2000:]
-        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {tail}")
-    return wall, int(rss_file.read_text().split()[-1])
-
-
 def _norm(name: str, labels: dict[str, str]) -> Key:
     labels = dict(labels)
     labels.pop("prog", None)
@@ -332,74 +313,139 @@ def check(name: str, got: dict[Key, float], model: Model, *, exact: bool) -> str
     return f"{name}: all {len(want)} modelled samples {'exact' if exact else 'equal'}"
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (a replay's workers are its children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError, ValueError):
+            todo += map(int, Path(f"/proc/{p}/task/{p}/children").read_text().split())
+    return out
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass
+class Measure:
+    wall: float  # seconds
+    cpu: float  # user + system seconds of the process and its workers
+    rss_total: int  # KiB: the sum of each process's peak (parent and workers)
+    rss_max: int  # KiB: the largest single process's peak
+
+
+def run_tree(cmd: Sequence[str], out: Path) -> Measure:
+    """Run ``cmd`` with stdout to ``out``: wall and CPU seconds, peak RSS over its processes.
+
+    The peaks are each process's VmHWM, polled every 20 ms (a worker's peak is read before it
+    ends; a process living under 20 ms may be missed, which a replay's workers do not).
+    """
+    peaks: dict[int, int] = {}
+    with out.open("wb") as stdout:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+        while True:
+            # wait4: the child's CPU, which includes the workers it waited for.
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            for p in _tree(proc.pid):
+                peaks[p] = max(peaks.get(p, 0), _hwm_kib(p))
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(wall, cpu, sum(peaks.values()), max(peaks.values(), default=0))
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=400_000)
-    parser.add_argument("--big", type=int, default=4_000_000, help="0 skips the RSS check")
+    parser.add_argument("--big", type=int, default=4_000_000, help="0 skips the big file")
     parser.add_argument("--keep", help="directory for the generated files (default: a temp dir)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (medians)")
+    parser.add_argument("--jobs", default="1,2", help="replay --jobs values to time")
+    parser.add_argument("--quick", action="store_true", help="no naive and parse-only baselines")
     args = parser.parse_args()
     mtail = shutil.which("mtail")
-    if mtail is None or not os.path.exists("/usr/bin/time"):
-        raise SystemExit("needs mtail and GNU time (Debian packages mtail and time)")
+    if mtail is None:
+        raise SystemExit("needs mtail (Debian package mtail)")
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="replay-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "events.jsonl"
-    t0 = time.perf_counter()
-    model = generate(log, args.events)
-    model.values[("log_exporter_lines_total", frozenset({("result", "parsed")}))] = model.lines
-    print(f"generated {model.lines} events, {log.stat().st_size / 1e6:.1f} MB "
-          f"in {time.perf_counter() - t0:.1f}s -> {log}")  # fmt: skip
-
+    sizes = [("small", args.events, 7)] + ([("big", args.big, 8)] if args.big else [])
     py = sys.executable
-    contenders = {
-        "log-exporter replay": [py, "-m", "log_exporter", "replay", "--quiet", str(log)],
-        "mtail --one_shot": [
+    jobs = [int(j) for j in args.jobs.split(",")]
+    for label, n_events, seed in sizes:
+        log = work / f"events-{label}.jsonl"
+        t0 = time.perf_counter()
+        model = generate(log, n_events, seed=seed)
+        model.values[("log_exporter_lines_total", frozenset({("result", "parsed")}))] = model.lines
+        print(f"\ngenerated {model.lines} events, {log.stat().st_size / 1e6:.1f} MB "
+              f"in {time.perf_counter() - t0:.1f}s -> {log}")  # fmt: skip
+        contenders: dict[str, list[str]] = {
+            f"replay --jobs {j}": [py, "-m", "log_exporter", "replay", "--quiet", "--jobs", str(j),
+                                   str(log)]
+            for j in jobs
+        }  # fmt: skip
+        contenders["mtail --one_shot"] = [
             mtail, "--one_shot", "--one_shot_format=prometheus", "--emit_prog_label=false",
             "--progs", str(MTAIL_PROGS), "--logs", str(log),
             "--address=127.0.0.1", "--port=0", "--stderrthreshold=FATAL",
-        ],
-        "naive json+client_python": [py, "-c", NAIVE, str(log)],
-        "orjson.loads only": [py, "-c", PARSE_ONLY, str(log)],
-    }  # fmt: skip
-    results: dict[str, tuple[float, int]] = {}
-    for name, cmd in contenders.items():
-        out = work / f"out-{name.split()[0]}.txt"
-        results[name] = run(cmd, out)
-        if name == "log-exporter replay":
-            print(check(name, read_exposition(out), model, exact=True))
-        elif name == "mtail --one_shot":
-            mtail_values = read_exposition(out)
-            # mtail does not count lines the way log-exporter does; leave that one out.
-            mtail_model = Model()
-            mtail_model.values = {
-                k: v for k, v in model.values.items() if not k[0].startswith("log_exporter_")
-            }
-            print(check(name, mtail_values, mtail_model, exact=False))
-
-    n = model.lines
-    base = n / results["mtail --one_shot"][0]
-    print(f"\n{'contender':28} {'wall s':>8} {'events/s':>12} {'x mtail':>8} {'peak RSS':>10}")
-    for name, (wall, rss) in results.items():
-        rate = n / wall
-        print(f"{name:28} {wall:8.2f} {rate:12,.0f} {rate / base:8.2f} {rss / 1024:8.1f} MB")
-    replay_rate = n / results["log-exporter replay"][0]
-    limit = n / results["orjson.loads only"][0]
-    print(f"\nreplay / mtail = {replay_rate / base:.2f}x (required >= 4, aim >= 8); "
-          f"replay / parse-only limit = {replay_rate / limit:.2f}")  # fmt: skip
-
-    if args.big:
-        big = work / "events-big.jsonl"
-        t0 = time.perf_counter()
-        big_model = generate(big, args.big, seed=8)
-        print(f"\ngenerated {big_model.lines} events, {big.stat().st_size / 1e6:.0f} MB "
-              f"in {time.perf_counter() - t0:.0f}s")  # fmt: skip
-        wall, rss = run([*contenders["log-exporter replay"][:-1], str(big)], work / "out-big.txt")
-        small_rss = results["log-exporter replay"][1] / 1024
-        print(f"replay peak RSS: {small_rss:.1f} MB on {n} events, {rss / 1024:.1f} MB on "
-              f"{big_model.lines} events ({big_model.lines / wall:,.0f} events/s)")  # fmt: skip
+        ]  # fmt: skip
+        if label == "small" and not args.quick:
+            contenders["naive json+client_python"] = [py, "-c", NAIVE, str(log)]
+            contenders["orjson.loads only"] = [py, "-c", PARSE_ONLY, str(log)]
+        results: dict[str, list[Measure]] = {name: [] for name in contenders}
+        names = list(contenders)
+        for r in range(args.rounds):
+            # Alternated: the order turns every round, so a drift in the machine's load falls
+            # on every contender alike.
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                out = work / f"out-{label}-{name.replace(' ', '_')}.txt"
+                results[name].append(run_tree(contenders[name], out))
+                if r == 0 and name.startswith("replay"):
+                    print(check(name, read_exposition(out), model, exact=True))
+                elif r == 0 and name == "mtail --one_shot":
+                    mtail_model = Model()
+                    mtail_model.values = {
+                        k: v
+                        for k, v in model.values.items()
+                        if not k[0].startswith("log_exporter_")
+                    }
+                    print(check(name, read_exposition(out), mtail_model, exact=False))
+        n = model.lines
+        base = median([m.wall for m in results["mtail --one_shot"]])
+        one = median([m.wall for m in results[f"replay --jobs {jobs[0]}"]])
+        print(f"\n{label}: {n} events, medians of {args.rounds} alternated rounds")
+        print(f"{'contender':28} {'wall s':>7} {'cpu s':>7} {'events/s':>11} {'x mtail':>7} "
+              f"{'x jobs ' + str(jobs[0]):>8} {'RSS total':>10} {'RSS max':>8}")  # fmt: skip
+        for name, ms in results.items():
+            wall = median([m.wall for m in ms])
+            cpu = median([m.cpu for m in ms])
+            rss_t = max(m.rss_total for m in ms) / 1024
+            rss_m = max(m.rss_max for m in ms) / 1024
+            print(f"{name:28} {wall:7.2f} {cpu:7.2f} {n / wall:11,.0f} {base / wall:7.2f} "
+                  f"{one / wall:8.2f} {rss_t:8.1f}MB {rss_m:6.1f}MB")  # fmt: skip
+        print("walls:", {k: [round(m.wall, 2) for m in v] for k, v in results.items()})
         if not args.keep:
-            big.unlink()
+            log.unlink()
     if not args.keep:
         shutil.rmtree(work)
 

@@ -74,6 +74,14 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     replay.add_argument(
         "--quiet", action="store_true", help="no progress bar [default: a bar on a terminal]"
     )
+    replay.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes; the output is the same as with 1 "
+        "[default: the CPUs this process may use]",
+    )
     replay.set_defaults(func=_cmd_replay)
     add_cloudwatch_arguments(replay)
 
@@ -149,6 +157,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from log_exporter.cloudwatch.hook import run_replay
     from log_exporter.replay import ReplayOptions, run
 
+    if args.jobs is not None and args.jobs > 1 and args.cloudwatch_enabled is not None:
+        # CloudWatch takes each log stream in order: that shipping stays in one process.
+        print(
+            "log-exporter replay: --cloudwatch replays in one process: no --jobs", file=sys.stderr
+        )
+        return EXIT_CONFIG
     return run(
         ReplayOptions(
             files=args.files,
@@ -157,6 +171,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             step=args.step,
             output=args.output,
             quiet=args.quiet,
+            jobs=args.jobs,
             # `replay --cloudwatch` ships the files to CloudWatch instead (docs/cloudwatch.md).
             cloudwatch=lambda spec: run_replay(args, spec),
         )

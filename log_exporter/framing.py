@@ -108,6 +108,19 @@ class LineFramer:
         self.skipping = True
         self._skip_counted = False
 
+    def start_inside(self, partial: bytes, *, oversized: bool) -> None:
+        """Start as a reader of the whole stream would stand at this point: ``partial`` is the line
+        begun before it (b"" at a line boundary), or, with ``oversized``, that line is already
+        known too long and being skipped. A replay worker starting in the middle of a file uses
+        it, so that its reads cut and count exactly as one reader from the start does."""
+        self.reset()
+        if oversized:
+            self.skipping = True
+            self._skip_counted = self._count_when_seen
+        elif partial:
+            self._held.append(partial)
+            self.pending = len(partial)
+
     def reset(self) -> None:
         """Forget the partial line: the next chunk starts a new line (a file read again from 0)."""
         self._held.clear()

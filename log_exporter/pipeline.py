@@ -8,9 +8,10 @@ from ``parse.parse_line``, whose fast path is inlined in the loops below.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -19,7 +20,28 @@ from log_exporter.spec import Program
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
+if TYPE_CHECKING:
+    from log_exporter.partial import Partial
+
 __all__ = ["Pipeline", "Steps"]
+
+
+class _Sink(Protocol):
+    """Where the counts of reading go: the store, or a replay worker's partial state."""
+
+    @property
+    def lock(self) -> Any: ...
+
+    def record(
+        self,
+        parsed: int = 0,
+        malformed: int = 0,
+        oversized: int = 0,
+        bytes_read: int = 0,
+        rotations: int = 0,
+        truncations: int = 0,
+        last_event_timestamp: float | None = None,
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -42,20 +64,27 @@ class Steps:
     # Bytes read from the current file that no counted line carried (oversized lines): the
     # file's end counts them (``Pipeline.end_file``).
     unclaimed_bytes: int = 0
+    # When given, the time of every event counted at its own time (not late), in order: a
+    # replay worker's merge needs them to tell which of them are late after earlier stretches.
+    on_time: array[float] | None = None
 
 
 class Pipeline:
     """Applies lines to a store with a compiled program. Nothing in a line can raise out of it."""
 
-    def __init__(self, program: Program, store: Store) -> None:
+    def __init__(self, program: Program, store: Store, *, partial: Partial | None = None) -> None:
+        """``partial``: a replay worker's pipeline, writing there instead (``store`` is then
+        left alone)."""
         self.program = program
         self.store = store
-        self._dispatch = program.bind(store)
+        self._sink: _Sink = store if partial is None else partial
+        self._dispatch = program.bind(store) if partial is None else program.bind_partial(partial)
 
     def reload(self, program: Program) -> None:
         """Switch to a reloaded spec, keeping the values of unchanged metrics (see Store)."""
         with self.store.lock:
             self.store.reconfigure(program.spec.definitions)
+            self._sink = self.store
             self._dispatch = program.bind(self.store)
             self.program = program
 
@@ -66,7 +95,7 @@ class Pipeline:
         event that has a valid one (the gauge shows the latest anyway), so where a batch splits
         never changes the value.
         """
-        store = self.store
+        store = self._sink
         dispatch_get = self._dispatch.get
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
@@ -122,11 +151,12 @@ class Pipeline:
         crossing event; only oversized lines count at the batch's start, and their bytes at the
         file's end. The last-event time is already the crossing event's when ``cross`` is called.
         """
-        store = self.store
+        store = self._sink
         dispatch_get = self._dispatch.get
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         cross = steps.cross
+        on_time = steps.on_time
         boundary = steps.boundary
         now = steps.now
         untimed = 0
@@ -174,6 +204,8 @@ class Pipeline:
                                 last_ts = None
                                 boundary = cross(t)
                             now = t
+                            if on_time is not None:
+                                on_time.append(t)
                     parsed += 1
                     nbytes += size
                     et = event.get("event")
@@ -195,8 +227,8 @@ class Pipeline:
         At the file's end, so ``log_exporter_bytes_read_total`` never goes down and ends at the
         bytes read, as with ``feed``.
         """
-        with self.store.lock:
-            self.store.record(bytes_read=steps.unclaimed_bytes)
+        with self._sink.lock:
+            self._sink.record(bytes_read=steps.unclaimed_bytes)
         steps.unclaimed_bytes = 0
 
 

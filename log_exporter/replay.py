@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from log_exporter.collector import StoreCollector, families
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, MAX_LINE_BYTES
 from log_exporter.openmetrics import SpillingWriter
+from log_exporter.parallel import STRETCH_BYTES, default_jobs, replay_parallel
+from log_exporter.partial import unsupported
 from log_exporter.pipeline import Pipeline, Steps
 from log_exporter.progress import Progress
-from log_exporter.sources import FileReader, ReplayError, Source, open_sources
+from log_exporter.sources import READ_SIZE, FileReader, ReplayError, Source, open_sources
 from log_exporter.spec import Spec, SpecError, compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store
 
@@ -50,6 +52,9 @@ class ReplayOptions:
     step: float = 60.0
     output: str = "-"
     quiet: bool = False
+    # Worker processes (``--jobs``); None: the CPUs this process may use. 1 replays in this
+    # process alone; more give the same output (log_exporter.parallel).
+    jobs: int | None = None
     # ``replay --cloudwatch``: ships the files instead and returns the exit code, or returns None
     # when the flag is off (see log_exporter.cloudwatch.hook.run_replay).
     cloudwatch: Callable[[Spec], int | None] | None = None
@@ -74,6 +79,9 @@ def run(
     step = options.step
     if not (math.isfinite(step) and step >= 0.001):
         return fail(f"--step must be a number of seconds >= 0.001, not {step}")
+    jobs = default_jobs() if options.jobs is None else options.jobs
+    if jobs < 1:
+        return fail(f"--jobs must be at least 1, not {jobs}")
     out_dir = os.path.dirname(os.path.abspath(options.output))
     if options.output != "-" and not os.access(out_dir, os.W_OK | os.X_OK):
         # Found out now, not after a long replay whose result could not be kept.
@@ -94,12 +102,16 @@ def run(
         if shipped is not None:
             return shipped
 
+    if jobs > 1 and (why := unsupported(spec)) is not None:
+        # Exactness first: a spec the merge cannot reproduce is replayed in one process.
+        print(f"log-exporter replay: one process, not {jobs}: {why}", file=err)
+        jobs = 1
     store = Store(spec.definitions)
     pipeline = Pipeline(compile_spec(spec), store)
     total = sum(s.size for s in sources)
     progress = Progress(err, total, enabled=not options.quiet)
     try:
-        stats = _replay_to_output(options, sources, pipeline, progress, out)
+        stats = _replay_to_output(options, sources, pipeline, progress, out, jobs)
     except ReplayError as exc:
         return fail(str(exc))
     except OSError as exc:
@@ -128,10 +140,11 @@ def _replay_to_output(
     pipeline: Pipeline,
     progress: Progress,
     stdout: BinaryIO,
+    jobs: int,
 ) -> ReplayStats:
     """Replay in the asked format and write the output; ReplayError or OSError when it fails."""
     if options.format == "prometheus":
-        stats = replay_final(sources, pipeline, progress)
+        stats = replay_final(sources, pipeline, progress, jobs=jobs)
         registry = CollectorRegistry()
         registry.register(StoreCollector(pipeline.store))
         text = generate_latest(registry)
@@ -144,7 +157,7 @@ def _replay_to_output(
             # No exemplars: the blocks promtool builds cannot hold them (docs/backfill.md).
             writer.add(families(store.snapshot_unlocked(exemplars=False)), t)
 
-        stats = replay_steps(sources, pipeline, options.step, emit, progress)
+        stats = replay_steps(sources, pipeline, options.step, emit, progress, jobs=jobs)
         write_output(options.output, writer.write, stdout)
     return stats
 
@@ -174,17 +187,37 @@ def replay_final(
     pipeline: Pipeline,
     progress: _Progress,
     max_line_bytes: int = MAX_LINE_BYTES,
+    *,
+    jobs: int = 1,
+    read_size: int = READ_SIZE,
+    stretch_bytes: int = STRETCH_BYTES,
 ) -> ReplayStats:
-    """Feed every file through ``pipeline.feed``, the path ``serve`` takes, oldest file first."""
+    """Feed every file through ``pipeline.feed``, the path ``serve`` takes, oldest file first.
+
+    ``jobs`` > 1 replays in that many worker processes, with the same result (``read_size``
+    and ``stretch_bytes`` are there for tests: small files cut into many stretches).
+    """
     stats = ReplayStats()
+    if jobs > 1:
+        outcome = replay_parallel(
+            pipeline.program.spec,
+            sources,
+            pipeline,
+            jobs,
+            progress,
+            max_line_bytes=max_line_bytes,
+            read_size=read_size,
+            stretch_bytes=stretch_bytes,
+        )
+        stats.files, stats.lines, stats.damage = outcome.files, outcome.lines, outcome.damage
+        return stats
     done = 0
-    feed = pipeline.feed
     store = pipeline.store
     for source in sources:
-        reader = FileReader(source, max_line_bytes)
+        reader = FileReader(source, max_line_bytes, read_size)
         try:
             for batch in reader.batches():
-                feed(batch)
+                pipeline.feed(batch)
                 stats.lines += len(batch.lines) + batch.oversized
                 progress.update(done + reader.raw_done, int(store.lines["parsed"]))
         except OSError as exc:
@@ -205,6 +238,10 @@ def replay_steps(
     emit: Callable[[float], None],
     progress: _Progress,
     max_line_bytes: int = MAX_LINE_BYTES,
+    *,
+    jobs: int = 1,
+    read_size: int = READ_SIZE,
+    stretch_bytes: int = STRETCH_BYTES,
 ) -> ReplayStats:
     """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
 
@@ -213,7 +250,8 @@ def replay_steps(
     ``snapshot_unlocked``: the pipeline holds the store's lock). An event without a usable
     timestamp takes the previous event's time; one stamped earlier than the previous event is
     counted at the previous event's time (the log's order decides, as in ``serve``). The last
-    call is at the last event's time.
+    call is at the last event's time. ``jobs`` > 1 replays in that many worker processes, with
+    the same calls and the same result.
     """
     stats = ReplayStats()
     k = 0  # the next boundary is k * step
@@ -231,11 +269,51 @@ def replay_steps(
         return k * step
 
     steps = Steps(cross)
+    if jobs > 1:
+        outcome = replay_parallel(
+            pipeline.program.spec,
+            sources,
+            pipeline,
+            jobs,
+            progress,
+            steps,
+            step,
+            max_line_bytes=max_line_bytes,
+            read_size=read_size,
+            stretch_bytes=stretch_bytes,
+        )
+        stats.files, stats.lines, stats.damage = outcome.files, outcome.lines, outcome.damage
+    else:
+        _steps_serial(sources, pipeline, steps, progress, max_line_bytes, read_size, stats)
+    now = steps.now
+    if now is not None:
+        while k * step <= now:
+            emit(k * step)
+            stats.steps += 1
+            k += 1
+        if (k - 1) * step != now:
+            emit(now)
+            stats.steps += 1
+    stats.untimed = steps.untimed
+    stats.late = steps.late
+    stats.last_time = now
+    return stats
+
+
+def _steps_serial(
+    sources: Sequence[Source],
+    pipeline: Pipeline,
+    steps: Steps,
+    progress: _Progress,
+    max_line_bytes: int,
+    read_size: int,
+    stats: ReplayStats,
+) -> None:
     feed_steps = pipeline.feed_steps
     store = pipeline.store
     done = 0
     for source in sources:
-        reader = FileReader(source, max_line_bytes)
+        reader = FileReader(source, max_line_bytes, read_size)
         try:
             for batch in reader.batches():
                 feed_steps(batch, steps)
@@ -250,19 +328,6 @@ def replay_steps(
         stats.files += 1
         if reader.damage is not None:
             stats.damage.append(reader.damage)
-    now = steps.now
-    if now is not None:
-        while k * step <= now:
-            emit(k * step)
-            stats.steps += 1
-            k += 1
-        if (k - 1) * step != now:
-            emit(now)
-            stats.steps += 1
-    stats.untimed = steps.untimed
-    stats.late = steps.late
-    stats.last_time = now
-    return stats
 
 
 def write_output(path: str, write: Callable[[BinaryIO], object], stdout: BinaryIO) -> None:

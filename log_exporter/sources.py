@@ -25,6 +25,7 @@ __all__ = [
     "FileReader",
     "ReplayError",
     "Source",
+    "damage_report",
     "open_sources",
     "order_sources",
 ]
@@ -130,6 +131,12 @@ class FileReader:
     After ``batches()`` is exhausted, ``damage`` describes where a corrupt or truncated stream
     stopped (None when the file was read to its end), and ``raw_done`` counts the bytes on disk
     consumed so far, for progress.
+
+    ``start`` and ``end`` (plain files only, multiples of ``read_size`` but for the file's end)
+    read one stretch of the file, for a replay worker: exactly the lines whose newline lies in
+    it, in the very batches one reader from the start would give (the line begun before
+    ``start`` is looked for backwards, at most ``max_line_bytes`` + 1 bytes). A stretch that
+    ends before the file does leaves its last partial line to the next one.
     """
 
     def __init__(
@@ -137,34 +144,68 @@ class FileReader:
         source: Source,
         max_line_bytes: int = MAX_LINE_BYTES,
         read_size: int = READ_SIZE,
+        *,
+        start: int = 0,
+        end: int | None = None,
     ) -> None:
         self.source = source
         self.max_line_bytes = max_line_bytes
         self.read_size = read_size
-        self.raw_done = 0
+        self.start = start
+        self.end = end
+        self.raw_done = start
         self.damage: str | None = None
+        # What ``damage`` says, in parts, for a merge that adds the lines of earlier stretches.
+        self.damage_what: str | None = None
+        self.damage_out_bytes = 0
+        self.damage_lines = 0
         self._file: BinaryIO | None = None
         self._out_bytes = 0
         self._lines = 0
 
+    @property
+    def lines(self) -> int:
+        """Lines (oversized ones included) given so far."""
+        return self._lines
+
     def batches(self) -> Iterator[Batch]:
         """Whole lines of the file; raises ``OSError`` only when the file cannot be opened."""
         self._file = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
-        chunks = self._gunzip(self._file) if self.source.gzip else self._plain(self._file)
         # Counted when seen: the file is read once, and that fixes the batch (and so the replay
         # sample) an oversized line is counted in.
         framer = LineFramer(self.max_line_bytes, count_oversized="when_seen")
+        if self.source.gzip:
+            chunks = self._gunzip(self._file)
+        else:
+            if self.start:
+                partial, inside_oversized = self._line_before(self._file)
+                framer.start_inside(partial, oversized=inside_oversized)
+            chunks = self._plain(self._file)
         feed = framer.feed
         for chunk in chunks:
             lines, oversized = feed(chunk)
             self._lines += len(lines) + oversized
             yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
-        lines, oversized = framer.finish()
-        if lines or oversized:
-            # The final line without its newline, in a batch of its own that read no bytes.
-            self._lines += len(lines) + oversized
-            yield Batch(lines, oversized=oversized)
+        if self.end is None or self.damage_what is not None or self.raw_done < self.end:
+            lines, oversized = framer.finish()
+            if lines or oversized:
+                # The final line without its newline, in a batch of its own that read no bytes.
+                self._lines += len(lines) + oversized
+                yield Batch(lines, oversized=oversized)
         self.close()
+
+    def _line_before(self, f: BinaryIO) -> tuple[bytes, bool]:
+        """The bytes of the line begun before ``start``, or that it is already too long."""
+        limit = self.max_line_bytes
+        back = min(self.start, limit + 1)
+        f.seek(self.start - back)
+        before = f.read(back)
+        cut = before.rfind(b"\n")
+        if cut < 0 and back == self.start:
+            return before, back > limit  # the line began at the file's start
+        if cut < 0:
+            return b"", True
+        return before[cut + 1 :], False
 
     def close(self) -> None:
         if self._file is not None:
@@ -173,7 +214,13 @@ class FileReader:
 
     def _plain(self, f: BinaryIO) -> Iterator[bytes]:
         size = self.read_size
+        end = self.end
+        f.seek(self.start)
         while True:
+            if end is not None:
+                size = min(self.read_size, end - self.raw_done)
+                if size <= 0:
+                    return
             try:
                 chunk = f.read(size)
             except OSError as exc:
@@ -232,7 +279,15 @@ class FileReader:
         self.raw_done = consumed
 
     def _damaged(self, what: str) -> None:
-        self.damage = (
-            f"{self.source.path}: {what}; replayed the {self._out_bytes} bytes before it "
-            f"({self._lines} whole lines), skipped the rest of the file"
-        )
+        self.damage_what = what
+        self.damage_out_bytes = self._out_bytes
+        self.damage_lines = self._lines
+        self.damage = damage_report(self.source.path, what, self._out_bytes, self._lines)
+
+
+def damage_report(path: str, what: str, out_bytes: int, lines: int) -> str:
+    """What replay says of a file it could not read to its end."""
+    return (
+        f"{path}: {what}; replayed the {out_bytes} bytes before it "
+        f"({lines} whole lines), skipped the rest of the file"
+    )

@@ -11,7 +11,7 @@ import builtins
 import functools
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.cloudwatch.schema import Source
@@ -20,7 +20,18 @@ from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
 
-__all__ = ["Apply", "Event", "Observe", "Pairs", "observation_function", "store_function"]
+if TYPE_CHECKING:
+    from log_exporter.partial import Partial
+
+__all__ = [
+    "Apply",
+    "Event",
+    "Observe",
+    "Pairs",
+    "observation_function",
+    "partial_function",
+    "store_function",
+]
 
 Event = dict[str, Any]
 Apply = Callable[[Event], None]
@@ -445,3 +456,86 @@ def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
     body.emit(
         f"out.append(Observation({cw.name!r}, {_tuple(dims)}, {amount}, {cw.unit!r}, {kind!r}))"
     )
+
+
+# -- the partial target: a replay worker's ``log_exporter.partial.Partial`` --------------------
+#
+# The same rules as the store target (fields, labels, matches, value checks, the bound) but each
+# op keeps what ``log_exporter.partial`` needs for an exact merge instead of a running value.
+
+
+def partial_function(event_type: str, pairs: Pairs, partial: Partial) -> Apply:
+    """The function applying an event of ``event_type`` to a replay worker's partial state."""
+    gen = _Generator()
+    gen.rules(pairs, lambda scope, m, r: _partial_rule(scope, m, r, partial))
+    fn: Apply = gen.function("apply", [], "return", f"<spec partial program for {event_type!r}>")
+    return fn
+
+
+def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> None:
+    # Imported here: log_exporter.partial needs the spec package, which imports this module.
+    from log_exporter.partial import PartialInfo
+
+    gen = scope.gen
+    state = partial.states[m.name]
+    cut = gen.const(_Cut(m.label_value_max_bytes, partial.label_values_too_long, m.name), "cut")
+    key = scope.key(m, cut)
+    if isinstance(state, PartialInfo):
+        scope.emit(f"{gen.const(state, 'info')}.current = {key}")
+        return
+    mode = state.mode
+    series = gen.const(state.series, "series")
+    new = gen.const(state.new, "new")
+    body = scope
+    amount = "1.0"
+    if r.value is not None:
+        v = scope.raw(r.value)
+        body = scope.nested(f"if {_valid(v, nonnegative=m.kind != 'gauge')}:")
+        amount = v
+        if m.kind == "gauge":
+            body.emit(f"amount = float({v})")
+            amount = "amount"
+    body.emit(f"k = {key}")
+    if mode == "count":
+        body.nested("try:").emit(f"{series}[k] += 1")
+        body.nested("except KeyError:").emit(f"{new}(k, 1)")
+    else:
+        body.emit(f"c = {series}.get(k)")
+        fresh = {
+            "amounts": "[]",
+            "hist": f"[[0] * {len(m.definition.buckets) + 1}, []]",
+            "steps": f"[0, {gen.const(-float('inf'), 'neg_inf')}, 0]",
+            "ops": "[None, [], 0]",
+        }[mode]
+        body.emit("if c is None:")
+        body.emit(f"    c = {new}(k, {fresh})")
+        if mode == "amounts":
+            body.emit(f"c.append({amount})")
+        elif mode == "hist":
+            body.emit(
+                f"c[0][bisect_left({gen.const(m.definition.buckets, 'bounds')}, {amount})] += 1"
+            )
+            body.emit(f"c[1].append({amount})")
+        elif mode == "steps":
+            d = "-1" if r.op == "dec" else "1"
+            body.emit(f"c[0] += {d}")
+            body.emit("c[2] += 1")
+            if m.floor is not None:
+                floor = gen.const(m.floor, "floor")
+                body.emit(f"least = c[1] + {d}")
+                body.emit(f"c[1] = {floor} if least < {floor} else least")
+        else:
+            body.emit("c[2] += 1")
+            if r.op == "set":
+                if m.floor is None:
+                    body.emit(f"c[0] = {amount}")
+                else:
+                    floor = gen.const(m.floor, "floor")
+                    body.emit(f"c[0] = {floor} if {amount} < {floor} else {amount}")
+                body.emit("c[1].clear()")
+            else:
+                sign = -1.0 if r.op == "dec" else 1.0
+                body.emit(f"c[1].append({sign!r} * {amount})")
+    if r.value is not None:
+        invalid = f"{gen.const(partial.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
+        scope.nested("else:").emit(invalid)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from log_exporter.spec.codegen import Apply, Observe, observation_function, store_function
+from typing import TYPE_CHECKING
+
+from log_exporter.spec.codegen import (
+    Apply,
+    Observe,
+    observation_function,
+    partial_function,
+    store_function,
+)
 from log_exporter.spec.model import MetricSpec, Rule, Spec
 from log_exporter.store import Store
+
+if TYPE_CHECKING:
+    from log_exporter.partial import Partial
 
 __all__ = ["Program", "compile_spec"]
 
@@ -37,6 +48,11 @@ class Program:
             if state is None or not state.definition.same_shape(m.definition):
                 raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
         return {et: store_function(et, pairs, store) for et, pairs in self._by_event.items()}
+
+    def bind_partial(self, partial: Partial) -> dict[str, Apply]:
+        """Event type -> one function that applies such an event to a replay worker's partial
+        state (``log_exporter.partial``), for an exact merge into a store later."""
+        return {et: partial_function(et, pairs, partial) for et, pairs in self._by_event.items()}
 
     def observers(self) -> dict[str, Observe]:
         """Event type -> one function giving the CloudWatch observations such an event causes.

@@ -384,3 +384,19 @@ def test_bad_step_and_unwritable_output_fail_before_reading(tmp_path: Path) -> N
     proc = run_cli("-o", missing_dir, log)
     assert proc.returncode == 2 and str(missing_dir).encode() in proc.stderr
     assert b"Traceback" not in proc.stderr
+
+
+def test_one_progress_bar_counts_the_stretches_of_every_worker(tmp_path: Path) -> None:
+    """With --jobs 2 on a file cut into several stretches, the workers share one bar on one
+    line, which never goes backwards and ends at the whole file."""
+    path = tmp_path / "sustainbot.jsonl"
+    path.write_bytes(_auth_lines(16000, "p"))  # about 1.4 MB: 5 stretches of 256 KiB or more
+    code, drawn = _run_on_pty("--jobs", "2", "-o", tmp_path / "out.prom", path)
+    assert code == 0
+    bar, _, rest = drawn.decode().partition("\n")
+    done = [float(m.group(1)) for m in re.finditer(r"\] ([\d.]+) MiB / ", bar)]
+    assert done == sorted(done)
+    size = path.stat().st_size
+    assert done[-1] == round(size / 1024 / 1024, 1)
+    # The terminal turns "\n" into "\r\n": no redraw (clear-to-end) after the bar ended.
+    assert "\x1b[K" not in rest and "replayed 16000 lines from 1 files" in rest

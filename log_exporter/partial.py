@@ -1,0 +1,344 @@
+"""A replay worker's partial state of one stretch of log, and its exact merge into a ``Store``.
+
+A worker does not know the values its stretch starts from, so it keeps what the merge needs to
+end exactly where one process reading everything in order would, bit for bit:
+
+- a counter series fed only by rules without a value: its count (sums of whole numbers are
+  exact in any order);
+- a counter series fed a value: the amounts in order (float sums depend on their order and on
+  the value they start from, so the merge adds them one by one, as serially);
+- a histogram series: its bucket counts and the observed values in order (for the sum);
+- a gauge series of ``inc``/``dec`` rules without a value and a whole-number (or no) floor:
+  the net change ``a`` and the least value ``c`` the floor leaves, so the series ends at
+  ``max(c, start + a)`` (exact: every value it takes is a whole number);
+- any other gauge series: the value of its last ``set`` (floored) if any, then the signed
+  changes after it in order, replayed with the floor by the merge;
+- an info metric: its latest label tuple;
+- the self-counters of reading (``record``), invalid values and values cut, all whole numbers.
+
+Series keys keep the order they were first seen in, so the merge admits new series against the
+cap in the order one reader would. Where that order cannot be reproduced (series of a metric
+whose result depends on the order of its events going to ``__overflow__``, where events of
+several keys interleave), ``mergeable`` says no and the stretch is replayed in order instead;
+more series than the cap + 1 in one stretch raise ``TooWide`` (the worker's memory bound) with
+the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import add
+from typing import Any, Final, Literal
+
+from log_exporter.spec.model import MetricSpec, Spec
+from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
+
+__all__ = [
+    "Delta",
+    "Merger",
+    "Mode",
+    "Partial",
+    "PartialInfo",
+    "PartialSeries",
+    "TooWide",
+    "mode_of",
+    "unsupported",
+]
+
+Mode = Literal["count", "amounts", "hist", "steps", "ops", "info"]
+# Modes whose result depends on the order of the events when several keys share a series.
+_ORDERED: Final = frozenset({"amounts", "hist", "ops"})
+NEG_INF: Final = -math.inf
+
+
+class TooWide(Exception):
+    """More distinct series of one metric in one stretch than its cap + 1."""
+
+
+def unsupported(spec: Spec) -> str | None:
+    """Why this spec cannot be replayed in parallel exactly, or None when it can."""
+    allowed = {
+        "counter": {"inc"},
+        "gauge": {"inc", "dec", "set"},
+        "histogram": {"observe"},
+        "info": {"info"},
+    }
+    for m in spec.metrics:
+        ops = allowed.get(m.kind)
+        if ops is None:
+            return f"metric {m.name}: type {m.kind!r} has no exact merge"
+        for r in m.rules:
+            if r.op not in ops:
+                return f"metric {m.name}: op {r.op!r} has no exact merge"
+    return None
+
+
+def _whole_floor(floor: float | None) -> bool:
+    return floor is None or (
+        math.isfinite(floor) and float(floor).is_integer() and math.copysign(1.0, floor) > 0
+    )
+
+
+def mode_of(m: MetricSpec) -> Mode:
+    """How a worker keeps the series of ``m`` (see the module's docstring)."""
+    if m.kind == "info":
+        return "info"
+    if m.kind == "histogram":
+        return "hist"
+    valued = any(r.value is not None for r in m.rules)
+    if m.kind == "counter":
+        return "amounts" if valued else "count"
+    if not valued and all(r.op in ("inc", "dec") for r in m.rules) and _whole_floor(m.floor):
+        return "steps"
+    return "ops"
+
+
+class PartialSeries:
+    """The partial series of one counter, gauge or histogram, keyed in first-seen order."""
+
+    __slots__ = ("floor", "limit", "mode", "name", "nbuckets", "series")
+
+    def __init__(self, m: MetricSpec, mode: Mode) -> None:
+        self.name = m.name
+        self.mode = mode
+        self.floor = m.floor
+        self.limit = m.definition.cap
+        self.nbuckets = len(m.definition.buckets)
+        self.series: dict[tuple[str, ...], Any] = {}
+
+    def new(self, key: tuple[str, ...], cell: Any) -> Any:
+        """Start the series ``key`` with ``cell`` (the generated code's call on a new key)."""
+        if len(self.series) > self.limit:
+            raise TooWide(self.name)
+        self.series[key] = cell
+        return cell
+
+
+class PartialInfo:
+    """The latest label tuple of an info metric in the stretch, None when none was set."""
+
+    __slots__ = ("current", "name")
+
+    def __init__(self, m: MetricSpec) -> None:
+        self.name = m.name
+        self.current: tuple[str, ...] | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one stretch (or one part of it between replay steps) changed; plain data."""
+
+    series: dict[str, Any]  # metric name -> its series dict, or an info metric's latest key
+    parsed: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    bytes_read: int = 0
+    last_event_timestamp: float | None = None
+    invalid_values: dict[str, float] = field(default_factory=dict)
+    label_values_too_long: dict[str, float] = field(default_factory=dict)
+
+
+class Partial:
+    """A worker's partial state: what the generated partial program writes, and ``record``.
+
+    It stands where the pipeline expects a store (``lock``, ``record``, ``lines``); ``take``
+    hands what was gathered over as a ``Delta`` and starts again, the bound program staying
+    valid.
+    """
+
+    def __init__(self, spec: Spec) -> None:
+        self.lock = threading.Lock()
+        self.modes: dict[str, Mode] = {m.name: mode_of(m) for m in spec.metrics}
+        self.states: dict[str, PartialSeries | PartialInfo] = {
+            m.name: PartialInfo(m) if m.kind == "info" else PartialSeries(m, self.modes[m.name])
+            for m in spec.metrics
+        }
+        self.invalid_values: dict[str, float] = dict.fromkeys(self.states, 0.0)
+        self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
+        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
+        self._bytes = 0
+        self._last: float | None = None
+
+    def record(
+        self,
+        parsed: int = 0,
+        malformed: int = 0,
+        oversized: int = 0,
+        bytes_read: int = 0,
+        rotations: int = 0,
+        truncations: int = 0,
+        last_event_timestamp: float | None = None,
+    ) -> None:
+        """``Store.record``'s counterpart; replay reads files, so rotations stay 0."""
+        lines = self._lines
+        lines["parsed"] += parsed
+        lines["malformed"] += malformed
+        lines["oversized"] += oversized
+        self._bytes += bytes_read
+        if last_event_timestamp is not None:
+            self._last = last_event_timestamp
+
+    @property
+    def lines(self) -> dict[str, int]:
+        return self._lines
+
+    def take(self) -> Delta:
+        """What was gathered since the last ``take``, the state emptied in place."""
+        series: dict[str, Any] = {}
+        for name, s in self.states.items():
+            if isinstance(s, PartialInfo):
+                if s.current is not None:
+                    series[name] = s.current
+                    s.current = None
+            elif s.series:
+                # Copied and emptied in place: the bound program holds this very dict.
+                series[name] = dict(s.series)
+                s.series.clear()
+        lines = self._lines
+        delta = Delta(
+            series,
+            lines["parsed"],
+            lines["malformed"],
+            lines["oversized"],
+            self._bytes,
+            self._last,
+            {k: v for k, v in self.invalid_values.items() if v},
+            {k: v for k, v in self.label_values_too_long.items() if v},
+        )
+        self.reset()
+        return delta
+
+    def reset(self) -> None:
+        """Forget everything gathered (the stretch was given up, or taken)."""
+        for s in self.states.values():
+            if isinstance(s, PartialInfo):
+                s.current = None
+            else:
+                s.series.clear()
+        for d in (self.invalid_values, self.label_values_too_long):
+            for k in d:
+                d[k] = 0.0
+        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
+        self._bytes = 0
+        self._last = None
+
+
+def _events(mode: Mode, cell: Any) -> int:
+    """How many events a partial series cell holds (each one redirected when it overflows)."""
+    if mode == "count":
+        return int(cell)
+    if mode == "amounts":
+        return len(cell)
+    if mode == "hist":
+        return len(cell[1])
+    return int(cell[2])
+
+
+class Merger:
+    """Merges deltas of one spec's partial states into a store of that spec, in log order."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.modes: dict[str, Mode] = {m.name: mode_of(m) for m in spec.metrics}
+        self.floors: dict[str, float | None] = {m.name: m.floor for m in spec.metrics}
+
+    def mergeable(self, store: Store, deltas: list[Delta]) -> bool:
+        """Whether ``deltas``, applied in order, reproduce one reader exactly (see module doc).
+
+        False when a metric whose result depends on the order of its events would send a new
+        series to ``__overflow__``: there the events of several keys interleave.
+        """
+        for name, state in store.states.items():
+            mode = self.modes[name]
+            if isinstance(state, InfoState):
+                continue
+            if mode not in _ORDERED and not (mode == "steps" and self.floors[name] is not None):
+                continue
+            real = state.real
+            cap = state.definition.cap
+            added: set[tuple[str, ...]] = set()
+            for d in deltas:
+                for k in d.series.get(name, ()):
+                    if k in state.series or k in added:
+                        continue
+                    if real >= cap:
+                        return False
+                    real += 1
+                    added.add(k)
+        return True
+
+    def apply(self, store: Store, delta: Delta) -> None:
+        """Add ``delta`` to ``store`` as one reader would have (after ``mergeable``)."""
+        states = store.states
+        for name, data in delta.series.items():
+            state = states[name]
+            if isinstance(state, InfoState):
+                state.current = data
+                continue
+            assert isinstance(state, CounterState | GaugeState | HistogramState)
+            _apply_series(state, self.modes[name], self.floors[name], data)
+        store.record(
+            delta.parsed,
+            delta.malformed,
+            delta.oversized,
+            delta.bytes_read,
+            0,
+            0,
+            delta.last_event_timestamp,
+        )
+        for name, v in delta.invalid_values.items():
+            store.invalid_values[name] += v
+        for name, v in delta.label_values_too_long.items():
+            store.label_values_too_long[name] += v
+
+
+def _apply_series(
+    state: CounterState | GaugeState | HistogramState,
+    mode: Mode,
+    floor: float | None,
+    data: dict[tuple[str, ...], Any],
+) -> None:
+    series: dict[tuple[str, ...], Any] = state.series
+    cap = state.definition.cap
+    for key, cell in data.items():
+        target = key
+        if key not in series:
+            # The admission of a new series, as ``admit`` does on its first event.
+            if state.real < cap:
+                state.real += 1
+            else:
+                target = state.overflow_key
+                state.overflowed += _events(mode, cell)
+        if mode == "hist":
+            assert isinstance(state, HistogramState)
+            cells = series.get(target)
+            if cells is None:
+                cells = series[target] = state.empty()
+            counts, values = cell
+            for i, n in enumerate(counts):
+                if n:
+                    cells[i] += n
+            cells[-1] = reduce(add, values, cells[-1])
+            continue
+        current = series.get(target, 0.0)
+        if mode == "count":
+            series[target] = current + cell
+        elif mode == "amounts":
+            series[target] = reduce(add, cell, current)
+        elif mode == "steps":
+            net, least, _ = cell
+            value = current + net
+            series[target] = float(least) if value < least else value
+        else:
+            base, changes, _ = cell
+            value = current if base is None else base
+            if floor is None:
+                value = reduce(add, changes, value)
+            else:
+                for change in changes:
+                    value = value + change
+                    if value < floor:
+                        value = floor
+            series[target] = value
