@@ -116,6 +116,7 @@ class Service:
         self.drain = Drain(quiet=options.drain_quiet, timeout=options.drain_timeout, clock=clock)
         self._drain_reader = self.drain.reader()
         self.drain_outcome: Outcome | None = None
+        self._drain_announced = False
         self.unread_lines = 0  # lines a drain cut short left out of the metrics
         spec = read_spec(options.spec)
         web_config = self.web_config = _web_config(options.web_config)
@@ -262,6 +263,13 @@ class Service:
             self.reload_spec()
         if self.keeper is not None:
             self.keeper.maybe_save()
+        if self.drain.requested and not self._drain_announced:
+            # Said here, not in the signal handler, where logging's lock could deadlock.
+            self._drain_announced = True
+            log.info(
+                "draining: reading to the end of the log before stopping",
+                extra={"drain_quiet": self.drain.quiet, "drain_timeout": self.drain.timeout},
+            )
         if self.drain.requested and self.drain_outcome is None:
             self.drain_outcome = self._drain_reader.outcome(self.tailer.at_end)
             if self.drain_outcome is not None:

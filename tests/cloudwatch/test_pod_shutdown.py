@@ -233,7 +233,13 @@ def test_second_signal_exits_0_with_lines_left_unshipped(aws_env: str, tmp_path:
             explain=exporter.diagnosis,
         )
         exporter.send(signal.SIGTERM)
-        wait_for(lambda: exporter.get("/healthz")[0] == 200, "the exporter to drain, still serving")
+        # Two signals sent before the first is handled arrive as one: wait for the drain to start.
+        wait_for(
+            lambda: any(r["msg"].startswith("draining") for r in exporter.log_records()),
+            "the exporter to begin draining",
+            explain=exporter.diagnosis,
+        )
+        assert exporter.get("/healthz")[0] == 200  # still serving while it drains
         assert exporter.proc.poll() is None  # draining: it waits for CloudWatch
         assert exporter.stop() == EXIT_DRAIN_INCOMPLETE
     (stopped,) = [r for r in exporter.log_records() if r.get("unshipped_lines") is not None]
