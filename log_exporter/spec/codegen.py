@@ -484,6 +484,20 @@ def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> No
         scope.emit(f"{gen.const(state, 'info')}.current = {key}")
         return
     mode = state.mode
+    if mode == "parts":
+        # A partitioned gauge: the worker's shares (``PartialSeries.step``); no rule has a value.
+        if r.op == "reset_all":
+            scope.emit(f"{gen.const(state.reset_all, 'reset_all')}()")
+            return
+        assert m.partition is not None
+        pcut = gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+        part = scope.bounded(m.partition, pcut, m.label_value_max_bytes)
+        if r.op == "reset":
+            scope.emit(f"{gen.const(state.reset, 'reset_part')}({part})")
+        else:
+            d = "-1" if r.op == "dec" else "1"
+            scope.emit(f"{gen.const(state.step, 'step')}({part}, {key}, {d})")
+        return
     series = gen.const(state.series, "series")
     new = gen.const(state.new, "new")
     body = scope
