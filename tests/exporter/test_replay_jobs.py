@@ -406,6 +406,49 @@ def test_partitions_past_the_cap_in_a_stretch_equal_one_process(tmp_path: Path, 
     assert store.states["t_inflight"].overflowed > 0
 
 
+VALUED_PARTS = """
+version = 1
+
+[metrics.t_load]
+type = "gauge"
+help = "per process, valued"
+partition = "pid"
+rules = [
+    { events = ["pay"], op = "inc", value = "amount" },
+    { events = ["exit"], op = "reset" },
+]
+"""
+
+
+def test_valued_partitioned_gauge_is_replayed_in_one_process(tmp_path: Path) -> None:
+    """A partitioned gauge fed float values (whose sums round by the order partitions interleave)
+    is not merged: the spec is named as unsupported and --jobs 2 still gives one process's sums."""
+    spec = load_spec(VALUED_PARTS, "valued.toml")
+    reason = unsupported(spec)
+    assert reason is not None and "t_load" in reason and "value" in reason
+    rng = random.Random(5)
+    events = [
+        {"event": rng.choice(["pay", "pay", "exit"]), "pid": rng.choice([1, 2, 3]),
+         "amount": rng.choice([0.1, 0.7, 1e16, 3.3]), "timestamp": ts(i)}
+        for i in range(3000)
+    ]  # fmt: skip
+    log = tmp_path / "t.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    spec_file = tmp_path / "valued.toml"
+    spec_file.write_text(VALUED_PARTS)
+    results = []
+    for jobs in (1, 2):
+        out, err = tmp_path / f"out{jobs}.txt", io.StringIO()
+        options = ReplayOptions(
+            files=[str(log)], spec=str(spec_file), output=str(out), jobs=jobs, quiet=True
+        )
+        assert run(options, stderr=err) == 0
+        results.append(out.read_bytes())
+        if jobs == 2:
+            assert "one process, not 2: metric t_load" in err.getvalue()
+    assert results[1] == results[0]
+
+
 def damaged_set(tmp: Path) -> list[Path]:
     """A rotated set given shuffled: a truncated .gz, a corrupt .gz, a multi-member .gz, plain."""
     events = big_log(4000, 2).splitlines(keepends=True)
