@@ -21,7 +21,8 @@ end exactly where one process reading everything in order would, bit for bit:
   partitions the stretch may create is kept too: where that could reach the cap (the overflow
   partition's order matters) ``mergeable`` says no;
 - an info metric: its latest label tuple;
-- the self-counters of reading (``record``), invalid values and values cut, all whole numbers.
+- the self-counters of reading (``record``), invalid values, values cut and exemplars skipped
+  (replay writes no exemplars, but counts the updates that could keep none), all whole numbers.
 
 Series keys keep the order they were first seen in, so the merge admits new series against the
 cap in the order one reader would. Where that order cannot be reproduced (series of a metric
@@ -253,6 +254,7 @@ class Delta:
     last_event_timestamp: float | None = None
     invalid_values: dict[str, float] = field(default_factory=dict)
     label_values_too_long: dict[str, float] = field(default_factory=dict)
+    exemplars_skipped: dict[str, float] = field(default_factory=dict)
 
 
 class Partial:
@@ -272,6 +274,7 @@ class Partial:
         }
         self.invalid_values: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
+        self.exemplars_skipped: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
         self._bytes = 0
         self._last: float | None = None
@@ -325,6 +328,7 @@ class Partial:
             self._last,
             {k: v for k, v in self.invalid_values.items() if v},
             {k: v for k, v in self.label_values_too_long.items() if v},
+            {k: v for k, v in self.exemplars_skipped.items() if v},
         )
         self.reset()
         return delta
@@ -336,7 +340,7 @@ class Partial:
                 s.current = None
             else:
                 s.clear()
-        for d in (self.invalid_values, self.label_values_too_long):
+        for d in (self.invalid_values, self.label_values_too_long, self.exemplars_skipped):
             for k in d:
                 d[k] = 0.0
         self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
@@ -421,6 +425,8 @@ class Merger:
             store.invalid_values[name] += v
         for name, v in delta.label_values_too_long.items():
             store.label_values_too_long[name] += v
+        for name, v in delta.exemplars_skipped.items():
+            store.exemplars_skipped[name] += v
 
 
 def _parts_fit(state: GaugeState, name: str, deltas: list[Delta]) -> bool:

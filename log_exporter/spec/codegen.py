@@ -550,6 +550,10 @@ def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> No
             else:
                 sign = -1.0 if r.op == "dec" else 1.0
                 body.emit(f"c[1].append({sign!r} * {amount})")
+    if m.exemplar is not None and m.kind != "gauge":
+        # Replay writes no exemplars but counts, as the store does, the updates that keep none.
+        skipped = gen.const(partial.exemplars_skipped, "exemplars_skipped")
+        body.nested(f"if not ({_exemplar_fits(body, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
     if r.value is not None:
         invalid = f"{gen.const(partial.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
         scope.nested("else:").emit(invalid)

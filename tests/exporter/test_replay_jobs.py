@@ -44,7 +44,7 @@ WHO = (
 # Every kind of state the merge keeps, caps and floors included: a unit counter, a valued one,
 # a counter fed both ways, gauges with a whole floor, without one, with a fractional floor and
 # sets, gauges kept per partition (with and without a floor, resets of one partition and of
-# all, the cap on partitions), a histogram and an info metric.
+# all, the cap on partitions), a histogram and an info metric; exemplars skipped are counted.
 SPEC_TEXT = """
 version = 1
 series_cap = {cap}
@@ -55,6 +55,7 @@ type = "counter"
 help = "hits"
 events = ["hit", "ping"]
 labels = ["who"]
+exemplar = "trace"
 
 [metrics.t_amount_total]
 type = "counter"
@@ -123,6 +124,7 @@ events = ["pay"]
 value = "amount"
 buckets = [0.1, 1, 10]
 labels = ["who"]
+exemplar = "trace"
 
 [metrics.t_info]
 type = "info"
@@ -179,6 +181,8 @@ def ts(seconds: float) -> str:
 
 AMOUNTS = st.sampled_from([0.1, 0.7, 0.001, 3, 2.5, -2.5, 1e16, "x", None, 1e-300, 0.3])
 EVENTS = st.sampled_from(["hit", "pay", "set", "start", "ping", "other", "exit", "stop"])
+# Exemplar values: usable, missing, not a string, too long to keep.
+TRACES = st.sampled_from(["t-1", "t-2", None, 7, "t" * 200])
 # Partitions: a few processes, a missing pid ("unknown") and one cut to __overflow__.
 PIDS = st.sampled_from([101, 102, 103, 104, 105, None, "p" * 40])
 
@@ -205,6 +209,9 @@ def lines(draw: st.DrawFn) -> list[bytes]:
             pid = draw(PIDS)
             if pid is not None:
                 event["pid"] = pid
+            trace = draw(TRACES)
+            if trace is not None:
+                event["trace"] = trace
             amount = draw(AMOUNTS)
             if amount is not None:
                 event["amount"] = amount
