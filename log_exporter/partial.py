@@ -13,8 +13,16 @@ end exactly where one process reading everything in order would, bit for bit:
   ``max(c, start + a)`` (exact: every value it takes is a whole number);
 - any other gauge series: the value of its last ``set`` (floored) if any, then the signed
   changes after it in order, replayed with the floor by the merge;
+- a partitioned gauge (the spec's ``partition``; ``inc``/``dec`` without a value, a whole-number
+  or no floor, ``reset``, ``reset_all``): whether a ``reset_all`` was seen (the state before it
+  no longer matters), then per partition whether a ``reset`` dropped its earlier share and, per
+  series, the net change and least value of its share since (as above, per share); every value
+  is a whole number, so a series, the sum of its shares, comes out exact in any order. How many
+  partitions the stretch may create is kept too: where that could reach the cap (the overflow
+  partition's order matters) ``mergeable`` says no;
 - an info metric: its latest label tuple;
-- the self-counters of reading (``record``), invalid values and values cut, all whole numbers.
+- the self-counters of reading (``record``), invalid values, values cut and exemplars skipped
+  (replay writes no exemplars, but counts the updates that could keep none), all whole numbers.
 
 Series keys keep the order they were first seen in, so the merge admits new series against the
 cap in the order one reader would. Where that order cannot be reproduced (series of a metric
@@ -40,6 +48,7 @@ __all__ = [
     "Delta",
     "Merger",
     "Mode",
+    "PartShares",
     "Partial",
     "PartialInfo",
     "PartialSeries",
@@ -48,9 +57,9 @@ __all__ = [
     "unsupported",
 ]
 
-Mode = Literal["count", "amounts", "hist", "steps", "ops", "info"]
+Mode = Literal["count", "amounts", "hist", "steps", "ops", "parts", "info"]
 # Modes whose result depends on the order of the events when several keys share a series.
-_ORDERED: Final = frozenset({"amounts", "hist", "ops"})
+_ORDERED: Final = frozenset({"amounts", "hist", "ops", "parts"})
 NEG_INF: Final = -math.inf
 
 
@@ -70,10 +79,26 @@ def unsupported(spec: Spec) -> str | None:
         ops = allowed.get(m.kind)
         if ops is None:
             return f"metric {m.name}: type {m.kind!r} has no exact merge"
+        if m.partition is not None:
+            # A share's changes add up to its series in event order: exact only for whole
+            # numbers, which sum the same in any order.
+            for r in m.rules:
+                if r.op not in _PART_OPS or r.value is not None:
+                    return (
+                        f"metric {m.name}: op {r.op!r}"
+                        f"{' with a value' if r.value is not None else ''}"
+                        " of a partitioned gauge has no exact merge"
+                    )
+            if not _whole_floor(m.floor):
+                return f"metric {m.name}: a partitioned gauge's fractional floor has no exact merge"
+            continue
         for r in m.rules:
             if r.op not in ops:
                 return f"metric {m.name}: op {r.op!r} has no exact merge"
     return None
+
+
+_PART_OPS: Final = frozenset({"inc", "dec", "reset", "reset_all"})
 
 
 def _whole_floor(floor: float | None) -> bool:
@@ -88,6 +113,8 @@ def mode_of(m: MetricSpec) -> Mode:
         return "info"
     if m.kind == "histogram":
         return "hist"
+    if m.partition is not None:
+        return "parts"
     valued = any(r.value is not None for r in m.rules)
     if m.kind == "counter":
         return "amounts" if valued else "count"
@@ -97,9 +124,25 @@ def mode_of(m: MetricSpec) -> Mode:
 
 
 class PartialSeries:
-    """The partial series of one counter, gauge or histogram, keyed in first-seen order."""
+    """The partial series of one counter, gauge or histogram, keyed in first-seen order.
 
-    __slots__ = ("floor", "limit", "mode", "name", "nbuckets", "series")
+    A partitioned gauge (mode ``parts``) keeps its series' keys only (for their admission) and
+    its shares in ``parts``, written by ``step``, ``reset`` and ``reset_all``.
+    """
+
+    __slots__ = (
+        "cleared",
+        "first",
+        "floor",
+        "last",
+        "later",
+        "limit",
+        "mode",
+        "name",
+        "nbuckets",
+        "parts",
+        "series",
+    )
 
     def __init__(self, m: MetricSpec, mode: Mode) -> None:
         self.name = m.name
@@ -108,6 +151,12 @@ class PartialSeries:
         self.limit = m.definition.cap
         self.nbuckets = len(m.definition.buckets)
         self.series: dict[tuple[str, ...], Any] = {}
+        # Partition -> [dropped by a reset, {key: [net, least]}, shares created since].
+        self.parts: dict[str, list[Any]] = {}
+        self.cleared = False  # a reset_all was seen
+        # Partitions possibly created: before the first reset_all, the most after one, and
+        # since the latest (an upper bound: one seen first may already exist in the store).
+        self.first = self.later = self.last = 0
 
     def new(self, key: tuple[str, ...], cell: Any) -> Any:
         """Start the series ``key`` with ``cell`` (the generated code's call on a new key)."""
@@ -115,6 +164,72 @@ class PartialSeries:
             raise TooWide(self.name)
         self.series[key] = cell
         return cell
+
+    def step(self, part: str, key: tuple[str, ...], d: int) -> None:
+        """Partition ``part``'s share of series ``key`` goes up (1) or down (-1), floored."""
+        if key not in self.series:
+            self.new(key, None)
+        entry = self.parts.get(part)
+        if entry is None or not entry[2]:
+            if entry is None:
+                if len(self.parts) > self.limit:
+                    raise TooWide(self.name)
+                entry = self.parts[part] = [False, {}, False]
+            entry[2] = True  # the store creates the partition here (or finds it)
+            self.last += 1
+            if self.cleared:
+                self.later = max(self.later, self.last)
+            else:
+                self.first = self.last
+        cell = entry[1].get(key)
+        if cell is None:
+            cell = entry[1][key] = [0, NEG_INF]
+        cell[0] += d
+        floor = self.floor
+        if floor is not None:
+            least = cell[1] + d
+            cell[1] = floor if least < floor else least
+
+    def reset(self, part: str) -> None:
+        """Partition ``part`` is forgotten: its share so far no longer matters."""
+        if part not in self.parts and len(self.parts) > self.limit:
+            raise TooWide(self.name)
+        self.parts[part] = [True, {}, False]
+
+    def reset_all(self) -> None:
+        """Every partition is forgotten: nothing before this matters for the shares."""
+        self.parts.clear()
+        self.cleared = True
+        self.last = 0
+
+    def take_parts(self) -> PartShares | None:
+        """What the partitioned gauge gathered (None if nothing), emptied in place."""
+        out = None
+        if self.series or self.parts or self.cleared:
+            out = PartShares(
+                dict(self.series), self.cleared, dict(self.parts), self.first, self.later, self.last
+            )
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        """Forget what was gathered; in place, since the bound program holds these objects."""
+        self.series.clear()
+        self.parts.clear()
+        self.cleared = False
+        self.first = self.later = self.last = 0
+
+
+@dataclass(slots=True)
+class PartShares:
+    """A partitioned gauge's part of a ``Delta`` (see ``PartialSeries``); plain data."""
+
+    keys: dict[tuple[str, ...], Any]  # series updated, in first-seen order
+    cleared: bool
+    parts: dict[str, list[Any]]
+    first: int
+    later: int
+    last: int
 
 
 class PartialInfo:
@@ -139,6 +254,7 @@ class Delta:
     last_event_timestamp: float | None = None
     invalid_values: dict[str, float] = field(default_factory=dict)
     label_values_too_long: dict[str, float] = field(default_factory=dict)
+    exemplars_skipped: dict[str, float] = field(default_factory=dict)
 
 
 class Partial:
@@ -158,6 +274,7 @@ class Partial:
         }
         self.invalid_values: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
+        self.exemplars_skipped: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
         self._bytes = 0
         self._last: float | None = None
@@ -193,6 +310,10 @@ class Partial:
                 if s.current is not None:
                     series[name] = s.current
                     s.current = None
+            elif s.mode == "parts":
+                shares = s.take_parts()
+                if shares is not None:
+                    series[name] = shares
             elif s.series:
                 # Copied and emptied in place: the bound program holds this very dict.
                 series[name] = dict(s.series)
@@ -207,6 +328,7 @@ class Partial:
             self._last,
             {k: v for k, v in self.invalid_values.items() if v},
             {k: v for k, v in self.label_values_too_long.items() if v},
+            {k: v for k, v in self.exemplars_skipped.items() if v},
         )
         self.reset()
         return delta
@@ -217,8 +339,8 @@ class Partial:
             if isinstance(s, PartialInfo):
                 s.current = None
             else:
-                s.series.clear()
-        for d in (self.invalid_values, self.label_values_too_long):
+                s.clear()
+        for d in (self.invalid_values, self.label_values_too_long, self.exemplars_skipped):
             for k in d:
                 d[k] = 0.0
         self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
@@ -248,7 +370,9 @@ class Merger:
         """Whether ``deltas``, applied in order, reproduce one reader exactly (see module doc).
 
         False when a metric whose result depends on the order of its events would send a new
-        series to ``__overflow__``: there the events of several keys interleave.
+        series to ``__overflow__``: there the events of several keys interleave; and when a
+        partitioned gauge could create a partition past its cap (which would share the overflow
+        partition's, in the order of the events).
         """
         for name, state in store.states.items():
             mode = self.modes[name]
@@ -259,8 +383,13 @@ class Merger:
             real = state.real
             cap = state.definition.cap
             added: set[tuple[str, ...]] = set()
+            if mode == "parts":
+                assert isinstance(state, GaugeState)
+                if not _parts_fit(state, name, deltas):
+                    return False
             for d in deltas:
-                for k in d.series.get(name, ()):
+                data = d.series.get(name, ())
+                for k in data.keys if isinstance(data, PartShares) else data:
                     if k in state.series or k in added:
                         continue
                     if real >= cap:
@@ -277,6 +406,10 @@ class Merger:
             if isinstance(state, InfoState):
                 state.current = data
                 continue
+            if isinstance(data, PartShares):
+                assert isinstance(state, GaugeState)
+                _apply_parts(state, data)
+                continue
             assert isinstance(state, CounterState | GaugeState | HistogramState)
             _apply_series(state, self.modes[name], self.floors[name], data)
         store.record(
@@ -292,6 +425,54 @@ class Merger:
             store.invalid_values[name] += v
         for name, v in delta.label_values_too_long.items():
             store.label_values_too_long[name] += v
+        for name, v in delta.exemplars_skipped.items():
+            store.exemplars_skipped[name] += v
+
+
+def _parts_fit(state: GaugeState, name: str, deltas: list[Delta]) -> bool:
+    """Whether no partition the deltas create can meet the cap (see ``mergeable``)."""
+    cap = state.definition.cap
+    held = len(state.parts)  # at most this many partitions when a delta starts
+    for d in deltas:
+        data = d.series.get(name)
+        if data is None:
+            continue
+        assert isinstance(data, PartShares)
+        # The j-th partition created finds at most held + j - 1 others: below the cap.
+        if held + data.first > cap or data.later > cap:
+            return False
+        held = data.last if data.cleared else held + data.first
+    return True
+
+
+def _apply_parts(state: GaugeState, data: PartShares) -> None:
+    """A partitioned gauge's shares, as the store's program and resets would have left them.
+
+    Exact because ``mergeable`` held: no key or partition meets a cap, and every value is a
+    whole number, so each series stays the sum of its shares however the changes are added.
+    """
+    series = state.series
+    for key in data.keys:
+        if key not in series:
+            state.real += 1
+            series[key] = 0.0
+    if data.cleared:
+        state.reset_all()
+    parts = state.parts
+    for name, (dropped, cells, _) in data.parts.items():
+        if dropped:
+            state.reset_part(name)
+        if not cells:
+            continue
+        shares = parts.get(name)
+        if shares is None:
+            shares = parts[name] = {}
+        for key, (net, least) in cells.items():
+            mine = shares.get(key, 0.0)
+            value = mine + net
+            new = float(least) if value < least else value
+            shares[key] = new
+            series[key] = series.get(key, 0.0) + (new - mine)
 
 
 def _apply_series(

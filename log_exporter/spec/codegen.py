@@ -484,6 +484,20 @@ def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> No
         scope.emit(f"{gen.const(state, 'info')}.current = {key}")
         return
     mode = state.mode
+    if mode == "parts":
+        # A partitioned gauge: the worker's shares (``PartialSeries.step``); no rule has a value.
+        if r.op == "reset_all":
+            scope.emit(f"{gen.const(state.reset_all, 'reset_all')}()")
+            return
+        assert m.partition is not None
+        pcut = gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+        part = scope.bounded(m.partition, pcut, m.label_value_max_bytes)
+        if r.op == "reset":
+            scope.emit(f"{gen.const(state.reset, 'reset_part')}({part})")
+        else:
+            d = "-1" if r.op == "dec" else "1"
+            scope.emit(f"{gen.const(state.step, 'step')}({part}, {key}, {d})")
+        return
     series = gen.const(state.series, "series")
     new = gen.const(state.new, "new")
     body = scope
@@ -536,6 +550,10 @@ def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> No
             else:
                 sign = -1.0 if r.op == "dec" else 1.0
                 body.emit(f"c[1].append({sign!r} * {amount})")
+    if m.exemplar is not None and m.kind != "gauge":
+        # Replay writes no exemplars but counts, as the store does, the updates that keep none.
+        skipped = gen.const(partial.exemplars_skipped, "exemplars_skipped")
+        body.nested(f"if not ({_exemplar_fits(body, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
     if r.value is not None:
         invalid = f"{gen.const(partial.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
         scope.nested("else:").emit(invalid)

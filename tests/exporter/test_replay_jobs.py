@@ -29,6 +29,7 @@ from log_exporter.replay import ReplayOptions, replay_final, replay_steps, run, 
 from log_exporter.sources import open_sources
 from log_exporter.spec import Spec, compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
+from tests.support.replay_model import make_items, write_rotated_set
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 WHO = (
@@ -42,7 +43,8 @@ WHO = (
 
 # Every kind of state the merge keeps, caps and floors included: a unit counter, a valued one,
 # a counter fed both ways, gauges with a whole floor, without one, with a fractional floor and
-# sets, a histogram and an info metric.
+# sets, gauges kept per partition (with and without a floor, resets of one partition and of
+# all, the cap on partitions), a histogram and an info metric; exemplars skipped are counted.
 SPEC_TEXT = """
 version = 1
 series_cap = {cap}
@@ -53,6 +55,7 @@ type = "counter"
 help = "hits"
 events = ["hit", "ping"]
 labels = ["who"]
+exemplar = "trace"
 
 [metrics.t_amount_total]
 type = "counter"
@@ -90,6 +93,30 @@ rules = [
     {{ events = ["hit"], op = "dec" }},
 ]
 
+[metrics.t_inflight]
+type = "gauge"
+help = "per process, floored at 0"
+floor = 0
+partition = "pid"
+labels = ["who"]
+rules = [
+    {{ events = ["hit"], op = "inc" }},
+    {{ events = ["pay"], op = "dec" }},
+    {{ events = ["exit"], op = "reset" }},
+    {{ events = ["stop"], op = "reset_all" }},
+]
+
+[metrics.t_queued]
+type = "gauge"
+help = "per process, no floor, no labels"
+partition = "pid"
+rules = [
+    {{ events = ["set", "hit"], op = "dec" }},
+    {{ events = ["ping", "pay"], op = "inc" }},
+    {{ events = ["exit", "stop"], op = "reset" }},
+    {{ events = ["start"], op = "reset_all" }},
+]
+
 [metrics.t_seconds]
 type = "histogram"
 help = "observed"
@@ -97,6 +124,7 @@ events = ["pay"]
 value = "amount"
 buckets = [0.1, 1, 10]
 labels = ["who"]
+exemplar = "trace"
 
 [metrics.t_info]
 type = "info"
@@ -152,7 +180,11 @@ def ts(seconds: float) -> str:
 
 
 AMOUNTS = st.sampled_from([0.1, 0.7, 0.001, 3, 2.5, -2.5, 1e16, "x", None, 1e-300, 0.3])
-EVENTS = st.sampled_from(["hit", "pay", "set", "start", "ping", "other"])
+EVENTS = st.sampled_from(["hit", "pay", "set", "start", "ping", "other", "exit", "stop"])
+# Exemplar values: usable, missing, not a string, too long to keep.
+TRACES = st.sampled_from(["t-1", "t-2", None, 7, "t" * 200])
+# Partitions: a few processes, a missing pid ("unknown") and one cut to __overflow__.
+PIDS = st.sampled_from([101, 102, 103, 104, 105, None, "p" * 40])
 
 
 @st.composite
@@ -174,6 +206,12 @@ def lines(draw: st.DrawFn) -> list[bytes]:
             if draw(st.integers(0, 9)):
                 event["timestamp"] = ts(t)
             event["who"] = draw(st.sampled_from(WHO))
+            pid = draw(PIDS)
+            if pid is not None:
+                event["pid"] = pid
+            trace = draw(TRACES)
+            if trace is not None:
+                event["trace"] = trace
             amount = draw(AMOUNTS)
             if amount is not None:
                 event["amount"] = amount
@@ -230,10 +268,12 @@ def test_any_log_cut_anywhere_gives_the_output_of_one_process(
     fmt: str,
 ) -> None:
     """Random events, files, split points and job counts: output and summary byte-identical to
-    one process, in both formats (caps, overflow, floors, sets, oversized lines included)."""
+    one process, in both formats (caps, overflow, floors, sets, partitions and their resets,
+    oversized lines included)."""
     tmp = tmp_path_factory.mktemp("jobs")
     files = write_files(tmp, log, [c for c in cuts if c <= len(log)], zipped)
     spec = make_spec(cap)
+    assert unsupported(spec) is None  # else everything runs in one process and this shows nothing
     knobs = Knobs(fmt, read_size, read_size * stretch_reads, 100, step)
     assert render(spec, files, jobs, knobs) == render(spec, files, 1, knobs)
 
@@ -242,12 +282,13 @@ def big_log(n: int, seed: int) -> bytes:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        event = rng.choice(["hit", "pay", "set", "start"])
+        event = rng.choice(["hit", "pay", "set", "start", "hit", "pay", "exit", "stop"])
         amount = rng.choice([0.1, 0.7, 3, 0.001])
         who = rng.choice(WHO[:3])
+        pid = rng.choice([101, 102, 103])
         out.append(
             f'{{"event":"{event}","timestamp":"{ts(i / 10)}","who":"{who}",'
-            f'"amount":{amount},"version":"{i % 3}"}}\n'.encode()
+            f'"amount":{amount},"version":"{i % 3}","pid":{pid}}}\n'.encode()
         )
     return b"".join(out)
 
@@ -313,6 +354,106 @@ def test_overflow_of_interleaved_keys_equals_one_process(tmp_path: Path, fmt: st
 def test_built_in_spec_is_replayed_in_parallel() -> None:
     """SustainBot's own spec has nothing the merge cannot reproduce, so --jobs applies to it."""
     assert unsupported(load_default_spec()) is None
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+def test_sustainbot_logs_are_merged_from_workers_not_replayed_in_one_process(
+    tmp_path: Path, fmt: str
+) -> None:
+    """A rotated SustainBot log set (requests in flight per pid, workers starting and exiting, the
+    service restarting) replays with --jobs 2 byte-identically to --jobs 1, every stretch merged."""
+    items = make_items(random.Random(7), 3000, BASE, junk=0.01, untimed=0.02)
+    files = write_rotated_set(tmp_path, items)
+    spec = load_default_spec()
+    knobs = Knobs(fmt, 4096, 16384, 8192, step=60.0)
+    one = render(spec, files, 1, knobs)
+    assert b"sustainbot_active_requests" in one[0]
+    assert render(spec, files, 2, knobs) == one
+
+    store = Store(spec.definitions)
+    outcome = replay_parallel(
+        spec, open_sources([str(f) for f in files]), Pipeline(compile_spec(spec), store), 2,
+        _Quiet(), read_size=4096, stretch_bytes=16384,
+    )  # fmt: skip
+    assert outcome.serial == 0
+
+
+def partition_cap_log() -> bytes:
+    """Two 4 KiB stretches: the first fills the cap (2) with pids 1 and 2; the second brings
+    pids 3 and 4, which share the overflow partition in log order, around a reset of pid 1."""
+    first = [("hit", 1), ("hit", 2), ("hit", 2)]
+    second = [("hit", 3), ("exit", 1), ("hit", 4), ("pay", 3), ("hit", 5), ("pay", 4)]
+    out = []
+    for part in (first, second):
+        chunk = b"".join(
+            f'{{"event":"{e}","timestamp":"{ts(i)}","who":"a","pid":{p}}}\n'.encode()
+            for i, (e, p) in enumerate(part)
+        )
+        out.append(chunk + b" " * (4096 - len(chunk) - 1) + b"\n")
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+def test_partitions_past_the_cap_in_a_stretch_equal_one_process(tmp_path: Path, fmt: str) -> None:
+    """Partitions created past the cap within a stretch (the overflow partition, a reset freeing
+    a place): that stretch is replayed in order by the parent, and the output is one process's."""
+    log = tmp_path / "t.jsonl"
+    log.write_bytes(partition_cap_log())
+    spec = make_spec(2)
+    knobs = Knobs(fmt, 1024, 4096, 8192)
+    one = render(spec, [log], 1, knobs)
+    assert render(spec, [log], 2, knobs) == one
+
+    store = Store(spec.definitions)
+    outcome = replay_parallel(
+        spec, open_sources([str(log)]), Pipeline(compile_spec(spec), store), 2, _Quiet(),
+        read_size=1024, stretch_bytes=4096,
+    )  # fmt: skip
+    assert outcome.serial == 1
+    assert store.states["t_inflight"].overflowed > 0
+
+
+VALUED_PARTS = """
+version = 1
+
+[metrics.t_load]
+type = "gauge"
+help = "per process, valued"
+partition = "pid"
+rules = [
+    { events = ["pay"], op = "inc", value = "amount" },
+    { events = ["exit"], op = "reset" },
+]
+"""
+
+
+def test_valued_partitioned_gauge_is_replayed_in_one_process(tmp_path: Path) -> None:
+    """A partitioned gauge fed float values (whose sums round by the order partitions interleave)
+    is not merged: the spec is named as unsupported and --jobs 2 still gives one process's sums."""
+    spec = load_spec(VALUED_PARTS, "valued.toml")
+    reason = unsupported(spec)
+    assert reason is not None and "t_load" in reason and "value" in reason
+    rng = random.Random(5)
+    events = [
+        {"event": rng.choice(["pay", "pay", "exit"]), "pid": rng.choice([1, 2, 3]),
+         "amount": rng.choice([0.1, 0.7, 1e16, 3.3]), "timestamp": ts(i)}
+        for i in range(3000)
+    ]  # fmt: skip
+    log = tmp_path / "t.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    spec_file = tmp_path / "valued.toml"
+    spec_file.write_text(VALUED_PARTS)
+    results = []
+    for jobs in (1, 2):
+        out, err = tmp_path / f"out{jobs}.txt", io.StringIO()
+        options = ReplayOptions(
+            files=[str(log)], spec=str(spec_file), output=str(out), jobs=jobs, quiet=True
+        )
+        assert run(options, stderr=err) == 0
+        results.append(out.read_bytes())
+        if jobs == 2:
+            assert "one process, not 2: metric t_load" in err.getvalue()
+    assert results[1] == results[0]
 
 
 def damaged_set(tmp: Path) -> list[Path]:
