@@ -127,6 +127,8 @@ class OpenMetricsEncoder:
             out.append(f"# UNIT {name} {metric.unit}\n")
         add = out.append
         names, legacy, go = self._label_names, self._legacy, _go
+        previous, current = self._previous.get, self._current
+        allowed = ""
         for s in metric.samples:
             if s.native_histogram is not None:
                 return None
@@ -150,11 +152,19 @@ class OpenMetricsEncoder:
             stamp = "" if s.timestamp is None else f" {s.timestamp}"
             exemplar = s.exemplar
             if exemplar:
-                if not _exemplar_allowed(metric, s):
-                    raise ValueError(
-                        f"Metric {name} has exemplars, but is not a histogram bucket or counter"
-                    )
-                add(f"{head} {value}{stamp}{self._suffix(exemplar)}\n")
+                if s.name is not allowed and s.name != allowed:
+                    if not _exemplar_allowed(metric, s):
+                        raise ValueError(
+                            f"Metric {name} has exemplars, but is not a histogram bucket or counter"
+                        )
+                    # A family's exemplars sit on one sample name (all of a counter's on
+                    # _total, of a histogram's on _bucket): check each name once.
+                    allowed = s.name
+                key = id(exemplar)
+                hit = previous(key)
+                suffix = hit[1] if hit is not None and hit[0] is exemplar else _compose(exemplar)
+                current[key] = (exemplar, suffix)
+                add(f"{head} {value}{stamp}{suffix}\n")
             else:
                 add(f"{head} {value}{stamp}\n")
         return out
@@ -177,15 +187,11 @@ class OpenMetricsEncoder:
         self._label_names[name] = f'{name}="'
         return True
 
-    def _suffix(self, exemplar: Exemplar) -> str:
-        key = id(exemplar)
-        hit = self._previous.get(key)
-        if hit is not None and hit[0] is exemplar:
-            text = hit[1]
-        else:
-            inner = ",".join(f'{k}="{_value(v)}"' for k, v in sorted(exemplar.labels.items()))
-            text = f" # {{{inner}}} {_go(exemplar.value)}"
-            if exemplar.timestamp is not None:
-                text += f" {exemplar.timestamp}"
-        self._current[key] = (exemplar, text)
-        return text
+
+def _compose(exemplar: Exemplar) -> str:
+    """An exemplar's `` # {labels} value [timestamp]`` as client_python composes it."""
+    inner = ",".join(f'{k}="{_value(v)}"' for k, v in sorted(exemplar.labels.items()))
+    text = f" # {{{inner}}} {_go(exemplar.value)}"
+    if exemplar.timestamp is not None:
+        text += f" {exemplar.timestamp}"
+    return text
