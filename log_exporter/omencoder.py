@@ -3,10 +3,10 @@
 
 client_python composes every exemplar afresh on every scrape (label escaping, name checks,
 number formatting: 2.5-4 µs each), which at 10k series made the OpenMetrics page cost 40-70%
-more with exemplars than without. The store's collector hands out the same ``Exemplar`` object
-while a series' kept exemplar is unchanged (``collector.ExemplarCache``), so this encoder keeps
-the composed `` # {...} value timestamp`` suffix per object, checked with ``is`` as that cache
-does: an unchanged exemplar costs a lookup and a concatenation.
+more with exemplars than without. The store's collector hands out the same exemplar object
+while a series' kept exemplar is unchanged (``collector.ExemplarCache``), a ``ComposedExemplar``
+that keeps the `` # {...} value timestamp`` suffix once composed: an unchanged exemplar costs
+an attribute lookup and a concatenation. Other exemplars are composed each time.
 
 Anything our collectors never produce (native histograms, names outside the legacy charset) is
 handed to client_python's own code, so the output stays its output; tests pin the equality over
@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
 
-__all__ = ["OpenMetricsEncoder"]
+__all__ = ["ComposedExemplar", "OpenMetricsEncoder"]
 
 _INF = math.inf
 _NAMES_KEPT = 10_000
@@ -68,6 +68,17 @@ def _exemplar_allowed(metric: Metric, sample: Sample) -> bool:
     return False
 
 
+class ComposedExemplar(Exemplar):
+    """An ``Exemplar`` that keeps its composed text once a render composed it, for the next.
+
+    The store's collector hands out one while the series' kept exemplar is unchanged
+    (``collector.ExemplarCache``), so an unchanged exemplar costs an attribute lookup.
+    """
+
+    # Not in the tuple: other encoders and ``==`` see a plain Exemplar.
+    text: str | None = None
+
+
 class _Metrics:
     """A registry of already collected families, for handing one to client_python's encoder."""
 
@@ -79,17 +90,14 @@ class _Metrics:
 
 
 class OpenMetricsEncoder:
-    """Renders a registry as OpenMetrics text; one instance serves every scrape, so that an
-    exemplar unchanged since the previous render is not composed again.
+    """Renders a registry as OpenMetrics text (of ``version``: it only decides whether native
+    histograms, which client_python writes for us, appear); one instance serves every scrape.
 
-    Two renders at once may miss the cache (each swaps it when done), never mix it up: an entry
-    holds its exemplar, so the ``id`` it is keyed by cannot be reused while it is cached.
+    Two renders at once may both compose an exemplar's text; they compose the same string.
     """
 
     def __init__(self, version: str = "1.0.0") -> None:
         self._version = version
-        self._previous: dict[int, tuple[Exemplar, str]] = {}
-        self._current: dict[int, tuple[Exemplar, str]] = {}
         # Names seen in the legacy charset (metric and sample names; label names with their
         # ``name="`` prefix): a render checks each once. Bounded, though the names of a page
         # are few: they come from the spec and the collectors, not from clients.
@@ -113,7 +121,6 @@ class OpenMetricsEncoder:
             else:
                 out += lines
         out.append("# EOF\n")
-        self._previous, self._current = self._current, {}
         return "".join(out).encode("utf-8")
 
     def _family(self, metric: Metric) -> list[str] | None:
@@ -127,7 +134,6 @@ class OpenMetricsEncoder:
             out.append(f"# UNIT {name} {metric.unit}\n")
         add = out.append
         names, legacy, go = self._label_names, self._legacy, _go
-        previous, current = self._previous.get, self._current
         allowed = ""
         for s in metric.samples:
             if s.native_histogram is not None:
@@ -160,10 +166,12 @@ class OpenMetricsEncoder:
                     # A family's exemplars sit on one sample name (all of a counter's on
                     # _total, of a histogram's on _bucket): check each name once.
                     allowed = s.name
-                key = id(exemplar)
-                hit = previous(key)
-                suffix = hit[1] if hit is not None and hit[0] is exemplar else _compose(exemplar)
-                current[key] = (exemplar, suffix)
+                if type(exemplar) is ComposedExemplar:
+                    suffix = exemplar.text
+                    if suffix is None:
+                        suffix = exemplar.text = _compose(exemplar)
+                else:
+                    suffix = _compose(exemplar)
                 add(f"{head} {value}{stamp}{suffix}\n")
             else:
                 add(f"{head} {value}{stamp}\n")

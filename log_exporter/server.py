@@ -155,7 +155,7 @@ def select_encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], s
     return encoder, content_type
 
 
-# One encoder per version a client asked for, kept so an unchanged exemplar is not composed
+# One encoder per version a client asked for, kept so the names it checked are not checked
 # again; the version comes from a client's header, so only a few are kept.
 _OPENMETRICS: dict[str, OpenMetricsEncoder] = {}
 _OPENMETRICS_KEPT = 4

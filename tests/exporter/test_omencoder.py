@@ -19,7 +19,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Exemplar, Timestamp
 
 from log_exporter.collector import StoreCollector, register_standard
-from log_exporter.omencoder import OpenMetricsEncoder
+from log_exporter.omencoder import ComposedExemplar, OpenMetricsEncoder
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import select_encoder
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
@@ -70,8 +70,10 @@ _timestamp = st.one_of(
     st.floats(min_value=0, max_value=4e9),
     st.builds(Timestamp, st.integers(0, 4_000_000_000), st.integers(0, 999_999_999)),
 )
-_exemplar = st.builds(
-    Exemplar, st.dictionaries(_legacy, _text, min_size=1, max_size=2), _number, _timestamp
+# Plain ones (any collector's) and the store's, which keep their composed text.
+_exemplar = st.one_of(
+    st.builds(kind, st.dictionaries(_legacy, _text, min_size=1, max_size=2), _number, _timestamp)
+    for kind in (Exemplar, ComposedExemplar)
 )
 # (type, the sample suffixes it writes, whether those samples may carry an exemplar)
 _KINDS = {
