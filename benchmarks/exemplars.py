@@ -18,6 +18,7 @@ with the spread seen. The variants differ only in the spec's ``exemplar = "trace
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_catchup import make_lines
@@ -179,7 +181,7 @@ def catchup_serve(rounds: int, lines: list[bytes]) -> None:
             start = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
-                 str(specs[variant]), "--listen", f"127.0.0.1:{port}", "--log-level", "warning"]
+                 str(specs[variant]), "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warning"]
             )  # fmt: skip
             try:
                 end = time.monotonic() + 300
@@ -205,9 +207,12 @@ def render(rounds: int, series: int, share: float, title: str) -> None:
         registry = CollectorRegistry()
         registry.register(StoreCollector(fed(text, work)))
         registries[variant] = registry
-    # The encoders the server picks: Prometheus's Accept header, and none (the text format).
+    # The encoders the server picks: Prometheus's Accept header, and none (the text format);
+    # and client_python's OpenMetrics encoder, which the server used before its own.
     om, plain = select_encoder(OPENMETRICS)[0], select_encoder("")[0]
-    for name, encode in (("text", plain), ("OpenMetrics", om)):
+    client_python = functools.partial(openmetrics_latest, escaping="allow-utf-8")
+    encoders = (("text", plain), ("OpenMetrics", om), ("OpenMetrics, client_python", client_python))
+    for name, encode in encoders:
 
         def measure(
             variant: Variant, encode: Callable[[CollectorRegistry], bytes] = encode
@@ -247,7 +252,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--serve-rounds", type=int, default=4)
+    parser.add_argument("--render-only", action="store_true", help="only the render sections")
     args = parser.parse_args()
+    if args.render_only:
+        render(args.rounds, args.series, 0.0, "counters only")
+        render(args.rounds, args.series, 0.5, "half histograms")
+        return
     mix = make_lines(args.events)
     catchup_in_process(args.rounds, "built-in spec, SustainBot mix", default_spec_text(), mix)
     wide = wide_events(args.series, 0.0, repeat=max(1, args.events // args.series))

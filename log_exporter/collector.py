@@ -26,6 +26,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from log_exporter import buildinfo, selfmetrics
+from log_exporter.omencoder import ComposedExemplar
 from log_exporter.parse import event_time
 from log_exporter.selfmetrics import (
     BUILD_INFO,
@@ -125,19 +126,23 @@ class ExemplarCache:
     costs a lookup, not a timestamp parse and two objects (most series, at 10k of them).
 
     Keyed by the kept entry's identity, checked with ``is`` (the cache holds the entry, so its id
-    cannot be reused while cached): two renders at once may miss, never mix up.
+    cannot be reused while cached): two renders at once may miss, never mix up. An entry shared
+    by two metrics whose exemplar labels differ misses each time, and is still right.
     """
 
     def __init__(self) -> None:
-        self._previous: dict[tuple[int, str], tuple[object, Exemplar]] = {}
-        self._current: dict[tuple[int, str], tuple[object, Exemplar]] = {}
+        self._previous: dict[int, tuple[object, str, Exemplar]] = {}
+        self._current: dict[int, tuple[object, str, Exemplar]] = {}
 
     def get(self, label: str, kept: tuple[str, float, object]) -> Exemplar:
-        key = (id(kept), label)
+        key = id(kept)
         hit = self._previous.get(key)
-        exemplar = hit[1] if hit is not None and hit[0] is kept else _exemplar(label, kept)
-        self._current[key] = (kept, exemplar)
-        return exemplar
+        if hit is None or hit[0] is not kept or hit[1] != label:
+            hit = (kept, label, _exemplar(label, kept))
+        # The previous render's entry itself on a hit: no new objects a scrape for the garbage
+        # collector to look at, at 10k series.
+        self._current[key] = hit
+        return hit[2]
 
     def rendered(self) -> None:
         """One render is done: what it used is what the next one may reuse."""
@@ -271,7 +276,7 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
 def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
     value, amount, raw_time = kept
-    return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
+    return ComposedExemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
 
 
 def _family(m: MetricSnapshot, cache: ExemplarCache | None = None) -> Metric:

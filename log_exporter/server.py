@@ -44,6 +44,7 @@ from prometheus_client.exposition import choose_encoder
 
 from log_exporter import __version__
 from log_exporter.collector import without_exemplars
+from log_exporter.omencoder import OpenMetricsEncoder
 from log_exporter.webconfig import LiveWebConfig, WebConfig
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
@@ -145,10 +146,28 @@ def select_encoder(accept: str) -> tuple[Callable[[CollectorRegistry], bytes], s
     if not content_type.startswith("application/openmetrics-text"):
         # The text format has no exemplars: do not collect them only to be dropped.
         return _without_exemplars(encoder), content_type
-    if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") == "underscores":
-        keywords = {**encoder.keywords, "escaping": "allow-utf-8"}
-        return functools.partial(encoder.func, *encoder.args, **keywords), content_type
+    if isinstance(encoder, functools.partial) and encoder.keywords.get("escaping") in (
+        "underscores",
+        "allow-utf-8",
+    ):
+        # Our own encoder writes client_python's bytes, exemplars composed once (omencoder).
+        return _openmetrics_encoder(str(encoder.keywords.get("version", "1.0.0"))), content_type
     return encoder, content_type
+
+
+# One encoder per version a client asked for, kept so the names it checked are not checked
+# again; the version comes from a client's header, so only a few are kept.
+_OPENMETRICS: dict[str, OpenMetricsEncoder] = {}
+_OPENMETRICS_KEPT = 4
+
+
+def _openmetrics_encoder(version: str) -> OpenMetricsEncoder:
+    encoder = _OPENMETRICS.get(version)
+    if encoder is None:
+        encoder = OpenMetricsEncoder(version)
+        if len(_OPENMETRICS) < _OPENMETRICS_KEPT:
+            _OPENMETRICS[version] = encoder
+    return encoder
 
 
 def _without_exemplars(

@@ -1,0 +1,205 @@
+"""serve's OpenMetrics encoder: client_python's ``openmetrics.exposition.generate_latest`` under
+``escaping=allow-utf-8``, byte for byte, with each exemplar's text composed once and reused.
+
+client_python composes every exemplar afresh on every scrape (label escaping, name checks,
+number formatting: 2.5-4 µs each), which at 10k series made the OpenMetrics page cost 40-70%
+more with exemplars than without. The store's collector hands out the same exemplar object
+while a series' kept exemplar is unchanged (``collector.ExemplarCache``), a ``ComposedExemplar``
+that keeps the `` # {...} value timestamp`` suffix once composed: an unchanged exemplar costs
+an attribute lookup and a concatenation. Other exemplars are composed each time.
+
+Anything our collectors never produce (native histograms, names outside the legacy charset) is
+handed to client_python's own code, so the output stays its output; tests pin the equality over
+generated registries, the golden page and a real sidecar's page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as reference
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar, Sample
+from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
+
+__all__ = ["ComposedExemplar", "OpenMetricsEncoder"]
+
+_INF = math.inf
+_NAMES_KEPT = 10_000
+
+
+def _go(d: float) -> str:
+    """``prometheus_client.utils.floatToGoString``, the same branches in a cheaper order."""
+    d = float(d)
+    s = repr(d)
+    if d - d == 0.0:  # finite
+        if d > 0:
+            dot = s.find(".")
+            if dot > 6:
+                # Go switches to exponents sooner than Python.
+                mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+                return f"{mantissa}e+{dot - 1:02d}"
+        return s
+    if d == _INF:
+        return "+Inf"
+    if d == -_INF:
+        return "-Inf"
+    return "NaN"
+
+
+def _value(text: str) -> str:
+    # Most label values hold none of the three characters; three scans beat three copies.
+    if "\\" in text or "\n" in text or '"' in text:
+        return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return text
+
+
+def _exemplar_allowed(metric: Metric, sample: Sample) -> bool:
+    name = sample.name
+    kind = metric.type
+    if kind == "counter":
+        return name.endswith("_total")
+    if kind == "gaugehistogram":
+        return name.endswith("_bucket")
+    if kind == "histogram":
+        return name.endswith("_bucket") or name == metric.name
+    return False
+
+
+class ComposedExemplar(Exemplar):
+    """An ``Exemplar`` that keeps its composed text once a render composed it, for the next.
+
+    The store's collector hands out one while the series' kept exemplar is unchanged
+    (``collector.ExemplarCache``), so an unchanged exemplar costs an attribute lookup.
+    """
+
+    # Not in the tuple: other encoders and ``==`` see a plain Exemplar.
+    text: str | None = None
+
+
+class _Metrics:
+    """A registry of already collected families, for handing one to client_python's encoder."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+class OpenMetricsEncoder:
+    """Renders a registry as OpenMetrics text (of ``version``: it only decides whether native
+    histograms, which client_python writes for us, appear); one instance serves every scrape.
+
+    Two renders at once may both compose an exemplar's text; they compose the same string.
+    """
+
+    def __init__(self, version: str = "1.0.0") -> None:
+        self._version = version
+        # Names seen in the legacy charset (metric and sample names; label names with their
+        # ``name="`` prefix): a render checks each once. Bounded, though the names of a page
+        # are few: they come from the spec and the collectors, not from clients.
+        self._legacy: set[str] = set()
+        self._label_names: dict[str, str] = {}
+
+    def __call__(self, registry: Collector) -> bytes:
+        out: list[str] = []
+        for metric in registry.collect():
+            try:
+                lines = self._family(metric)
+            except Exception as exception:
+                exception.args = (exception.args or ("",)) + (metric,)
+                raise
+            if lines is None:
+                # Something only client_python's own code writes the way it does.
+                page = reference.generate_latest(  # type: ignore[no-untyped-call]
+                    _Metrics([metric]), escaping=reference.ALLOWUTF8, version=self._version
+                )
+                out.append(page.decode("utf-8").removesuffix("# EOF\n"))
+            else:
+                out += lines
+        out.append("# EOF\n")
+        return "".join(out).encode("utf-8")
+
+    def _family(self, metric: Metric) -> list[str] | None:
+        """The family's lines, or None when a name is outside the legacy charset or a sample is
+        a native histogram (then client_python writes it)."""
+        name = metric.name
+        if not self._legacy_name(name):
+            return None
+        out = [f"# HELP {name} {_value(metric.documentation)}\n", f"# TYPE {name} {metric.type}\n"]
+        if metric.unit:
+            out.append(f"# UNIT {name} {metric.unit}\n")
+        add = out.append
+        names, legacy, go = self._label_names, self._legacy, _go
+        allowed = ""
+        for s in metric.samples:
+            if s.native_histogram is not None:
+                return None
+            if s.name not in legacy and not self._legacy_name(s.name):
+                return None
+            labels = s.labels
+            try:
+                if not labels:
+                    head = s.name
+                elif len(labels) == 1:
+                    ((k, v),) = labels.items()
+                    head = f'{s.name}{{{names[k]}{_value(v)}"}}'
+                else:
+                    inner = '",'.join([names[k] + _value(v) for k, v in sorted(labels.items())])
+                    head = f'{s.name}{{{inner}"}}'
+            except KeyError:
+                if not all(self._label_name(k) for k in labels):
+                    return None
+                return self._family(metric)
+            value = "" if s.value is None else go(s.value)
+            stamp = "" if s.timestamp is None else f" {s.timestamp}"
+            exemplar = s.exemplar
+            if exemplar:
+                if s.name is not allowed and s.name != allowed:
+                    if not _exemplar_allowed(metric, s):
+                        raise ValueError(
+                            f"Metric {name} has exemplars, but is not a histogram bucket or counter"
+                        )
+                    # A family's exemplars sit on one sample name (all of a counter's on
+                    # _total, of a histogram's on _bucket): check each name once.
+                    allowed = s.name
+                if type(exemplar) is ComposedExemplar:
+                    suffix = exemplar.text
+                    if suffix is None:
+                        suffix = exemplar.text = _compose(exemplar)
+                else:
+                    suffix = _compose(exemplar)
+                add(f"{head} {value}{stamp}{suffix}\n")
+            else:
+                add(f"{head} {value}{stamp}\n")
+        return out
+
+    def _legacy_name(self, name: str) -> bool:
+        if name in self._legacy:
+            return True
+        if not _is_valid_legacy_metric_name(name):
+            return False
+        if len(self._legacy) < _NAMES_KEPT:
+            self._legacy.add(name)
+        return True
+
+    def _label_name(self, name: str) -> bool:
+        """True, and the name's ``name="`` remembered, when it is in the legacy charset."""
+        if not _is_valid_legacy_labelname(name):
+            return False
+        if len(self._label_names) >= _NAMES_KEPT:
+            self._label_names.clear()
+        self._label_names[name] = f'{name}="'
+        return True
+
+
+def _compose(exemplar: Exemplar) -> str:
+    """An exemplar's `` # {labels} value [timestamp]`` as client_python composes it."""
+    inner = ",".join(f'{k}="{_value(v)}"' for k, v in sorted(exemplar.labels.items()))
+    text = f" # {{{inner}}} {_go(exemplar.value)}"
+    if exemplar.timestamp is not None:
+        text += f" {exemplar.timestamp}"
+    return text

@@ -1,0 +1,247 @@
+"""serve's own OpenMetrics encoder writes exactly client_python's bytes (``generate_latest`` under
+``escaping=allow-utf-8``, as ``select_encoder`` asked of it before), for every page we produce."""
+
+from __future__ import annotations
+
+import functools
+import re
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest
+from prometheus_client.samples import Exemplar, Timestamp
+
+from log_exporter.collector import StoreCollector, register_standard
+from log_exporter.omencoder import ComposedExemplar, OpenMetricsEncoder
+from log_exporter.pipeline import Pipeline
+from log_exporter.server import select_encoder
+from log_exporter.spec import compile_spec, load_default_spec, load_spec
+from log_exporter.store import Store
+from log_exporter.values import Batch
+from tests.support.serve import in_process_service, run_beside
+from tests.support.waits import wait_for
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+reference = functools.partial(generate_latest, escaping="allow-utf-8")
+
+
+class _Fixed:
+    """A registry of families collected once, so both encoders see the very same samples."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> list[Metric]:
+        return self.metrics
+
+
+def _same(registry: _Fixed | CollectorRegistry, encoder: Callable[..., bytes]) -> None:
+    expected = reference(registry)  # type: ignore[no-untyped-call]
+    assert encoder(registry) == expected
+    # Again: the second render reuses the composed exemplars and must not differ either.
+    assert encoder(registry) == expected
+
+
+# -- generated registries ---------------------------------------------------------------------
+
+_legacy = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True)
+# Any text UTF-8 can carry: quotes, backslashes, newlines, accents, emoji.
+_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('"\\\n{},= #é€😀'), st.characters(blacklist_categories=("Cs",))
+    ),
+    max_size=12,
+)
+_number = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.sampled_from([0.0, -0.0, 1e-7, 123456789.0, 1.5e21, 3.0]),
+)
+_timestamp = st.one_of(
+    st.none(),
+    st.floats(min_value=0, max_value=4e9),
+    st.builds(Timestamp, st.integers(0, 4_000_000_000), st.integers(0, 999_999_999)),
+)
+# Plain ones (any collector's) and the store's, which keep their composed text.
+_exemplar = st.one_of(
+    st.builds(kind, st.dictionaries(_legacy, _text, min_size=1, max_size=2), _number, _timestamp)
+    for kind in (Exemplar, ComposedExemplar)
+)
+# (type, the sample suffixes it writes, whether those samples may carry an exemplar)
+_KINDS = {
+    "counter": (("_total", True), ("_created", False)),
+    "gauge": (("", False),),
+    "histogram": (("_bucket", True), ("_count", False), ("_sum", False), ("", True)),
+    "gaugehistogram": (("_bucket", True), ("_gcount", False)),
+    "summary": (("", False), ("_count", False), ("_sum", False)),
+    "info": (("_info", False),),
+    "stateset": (("", False),),
+    "unknown": (("", False),),
+}
+
+
+@st.composite
+def _family(draw: st.DrawFn) -> Metric:
+    kind = draw(st.sampled_from(sorted(_KINDS)))
+    name = draw(_legacy)
+    metric = Metric(name, draw(_text), kind, unit=draw(st.sampled_from(["", "seconds"])))
+    if metric.unit and not name.endswith("_seconds"):
+        metric.name = name = f"{name}_seconds"
+    for _ in range(draw(st.integers(0, 4))):
+        suffix, exemplar_allowed = draw(st.sampled_from(_KINDS[kind]))
+        labels = draw(st.dictionaries(_legacy, _text, max_size=3))
+        exemplar = draw(st.none() | _exemplar) if exemplar_allowed else None
+        metric.add_sample(name + suffix, labels, draw(_number), draw(_timestamp), exemplar)  # type: ignore[no-untyped-call]
+    return metric
+
+
+@given(st.lists(_family(), max_size=5))
+def test_generated_registries_render_to_client_pythons_exact_bytes(metrics: list[Metric]) -> None:
+    """Any mix of family types, label values, numbers, timestamps and exemplars renders to the
+    same bytes as client_python's encoder, on a first render and on a cached one."""
+    _same(_Fixed(metrics), OpenMetricsEncoder())
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _text, st.floats(0, 100), st.one_of(_text, st.integers(-(2**62), 2**62)), st.booleans()
+        ),
+        max_size=12,
+    )
+)
+def test_generated_store_pages_render_to_client_pythons_exact_bytes(
+    events: list[tuple[str, float, object, bool]],
+) -> None:
+    """The store's own families (counters, histograms, info, self-metrics, exemplars with odd
+    trace ids and labels) render identically, scrape after scrape while events arrive."""
+    spec = load_spec(
+        """
+series_cap = 6
+[metrics.hits_total]
+type = "counter"
+help = "Hits \\\\ by \\"route\\"."
+events = ["request"]
+labels = ["route"]
+exemplar = "trace_id"
+[metrics.latency_seconds]
+type = "histogram"
+help = "Latency."
+events = ["request"]
+value = "seconds"
+buckets = [0.5, 10]
+labels = ["route"]
+exemplar = "trace_id"
+[metrics.build_info]
+type = "info"
+help = "Builds."
+events = ["request"]
+labels = ["route"]
+""",
+        "gen.toml",
+    )
+    store = Store(spec.definitions)
+    pipeline = Pipeline(compile_spec(spec), store)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    encoder = OpenMetricsEncoder()
+    for route, seconds, trace, timestamped in events:
+        event: dict[str, object] = {"event": "request", "route": route, "seconds": seconds}
+        event["trace_id"] = trace
+        if timestamped:
+            event["timestamp"] = "2026-02-01T14:30:00.250Z"
+        line = orjson.dumps(event)
+        pipeline.feed(Batch([line], bytes_read=len(line)))
+        _same(registry, encoder)
+
+
+def test_an_exemplar_on_a_gauge_fails_as_client_python_does() -> None:
+    """A collector's exemplar where OpenMetrics allows none is refused with client_python's
+    error (the server answers 500), not written."""
+    gauge = Metric("g", "A gauge.", "gauge")
+    gauge.add_sample("g", {}, 1.0, None, Exemplar({"a": "b"}, 1.0))  # type: ignore[no-untyped-call]
+    with pytest.raises(ValueError, match="has exemplars") as ours:
+        OpenMetricsEncoder()(_Fixed([gauge]))
+    with pytest.raises(ValueError) as theirs:
+        reference(_Fixed([gauge]))  # type: ignore[no-untyped-call]
+    assert ours.value.args == theirs.value.args
+
+
+def test_names_outside_the_legacy_charset_render_as_client_python_quotes_them() -> None:
+    """A metric or label name outside the legacy charset (none of ours, but a collector's may)
+    gets client_python's quoted form, not a broken line."""
+    metric = Metric("odd.name", "Odd.", "gauge")
+    metric.add_sample("odd.name", {"a.b": "x", "ok": "y"}, 2.0)  # type: ignore[no-untyped-call]
+    other = Metric("fine", "Fine.", "gauge")
+    other.add_sample("fine", {"sp ace": "v"}, 1.0)  # type: ignore[no-untyped-call]
+    _same(_Fixed([metric, other]), OpenMetricsEncoder())
+
+
+# -- the pages we serve -----------------------------------------------------------------------
+
+
+def test_the_golden_contract_page_and_the_standard_collectors_render_identically() -> None:
+    """The contract's page with the process, platform and GC collectors (collected once, their
+    numbers move) is byte for byte client_python's, and is the reviewed golden page."""
+    spec = load_default_spec()
+    store = Store(spec.definitions)
+    data = (FIXTURES / "contract.jsonl").read_bytes()
+    Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n")[:-1], bytes_read=len(data)))
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    encoder, content_type = select_encoder(OPENMETRICS)
+    assert isinstance(encoder, OpenMetricsEncoder)
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert encoder(registry) == (FIXTURES / "contract.expected.om").read_bytes()
+    register_standard(registry)
+    _same(_Fixed(registry.collect()), OpenMetricsEncoder())
+
+
+# Families whose numbers move between two collections (CPU time, memory, GC counts).
+_MOVING = re.compile(r"^# HELP (process_|python_gc_)")
+
+
+def _steady(page: bytes) -> list[str]:
+    families = page.decode().split("\n# HELP ")
+    return [f for f in families if not _MOVING.match("# HELP " + f)]
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def test_a_real_sidecars_openmetrics_scrape_is_client_pythons_page(tmp_path: Path) -> None:
+    """A running ``serve`` answers an OpenMetrics scrape over HTTP with client_python's page of
+    the same registry (the families whose numbers move between two renders aside)."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes((FIXTURES / "contract.jsonl").read_bytes())
+    service = in_process_service(log)
+    pages: list[bytes] = []
+
+    def scrape() -> None:
+        try:
+            url = service.server.url
+            wait_for(lambda: _status(url.replace("/metrics", "/readyz")) == 200, "caught up")
+            request = urllib.request.Request(url, headers={"Accept": OPENMETRICS})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                pages.append(response.read())
+            pages.append(reference(service.registry))  # type: ignore[no-untyped-call]
+        finally:
+            service.request_stop()
+
+    assert run_beside(service, scrape) == 0
+    served, expected = pages
+    assert b"# {trace_id=" in served
+    assert _steady(served) == _steady(expected)
