@@ -181,7 +181,8 @@ def catchup_serve(rounds: int, lines: list[bytes]) -> None:
             start = time.perf_counter()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
-                 str(specs[variant]), "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warning"]
+                 str(specs[variant]), "--web.listen-address", f"127.0.0.1:{port}",
+                 "--log.level", "warn"]
             )  # fmt: skip
             try:
                 end = time.monotonic() + 300

@@ -72,20 +72,32 @@ class Steps:
 class Pipeline:
     """Applies lines to a store with a compiled program. Nothing in a line can raise out of it."""
 
-    def __init__(self, program: Program, store: Store, *, partial: Partial | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        store: Store,
+        *,
+        partial: Partial | None = None,
+        exemplars: bool = True,
+    ) -> None:
         """``partial``: a replay worker's pipeline, writing there instead (``store`` is then
-        left alone)."""
+        left alone). ``exemplars=False``: keep no exemplars (replay writes none)."""
         self.program = program
         self.store = store
+        self._exemplars = exemplars
         self._sink: _Sink = store if partial is None else partial
-        self._dispatch = program.bind(store) if partial is None else program.bind_partial(partial)
+        self._dispatch = (
+            program.bind(store, exemplars=exemplars)
+            if partial is None
+            else program.bind_partial(partial)
+        )
 
     def reload(self, program: Program) -> None:
         """Switch to a reloaded spec, keeping the values of unchanged metrics (see Store)."""
         with self.store.lock:
             self.store.reconfigure(program.spec.definitions)
             self._sink = self.store
-            self._dispatch = program.bind(self.store)
+            self._dispatch = program.bind(self.store, exemplars=self._exemplars)
             self.program = program
 
     def feed(self, batch: Batch) -> None:

@@ -107,7 +107,8 @@ def run(
         print(f"log-exporter replay: one process, not {jobs}: {why}", file=err)
         jobs = 1
     store = Store(spec.definitions)
-    pipeline = Pipeline(compile_spec(spec), store)
+    # Replay writes no exemplars (docs/backfill.md): keeping them would only cost time.
+    pipeline = Pipeline(compile_spec(spec), store, exemplars=False)
     total = sum(s.size for s in sources)
     progress = Progress(err, total, enabled=not options.quiet)
     try:

@@ -213,10 +213,14 @@ class _Generator:
         return self.namespace[name]
 
 
-def store_function(event_type: str, pairs: Pairs, store: Store) -> Apply:
-    """The function applying an event of ``event_type`` to ``store``'s state of each metric."""
+def store_function(event_type: str, pairs: Pairs, store: Store, *, exemplars: bool = True) -> Apply:
+    """The function applying an event of ``event_type`` to ``store``'s state of each metric.
+
+    ``exemplars=False`` (replay, which writes none) keeps no exemplar and only counts, as the
+    store would, the updates whose exemplar could not be kept.
+    """
     gen = _Generator()
-    gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store))
+    gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store, exemplars))
     fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
     return fn
 
@@ -239,7 +243,7 @@ def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
     return fn
 
 
-def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
+def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: bool) -> None:
     """The statements applying one rule of metric ``m`` to its state in ``store``."""
     state = store.states[m.name]
     cut = scope.gen.const(_Cut(m.label_value_max_bytes, store.label_values_too_long, m.name), "cut")
@@ -250,8 +254,11 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store) -> None:
     invalid = f"{scope.gen.const(store.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
     then = None
     if m.exemplar is not None and not isinstance(state, GaugeState):
-        _exemplar_shared(scope, m, r)
-        then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
+        if exemplars:
+            _exemplar_shared(scope, m, r)
+            then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
+        else:
+            then = functools.partial(_exemplar_skip_count, m=m, store=store)
     if isinstance(state, HistogramState):
         _histogram_rule(scope, r, state, key, invalid, then)
     elif isinstance(state, GaugeState):
@@ -434,6 +441,15 @@ def _exemplar_fragment(
             keep.emit(f"{slots}[k if k in {series} else {overflow_key}] = {entry}")
     skipped = gen.const(store.exemplars_skipped, "exemplars_skipped")
     scope.nested("else:").emit(f"{skipped}[{m.name!r}] += 1.0")
+
+
+def _exemplar_skip_count(
+    scope: _Scope, amount: str, stored: bool, *, m: MetricSpec, store: Store
+) -> None:
+    """Where ``_exemplar_fragment`` would keep an exemplar: only count the update if it keeps
+    none, so a replay that writes no exemplars spends nothing on keeping them."""
+    skipped = scope.gen.const(store.exemplars_skipped, "exemplars_skipped")
+    scope.nested(f"if not ({_exemplar_fits(scope, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
 
 
 def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:

@@ -37,17 +37,21 @@ class Program:
     def event_types(self) -> frozenset[str]:
         return frozenset(self._by_event)
 
-    def bind(self, store: Store) -> dict[str, Apply]:
+    def bind(self, store: Store, *, exemplars: bool = True) -> dict[str, Apply]:
         """Event type -> one function that applies such an event to ``store``'s metric state.
 
         The functions hold the store's state objects: after ``store.reconfigure`` bind again.
+        ``exemplars=False`` keeps none (replay writes none) and still counts the skipped ones.
         Raises ValueError if the store does not hold this spec's metrics.
         """
         for m in self.spec.metrics:
             state = store.states.get(m.name)
             if state is None or not state.definition.same_shape(m.definition):
                 raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
-        return {et: store_function(et, pairs, store) for et, pairs in self._by_event.items()}
+        return {
+            et: store_function(et, pairs, store, exemplars=exemplars)
+            for et, pairs in self._by_event.items()
+        }
 
     def bind_partial(self, partial: Partial) -> dict[str, Apply]:
         """Event type -> one function that applies such an event to a replay worker's partial

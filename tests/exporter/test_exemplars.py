@@ -337,6 +337,28 @@ def test_replay_openmetrics_carries_no_exemplars(tmp_path: Path) -> None:
     assert " # {" not in text and "trace_id" not in text
 
 
+def test_replay_pipeline_keeps_exemplars_it_would_only_throw_away() -> None:
+    """A pipeline bound without exemplars (replay's) keeps none, yet counts the same skipped
+    updates and the same values as serve's, so its page is unchanged but for the exemplars."""
+    events = [_request("t1"), _request("x" * 121, endpoint="/b"), _request(None, seconds=2.0)]
+    spec = load_spec(APP_SPEC, "app.toml")
+    serve_store, replay_store = Store(spec.definitions), Store(spec.definitions)
+    _feed(Pipeline(compile_spec(spec), serve_store), events)
+    _feed(Pipeline(compile_spec(spec), replay_store, exemplars=False), events)
+    assert all(not getattr(s, "exemplars", None) for s in replay_store.states.values())
+    assert _hits(serve_store).exemplars  # the comparison is not between two empty stores
+    assert _skipped(replay_store) == _skipped(serve_store) != {}
+    text = "text/plain; version=0.0.4"
+
+    def page(store: Store) -> bytes:
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store, build_info=False))
+        encoder, _ = select_encoder(text)
+        return encoder(registry)
+
+    assert page(replay_store) == page(serve_store)
+
+
 def test_a_metric_without_the_setting_gets_no_exemplar_code() -> None:
     """The generated function of an event type feeding only metrics without an exemplar setting
     refers to nothing of exemplars, so they cost such metrics nothing."""
