@@ -258,6 +258,7 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: 
             _exemplar_shared(scope, m, r)
             then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
         else:
+            _exemplar_fits(scope, m)  # once per path, shared by the metrics after it
             then = functools.partial(_exemplar_skip_count, m=m, store=store)
     if isinstance(state, HistogramState):
         _histogram_rule(scope, r, state, key, invalid, then)

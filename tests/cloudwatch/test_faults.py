@@ -132,7 +132,7 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
         state=StateSection(keeper, SECTION, keeper.load()),
     )
     try:
-        logs, cw = clients(aws_env)
+        logs, _ = clients(aws_env)
         got = wait_for(
             lambda: messages(logs, GROUP, STREAM),
             "every line through the faults",
@@ -143,27 +143,10 @@ def test_throttling_503_resets_and_slow_answers_lose_nothing(
         assert duplicates > 0, "the forward-then-reset fault should have produced one resend"
         stats = shipping.shipper.summary
         assert stats.events_sent >= len(lines)
-        now = datetime.now(UTC)
-
-        def executions() -> float:
-            resp = cw.get_metric_statistics(
-                Namespace="AIWF/SustainBot",
-                MetricName="WorkflowExecutions",
-                Dimensions=[
-                    {"Name": "WorkflowName", "Value": "wf"},
-                    {"Name": "Outcome", "Value": "success"},
-                    {"Name": "DRAGMode", "Value": "draft"},
-                ],
-                StartTime=now - timedelta(hours=1),
-                EndTime=now + timedelta(hours=1),
-                Period=3600,
-                Statistics=["Sum"],
-            )
-            return float(sum(p["Sum"] for p in resp["Datapoints"]))
 
         # Metrics are counted from acknowledged batches only, so the resent batch counts once.
         wait_for(
-            executions,
+            lambda: _counted("putmetricdata", aws_env),
             "metric sum through the faults",
             until=lambda s: s == len(lines),
             timeout=SHIPPING_DEADLINE,
