@@ -43,11 +43,14 @@ GROUP = "/aiwf/faults"
 STREAM = "host-f"
 
 
-def _lines(n: int, pad: int = 200) -> list[str]:
+def _lines(n: int, pad: int = 200, apart: float = 0.1) -> list[str]:
+    """``n`` workflow.completed lines ``apart`` seconds apart, ending now, each padded with
+    ``pad`` bytes (no pad field at 0)."""
     now = datetime.now(UTC)
     out = []
     for i in range(n):
-        ts = (now - timedelta(seconds=n - i) / 10).isoformat(timespec="milliseconds")
+        ts = (now - timedelta(seconds=(n - i) * apart)).isoformat(timespec="milliseconds")
+        extra = {"pad": "x" * pad} if pad else {}
         out.append(
             contract_line(
                 "workflow.completed",
@@ -57,7 +60,7 @@ def _lines(n: int, pad: int = 200) -> list[str]:
                 drag_mode="draft",
                 duration_seconds=0.5,
                 seq=i,
-                pad="x" * pad,
+                **extra,
                 trace_id="t",
             ).decode()
         )
@@ -383,23 +386,7 @@ def test_retry_message_on_replay_stderr_hides_the_error(
 def _spaced_lines(n: int) -> list[str]:
     """``n`` workflow.completed lines one second apart, ending now: one datum per line and metric
     at a 1 s flush interval, so a flush of them needs several PutMetricData requests."""
-    now = datetime.now(UTC)
-    out = []
-    for i in range(n):
-        ts = (now - timedelta(seconds=n - i)).isoformat(timespec="milliseconds")
-        out.append(
-            contract_line(
-                "workflow.completed",
-                ts.replace("+00:00", "Z"),
-                workflow_name="wf",
-                outcome="success",
-                drag_mode="draft",
-                duration_seconds=0.5,
-                seq=i,
-                trace_id="t",
-            ).decode()
-        )
-    return out
+    return _lines(n, pad=0, apart=1.0)
 
 
 def _counted(mode: str, aws_env: str) -> float:
