@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import urllib.parse
@@ -19,6 +18,7 @@ from tests.support.deploy import (
     HISTOGRAM_SUFFIXES,
     REPO,
     SELF_METRICS,
+    load_script,
     load_yaml,
 )
 
@@ -57,13 +57,7 @@ SCOPE = ('namespace=~"$namespace"', 'job=~"$job"', 'pod=~"$pod"')
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "gen_dashboard", REPO / "scripts" / "gen_dashboard.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gen_dashboard")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ them (resources, load restrictions, configMapGenerator) instead of by a kustomiz
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.support.deploy import DEPLOY, REPO, load_yaml, load_yaml_all
+from tests.support.deploy import DEPLOY, REPO, load_script, load_yaml, load_yaml_all
 
 OPERATOR = DEPLOY / "kubernetes-operator"
 RULES = DEPLOY / "prometheus" / "rules" / "sustainbot-alerts.yml"
@@ -71,19 +70,9 @@ PROMETHEUS_RULE_SPEC = {
 }
 
 
-def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "gen_prometheusrule", REPO / "scripts" / "gen_prometheusrule.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    return _load_generator()
+    return load_script("gen_prometheusrule")
 
 
 def _prometheus_rule() -> dict[str, Any]:

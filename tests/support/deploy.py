@@ -3,7 +3,9 @@ shipped queries may use."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -12,6 +14,16 @@ from tests.support.replay_model import CONTRACT_FAMILIES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` imported as a module (the scripts are not a package), so tests call
+    its generator directly."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_yaml(path: Path) -> Any:
