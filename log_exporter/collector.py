@@ -9,6 +9,7 @@ between events. Every self-metric's name, type, help and labels come from ``self
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from log_exporter import buildinfo, selfmetrics
-from log_exporter.omencoder import ComposedExemplar
+from log_exporter.omfamily import SeriesTexts, StoreFamily
 from log_exporter.parse import event_time
 from log_exporter.selfmetrics import (
     BUILD_INFO,
@@ -49,10 +50,9 @@ from log_exporter.selfmetrics import (
     STATE_SAVES,
     WEB_CONFIG_RELOADS,
 )
-from log_exporter.store import LINE_RESULTS, MetricSnapshot, Snapshot, Store
+from log_exporter.store import LINE_RESULTS, MetricDef, MetricSnapshot, Snapshot, Store
 
 __all__ = [
-    "ExemplarCache",
     "ServeCollector",
     "ServeValues",
     "StateValues",
@@ -74,17 +74,20 @@ class StoreCollector(Collector):
     def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
         self._build_info = build_info
-        self._exemplars = ExemplarCache()
+        # Each metric's series texts, kept between OpenMetrics scrapes (omfamily).
+        self._texts: dict[str, SeriesTexts] = {}
 
     def collect(self) -> Iterator[Metric]:
-        exemplars = self._exemplars if _RENDER_EXEMPLARS.get() else None
-        yield from families(self._store.snapshot(exemplars is not None), exemplars)
+        if _RENDER_EXEMPLARS.get():
+            yield from families(self._store.snapshot(), self._texts)
+        else:
+            yield from families(self._store.snapshot(exemplars=False))
         if self._build_info:
             yield build_info_family()
 
     def describe(self) -> list[Metric]:
         """The families ``collect`` yields, without values: the spec's, then the self-metrics."""
-        out = [_family(MetricSnapshot(d, {}, 0)) for d in self._store.definitions]
+        out = [_shell(d) for d in self._store.definitions]
         out += [m.described() for m in selfmetrics.STORE if m is not BUILD_INFO]
         if self._build_info:
             out.append(BUILD_INFO.described())
@@ -121,43 +124,22 @@ def without_exemplars() -> Iterator[None]:
         _RENDER_EXEMPLARS.reset(token)
 
 
-class ExemplarCache:
-    """The exemplars of the previous render, so that a series whose exemplar did not change since
-    costs a lookup, not a timestamp parse and two objects (most series, at 10k of them).
-
-    Keyed by the kept entry's identity, checked with ``is`` (the cache holds the entry, so its id
-    cannot be reused while cached): two renders at once may miss, never mix up. An entry shared
-    by two metrics whose exemplar labels differ misses each time, and is still right.
-    """
-
-    def __init__(self) -> None:
-        self._previous: dict[int, tuple[object, str, Exemplar]] = {}
-        self._current: dict[int, tuple[object, str, Exemplar]] = {}
-
-    def get(self, label: str, kept: tuple[str, float, object]) -> Exemplar:
-        key = id(kept)
-        hit = self._previous.get(key)
-        if hit is None or hit[0] is not kept or hit[1] != label:
-            hit = (kept, label, _exemplar(label, kept))
-        # The previous render's entry itself on a hit: no new objects a scrape for the garbage
-        # collector to look at, at 10k series.
-        self._current[key] = hit
-        return hit[2]
-
-    def rendered(self) -> None:
-        """One render is done: what it used is what the next one may reuse."""
-        self._previous, self._current = self._current, {}
-
-
-def families(snap: Snapshot, exemplars: ExemplarCache | None = None) -> list[Metric]:
+def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> list[Metric]:
     """Every metric family of a snapshot: the spec's metrics, then the self-metrics.
 
-    With ``exemplars`` (serve's scrapes), counters and histogram buckets carry their exemplars,
-    which only the OpenMetrics encoder writes; without (replay), none.
+    With ``texts`` (serve's OpenMetrics scrapes: each metric's series texts, kept in it from
+    scrape to scrape), counters and histogram buckets carry their exemplars, and the spec's
+    counters, gauges and histograms are ``StoreFamily`` objects, which write their own lines;
+    without (replay, text scrapes), ordinary families without exemplars.
     """
-    out = [_family(m, exemplars) for m in snap.metrics]
-    if exemplars is not None:
-        exemplars.rendered()
+    if texts is None:
+        out = [_family(m) for m in snap.metrics]
+    else:
+        out = [_store_family(m, texts) for m in snap.metrics]
+        if len(texts) > len(snap.metrics):
+            # A reload dropped metrics: forget their texts.
+            for name in texts.keys() - {m.definition.name for m in snap.metrics}:
+                del texts[name]
 
     lines = LINES.family()
     for result in LINE_RESULTS:
@@ -273,56 +255,64 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield lost
 
 
+def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:
+    d = m.definition
+    if d.kind == "info":
+        return _family(m, exemplars=True)
+    kept = texts.get(d.name)
+    if kept is None or kept.definition is not d:
+        kept = texts[d.name] = SeriesTexts(d)
+    return StoreFamily(_shell(d), m, kept, functools.partial(_family, m, True))
+
+
 def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
     value, amount, raw_time = kept
-    return ComposedExemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
+    return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
 
 
-def _family(m: MetricSnapshot, cache: ExemplarCache | None = None) -> Metric:
-    d = m.definition
-    labels = d.labels
-    # Only the OpenMetrics encoder writes exemplars; the Prometheus text format has none.
-    exemplars = m.exemplars if cache is not None else {}
+def _shell(d: MetricDef) -> Metric:
+    """The metric's family, without samples."""
     if d.kind == "counter":
-        counter = CounterMetricFamily(d.name, d.help, labels=labels)
-        if exemplars and d.exemplar is not None and cache is not None:
-            label_name, get = d.exemplar, cache.get
-            for key, value in m.series.items():
-                kept = exemplars.get(key)
-                counter.add_metric(key, value, exemplar=kept and get(label_name, kept))
-            return counter
-        for key, value in m.series.items():
-            counter.add_metric(key, value)
-        return counter
+        return CounterMetricFamily(d.name, d.help, labels=d.labels)
     if d.kind == "gauge":
-        gauge = GaugeMetricFamily(d.name, d.help, labels=labels)
-        for key, value in m.series.items():
-            gauge.add_metric(key, value)
-        return gauge
+        return GaugeMetricFamily(d.name, d.help, labels=d.labels)
     if d.kind == "info":
         # client_python appends the _info suffix itself.
-        info = InfoMetricFamily(d.name.removesuffix("_info"), d.help, labels=labels)
+        return InfoMetricFamily(d.name.removesuffix("_info"), d.help, labels=d.labels)
+    return HistogramMetricFamily(d.name, d.help, labels=d.labels)
+
+
+def _family(m: MetricSnapshot, exemplars: bool = False) -> Metric:
+    """The metric's family with its samples; with ``exemplars``, a counter's series and a
+    histogram's buckets carry the exemplars kept for them (only OpenMetrics has any)."""
+    d = m.definition
+    family = _shell(d)
+    label = d.exemplar if exemplars and m.exemplars else None
+    kept_of = m.exemplars
+    if isinstance(family, CounterMetricFamily):
+        for key, value in m.series.items():
+            kept = kept_of.get(key) if label is not None else None
+            exemplar = None if kept is None or label is None else _exemplar(label, kept)
+            family.add_metric(key, value, exemplar=exemplar)
+    elif isinstance(family, GaugeMetricFamily):
+        for key, value in m.series.items():
+            family.add_metric(key, value)
+    elif isinstance(family, InfoMetricFamily):
         for key in m.series:
-            info.add_metric(key, {})
-        return info
-    hist = HistogramMetricFamily(d.name, d.help, labels=labels)
-    les = [floatToGoString(b) for b in d.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
-    label: str | None = d.exemplar if exemplars else None
-    for key, cells in m.series.items():
-        cumulative = 0.0
-        buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
-        slots = exemplars.get(key) if label is not None else None
-        if slots is None or label is None or cache is None:
-            for le, count in zip(les, cells, strict=False):
+            family.add_metric(key, {})
+    elif isinstance(family, HistogramMetricFamily):
+        les = [floatToGoString(b) for b in d.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+        for key, cells in m.series.items():
+            cumulative = 0.0
+            buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+            slots = kept_of.get(key) if label is not None else None
+            for i, (le, count) in enumerate(zip(les, cells, strict=False)):
                 cumulative += count
-                buckets.append((le, cumulative))
-        else:
-            for le, count, kept in zip(les, cells, slots, strict=False):
-                cumulative += count
-                if kept is None:
+                x = slots[i] if slots is not None else None
+                if x is None or label is None:
                     buckets.append((le, cumulative))
                 else:
-                    buckets.append((le, cumulative, cache.get(label, kept)))
-        hist.add_metric(key, buckets, cells[-1])
-    return hist
+                    buckets.append((le, cumulative, _exemplar(label, x)))
+            family.add_metric(key, buckets, cells[-1])
+    return family

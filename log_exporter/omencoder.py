@@ -1,16 +1,11 @@
 """serve's OpenMetrics encoder: client_python's ``openmetrics.exposition.generate_latest`` under
-``escaping=allow-utf-8``, byte for byte, with each exemplar's text composed once and reused.
+``escaping=allow-utf-8``, byte for byte, at a fraction of its cost.
 
-client_python composes every exemplar afresh on every scrape (label escaping, name checks,
-number formatting: 2.5-4 µs each), which at 10k series made the OpenMetrics page cost 40-70%
-more with exemplars than without. The store's collector hands out the same exemplar object
-while a series' kept exemplar is unchanged (``collector.ExemplarCache``), a ``ComposedExemplar``
-that keeps the `` # {...} value timestamp`` suffix once composed: an unchanged exemplar costs
-an attribute lookup and a concatenation. Other exemplars are composed each time.
-
-Anything our collectors never produce (native histograms, names outside the legacy charset) is
-handed to client_python's own code, so the output stays its output; tests pin the equality over
-generated registries, the golden page and a real sidecar's page.
+A family that writes its own lines (``openmetrics_lines()``: the store's, ``omfamily``) is asked
+for them; the rest (serve's self-metrics, client_python's standard collectors) are written here
+sample by sample. Anything our collectors never produce (native histograms, names outside the
+legacy charset) is handed to client_python's own code, so the output stays its output; tests pin
+the equality over generated registries, the golden page and a real sidecar's page.
 """
 
 from __future__ import annotations
@@ -24,13 +19,13 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
 
-__all__ = ["ComposedExemplar", "OpenMetricsEncoder"]
+__all__ = ["OpenMetricsEncoder", "escape", "go_number"]
 
 _INF = math.inf
 _NAMES_KEPT = 10_000
 
 
-def _go(d: float) -> str:
+def go_number(d: float) -> str:
     """``prometheus_client.utils.floatToGoString``, the same branches in a cheaper order."""
     d = float(d)
     s = repr(d)
@@ -49,7 +44,7 @@ def _go(d: float) -> str:
     return "NaN"
 
 
-def _value(text: str) -> str:
+def escape(text: str) -> str:
     # Most label values hold none of the three characters; three scans beat three copies.
     if "\\" in text or "\n" in text or '"' in text:
         return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
@@ -66,17 +61,6 @@ def _exemplar_allowed(metric: Metric, sample: Sample) -> bool:
     if kind == "histogram":
         return name.endswith("_bucket") or name == metric.name
     return False
-
-
-class ComposedExemplar(Exemplar):
-    """An ``Exemplar`` that keeps its composed text once a render composed it, for the next.
-
-    The store's collector hands out one while the series' kept exemplar is unchanged
-    (``collector.ExemplarCache``), so an unchanged exemplar costs an attribute lookup.
-    """
-
-    # Not in the tuple: other encoders and ``==`` see a plain Exemplar.
-    text: str | None = None
 
 
 class _Metrics:
@@ -107,6 +91,11 @@ class OpenMetricsEncoder:
     def __call__(self, registry: Collector) -> bytes:
         out: list[str] = []
         for metric in registry.collect():
+            own = getattr(metric, "openmetrics_lines", None)
+            if own is not None:
+                # The store's families write their own lines (omfamily).
+                out += own()
+                continue
             try:
                 lines = self._family(metric)
             except Exception as exception:
@@ -129,11 +118,11 @@ class OpenMetricsEncoder:
         name = metric.name
         if not self._legacy_name(name):
             return None
-        out = [f"# HELP {name} {_value(metric.documentation)}\n", f"# TYPE {name} {metric.type}\n"]
+        out = [f"# HELP {name} {escape(metric.documentation)}\n", f"# TYPE {name} {metric.type}\n"]
         if metric.unit:
             out.append(f"# UNIT {name} {metric.unit}\n")
         add = out.append
-        names, legacy, go = self._label_names, self._legacy, _go
+        names, legacy, go = self._label_names, self._legacy, go_number
         allowed = ""
         for s in metric.samples:
             if s.native_histogram is not None:
@@ -146,9 +135,9 @@ class OpenMetricsEncoder:
                     head = s.name
                 elif len(labels) == 1:
                     ((k, v),) = labels.items()
-                    head = f'{s.name}{{{names[k]}{_value(v)}"}}'
+                    head = f'{s.name}{{{names[k]}{escape(v)}"}}'
                 else:
-                    inner = '",'.join([names[k] + _value(v) for k, v in sorted(labels.items())])
+                    inner = '",'.join([names[k] + escape(v) for k, v in sorted(labels.items())])
                     head = f'{s.name}{{{inner}"}}'
             except KeyError:
                 if not all(self._label_name(k) for k in labels):
@@ -166,13 +155,7 @@ class OpenMetricsEncoder:
                     # A family's exemplars sit on one sample name (all of a counter's on
                     # _total, of a histogram's on _bucket): check each name once.
                     allowed = s.name
-                if type(exemplar) is ComposedExemplar:
-                    suffix = exemplar.text
-                    if suffix is None:
-                        suffix = exemplar.text = _compose(exemplar)
-                else:
-                    suffix = _compose(exemplar)
-                add(f"{head} {value}{stamp}{suffix}\n")
+                add(f"{head} {value}{stamp}{_compose(exemplar)}\n")
             else:
                 add(f"{head} {value}{stamp}\n")
         return out
@@ -198,8 +181,8 @@ class OpenMetricsEncoder:
 
 def _compose(exemplar: Exemplar) -> str:
     """An exemplar's `` # {labels} value [timestamp]`` as client_python composes it."""
-    inner = ",".join(f'{k}="{_value(v)}"' for k, v in sorted(exemplar.labels.items()))
-    text = f" # {{{inner}}} {_go(exemplar.value)}"
+    inner = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(exemplar.labels.items()))
+    text = f" # {{{inner}}} {go_number(exemplar.value)}"
     if exemplar.timestamp is not None:
         text += f" {exemplar.timestamp}"
     return text

@@ -1,0 +1,210 @@
+"""The store's metric families at serve's OpenMetrics scrapes: client_python families whose
+OpenMetrics lines are written straight from the snapshot, with each series' text kept between
+scrapes.
+
+Building a ``Sample`` per exposed series (a label dict, a named tuple, an ``Exemplar``) and then
+sorting, escaping and formatting it again on every scrape cost about 2 µs per series. Here a
+series' label text (its "head", ``name{a="x",b="y"}``) is composed once, and its exemplar's text
+once per kept exemplar; a scrape formats the numbers and joins. ``omencoder`` asks a family for
+``openmetrics_lines()``; any other reader (client_python's encoders, ``get_sample_value``) reads
+``samples``, which are built only then, and are the very samples of the collector's ordinary
+family: the tests pin that both render to client_python's bytes.
+
+The kept texts are bounded by the store's series (their cap): a metric's are dropped when they
+outnumber its live series twice over (after a reset or a spec reload). Entries are immutable
+tuples replaced whole, so two scrapes at once may both compose a text, never mix two up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from log_exporter.omencoder import escape, go_number
+from log_exporter.parse import event_time
+from log_exporter.store import MetricDef, MetricSnapshot
+
+__all__ = ["SeriesTexts", "StoreFamily", "exemplar_text"]
+
+Key = tuple[str, ...]
+# A kept exemplar, as the store keeps it: (label value, amount, the event's raw timestamp).
+Kept = tuple[str, float, object]
+
+
+class SeriesTexts:
+    """What one metric's series texts are, kept from scrape to scrape (one per metric of a
+    collector; a new one when the metric's definition changes)."""
+
+    __slots__ = ("definition", "texts")
+
+    def __init__(self, definition: MetricDef) -> None:
+        self.definition = definition
+        # Key -> a counter's or gauge's (head, kept exemplar, its text), or a histogram's
+        # (bucket head up to the le value, the rest, _count head, _sum head, kept, texts).
+        self.texts: dict[Key, tuple[Any, ...]] = {}
+
+    def bounded(self, live: int) -> dict[Key, tuple[Any, ...]]:
+        """The texts, dropped first if stale ones (series no longer there) may dominate."""
+        if len(self.texts) > 2 * live + 64:
+            self.texts = {}
+        return self.texts
+
+
+class StoreFamily(Metric):
+    """One store metric (counter, gauge or histogram) at an OpenMetrics scrape.
+
+    ``shell`` is the collector's ordinary family without samples (for client_python's name,
+    type and help), ``build`` makes that family with its samples when anything reads them.
+    """
+
+    def __init__(
+        self,
+        shell: Metric,
+        snapshot: MetricSnapshot,
+        texts: SeriesTexts,
+        build: Callable[[], Metric],
+    ) -> None:
+        super().__init__(shell.name, shell.documentation, shell.type, shell.unit)
+        self._snapshot = snapshot
+        self._texts = texts
+        self._build = build
+        self._samples: list[Sample] | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._samples is None:
+            self._samples = self._build().samples
+        return self._samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._samples = value
+
+    def openmetrics_lines(self) -> list[str]:
+        """The family's lines, exactly as client_python's OpenMetrics encoder writes them."""
+        name = self.name
+        out = [f"# HELP {name} {escape(self.documentation)}\n", f"# TYPE {name} {self.type}\n"]
+        if self.unit:
+            out.append(f"# UNIT {name} {self.unit}\n")
+        m = self._snapshot
+        d = m.definition
+        label = d.exemplar if m.exemplars else None
+        if self.type == "histogram":
+            _histogram(out, name, m, self._texts.bounded(len(m.series)), label)
+        else:
+            sample = f"{name}_total" if self.type == "counter" else name
+            _plain(out, sample, m, self._texts.bounded(len(m.series)), label)
+        return out
+
+
+def exemplar_text(label: str, kept: Kept) -> str:
+    """A kept exemplar's `` # {label="value"} amount timestamp``, as client_python writes
+    ``Exemplar({label: value}, float(amount), event_time(...))``."""
+    value, amount, raw_time = kept
+    stamp = event_time({"timestamp": raw_time})
+    text = f' # {{{label}="{escape(value)}"}} {go_number(float(amount))}'
+    return text if stamp is None else f"{text} {stamp}"
+
+
+def _head(sample: str, names: tuple[str, ...], key: Key) -> str:
+    if not names:
+        return sample
+    inner = ",".join([f'{n}="{escape(v)}"' for n, v in sorted(zip(names, key, strict=True))])
+    return f"{sample}{{{inner}}}"
+
+
+def _plain(
+    out: list[str],
+    sample: str,
+    m: MetricSnapshot,
+    texts: dict[Key, tuple[Any, ...]],
+    label: str | None,
+) -> None:
+    """A counter's or gauge's lines: one per series, a counter's with its exemplar if kept."""
+    names = m.definition.labels
+    add, get, go = out.append, texts.get, go_number
+    if label is None:
+        for key, value in m.series.items():
+            t = get(key)
+            if t is None:
+                t = texts[key] = (_head(sample, names, key), None, "")
+            add(f"{t[0]} {go(value)}\n")
+        return
+    kept_of = m.exemplars.get
+    for key, value in m.series.items():
+        t = get(key)
+        kept = kept_of(key)
+        if t is None or t[1] is not kept:
+            head = _head(sample, names, key) if t is None else t[0]
+            t = texts[key] = (head, kept, "" if kept is None else exemplar_text(label, kept))
+        add(f"{t[0]} {go(value)}{t[2]}\n")
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    m: MetricSnapshot,
+    texts: dict[Key, tuple[Any, ...]],
+    label: str | None,
+) -> None:
+    """A histogram's lines: per series its cumulative buckets (each with its exemplar if kept),
+    then _count and _sum, which client_python leaves out when the first bound is negative."""
+    d = m.definition
+    # client_python writes each bucket's le as floatToGoString does, sorted among the labels.
+    les = [f'{floatToGoString(b)}"' for b in d.buckets] + ['+Inf"']  # type: ignore[no-untyped-call]
+    totals = not d.buckets or d.buckets[0] >= 0
+    add, get, go = out.append, texts.get, go_number
+    kept_of = m.exemplars.get if label is not None else None
+    for key, cells in m.series.items():
+        t = get(key)
+        slots = kept_of(key) if kept_of is not None else None
+        if t is None or (slots is not None and t[4] != slots):
+            t = texts[key] = _histogram_texts(name, d.labels, key, slots, label, t)
+        bucket, rest, bucket_texts = t[0], t[1], t[5]
+        cumulative = 0.0
+        if bucket_texts is None or slots is None:
+            for le, count in zip(les, cells, strict=False):
+                cumulative += count
+                add(f"{bucket}{le}{rest} {go(cumulative)}\n")
+        else:
+            for le, count, x in zip(les, cells, bucket_texts, strict=False):
+                cumulative += count
+                add(f"{bucket}{le}{rest} {go(cumulative)}{x}\n")
+        if totals:
+            add(f"{t[2]} {go(cumulative)}\n")
+            add(f"{t[3]} {go(cells[-1])}\n")
+
+
+def _histogram_texts(
+    name: str,
+    names: tuple[str, ...],
+    key: Key,
+    slots: list[Kept | None] | None,
+    label: str | None,
+    old: tuple[Any, ...] | None,
+) -> tuple[Any, ...]:
+    if old is None:
+        pairs = sorted(zip(names, key, strict=True))
+        before = "".join(f'{n}="{escape(v)}",' for n, v in pairs if n < "le")
+        after = "".join(f',{n}="{escape(v)}"' for n, v in pairs if n > "le")
+        heads = (f'{name}_bucket{{{before}le="', f"{after}}}")
+        totals = (_head(f"{name}_count", names, key), _head(f"{name}_sum", names, key))
+    else:
+        heads, totals = old[:2], old[2:4]
+    bucket_texts = None
+    if slots is not None and label is not None:
+        previous = old[4] if old is not None else None
+        done = old[5] if old is not None else None
+        bucket_texts = tuple(
+            ""
+            if kept is None
+            else done[i]
+            if done is not None and previous is not None and previous[i] is kept
+            else exemplar_text(label, kept)
+            for i, kept in enumerate(slots)
+        )
+    return (*heads, *totals, slots, bucket_texts)
