@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
+import gzip
 import statistics
 import subprocess
 import sys
@@ -201,31 +202,61 @@ def catchup_serve(rounds: int, lines: list[bytes]) -> None:
 
 
 def render(rounds: int, series: int, share: float, title: str) -> None:
+    """Render times of one page, two ways: unchanged since the previous render (a scrape of an
+    idle sidecar: every kept text is reused), and after an event on every series since it (the
+    worst case for the kept texts: every exemplar is new and composed), fed outside the timing."""
     work = batches(wide_events(series, share, repeat=3))
-    registries = {}
+    touch = batches(wide_events(series, share, repeat=1))
+    registries, pipelines = {}, {}
     for variant in ("without", "with"):
         text = WIDE_SPEC if variant == "with" else without(WIDE_SPEC)
+        spec = load_spec(text, "bench.toml")
+        store = Store(spec.definitions)
+        pipelines[variant] = Pipeline(compile_spec(spec), store)
+        for batch in work:
+            pipelines[variant].feed(batch)
         registry = CollectorRegistry()
-        registry.register(StoreCollector(fed(text, work)))
+        registry.register(StoreCollector(store))
         registries[variant] = registry
     # The encoders the server picks: Prometheus's Accept header, and none (the text format);
+    # the OpenMetrics page gzipped as the server sends it to Prometheus (which asks for gzip);
     # and client_python's OpenMetrics encoder, which the server used before its own.
     om, plain = select_encoder(OPENMETRICS)[0], select_encoder("")[0]
     client_python = functools.partial(openmetrics_latest, escaping="allow-utf-8")
-    encoders = (("text", plain), ("OpenMetrics", om), ("OpenMetrics, client_python", client_python))
-    for name, encode in encoders:
 
-        def measure(
-            variant: Variant, encode: Callable[[CollectorRegistry], bytes] = encode
-        ) -> float:
-            start = time.perf_counter()
-            encode(registries[variant])
-            return (time.perf_counter() - start) * 1000
+    def served(registry: CollectorRegistry) -> bytes:
+        return gzip.compress(om(registry), compresslevel=1)
 
-        size = {v: len(encode(r)) / 1024 for v, r in registries.items()}
-        samples = alternated(rounds, measure)
-        sizes = f"{size['without']:.0f} KiB without, {size['with']:.0f} KiB with"
-        report(f"render {series:,} series, {title}, {name} ({sizes})", "ms", samples, False)
+    encoders = (
+        ("text", plain, True),
+        ("OpenMetrics", om, True),
+        ("OpenMetrics, gzipped as served", served, True),
+        ("OpenMetrics, client_python", client_python, False),
+    )
+    for name, encode, both in encoders:
+        for changed in (False, True) if both else (False,):
+
+            def measure(
+                variant: Variant,
+                encode: Callable[[CollectorRegistry], bytes] = encode,
+                changed: bool = changed,
+            ) -> float:
+                registry = registries[variant]
+                encode(registry)  # what the previous scrape saw
+                if changed:
+                    for batch in touch:
+                        pipelines[variant].feed(batch)
+                start = time.perf_counter()
+                encode(registry)
+                return (time.perf_counter() - start) * 1000
+
+            size = {v: len(encode(r)) / 1024 for v, r in registries.items()}
+            samples = alternated(rounds, measure)
+            sizes = f"{size['without']:.0f} KiB without, {size['with']:.0f} KiB with"
+            when = "every series changed since" if changed else "unchanged since the last scrape"
+            report(
+                f"render {series:,} series, {title}, {name}, {when} ({sizes})", "ms", samples, False
+            )
 
 
 def memory(series: int) -> None:
