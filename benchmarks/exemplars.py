@@ -260,9 +260,11 @@ def render(rounds: int, series: int, share: float, title: str) -> None:
 
 
 def memory(series: int) -> None:
-    """Bytes the store holds after the same events, with and without exemplars."""
+    """Bytes the store holds after the same events, with and without exemplars, and what the
+    collector keeps from one OpenMetrics scrape to the next (each series' texts)."""
     work = batches(wide_events(series, 0.5, repeat=3))
-    held = {}
+    om = select_encoder(OPENMETRICS)[0]
+    held, texts = {}, {}
     for variant in ("without", "with"):
         text = WIDE_SPEC if variant == "with" else without(WIDE_SPEC)
         gc.collect()
@@ -270,12 +272,19 @@ def memory(series: int) -> None:
         store = fed(text, work)
         gc.collect()
         held[variant] = tracemalloc.get_traced_memory()[0]
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store))
+        om(registry)
+        gc.collect()
+        texts[variant] = tracemalloc.get_traced_memory()[0] - held[variant]
         tracemalloc.stop()
-        del store
+        del store, registry
     extra = held["with"] - held["without"]
     print(f"store memory, {series:,} series, half histograms (tracemalloc, after the events)")
     print(f"  without {held['without'] / 2**20:.1f} MiB, with {held['with'] / 2**20:.1f} MiB: "
           f"+{extra / 2**20:.1f} MiB, {extra / series:.0f} bytes per series")  # fmt: skip
+    kept = {v: f"{n / 2**20:.1f} MiB" for v, n in texts.items()}
+    print(f"  kept between OpenMetrics scrapes: without {kept['without']}, with {kept['with']}")
 
 
 def main() -> None:
