@@ -271,6 +271,9 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: 
 # What to emit right after an update, in its scope, given the amount's expression and whether
 # ``k`` is known to be stored (exemplars).
 _Then = Callable[[_Scope, str, bool], None] | None
+# After a histogram's update with a ``_Then``: the variable holding the index of the bucket the
+# value went into.
+_BUCKET: Final = "bucket"
 
 
 def _histogram_rule(
@@ -287,7 +290,12 @@ def _histogram_rule(
     ok.emit(f"cells = {series_get}(k)")
     ok.emit("if cells is None:")
     ok.emit(f"    cells = {new_series}(k)")
-    ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    if then is None:
+        ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    else:
+        # The exemplar's slot is the bucket's: found once for both (``_BUCKET``).
+        ok.emit(f"{_BUCKET} = bisect_left({bounds}, {v})")
+        ok.emit(f"cells[{_BUCKET}] += 1.0")
     ok.emit(f"cells[-1] += {v}")
     if then is not None:
         then(ok, v, False)
@@ -428,8 +436,7 @@ def _exemplar_fragment(
         keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
         keep.emit("if x is None:")
         keep.emit(f"    x = {gen.const(state.new_exemplar_slots, 'new_slots')}(k)")
-        bounds = gen.const(state.bounds, "bounds")
-        keep.emit(f"x[bisect_left({bounds}, {amount})] = ({t}, {amount}, {ts})")
+        keep.emit(f"x[{_BUCKET}] = ({t}, {amount}, {ts})")
     else:
         slots = gen.const(state.exemplars, "exemplars")
         entry = _exemplar_entry(scope, m, amount)
