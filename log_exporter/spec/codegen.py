@@ -271,6 +271,9 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: 
 # What to emit right after an update, in its scope, given the amount's expression and whether
 # ``k`` is known to be stored (exemplars).
 _Then = Callable[[_Scope, str, bool], None] | None
+# After a histogram's update with a ``_Then``: the variable holding the index of the bucket the
+# value went into.
+_BUCKET: Final = "bucket"
 
 
 def _histogram_rule(
@@ -287,7 +290,12 @@ def _histogram_rule(
     ok.emit(f"cells = {series_get}(k)")
     ok.emit("if cells is None:")
     ok.emit(f"    cells = {new_series}(k)")
-    ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    if then is None:
+        ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+    else:
+        # The exemplar's slot is the bucket's: found once for both (``_BUCKET``).
+        ok.emit(f"{_BUCKET} = bisect_left({bounds}, {v})")
+        ok.emit(f"cells[{_BUCKET}] += 1.0")
     ok.emit(f"cells[-1] += {v}")
     if then is not None:
         then(ok, v, False)
@@ -380,33 +388,49 @@ def _counter_rule(
 # outnumber the series. For speed, the test and a counter's entry are computed once per path of
 # the function and shared by the metrics that follow on it (most of an event's metrics take the
 # same trace id), and a counter's try branch, where ``k`` is known to be stored, keeps it as is.
+# Where no test is known yet, a counter's entry is None when the value cannot be kept, and
+# ``entry is not None`` is the test from then on (one variable and one conditional fewer).
 # A metric without the setting gets none of this code.
+
+
+def _exemplar_fits_key(scope: _Scope, m: MetricSpec) -> tuple[str, tuple[Any, ...]]:
+    """The exemplar field's variable, and the key under which its test is known on a path."""
+    assert m.exemplar is not None
+    t = scope.raw(m.exemplar.field)
+    return t, ("exemplar fits", t, EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name))
 
 
 def _exemplar_fits(scope: _Scope, m: MetricSpec) -> str:
     """The test that the exemplar field's value can be kept (computed once per path)."""
-    assert m.exemplar is not None
-    t = scope.raw(m.exemplar.field)
-    longest = EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name)
-    return scope.value(
-        ("exemplar fits", t, longest), lambda _: f"type({t}) is str and 0 < len({t}) <= {longest}"
-    )
+    t, key = _exemplar_fits_key(scope, m)
+    return scope.value(key, lambda _: f"type({t}) is str and 0 < len({t}) <= {key[2]}")
 
 
-def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> str:
-    """A counter's exemplar entry: (value, amount, raw timestamp), computed once per path."""
-    assert m.exemplar is not None
-    t = scope.raw(m.exemplar.field)
+def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> tuple[str, str]:
+    """A counter's exemplar entry, (value, amount, raw timestamp), and the test that it can be
+    kept; both computed once per path."""
+    t, fits_key = _exemplar_fits_key(scope, m)
     ts = scope.raw("timestamp")
-    return scope.value(("exemplar entry", t, amount), lambda _: f"({t}, {amount}, {ts})")
+    fits = scope.known.get(fits_key)
+    if fits is not None:
+        return scope.value(
+            ("exemplar entry", fits_key, amount), lambda _: f"({t}, {amount}, {ts})"
+        ), fits
+    test = f"type({t}) is str and 0 < len({t}) <= {fits_key[2]}"
+    entry = scope.value(
+        ("exemplar entry", fits_key, amount), lambda _: f"({t}, {amount}, {ts}) if {test} else None"
+    )
+    fits = scope.known[fits_key] = f"{entry} is not None"
+    return entry, fits
 
 
 def _exemplar_shared(scope: _Scope, m: MetricSpec, r: Rule) -> None:
     """Before a rule's update, in its scope: what the metrics after it on this path can share."""
-    _exemplar_fits(scope, m)
-    scope.raw("timestamp")
     if m.kind == "counter" and r.value is None:
         _exemplar_entry(scope, m, "1.0")
+    else:
+        _exemplar_fits(scope, m)
+        scope.raw("timestamp")
 
 
 def _exemplar_fragment(
@@ -421,18 +445,16 @@ def _exemplar_fragment(
     """``stored``: ``k`` is known to be a key of the series (else it may have gone to overflow)."""
     gen = scope.gen
     assert m.exemplar is not None
-    fits = _exemplar_fits(scope, m)
     if isinstance(state, HistogramState):
         t, ts = scope.raw(m.exemplar.field), scope.raw("timestamp")
-        keep = scope.nested(f"if {fits}:")
+        keep = scope.nested(f"if {_exemplar_fits(scope, m)}:")
         keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
         keep.emit("if x is None:")
         keep.emit(f"    x = {gen.const(state.new_exemplar_slots, 'new_slots')}(k)")
-        bounds = gen.const(state.bounds, "bounds")
-        keep.emit(f"x[bisect_left({bounds}, {amount})] = ({t}, {amount}, {ts})")
+        keep.emit(f"x[{_BUCKET}] = ({t}, {amount}, {ts})")
     else:
         slots = gen.const(state.exemplars, "exemplars")
-        entry = _exemplar_entry(scope, m, amount)
+        entry, fits = _exemplar_entry(scope, m, amount)
         keep = scope.nested(f"if {fits}:")
         if stored:
             keep.emit(f"{slots}[k] = {entry}")

@@ -17,7 +17,7 @@ from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import select_encoder
 from log_exporter.spec import SpecError, compile_spec, load_default_spec, load_spec
-from log_exporter.store import CounterState, Store
+from log_exporter.store import CounterState, HistogramState, Store
 from log_exporter.values import Batch
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -369,6 +369,30 @@ def test_a_metric_without_the_setting_gets_no_exemplar_code() -> None:
     names = set(functions["other"].__code__.co_names) | set(functions["other"].__globals__)
     assert not [n for n in names if "exemplar" in n]
     assert [n for n in functions["request"].__globals__ if "exemplar" in n]
+
+
+def test_a_histogram_with_exemplars_finds_the_bucket_once_per_observation() -> None:
+    """A histogram that keeps exemplars finds the bucket of a value once, for its count and its
+    exemplar's slot alike, so keeping exemplars does not search the bounds twice."""
+    hist_only = APP_SPEC.split("[metrics.latency_seconds]")[1].split("[metrics.plain_total]")[0]
+    spec = load_spec("[metrics.latency_seconds]" + hist_only, "a.toml")
+    store = Store(spec.definitions)
+    apply = compile_spec(spec).bind(store)["request"]
+    calls: list[float] = []
+    bisect = apply.__globals__["bisect_left"]
+
+    def counting(bounds: tuple[float, ...], value: float) -> int:
+        calls.append(value)
+        return int(bisect(bounds, value))
+
+    apply.__globals__["bisect_left"] = counting
+    apply(_request("t1", seconds=0.5))
+    apply(_request("t2", seconds=5.0))
+    assert calls == [0.5, 5.0]
+    state = store.states["latency_seconds"]
+    assert isinstance(state, HistogramState)
+    (slots,) = state.exemplars.values()
+    assert slots == [None, ("t1", 0.5, TS), ("t2", 5.0, TS)]
 
 
 def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> None:
