@@ -169,28 +169,42 @@ def get_status(url: str) -> int:
         return 0
 
 
+def serve_command(log: Path, spec: Path, port: int) -> list[str]:
+    """``log-exporter serve`` on ``log`` with ``spec``, quiet, on 127.0.0.1:``port``."""
+    address = f"127.0.0.1:{port}"
+    return [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
+            str(spec), "--web.listen-address", address, "--log.level", "warn"]  # fmt: skip
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
+    """Until the exporter on ``port`` answers /readyz with 200 (it has caught up)."""
+    end = time.monotonic() + 300
+    while get_status(f"http://127.0.0.1:{port}/readyz") != 200:
+        if time.monotonic() > end or proc.poll() is not None:
+            raise SystemExit("the exporter did not become ready")
+        time.sleep(0.02)
+
+
+def serve_files(tmp: Path, lines: list[bytes]) -> tuple[Path, dict[Variant, Path]]:
+    """The log of ``lines`` and the built-in spec with and without exemplars, in ``tmp``."""
+    log = tmp / "sustainbot.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    specs = {"with": tmp / "with.toml", "without": tmp / "without.toml"}
+    specs["with"].write_text(default_spec_text())
+    specs["without"].write_text(without(default_spec_text()))
+    return log, specs
+
+
 def catchup_serve(rounds: int, lines: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "sustainbot.jsonl"
-        log.write_bytes(b"\n".join(lines) + b"\n")
-        specs = {"with": Path(tmp) / "with.toml", "without": Path(tmp) / "without.toml"}
-        specs["with"].write_text(default_spec_text())
-        specs["without"].write_text(without(default_spec_text()))
+        log, specs = serve_files(Path(tmp), lines)
 
         def measure(variant: Variant) -> float:
             port = free_port()
             start = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
-                 str(specs[variant]), "--web.listen-address", f"127.0.0.1:{port}",
-                 "--log.level", "warn"]
-            )  # fmt: skip
+            proc = subprocess.Popen(serve_command(log, specs[variant], port))
             try:
-                end = time.monotonic() + 300
-                while get_status(f"http://127.0.0.1:{port}/readyz") != 200:
-                    if time.monotonic() > end or proc.poll() is not None:
-                        raise SystemExit("the exporter did not become ready")
-                    time.sleep(0.02)
+                wait_ready(proc, port)
                 return len(lines) / (time.perf_counter() - start)
             finally:
                 proc.terminate()

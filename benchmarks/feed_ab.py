@@ -32,7 +32,15 @@ from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from exemplars import WIDE_SPEC, batches, get_status, wide_events, without
+from exemplars import (
+    WIDE_SPEC,
+    batches,
+    serve_command,
+    serve_files,
+    wait_ready,
+    wide_events,
+    without,
+)
 from pipeline_catchup import make_lines
 from render import free_port
 
@@ -123,11 +131,7 @@ def feed_in_process(
 def serve_catchup(rounds: int, lines: list[bytes], before: Path) -> None:
     checkouts = {"before": before, "after": HERE}
     with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "sustainbot.jsonl"
-        log.write_bytes(b"\n".join(lines) + b"\n")
-        specs = {"with": Path(tmp) / "with.toml", "without": Path(tmp) / "without.toml"}
-        specs["with"].write_text(default_spec_text())
-        specs["without"].write_text(without(default_spec_text()))
+        log, specs = serve_files(Path(tmp), lines)
         cpu: dict[str, list[float]] = {}
 
         def measure(name: str) -> float:
@@ -136,16 +140,10 @@ def serve_catchup(rounds: int, lines: list[bytes], before: Path) -> None:
             env = {**os.environ, "PYTHONPATH": str(checkouts[checkout])}
             start = time.perf_counter()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "log_exporter", "serve", "--file", str(log), "--spec",
-                 str(specs[variant]), "--web.listen-address", f"127.0.0.1:{port}",
-                 "--log.level", "warn"], cwd=checkouts[checkout], env=env,
-            )  # fmt: skip
+                serve_command(log, specs[variant], port), cwd=checkouts[checkout], env=env
+            )
             try:
-                end = time.monotonic() + 300
-                while get_status(f"http://127.0.0.1:{port}/readyz") != 200:
-                    if time.monotonic() > end or proc.poll() is not None:
-                        raise SystemExit("the exporter did not become ready")
-                    time.sleep(0.02)
+                wait_ready(proc, port)
                 rate = len(lines) / (time.perf_counter() - start)
             finally:
                 proc.terminate()
