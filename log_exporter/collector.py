@@ -259,10 +259,11 @@ def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:
     d = m.definition
     if d.kind == "info":
         return _family(m, exemplars=True)
-    kept = texts.get(d.name)
-    if kept is None or kept.definition is not d:
-        kept = texts[d.name] = SeriesTexts(d)
-    return StoreFamily(_shell(d), m, kept, functools.partial(_family, m, True))
+    own = texts.get(d.name)
+    if own is None or own.definition is not d:
+        # A new metric, or a reload changed it: its old texts may be wrong.
+        own = texts[d.name] = SeriesTexts(d)
+    return StoreFamily(_shell(d), m, own, functools.partial(_family, m, True))
 
 
 def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
