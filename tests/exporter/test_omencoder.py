@@ -265,3 +265,34 @@ def test_a_real_sidecars_openmetrics_scrape_is_client_pythons_page(tmp_path: Pat
     served, expected = pages
     assert b"# {trace_id=" in served
     assert _steady(served) == _steady(expected)
+
+
+def test_a_reload_that_renames_the_exemplar_label_is_seen_by_the_next_scrape() -> None:
+    """Texts kept from the scrape before a SIGHUP reload (the exemplar's label name, the help)
+    are not reused once the reload changed the metric: the next page is the new spec's."""
+    spec_text = """
+[metrics.hits_total]
+type = "counter"
+help = "Hits."
+events = ["request"]
+labels = ["route"]
+exemplar = "trace_id"
+"""
+    spec = load_spec(spec_text, "gen.toml")
+    store = Store(spec.definitions)
+    pipeline = Pipeline(compile_spec(spec), store)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    encoder = OpenMetricsEncoder()
+    line = orjson.dumps({"event": "request", "route": "/a", "trace_id": "t1"})
+    pipeline.feed(Batch([line], bytes_read=len(line)))
+    _same(registry, encoder)
+    renamed = spec_text.replace(
+        'exemplar = "trace_id"', 'exemplar = { name = "trace", field = "trace_id" }'
+    )
+    pipeline.reload(compile_spec(load_spec(renamed.replace("Hits.", "Hits, renamed."), "gen.toml")))
+    pipeline.feed(Batch([line], bytes_read=len(line)))
+    page = encoder(registry)
+    assert b'hits_total{route="/a"} 2.0 # {trace="t1"} 1.0\n' in page
+    assert b"# HELP hits Hits, renamed.\n" in page
+    _same(registry, encoder)
