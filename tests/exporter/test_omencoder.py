@@ -267,9 +267,10 @@ def test_a_real_sidecars_openmetrics_scrape_is_client_pythons_page(tmp_path: Pat
     assert _steady(served) == _steady(expected)
 
 
-def test_a_reload_that_renames_the_exemplar_label_is_seen_by_the_next_scrape() -> None:
-    """Texts kept from the scrape before a SIGHUP reload (the exemplar's label name, the help)
-    are not reused once the reload changed the metric: the next page is the new spec's."""
+def test_a_reload_that_renames_a_label_is_seen_by_the_next_scrape() -> None:
+    """Texts kept from the scrape before a SIGHUP reload are not reused once the reload changed
+    the metric: with a label renamed (the same values, so the same series keys) and the
+    exemplar's label renamed, the next page is the new spec's."""
     spec_text = """
 [metrics.hits_total]
 type = "counter"
@@ -284,15 +285,13 @@ exemplar = "trace_id"
     registry = CollectorRegistry()
     registry.register(StoreCollector(store, build_info=False))
     encoder = OpenMetricsEncoder()
-    line = orjson.dumps({"event": "request", "route": "/a", "trace_id": "t1"})
+    line = orjson.dumps({"event": "request", "route": "/a", "path": "/a", "trace_id": "t1"})
     pipeline.feed(Batch([line], bytes_read=len(line)))
     _same(registry, encoder)
-    renamed = spec_text.replace(
+    renamed = spec_text.replace('["route"]', '["path"]').replace(
         'exemplar = "trace_id"', 'exemplar = { name = "trace", field = "trace_id" }'
     )
-    pipeline.reload(compile_spec(load_spec(renamed.replace("Hits.", "Hits, renamed."), "gen.toml")))
+    pipeline.reload(compile_spec(load_spec(renamed, "gen.toml")))
     pipeline.feed(Batch([line], bytes_read=len(line)))
-    page = encoder(registry)
-    assert b'hits_total{route="/a"} 2.0 # {trace="t1"} 1.0\n' in page
-    assert b"# HELP hits Hits, renamed.\n" in page
+    assert b'hits_total{path="/a"} 1.0 # {trace="t1"} 1.0\n' in encoder(registry)
     _same(registry, encoder)
