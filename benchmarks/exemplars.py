@@ -21,6 +21,7 @@ import argparse
 import functools
 import gc
 import gzip
+import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_catchup import make_lines
-from render import BUCKETS, SERIES_PER_HISTOGRAM, free_port
+from render import SERIES_PER_HISTOGRAM, SPEC, free_port
 
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
@@ -48,23 +49,8 @@ from log_exporter.values import Batch
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 EXEMPLAR = 'exemplar = "trace_id"\n'
-WIDE_SPEC = f"""version = 1
-series_cap = 100000
-
-[metrics.bench_requests_total]
-type = "counter"
-help = "Requests, by route and status."
-events = ["req"]
-labels = ["route", "status"]
-{EXEMPLAR}
-[metrics.bench_duration_seconds]
-type = "histogram"
-help = "Durations, by route."
-events = ["dur"]
-value = "seconds"
-buckets = {BUCKETS}
-labels = ["route"]
-{EXEMPLAR}"""
+# benchmarks/render.py's spec with the setting on both of its metrics.
+WIDE_SPEC = re.sub(r"(labels = .*\n)", lambda m: m.group(1) + EXEMPLAR, SPEC)
 Variant = str  # "without" or "with"
 
 
