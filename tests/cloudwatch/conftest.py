@@ -7,19 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-moto_server = pytest.importorskip("moto.server")
+from tests.support.cloudwatch import running_moto
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server in a thread on an ephemeral loopback port, shared by the session."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_moto() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

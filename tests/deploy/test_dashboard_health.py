@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cloudwatch import running_moto
 from tests.support.contract import contract_line
 from tests.support.deploy import REPO
 from tests.support.prometheus import Prometheus
@@ -62,14 +63,8 @@ def _write_log(path: Path) -> None:
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """A real moto server over HTTP on an ephemeral loopback port."""
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with running_moto() as endpoint:
+        yield endpoint
 
 
 @dataclass

@@ -1,14 +1,17 @@
-"""Reading back what reached the CloudWatch emulator, and running the exporter against it."""
+"""The CloudWatch emulator: running it, reading back what reached it, and running the exporter
+against it."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from tests.support import processes
@@ -16,6 +19,20 @@ from tests.support.processes import clean_env
 
 # What reaches moto goes through flush intervals, retries and HTTP: slower than a local exporter.
 SHIPPING_DEADLINE = 120.0
+
+
+@contextlib.contextmanager
+def running_moto() -> Iterator[str]:
+    """A real moto server in a thread on an ephemeral loopback port: its endpoint URL (the
+    caller skips where moto is not installed)."""
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 def clients(endpoint: str | None = None) -> tuple[Any, Any]:
