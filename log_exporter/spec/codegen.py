@@ -403,7 +403,12 @@ def _exemplar_fits_key(scope: _Scope, m: MetricSpec) -> tuple[str, tuple[Any, ..
 def _exemplar_fits(scope: _Scope, m: MetricSpec) -> str:
     """The test that the exemplar field's value can be kept (computed once per path)."""
     t, key = _exemplar_fits_key(scope, m)
-    return scope.value(key, lambda _: f"type({t}) is str and 0 < len({t}) <= {key[2]}")
+    return scope.value(key, lambda _: _fits_test(t, key[2]))
+
+
+def _fits_test(t: str, longest: int) -> str:
+    """The expression testing that variable ``t`` holds a value an exemplar can carry."""
+    return f"type({t}) is str and 0 < len({t}) <= {longest}"
 
 
 def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> tuple[str, str]:
@@ -416,7 +421,7 @@ def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> tuple[str, str
         return scope.value(
             ("exemplar entry", fits_key, amount), lambda _: f"({t}, {amount}, {ts})"
         ), fits
-    test = f"type({t}) is str and 0 < len({t}) <= {fits_key[2]}"
+    test = _fits_test(t, fits_key[2])
     entry = scope.value(
         ("exemplar entry", fits_key, amount), lambda _: f"({t}, {amount}, {ts}) if {test} else None"
     )
