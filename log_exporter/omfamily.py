@@ -91,13 +91,13 @@ class StoreFamily(Metric):
         if self.unit:
             out.append(f"# UNIT {name} {self.unit}\n")
         m = self._snapshot
-        d = m.definition
-        label = d.exemplar if m.exemplars else None
+        label = m.definition.exemplar if m.exemplars else None
+        texts = self._texts.bounded(len(m.series))
         if self.type == "histogram":
-            _histogram(out, name, m, self._texts.bounded(len(m.series)), label)
+            _histogram(out, name, m, texts, label)
         else:
             sample = f"{name}_total" if self.type == "counter" else name
-            _plain(out, sample, m, self._texts.bounded(len(m.series)), label)
+            _plain(out, sample, m, texts, label)
         return out
 
 
@@ -246,14 +246,16 @@ def _histogram_texts(
         heads, totals = old[:2], old[2:4]
     bucket_texts = None
     if slots is not None and label is not None:
-        previous = old[4] if old is not None else None
-        done = old[5] if old is not None else None
-        bucket_texts = tuple(
-            ""
-            if kept is None
-            else done[i]
-            if done is not None and previous is not None and previous[i] is kept
-            else exemplar_text(label, kept)
-            for i, kept in enumerate(slots)
-        )
+        # The previous slots and their texts, where there are any: a bucket whose exemplar is
+        # the same entry keeps its text.
+        previous, done = (old[4], old[5]) if old is not None and old[5] is not None else ((), ())
+        texts = []
+        for i, kept in enumerate(slots):
+            if kept is None:
+                texts.append("")
+            elif i < len(previous) and previous[i] is kept:
+                texts.append(done[i])
+            else:
+                texts.append(exemplar_text(label, kept))
+        bucket_texts = tuple(texts)
     return (*heads, *totals, slots, bucket_texts)
