@@ -28,24 +28,24 @@ from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
-from log_exporter.collector import (
+from log_exporter.drain import Drain, Outcome
+from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
+from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import (
     ServeCollector,
     ServeValues,
     StateValues,
     StoreCollector,
     register_standard,
 )
-from log_exporter.drain import Drain, Outcome
-from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
-from log_exporter.pipeline import Pipeline
-from log_exporter.server import MetricsServer
+from log_exporter.prometheus.server import MetricsServer
+from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
-from log_exporter.state import StateFile, StateKeeper
+from log_exporter.statefile import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer, count_lines_after
 from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
-from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from log_exporter.cloudwatch.config import load
 from log_exporter.cloudwatch.hook import SECTION
 from log_exporter.serve import StateSection
 from log_exporter.spec import compile_spec, load_default_spec
-from log_exporter.state import StateFile, StateKeeper
+from log_exporter.statefile import StateFile, StateKeeper
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
     clients,

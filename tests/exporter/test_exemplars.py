@@ -13,9 +13,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from log_exporter.cli import main
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.server import select_encoder
+from log_exporter.prometheus.collector import StoreCollector
+from log_exporter.prometheus.server import select_encoder
 from log_exporter.spec import SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.store import CounterState, HistogramState, Store
 from log_exporter.values import Batch

@@ -24,8 +24,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from log_exporter.omencoder import escape, go_number
 from log_exporter.parse import event_time
+from log_exporter.prometheus.encoder import escape, go_number
 from log_exporter.store import MetricDef, MetricSnapshot
 
 __all__ = ["SeriesTexts", "StoreFamily", "exemplar_text", "stamp_text"]

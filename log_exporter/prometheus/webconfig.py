@@ -28,7 +28,8 @@ from typing import Any
 import bcrypt
 import yaml  # type: ignore[import-untyped]
 
-log = logging.getLogger(__name__)
+# The name operators see in the "logger" field and filter on, kept when the module moved.
+log = logging.getLogger("log_exporter.webconfig")
 
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,

@@ -43,13 +43,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from log_exporter import __version__
-from log_exporter.collector import without_exemplars
-from log_exporter.omencoder import OpenMetricsEncoder
-from log_exporter.webconfig import LiveWebConfig, WebConfig
+from log_exporter.prometheus.collector import without_exemplars
+from log_exporter.prometheus.encoder import OpenMetricsEncoder
+from log_exporter.prometheus.webconfig import LiveWebConfig, WebConfig
 
 DEFAULT_LISTEN = "127.0.0.1:9464"
 DEFAULT_TELEMETRY_PATH = "/metrics"
-log = logging.getLogger(__name__)
+# The name operators see in the "logger" field and filter on, kept when the module moved.
+log = logging.getLogger("log_exporter.server")
 
 # socketserver listened with a backlog of 5, so a burst of 20 scrapers already overflowed it; the
 # kernel caps this at net.core.somaxconn.

@@ -24,7 +24,8 @@ __all__ = [
     "StateKeeper",
 ]
 
-log = logging.getLogger(__name__)
+# The name operators see in the "logger" field and filter on, kept when the module moved.
+log = logging.getLogger("log_exporter.state")
 
 FORMAT = "log-exporter-state"
 VERSION = 1

@@ -26,10 +26,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from log_exporter import buildinfo, selfmetrics
-from log_exporter.omfamily import SeriesTexts, StoreFamily
+from log_exporter import buildinfo
 from log_exporter.parse import event_time
-from log_exporter.selfmetrics import (
+from log_exporter.prometheus import selfmetrics
+from log_exporter.prometheus.families import SeriesTexts, StoreFamily
+from log_exporter.prometheus.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
     EXEMPLARS_SKIPPED,
