@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry
-
 from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
@@ -32,6 +30,7 @@ from log_exporter.drain import Drain, Outcome
 from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import (
+    Registry,
     ServeCollector,
     ServeValues,
     StateValues,
@@ -167,7 +166,7 @@ class Service:
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
         self.ledger = RotationLedger(options.file, clock=clock)
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         self.registry.register(StoreCollector(self.store))
         self.registry.register(ServeCollector(self._serve_values))
         register_standard(self.registry)

@@ -21,6 +21,8 @@ from typing import BinaryIO
 
 from prometheus_client.metrics_core import Metric
 
+from log_exporter.prometheus.text import escape
+
 __all__ = ["SpillingWriter"]
 
 _HEAD = struct.Struct("<II")
@@ -29,14 +31,10 @@ _READ_SIZE = 1 << 20
 _POINT_LABELS = frozenset({"le", "quantile"})
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
 def _prefix(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     if not labels:
         return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels)
     return f"{name}{{{inner}}}"
 
 
@@ -152,7 +150,7 @@ class SpillingWriter:
             if fam.unit:
                 out.write(f"# UNIT {fam.name} {fam.unit}\n".encode())
             if fam.help:
-                out.write(f"# HELP {fam.name} {_escape(fam.help)}\n".encode())
+                out.write(f"# HELP {fam.name} {escape(fam.help)}\n".encode())
             fam.file.flush()
             for first, last in self._groups(fam):
                 self._write_group(fam, first, last, out, stamp)

@@ -1,5 +1,6 @@
-"""The exporter's Prometheus collectors: the store's metrics and self-metrics, serve's own, and
-client_python's standard process and Python collectors.
+"""The exporter's collectors: the store's metrics and self-metrics, serve's own, and
+client_python's standard process and Python collectors; and ``Registry``, whose scrape says
+whether exemplars are wanted.
 
 A scrape copies the store under its lock (``Store.snapshot``) and renders outside it, so a scrape
 never stalls ingestion for long. ``families`` also serves replay, which renders snapshots it took
@@ -8,10 +9,8 @@ between events. Every self-metric's name, type, help and labels come from ``self
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -54,6 +53,7 @@ from log_exporter.prometheus.selfmetrics import (
 from log_exporter.store import LINE_RESULTS, MetricDef, MetricSnapshot, Snapshot, Store
 
 __all__ = [
+    "Registry",
     "ServeCollector",
     "ServeValues",
     "StateValues",
@@ -62,7 +62,6 @@ __all__ = [
     "families",
     "register_standard",
     "serve_families",
-    "without_exemplars",
 ]
 
 
@@ -75,11 +74,13 @@ class StoreCollector(Collector):
     def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
         self._build_info = build_info
-        # Each metric's series texts, kept between OpenMetrics scrapes (omfamily).
+        # Each metric's series texts, kept between OpenMetrics scrapes (families.SeriesTexts).
         self._texts: dict[str, SeriesTexts] = {}
 
-    def collect(self) -> Iterator[Metric]:
-        if _RENDER_EXEMPLARS.get():
+    def collect(self, exemplars: bool = True) -> Iterator[Metric]:
+        """The families; without ``exemplars`` (for a format that has none) they are neither
+        copied nor built, so such a scrape costs what it did before exemplars existed."""
+        if exemplars:
             yield from families(self._store.snapshot(), self._texts)
         else:
             yield from families(self._store.snapshot(exemplars=False))
@@ -110,19 +111,38 @@ def register_standard(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
-# False while a format without exemplars (the Prometheus text format) renders in this context:
-# then they are neither copied nor built, and a text scrape costs what it did before them.
-_RENDER_EXEMPLARS: ContextVar[bool] = ContextVar("render_exemplars", default=True)
+class Registry(CollectorRegistry):
+    """client_python's registry, whose ``collect`` takes the scrape's exemplar choice and hands it
+    to the collectors that take one (``StoreCollector``); every other collector is asked as usual.
 
+    serve's registry is one, so a text scrape (``negotiate``) collects the store without
+    exemplars. A plain ``CollectorRegistry`` renders the same bytes, only collecting exemplars the
+    text encoder then drops.
+    """
 
-@contextlib.contextmanager
-def without_exemplars() -> Iterator[None]:
-    """Collect without exemplars in this context (the encoder would drop them anyway)."""
-    token = _RENDER_EXEMPLARS.set(False)
-    try:
-        yield
-    finally:
-        _RENDER_EXEMPLARS.reset(token)
+    def __init__(self) -> None:
+        super().__init__()
+        # In registration order, the order client_python's own collect() asks them in.
+        self._members: dict[Collector, None] = {}
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        self._members[collector] = None
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        self._members.pop(collector, None)
+
+    def collect(self, exemplars: bool = True) -> Iterator[Metric]:
+        if exemplars or self.get_target_info():
+            # Target info is a family client_python's registry writes itself.
+            yield from super().collect()
+            return
+        for collector in list(self._members):
+            if isinstance(collector, StoreCollector):
+                yield from collector.collect(exemplars=False)
+            else:
+                yield from collector.collect()
 
 
 def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> list[Metric]:

@@ -16,7 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
-from log_exporter.prometheus.server import MetricsServer, accepts_gzip, parse_listen, select_encoder
+from log_exporter.prometheus.negotiate import accepts_gzip, select_encoder
+from log_exporter.prometheus.server import MetricsServer, parse_listen
 
 
 def _request(
