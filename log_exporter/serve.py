@@ -40,7 +40,7 @@ from log_exporter.prometheus.collector import (
 from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
-from log_exporter.statefile import StateFile, StateKeeper
+from log_exporter.statefile import StateFile, StateKeeper, StateSection
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer, count_lines_after
 from log_exporter.tail.ledger import RotationLedger
@@ -70,24 +70,6 @@ class ServeOptions:
     telemetry_path: str = "/metrics"
     drain_quiet: float = 2.0
     drain_timeout: float = 20.0
-
-
-class StateSection:
-    """One component's own section of serve's state file: what it held at start, and a save that
-    writes the file at once, since a cursor saved later than the batch it follows went out would
-    repeat more than one batch after a crash."""
-
-    def __init__(self, keeper: StateKeeper, name: str, sections: Mapping[str, Any]) -> None:
-        self._keeper = keeper
-        self._name = name
-        self._initial = sections.get(name)
-
-    def load(self) -> Mapping[str, Any] | None:
-        return self._initial if isinstance(self._initial, Mapping) else None
-
-    def save(self, data: Mapping[str, Any]) -> None:
-        self._keeper.set(self._name, dict(data))
-        self._keeper.save()
 
 
 def read_spec(path: str | None) -> Spec:
