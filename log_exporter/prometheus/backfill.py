@@ -1,4 +1,5 @@
-"""Timestamped OpenMetrics text from a series of metric-family snapshots, in bounded memory.
+"""Replay's backfill writer: timestamped OpenMetrics text from a series of metric-family
+snapshots, in bounded memory, for ``promtool tsdb create-blocks-from openmetrics``.
 
 OpenMetrics wants every sample of one family together and, inside a family, every point of one
 series (Metric) together in increasing time order ("Metrics MUST NOT be interleaved"). Snapshots
