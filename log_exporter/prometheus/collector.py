@@ -49,6 +49,7 @@ from log_exporter.prometheus.selfmetrics import (
     STATE_LOAD_FAILURES,
     STATE_SAVES,
     WEB_CONFIG_RELOADS,
+    SelfMetric,
 )
 from log_exporter.store import LINE_RESULTS, MetricDef, MetricSnapshot, Snapshot, Store
 
@@ -162,16 +163,32 @@ def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> lis
             for name in texts.keys() - {m.definition.name for m in snap.metrics}:
                 del texts[name]
 
+    out += _reading_families(snap)
+    out += _per_metric_families(snap)
+    return out
+
+
+def _reading_families(snap: Snapshot) -> list[Metric]:
+    """The self-metrics of reading: lines by result, bytes, rotations, truncations and, once
+    known, the last event's time."""
     lines = LINES.family()
     for result in LINE_RESULTS:
         lines.add_metric((result,), snap.lines.get(result, 0.0))
-    out.append(lines)
-    out.append(BYTES_READ.family(snap.bytes_read))
-    out.append(FILE_ROTATIONS.family(snap.rotations))
-    out.append(FILE_TRUNCATIONS.family(snap.truncations))
+    out: list[Metric] = [
+        lines,
+        BYTES_READ.family(snap.bytes_read),
+        FILE_ROTATIONS.family(snap.rotations),
+        FILE_TRUNCATIONS.family(snap.truncations),
+    ]
     if snap.last_event_timestamp is not None:
         # Absent until an event with a valid timestamp is seen, so no alert fires on a fake 0.
         out.append(LAST_EVENT_TIMESTAMP.family(snap.last_event_timestamp))
+    return out
+
+
+def _per_metric_families(snap: Snapshot) -> list[Metric]:
+    """The self-metrics by spec metric: invalid values, values cut, exemplars skipped, overflow
+    and series, the optional ones only once something happened."""
     invalid = INVALID_VALUES.family()
     overflow = SERIES_OVERFLOW.family()
     series = SERIES.family()
@@ -185,26 +202,30 @@ def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> lis
         if d.kind != "info":
             overflow.add_metric((d.name,), float(m.overflowed))
         series.add_metric((d.name,), float(len(m.series)))
-    out.append(invalid)
-    too_long = LABEL_VALUES_TOO_LONG.family()
-    for m in snap.metrics:
-        cut = snap.label_values_too_long.get(m.definition.name, 0.0)
-        if cut:
-            too_long.add_metric((m.definition.name,), cut)
+    out: list[Metric] = [invalid]
+    too_long = _by_metric(LABEL_VALUES_TOO_LONG, snap, snap.label_values_too_long)
     if too_long.samples:
         # Absent until a value was cut (the store does not know which labels are open), so the
         # pages of logs that never reach the bound, SustainBot's among them, do not change.
         out.append(too_long)
-    no_exemplar = EXEMPLARS_SKIPPED.family()
-    for m in snap.metrics:
-        n = snap.exemplars_skipped.get(m.definition.name, 0.0)
-        if n:
-            no_exemplar.add_metric((m.definition.name,), n)
+    no_exemplar = _by_metric(EXEMPLARS_SKIPPED, snap, snap.exemplars_skipped)
     if no_exemplar.samples:
         # Absent until one was skipped, as above: SustainBot's lines all carry a trace id.
         out.append(no_exemplar)
     out += [overflow, series]
     return out
+
+
+def _by_metric(
+    declared: SelfMetric, snap: Snapshot, counts: Mapping[str, float]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """``declared``'s family with a sample for each spec metric whose count is not zero."""
+    family = declared.family()
+    for m in snap.metrics:
+        n = counts.get(m.definition.name, 0.0)
+        if n:
+            family.add_metric((m.definition.name,), n)
+    return family
 
 
 @dataclass(frozen=True, slots=True)
