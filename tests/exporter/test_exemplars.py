@@ -415,3 +415,18 @@ def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> Non
     assert b"t1" not in text(registry) and seen == []
     om, _ = select_encoder(OPENMETRICS)
     assert b"t1" in om(registry) and len(seen) == 3
+
+
+def test_a_text_scrape_of_a_plain_registry_equals_one_of_serve_s_registry() -> None:
+    """A plain client_python registry, which collects exemplars only for the text encoder to drop
+    them, renders the same text and OpenMetrics pages as serve's registry, which leaves them out
+    of a text scrape."""
+    pipeline, store = _store(APP_SPEC)
+    _feed(pipeline, [_request("t1"), _request(None, endpoint="/b", seconds=2.0)])
+    plain, served = CollectorRegistry(), Registry()
+    for registry in (plain, served):
+        registry.register(StoreCollector(store, build_info=False))
+    for accept in ("text/plain", "", OPENMETRICS):
+        encoder, _ = select_encoder(accept)
+        assert encoder(plain) == encoder(served)
+    assert b"t1" in select_encoder(OPENMETRICS)[0](served)
