@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pipeline_catchup import make_lines
 from render import SERIES_PER_HISTOGRAM, SPEC, free_port
 
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.server import select_encoder
+from log_exporter.prometheus.collector import Registry, StoreCollector
+from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
@@ -215,7 +215,8 @@ def render(rounds: int, series: int, share: float, title: str) -> None:
         pipelines[variant] = Pipeline(compile_spec(spec), store)
         for batch in work:
             pipelines[variant].feed(batch)
-        registry = CollectorRegistry()
+        # serve's kind of registry, whose text scrapes collect no exemplars.
+        registry = Registry()
         registry.register(StoreCollector(store))
         registries[variant] = registry
     # The encoders the server picks: Prometheus's Accept header, and none (the text format);

@@ -25,9 +25,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.server import select_encoder
+from log_exporter.prometheus.collector import StoreCollector
+from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import compile_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch

@@ -20,13 +20,13 @@ from typing import BinaryIO, Literal, Protocol, TextIO
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import StoreCollector, families
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, MAX_LINE_BYTES
-from log_exporter.openmetrics import SpillingWriter
 from log_exporter.parallel import STRETCH_BYTES, default_jobs, replay_parallel
 from log_exporter.partial import unsupported
 from log_exporter.pipeline import Pipeline, Steps
 from log_exporter.progress import Progress
+from log_exporter.prometheus.backfill import SpillingWriter
+from log_exporter.prometheus.collector import StoreCollector, families
 from log_exporter.sources import READ_SIZE, FileReader, ReplayError, Source, open_sources
 from log_exporter.spec import Spec, SpecError, compile_spec, default_spec_text, load_spec
 from log_exporter.store import Store

@@ -22,30 +22,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry
-
 from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
-from log_exporter.collector import (
+from log_exporter.drain import Drain, Outcome
+from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
+from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import (
+    Registry,
     ServeCollector,
     ServeValues,
     StateValues,
     StoreCollector,
     register_standard,
 )
-from log_exporter.drain import Drain, Outcome
-from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
-from log_exporter.pipeline import Pipeline
-from log_exporter.server import MetricsServer
+from log_exporter.prometheus.server import MetricsServer
+from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
-from log_exporter.state import StateFile, StateKeeper
+from log_exporter.statefile import StateFile, StateKeeper, StateSection
 from log_exporter.store import Store, StoreError
 from log_exporter.tail import Tailer, count_lines_after
 from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
-from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +70,6 @@ class ServeOptions:
     telemetry_path: str = "/metrics"
     drain_quiet: float = 2.0
     drain_timeout: float = 20.0
-
-
-class StateSection:
-    """One component's own section of serve's state file: what it held at start, and a save that
-    writes the file at once, since a cursor saved later than the batch it follows went out would
-    repeat more than one batch after a crash."""
-
-    def __init__(self, keeper: StateKeeper, name: str, sections: Mapping[str, Any]) -> None:
-        self._keeper = keeper
-        self._name = name
-        self._initial = sections.get(name)
-
-    def load(self) -> Mapping[str, Any] | None:
-        return self._initial if isinstance(self._initial, Mapping) else None
-
-    def save(self, data: Mapping[str, Any]) -> None:
-        self._keeper.set(self._name, dict(data))
-        self._keeper.save()
 
 
 def read_spec(path: str | None) -> Spec:
@@ -118,10 +99,6 @@ class Service:
         self.drain_outcome: Outcome | None = None
         self._drain_announced = False
         self.unread_lines = 0  # lines a drain cut short left out of the metrics
-        spec = read_spec(options.spec)
-        web_config = self.web_config = _web_config(options.web_config)
-        self.store = Store(spec.definitions)
-        self.pipeline = Pipeline(compile_spec(spec), self.store)
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.reloads = {"success": 0, "failure": 0}
@@ -134,53 +111,66 @@ class Service:
         # the last consistent section on disk (``_frozen``).
         self._broken = False
         self._frozen: Any = None
-
-        if os.path.exists(options.file) and not os.path.isfile(options.file):
-            # The tailer waits for a regular file and treats anything else as not there yet, so
-            # `--file logs/` would serve empty metrics, ready, with nothing in the log to say why.
-            raise StartupError(f"--file {options.file}: not a regular file (a directory?)")
-        self.keeper: StateKeeper | None = None
-        self._sections: dict[str, Any] = {}
-        resume = None
-        if options.state is not None:
-            state_dir = Path(options.state).absolute().parent
-            if not state_dir.is_dir():
-                # Most likely a typo; failing now beats a warning every few seconds forever.
-                raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
-            _check_state_is_no_sibling(options.state, options.file)
-            self.keeper = StateKeeper(
-                StateFile(options.state, target=options.file), interval=options.state_interval
-            )
-            self._sections = self.keeper.load()
-            resume = self._restore(self._sections.get(STATE_SECTION))
-            self.keeper.provide(STATE_SECTION, self._state_section)
-        self._fed = resume
         # Set by the tail thread once the data present at start is in the store. The tailer's own
         # ``caught_up`` turns true when the last poll returns, before its batch is fed: /readyz
         # answering from it could show metrics that still miss that batch.
         self._ready = False
+
+        spec = read_spec(options.spec)
+        self.web_config = _web_config(options.web_config)
+        self.store = Store(spec.definitions)
+        self.pipeline = Pipeline(compile_spec(spec), self.store)
+        _check_paths(options)
+        self.keeper: StateKeeper | None = None
+        self._sections: dict[str, Any] = {}
+        self._fed = self._open_state()
         self.tailer = Tailer(
             options.file,
             start_at=options.start_at,
-            resume=resume,
+            resume=self._fed,
             max_line_bytes=options.max_line_bytes,
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
         self.ledger = RotationLedger(options.file, clock=clock)
-        self.registry = CollectorRegistry()
-        self.registry.register(StoreCollector(self.store))
-        self.registry.register(ServeCollector(self._serve_values))
-        register_standard(self.registry)
+        self.registry = self._build_registry()
+        self.server = self._build_server()
+
+    def _open_state(self) -> Position | None:
+        """With ``--state``: open the state file, restore the metrics it holds and have it save
+        them from now on; where reading resumes (None: as ``--start-at`` says)."""
+        options = self.options
+        if options.state is None:
+            return None
+        self.keeper = StateKeeper(
+            StateFile(options.state, target=options.file), interval=options.state_interval
+        )
+        self._sections = self.keeper.load()
+        resume = self._restore(self._sections.get(STATE_SECTION))
+        self.keeper.provide(STATE_SECTION, self._state_section)
+        return resume
+
+    def _build_registry(self) -> Registry:
+        """What /metrics shows, in its order: the store's metrics and self-metrics, serve's own,
+        then client_python's process, platform and GC collectors."""
+        registry = Registry()
+        registry.register(StoreCollector(self.store))
+        registry.register(ServeCollector(self._serve_values))
+        register_standard(registry)
+        return registry
+
+    def _build_server(self) -> MetricsServer:
+        """The HTTP server, bound and with its certificates loaded, so a bad address or
+        certificate fails at start, named, not at the first scrape."""
+        options = self.options
         try:
-            self.server = MetricsServer(
+            return MetricsServer(
                 self.registry,
                 listen=options.listen,
                 ready=lambda: self._ready,
-                web_config=web_config,
+                web_config=self.web_config,
                 telemetry_path=options.telemetry_path,
             )
         except WebConfigError as exc:
-            # The certificates are loaded here, so a bad one fails at start, not at a scrape.
             raise StartupError(str(exc)) from exc
         except ValueError as exc:
             raise StartupError(str(exc)) from exc
@@ -385,6 +375,21 @@ class Service:
                 max_line_bytes=self.options.max_line_bytes,
             )
         return code
+
+
+def _check_paths(options: ServeOptions) -> None:
+    """Refuse a ``--file`` or ``--state`` that would make serving pointless; ``StartupError``."""
+    if os.path.exists(options.file) and not os.path.isfile(options.file):
+        # The tailer waits for a regular file and treats anything else as not there yet, so
+        # `--file logs/` would serve empty metrics, ready, with nothing in the log to say why.
+        raise StartupError(f"--file {options.file}: not a regular file (a directory?)")
+    if options.state is None:
+        return
+    state_dir = Path(options.state).absolute().parent
+    if not state_dir.is_dir():
+        # Most likely a typo; failing now beats a warning every few seconds forever.
+        raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
+    _check_state_is_no_sibling(options.state, options.file)
 
 
 def _check_state_is_no_sibling(state: str, file: str) -> None:

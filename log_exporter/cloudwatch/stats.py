@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from log_exporter import selfmetrics as sm
+from log_exporter.prometheus import selfmetrics as sm
 
 
 @dataclass(slots=True)

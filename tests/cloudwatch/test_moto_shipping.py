@@ -20,9 +20,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from log_exporter.cloudwatch import service
 from log_exporter.cloudwatch.config import load
 from log_exporter.cloudwatch.hook import SECTION
-from log_exporter.serve import StateSection
 from log_exporter.spec import compile_spec, load_default_spec
-from log_exporter.state import StateFile, StateKeeper
+from log_exporter.statefile import StateFile, StateKeeper, StateSection
 from tests.support.cloudwatch import (
     SHIPPING_DEADLINE,
     clients,

@@ -13,9 +13,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from log_exporter.cli import main
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.server import select_encoder
+from log_exporter.prometheus.collector import Registry, StoreCollector
+from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.store import CounterState, HistogramState, Store
 from log_exporter.values import Batch
@@ -396,17 +396,17 @@ def test_a_histogram_with_exemplars_finds_the_bucket_once_per_observation() -> N
 
 
 def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> None:
-    """The encoder the server picks for the text format collects without exemplars (they would be
-    dropped), the OpenMetrics one with them."""
+    """The encoder the server picks for the text format collects from serve's registry without
+    exemplars (they would be dropped), the OpenMetrics one with them."""
     pipeline, store = _store(APP_SPEC)
     _feed(pipeline, [_request("t1")])
-    registry = CollectorRegistry()
+    registry = Registry()
     registry.register(StoreCollector(store, build_info=False))
     seen: list[int] = []
     collect = registry.collect
 
-    def spy() -> Iterator[Metric]:
-        for family in collect():
+    def spy(exemplars: bool = True) -> Iterator[Metric]:
+        for family in collect(exemplars):
             seen.extend(1 for s in family.samples if s.exemplar is not None)
             yield family
 
@@ -415,3 +415,18 @@ def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> Non
     assert b"t1" not in text(registry) and seen == []
     om, _ = select_encoder(OPENMETRICS)
     assert b"t1" in om(registry) and len(seen) == 3
+
+
+def test_a_text_scrape_of_a_plain_registry_equals_one_of_serve_s_registry() -> None:
+    """A plain client_python registry, which collects exemplars only for the text encoder to drop
+    them, renders the same text and OpenMetrics pages as serve's registry, which leaves them out
+    of a text scrape."""
+    pipeline, store = _store(APP_SPEC)
+    _feed(pipeline, [_request("t1"), _request(None, endpoint="/b", seconds=2.0)])
+    plain, served = CollectorRegistry(), Registry()
+    for registry in (plain, served):
+        registry.register(StoreCollector(store, build_info=False))
+    for accept in ("text/plain", "", OPENMETRICS):
+        encoder, _ = select_encoder(accept)
+        assert encoder(plain) == encoder(served)
+    assert b"t1" in select_encoder(OPENMETRICS)[0](served)

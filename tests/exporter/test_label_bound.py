@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import StoreCollector
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES, OVERFLOW
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch

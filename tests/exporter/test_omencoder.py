@@ -18,10 +18,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.samples import Exemplar, Timestamp
 
-from log_exporter.collector import StoreCollector, register_standard
-from log_exporter.omencoder import OpenMetricsEncoder
 from log_exporter.pipeline import Pipeline
-from log_exporter.server import select_encoder
+from log_exporter.prometheus.collector import StoreCollector, register_standard
+from log_exporter.prometheus.encoder import OpenMetricsEncoder
+from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch

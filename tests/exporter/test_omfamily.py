@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from log_exporter import omfamily
-from log_exporter.omfamily import exemplar_text, stamp_text
 from log_exporter.parse import event_time
+from log_exporter.prometheus import families
+from log_exporter.prometheus.families import exemplar_text, stamp_text
 
 
 def _expected(raw: object) -> str:
@@ -67,4 +67,4 @@ def test_the_timestamp_memo_stays_bounded_however_many_seconds_the_log_holds() -
     for i in range(10_000):
         raw = (start + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.500Z")
         assert stamp_text(raw) == _expected(raw)
-        assert len(omfamily._SECONDS) <= omfamily._KEPT
+        assert len(families._SECONDS) <= families._KEPT

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter import buildinfo, selfmetrics, settings
+from log_exporter import buildinfo, settings
+from log_exporter.prometheus import selfmetrics
 from tests.support.ports import free_port
 from tests.support.processes import binary, clean_env
 from tests.support.serve import Exporter, append, parse_metrics, run_cli, sample

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import ServeCollector, ServeValues, StoreCollector
 from log_exporter.pipeline import Pipeline, Steps
+from log_exporter.prometheus.collector import ServeCollector, ServeValues, StoreCollector
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch

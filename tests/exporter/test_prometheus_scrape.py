@@ -13,7 +13,7 @@ import bcrypt
 import pytest
 from prometheus_client.openmetrics import parser as openmetrics_parser
 
-from log_exporter import selfmetrics
+from log_exporter.prometheus import selfmetrics
 from tests.support.certs import make_certs
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter, append, parse_metrics

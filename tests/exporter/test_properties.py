@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.cloudwatch.metrics_agg import Observation
-from log_exporter.collector import StoreCollector
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.spec import (
     Program,
     compile_spec,

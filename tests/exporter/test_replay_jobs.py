@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter import parallel
 from log_exporter.cli import main
-from log_exporter.collector import StoreCollector, families
-from log_exporter.openmetrics import SpillingWriter
 from log_exporter.parallel import replay_parallel
 from log_exporter.partial import unsupported
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.backfill import SpillingWriter
+from log_exporter.prometheus.collector import StoreCollector, families
 from log_exporter.replay import ReplayOptions, replay_final, replay_steps, run, summary
 from log_exporter.sources import open_sources
 from log_exporter.spec import Spec, compile_spec, load_default_spec, load_spec

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, InfoMetricFamily
 
 from log_exporter.cli import main
-from log_exporter.openmetrics import SpillingWriter
+from log_exporter.prometheus.backfill import SpillingWriter
 from tests.support.replay_model import (
     MODELLED,
     Key,

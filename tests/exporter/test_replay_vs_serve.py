@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.replay import replay_final
 from log_exporter.sources import open_sources
 from log_exporter.spec import compile_spec, load_default_spec

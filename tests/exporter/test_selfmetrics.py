@@ -10,10 +10,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from log_exporter import selfmetrics
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
-from log_exporter.collector import ServeCollector, ServeValues, StateValues, StoreCollector
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus import selfmetrics
+from log_exporter.prometheus.collector import (
+    ServeCollector,
+    ServeValues,
+    StateValues,
+    StoreCollector,
+)
 from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch

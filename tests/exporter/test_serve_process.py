@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter import __version__, buildinfo, selfmetrics
+from log_exporter import __version__, buildinfo
+from log_exporter.prometheus import selfmetrics
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, append, run_cli, sample

@@ -16,7 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 
-from log_exporter.server import MetricsServer, accepts_gzip, parse_listen, select_encoder
+from log_exporter.prometheus.negotiate import accepts_gzip, select_encoder
+from log_exporter.prometheus.server import MetricsServer, parse_listen
 
 
 def _request(
@@ -275,8 +276,8 @@ def test_malformed_requests_get_a_json_error(
 
 def _contract_registry() -> CollectorRegistry:
     """The golden contract fixture through the real data path, with every self-metric."""
-    from log_exporter.collector import StoreCollector
     from log_exporter.pipeline import Pipeline
+    from log_exporter.prometheus.collector import StoreCollector
     from log_exporter.spec import compile_spec, load_default_spec
     from log_exporter.store import Store
     from log_exporter.values import Batch

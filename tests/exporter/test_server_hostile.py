@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 
-from log_exporter.server import MetricsServer
+from log_exporter.prometheus.server import MetricsServer
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
 from tests.support.serve import append
@@ -271,7 +271,7 @@ def _ready(base: str) -> bool:
 _EMFILE_SCRIPT = """
 import inspect, resource, sys, time
 from prometheus_client import CollectorRegistry
-from log_exporter.server import MetricsServer
+from log_exporter.prometheus.server import MetricsServer
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 kwargs = {}
 if "max_connections" in inspect.signature(MetricsServer).parameters:

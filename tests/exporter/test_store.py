@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store, StoreError
 from log_exporter.values import Batch

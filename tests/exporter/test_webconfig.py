@@ -15,9 +15,9 @@ import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from log_exporter import webconfig
-from log_exporter.server import MetricsServer
-from log_exporter.webconfig import WebConfigError, load_web_config
+from log_exporter.prometheus import webconfig
+from log_exporter.prometheus.server import MetricsServer
+from log_exporter.prometheus.webconfig import WebConfigError, load_web_config
 from tests.support.certs import CertSet, make_certs
 
 PASSWORD = "correct horse battery staple"

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import bcrypt
 
-from log_exporter.webconfig import CHECK_WAIT_SECONDS, MAX_CONCURRENT_CHECKS, parse_web_config
+from log_exporter.prometheus.webconfig import (
+    CHECK_WAIT_SECONDS,
+    MAX_CONCURRENT_CHECKS,
+    parse_web_config,
+)
 
 
 def _header(user: str, password: str) -> str:

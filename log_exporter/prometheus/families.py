@@ -5,7 +5,7 @@ scrapes.
 Building a ``Sample`` per exposed series (a label dict, a named tuple, an ``Exemplar``) and then
 sorting, escaping and formatting it again on every scrape cost about 2 µs per series. Here a
 series' label text (its "head", ``name{a="x",b="y"}``) is composed once, and its exemplar's text
-once per kept exemplar; a scrape formats the numbers and joins. ``omencoder`` asks a family for
+once per kept exemplar; a scrape formats the numbers and joins. ``encoder`` asks a family for
 ``openmetrics_lines()``; any other reader (client_python's encoders, ``get_sample_value``) reads
 ``samples``, which are built only then, and are the very samples of the collector's ordinary
 family: the tests pin that both render to client_python's bytes.
@@ -24,8 +24,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from log_exporter.omencoder import escape, go_number
 from log_exporter.parse import event_time
+from log_exporter.prometheus.text import escape, go_number
 from log_exporter.store import MetricDef, MetricSnapshot
 
 __all__ = ["SeriesTexts", "StoreFamily", "exemplar_text", "stamp_text"]

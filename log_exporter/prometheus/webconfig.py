@@ -28,7 +28,8 @@ from typing import Any
 import bcrypt
 import yaml  # type: ignore[import-untyped]
 
-log = logging.getLogger(__name__)
+# The name operators see in the "logger" field and filter on, kept when the module moved.
+log = logging.getLogger("log_exporter.webconfig")
 
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
@@ -302,6 +303,30 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
     if not isinstance(tls, dict):
         raise WebConfigError(f"{where}: must be a mapping, got {_kind(tls)}")
     _reject_unknown(tls, _TLS_KEYS, source, "[tls_server_config]")
+    # One field group at a time, in this order, so the first problem named stays the same.
+    paths = _tls_files(tls, where, base_dir)
+    auth_type = _client_auth_type(tls, where, paths)
+    min_version, max_version = _tls_versions(tls, where)
+    ciphers = _cipher_suites(tls, where)
+    curve = _curve(tls, where)
+    prefer = tls.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError(f"{where} field 'prefer_server_cipher_suites': must be true or false")
+    return TLSConfig(
+        cert_file=paths["cert_file"],
+        key_file=paths["key_file"],
+        client_ca_file=paths.get("client_ca_file"),
+        client_auth_type=auth_type,
+        min_version=min_version,
+        max_version=max_version,
+        cipher_suites=tuple(ciphers),
+        prefer_server_cipher_suites=prefer,
+        curve=curve,
+    )
+
+
+def _tls_files(tls: dict[Any, Any], where: str, base_dir: Path) -> dict[str, Path]:
+    """``cert_file``, ``key_file`` (both required) and ``client_ca_file``, by field name."""
     paths: dict[str, Path] = {}
     for name in ("cert_file", "key_file", "client_ca_file"):
         value = tls.get(name)
@@ -314,6 +339,11 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
     for name in ("cert_file", "key_file"):
         if name not in paths:
             raise WebConfigError(f"{where} field '{name}': required when TLS is configured")
+    return paths
+
+
+def _client_auth_type(tls: dict[Any, Any], where: str, paths: dict[str, Path]) -> str:
+    """``client_auth_type``, one Python's ssl can enforce, consistent with ``client_ca_file``."""
     auth_type = tls.get("client_auth_type")
     if auth_type is None:
         auth_type = "NoClientCert"  # exporter-toolkit's default
@@ -338,6 +368,11 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
             f"{where} field 'client_auth_type': client_ca_file is set without a client auth "
             "policy (RequireAndVerifyClientCert or VerifyClientCertIfGiven)"
         )
+    return str(auth_type)
+
+
+def _tls_versions(tls: dict[Any, Any], where: str) -> tuple[str | None, str | None]:
+    """``min_version`` and ``max_version`` as written (None when absent), in a usable order."""
     versions = {}
     for name in ("min_version", "max_version"):
         value = tls.get(name)
@@ -350,12 +385,22 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
     low, high = versions["min_version"] or "TLS12", versions["max_version"] or "TLS13"
     if order.index(low) > order.index(high):
         raise WebConfigError(f"{where} field 'max_version': {high} is below min_version {low}")
+    return versions["min_version"], versions["max_version"]
+
+
+def _cipher_suites(tls: dict[Any, Any], where: str) -> list[str]:
+    """``cipher_suites``: Go names of suites OpenSSL has (an empty list when absent)."""
     ciphers = tls.get("cipher_suites") or []
     if not isinstance(ciphers, list) or not all(isinstance(c, str) for c in ciphers):
         raise WebConfigError(f"{where} field 'cipher_suites': must be a list of Go suite names")
     for name in ciphers:
         if name not in _CIPHERS and name not in _TLS13_CIPHERS:
             raise WebConfigError(f"{where} field 'cipher_suites': unknown cipher {name!r}")
+    return ciphers
+
+
+def _curve(tls: dict[Any, Any], where: str) -> str | None:
+    """The one curve of ``curve_preferences``, or None when absent."""
     curves = tls.get("curve_preferences") or []
     if not isinstance(curves, list) or not all(isinstance(c, str) for c in curves):
         raise WebConfigError(f"{where} field 'curve_preferences': must be a list of Go curve names")
@@ -372,20 +417,7 @@ def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
             f"{where} field 'curve_preferences': Python's ssl can restrict the handshake to one "
             f"curve (with OpenSSL 3), not order several; got {curves}"
         )
-    prefer = tls.get("prefer_server_cipher_suites", True)
-    if not isinstance(prefer, bool):
-        raise WebConfigError(f"{where} field 'prefer_server_cipher_suites': must be true or false")
-    return TLSConfig(
-        cert_file=paths["cert_file"],
-        key_file=paths["key_file"],
-        client_ca_file=paths.get("client_ca_file"),
-        client_auth_type=auth_type,
-        min_version=versions["min_version"],
-        max_version=versions["max_version"],
-        cipher_suites=tuple(ciphers),
-        prefer_server_cipher_suites=prefer,
-        curve=curves[0] if curves else None,
-    )
+    return curves[0] if curves else None
 
 
 def _parse_http(http: Any, source: str) -> dict[str, str]:

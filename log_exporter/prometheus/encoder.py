@@ -1,7 +1,7 @@
 """serve's OpenMetrics encoder: client_python's ``openmetrics.exposition.generate_latest`` under
 ``escaping=allow-utf-8``, byte for byte, at a fraction of its cost.
 
-A family that writes its own lines (``openmetrics_lines()``: the store's, ``omfamily``) is asked
+A family that writes its own lines (``openmetrics_lines()``: the store's, ``families``) is asked
 for them; the rest (serve's self-metrics, client_python's standard collectors) are written here
 sample by sample. Anything our collectors never produce (native histograms, names outside the
 legacy charset) is handed to client_python's own code, so the output stays its output; tests pin
@@ -10,7 +10,6 @@ the equality over generated registries, the golden page and a real sidecar's pag
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from prometheus_client.metrics_core import Metric
@@ -19,36 +18,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_legacy_metric_name
 
-__all__ = ["OpenMetricsEncoder", "escape", "go_number"]
+from log_exporter.prometheus.text import escape, go_number
 
-_INF = math.inf
+__all__ = ["OpenMetricsEncoder"]
+
 _NAMES_KEPT = 10_000
-
-
-def go_number(d: float) -> str:
-    """``prometheus_client.utils.floatToGoString``, the same branches in a cheaper order."""
-    d = float(d)
-    s = repr(d)
-    if d - d == 0.0:  # finite
-        if d > 0:
-            dot = s.find(".")
-            if dot > 6:
-                # Go switches to exponents sooner than Python.
-                mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
-                return f"{mantissa}e+{dot - 1:02d}"
-        return s
-    if d == _INF:
-        return "+Inf"
-    if d == -_INF:
-        return "-Inf"
-    return "NaN"
-
-
-def escape(text: str) -> str:
-    # Most label values hold none of the three characters; three scans beat three copies.
-    if "\\" in text or "\n" in text or '"' in text:
-        return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return text
 
 
 def _exemplar_allowed(metric: Metric, sample: Sample) -> bool:
@@ -93,7 +67,7 @@ class OpenMetricsEncoder:
         for metric in registry.collect():
             own = getattr(metric, "openmetrics_lines", None)
             if own is not None:
-                # The store's families write their own lines (omfamily).
+                # The store's families write their own lines (families.StoreFamily).
                 out += own()
                 continue
             try:

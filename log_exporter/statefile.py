@@ -2,7 +2,8 @@
 
 A restart restores the metric values and resumes reading at the saved position, so it neither
 resets nor double-counts. Each component owns one section (``metrics``, ``cloudwatch``...);
-``StateKeeper`` gathers them and writes them all in one file. Format in docs/tailing.md.
+``StateKeeper`` gathers them and writes them all in one file, and ``StateSection`` is one
+component's view of its own section. Format in docs/tailing.md.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ __all__ = [
     "VERSION",
     "StateFile",
     "StateKeeper",
+    "StateSection",
 ]
 
-log = logging.getLogger(__name__)
+# The name operators see in the "logger" field and filter on, kept when the module moved.
+log = logging.getLogger("log_exporter.state")
 
 FORMAT = "log-exporter-state"
 VERSION = 1
@@ -185,3 +188,21 @@ class StateKeeper:
         while not stop.wait(self.interval):
             self.save()
         self.save()
+
+
+class StateSection:
+    """One component's own section of serve's state file: what it held at start, and a save that
+    writes the file at once, since a cursor saved later than the batch it follows went out would
+    repeat more than one batch after a crash."""
+
+    def __init__(self, keeper: StateKeeper, name: str, sections: Mapping[str, Any]) -> None:
+        self._keeper = keeper
+        self._name = name
+        self._initial = sections.get(name)
+
+    def load(self) -> Mapping[str, Any] | None:
+        return self._initial if isinstance(self._initial, Mapping) else None
+
+    def save(self, data: Mapping[str, Any]) -> None:
+        self._keeper.set(self._name, dict(data))
+        self._keeper.save()

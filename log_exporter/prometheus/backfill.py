@@ -1,4 +1,5 @@
-"""Timestamped OpenMetrics text from a series of metric-family snapshots, in bounded memory.
+"""Replay's backfill writer: timestamped OpenMetrics text from a series of metric-family
+snapshots, in bounded memory, for ``promtool tsdb create-blocks-from openmetrics``.
 
 OpenMetrics wants every sample of one family together and, inside a family, every point of one
 series (Metric) together in increasing time order ("Metrics MUST NOT be interleaved"). Snapshots
@@ -21,6 +22,8 @@ from typing import BinaryIO
 
 from prometheus_client.metrics_core import Metric
 
+from log_exporter.prometheus.text import escape
+
 __all__ = ["SpillingWriter"]
 
 _HEAD = struct.Struct("<II")
@@ -29,14 +32,10 @@ _READ_SIZE = 1 << 20
 _POINT_LABELS = frozenset({"le", "quantile"})
 
 
-def _escape(text: str) -> str:
-    return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
 def _prefix(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     if not labels:
         return name
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels)
     return f"{name}{{{inner}}}"
 
 
@@ -152,7 +151,7 @@ class SpillingWriter:
             if fam.unit:
                 out.write(f"# UNIT {fam.name} {fam.unit}\n".encode())
             if fam.help:
-                out.write(f"# HELP {fam.name} {_escape(fam.help)}\n".encode())
+                out.write(f"# HELP {fam.name} {escape(fam.help)}\n".encode())
             fam.file.flush()
             for first, last in self._groups(fam):
                 self._write_group(fam, first, last, out, stamp)

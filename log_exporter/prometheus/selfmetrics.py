@@ -92,7 +92,7 @@ def _gauge(name: str, help: str, *labels: str) -> SelfMetric:
     return SelfMetric(name, "gauge", help, labels)
 
 
-# -- the store's (log_exporter.collector.StoreCollector), in the order of /metrics -----------------
+# -- the store's (collector.StoreCollector), in the order of /metrics -----------------------------
 
 LINES: Final = _counter("log_exporter_lines_total", "Lines read, by result.", "result")
 BYTES_READ: Final = _counter("log_exporter_bytes_read_total", "Bytes consumed from the log.")
@@ -148,7 +148,7 @@ STORE: Final = (
     BUILD_INFO,
 )
 
-# -- serve's own (log_exporter.collector.ServeCollector) ---------------------------------------
+# -- serve's own (collector.ServeCollector) -------------------------------------------------------
 
 LAG_BYTES: Final = _gauge("log_exporter_lag_bytes", "Bytes written to the log but not read yet.")
 IO_ERRORS: Final = _counter(
@@ -195,7 +195,7 @@ SERVE: Final = (
     ROTATION_LOST_LINES,
 )
 
-# -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) --------------
+# -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) -----------------
 
 CLOUDWATCH_EVENTS_SHIPPED: Final = _counter(
     "log_exporter_cloudwatch_events_shipped_total", "Log events CloudWatch Logs acknowledged."
@@ -254,7 +254,7 @@ CLOUDWATCH: Final = (
 
 SELF_METRICS: Final = (*STORE, *SERVE, *CLOUDWATCH)
 
-# -- client_python's standard collectors (log_exporter.collector.register_standard) ------------
+# -- client_python's standard collectors (collector.register_standard) ----------------------------
 # Their families are client_python's own; named here for the docs, the dashboard and the tests.
 # process_* come from /proc, so only on Linux.
 

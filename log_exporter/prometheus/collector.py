@@ -1,5 +1,6 @@
-"""The exporter's Prometheus collectors: the store's metrics and self-metrics, serve's own, and
-client_python's standard process and Python collectors.
+"""The exporter's collectors: the store's metrics and self-metrics, serve's own, and
+client_python's standard process and Python collectors; and ``Registry``, whose scrape says
+whether exemplars are wanted.
 
 A scrape copies the store under its lock (``Store.snapshot``) and renders outside it, so a scrape
 never stalls ingestion for long. ``families`` also serves replay, which renders snapshots it took
@@ -8,10 +9,8 @@ between events. Every self-metric's name, type, help and labels come from ``self
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
@@ -26,10 +25,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from log_exporter import buildinfo, selfmetrics
-from log_exporter.omfamily import SeriesTexts, StoreFamily
+from log_exporter import buildinfo
 from log_exporter.parse import event_time
-from log_exporter.selfmetrics import (
+from log_exporter.prometheus import selfmetrics
+from log_exporter.prometheus.families import SeriesTexts, StoreFamily
+from log_exporter.prometheus.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
     EXEMPLARS_SKIPPED,
@@ -49,10 +49,12 @@ from log_exporter.selfmetrics import (
     STATE_LOAD_FAILURES,
     STATE_SAVES,
     WEB_CONFIG_RELOADS,
+    SelfMetric,
 )
 from log_exporter.store import LINE_RESULTS, MetricDef, MetricSnapshot, Snapshot, Store
 
 __all__ = [
+    "Registry",
     "ServeCollector",
     "ServeValues",
     "StateValues",
@@ -61,7 +63,6 @@ __all__ = [
     "families",
     "register_standard",
     "serve_families",
-    "without_exemplars",
 ]
 
 
@@ -74,11 +75,13 @@ class StoreCollector(Collector):
     def __init__(self, store: Store, build_info: bool = True) -> None:
         self._store = store
         self._build_info = build_info
-        # Each metric's series texts, kept between OpenMetrics scrapes (omfamily).
+        # Each metric's series texts, kept between OpenMetrics scrapes (families.SeriesTexts).
         self._texts: dict[str, SeriesTexts] = {}
 
-    def collect(self) -> Iterator[Metric]:
-        if _RENDER_EXEMPLARS.get():
+    def collect(self, exemplars: bool = True) -> Iterator[Metric]:
+        """The families; without ``exemplars`` (for a format that has none) they are neither
+        copied nor built, so such a scrape costs what it did before exemplars existed."""
+        if exemplars:
             yield from families(self._store.snapshot(), self._texts)
         else:
             yield from families(self._store.snapshot(exemplars=False))
@@ -109,19 +112,38 @@ def register_standard(registry: CollectorRegistry) -> None:
     GCCollector(registry=registry)
 
 
-# False while a format without exemplars (the Prometheus text format) renders in this context:
-# then they are neither copied nor built, and a text scrape costs what it did before them.
-_RENDER_EXEMPLARS: ContextVar[bool] = ContextVar("render_exemplars", default=True)
+class Registry(CollectorRegistry):
+    """client_python's registry, whose ``collect`` takes the scrape's exemplar choice and hands it
+    to the collectors that take one (``StoreCollector``); every other collector is asked as usual.
 
+    serve's registry is one, so a text scrape (``negotiate``) collects the store without
+    exemplars. A plain ``CollectorRegistry`` renders the same bytes, only collecting exemplars the
+    text encoder then drops.
+    """
 
-@contextlib.contextmanager
-def without_exemplars() -> Iterator[None]:
-    """Collect without exemplars in this context (the encoder would drop them anyway)."""
-    token = _RENDER_EXEMPLARS.set(False)
-    try:
-        yield
-    finally:
-        _RENDER_EXEMPLARS.reset(token)
+    def __init__(self) -> None:
+        super().__init__()
+        # In registration order, the order client_python's own collect() asks them in.
+        self._members: dict[Collector, None] = {}
+
+    def register(self, collector: Collector) -> None:
+        super().register(collector)
+        self._members[collector] = None
+
+    def unregister(self, collector: Collector) -> None:
+        super().unregister(collector)
+        self._members.pop(collector, None)
+
+    def collect(self, exemplars: bool = True) -> Iterator[Metric]:
+        if exemplars or self.get_target_info():
+            # Target info is a family client_python's registry writes itself.
+            yield from super().collect()
+            return
+        for collector in list(self._members):
+            if isinstance(collector, StoreCollector):
+                yield from collector.collect(exemplars=False)
+            else:
+                yield from collector.collect()
 
 
 def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> list[Metric]:
@@ -141,16 +163,32 @@ def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> lis
             for name in texts.keys() - {m.definition.name for m in snap.metrics}:
                 del texts[name]
 
+    out += _reading_families(snap)
+    out += _per_metric_families(snap)
+    return out
+
+
+def _reading_families(snap: Snapshot) -> list[Metric]:
+    """The self-metrics of reading: lines by result, bytes, rotations, truncations and, once
+    known, the last event's time."""
     lines = LINES.family()
     for result in LINE_RESULTS:
         lines.add_metric((result,), snap.lines.get(result, 0.0))
-    out.append(lines)
-    out.append(BYTES_READ.family(snap.bytes_read))
-    out.append(FILE_ROTATIONS.family(snap.rotations))
-    out.append(FILE_TRUNCATIONS.family(snap.truncations))
+    out: list[Metric] = [
+        lines,
+        BYTES_READ.family(snap.bytes_read),
+        FILE_ROTATIONS.family(snap.rotations),
+        FILE_TRUNCATIONS.family(snap.truncations),
+    ]
     if snap.last_event_timestamp is not None:
         # Absent until an event with a valid timestamp is seen, so no alert fires on a fake 0.
         out.append(LAST_EVENT_TIMESTAMP.family(snap.last_event_timestamp))
+    return out
+
+
+def _per_metric_families(snap: Snapshot) -> list[Metric]:
+    """The self-metrics by spec metric: invalid values, values cut, exemplars skipped, overflow
+    and series, the optional ones only once something happened."""
     invalid = INVALID_VALUES.family()
     overflow = SERIES_OVERFLOW.family()
     series = SERIES.family()
@@ -164,26 +202,30 @@ def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> lis
         if d.kind != "info":
             overflow.add_metric((d.name,), float(m.overflowed))
         series.add_metric((d.name,), float(len(m.series)))
-    out.append(invalid)
-    too_long = LABEL_VALUES_TOO_LONG.family()
-    for m in snap.metrics:
-        cut = snap.label_values_too_long.get(m.definition.name, 0.0)
-        if cut:
-            too_long.add_metric((m.definition.name,), cut)
+    out: list[Metric] = [invalid]
+    too_long = _by_metric(LABEL_VALUES_TOO_LONG, snap, snap.label_values_too_long)
     if too_long.samples:
         # Absent until a value was cut (the store does not know which labels are open), so the
         # pages of logs that never reach the bound, SustainBot's among them, do not change.
         out.append(too_long)
-    no_exemplar = EXEMPLARS_SKIPPED.family()
-    for m in snap.metrics:
-        n = snap.exemplars_skipped.get(m.definition.name, 0.0)
-        if n:
-            no_exemplar.add_metric((m.definition.name,), n)
+    no_exemplar = _by_metric(EXEMPLARS_SKIPPED, snap, snap.exemplars_skipped)
     if no_exemplar.samples:
         # Absent until one was skipped, as above: SustainBot's lines all carry a trace id.
         out.append(no_exemplar)
     out += [overflow, series]
     return out
+
+
+def _by_metric(
+    declared: SelfMetric, snap: Snapshot, counts: Mapping[str, float]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    """``declared``'s family with a sample for each spec metric whose count is not zero."""
+    family = declared.family()
+    for m in snap.metrics:
+        n = counts.get(m.definition.name, 0.0)
+        if n:
+            family.add_metric((m.definition.name,), n)
+    return family
 
 
 @dataclass(frozen=True, slots=True)
