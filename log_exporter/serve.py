@@ -39,11 +39,12 @@ from log_exporter.drain import Drain, Outcome
 from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
 from log_exporter.server import MetricsServer
-from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
+from log_exporter.sources.tail import Tailer, count_lines_after
+from log_exporter.sources.tail.ledger import RotationLedger
+from log_exporter.spec import Spec, SpecError, compile_spec
+from log_exporter.spec import read_spec as read_spec_file
 from log_exporter.state import StateFile, StateKeeper
 from log_exporter.store import Store, StoreError
-from log_exporter.tail import Tailer, count_lines_after
-from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 from log_exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -93,14 +94,10 @@ class StateSection:
 
 def read_spec(path: str | None) -> Spec:
     """The spec at ``path``, or the built-in one; ``StartupError`` listing every problem."""
-    if path is None:
-        return load_default_spec()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return read_spec_file(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise StartupError(f"{path}: cannot read spec: {exc}") from exc
-    try:
-        return load_spec(text, path)
     except SpecError as exc:
         raise StartupError("invalid spec: " + "; ".join(exc.errors)) from exc
 

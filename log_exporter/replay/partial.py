@@ -21,8 +21,9 @@ end exactly where one process reading everything in order would, bit for bit:
   partitions the stretch may create is kept too: where that could reach the cap (the overflow
   partition's order matters) ``mergeable`` says no;
 - an info metric: its latest label tuple;
-- the self-counters of reading (``record``), invalid values, values cut and exemplars skipped
-  (replay writes no exemplars, but counts the updates that could keep none), all whole numbers.
+- the self-counters of reading (``record``, a ``ReadCounts``), invalid values, values cut and
+  exemplars skipped (replay writes no exemplars, but counts the updates that could keep none),
+  all whole numbers.
 
 Series keys keep the order they were first seen in, so the merge admits new series against the
 cap in the order one reader would. Where that order cannot be reproduced (series of a metric
@@ -43,8 +44,16 @@ from typing import Any, Final, Literal
 
 from log_exporter.spec.model import MetricSpec, Spec
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
+from log_exporter.values import ReadCounts
 
 __all__ = [
+    "BASE",
+    "CHANGES",
+    "EVENTS",
+    "HIST_COUNTS",
+    "HIST_VALUES",
+    "LEAST",
+    "NET",
     "Delta",
     "Merger",
     "Mode",
@@ -53,6 +62,7 @@ __all__ = [
     "PartialInfo",
     "PartialSeries",
     "TooWide",
+    "fresh_cell",
     "mode_of",
     "unsupported",
 ]
@@ -61,6 +71,31 @@ Mode = Literal["count", "amounts", "hist", "steps", "ops", "parts", "info"]
 # Modes whose result depends on the order of the events when several keys share a series.
 _ORDERED: Final = frozenset({"amounts", "hist", "ops", "parts"})
 NEG_INF: Final = -math.inf
+
+# The cell of one series, per mode: the generated partial program (``log_exporter.replay.target``)
+# writes it, the merge below reads it. A ``count`` cell is a plain int and an ``amounts`` cell the
+# list of amounts in order; the others are lists indexed by these positions.
+HIST_COUNTS: Final = 0  # hist: the bucket counts, one per bound then +Inf
+HIST_VALUES: Final = 1  # hist: the observed values in order (for the sum)
+NET: Final = 0  # steps: the net change
+LEAST: Final = 1  # steps: the least value the floor leaves (-inf without a floor)
+BASE: Final = 0  # ops: the value of the last set (floored), None before one
+CHANGES: Final = 1  # ops: the signed changes after it, in order
+EVENTS: Final = 2  # steps and ops: the events that changed the series
+
+
+def fresh_cell(mode: Mode, nbuckets: int) -> list[Any]:
+    """A new series' cell in ``mode`` (not ``count``, ``parts`` or ``info``); ``nbuckets``: a
+    histogram's bounds."""
+    if mode == "amounts":
+        return []
+    if mode == "hist":
+        return [[0] * (nbuckets + 1), []]
+    if mode == "steps":
+        return [0, NEG_INF, 0]
+    if mode == "ops":
+        return [None, [], 0]
+    raise ValueError(f"mode {mode!r} has no list cell")
 
 
 class TooWide(Exception):
@@ -247,11 +282,7 @@ class Delta:
     """What one stretch (or one part of it between replay steps) changed; plain data."""
 
     series: dict[str, Any]  # metric name -> its series dict, or an info metric's latest key
-    parsed: int = 0
-    malformed: int = 0
-    oversized: int = 0
-    bytes_read: int = 0
-    last_event_timestamp: float | None = None
+    counts: ReadCounts = field(default_factory=ReadCounts)
     invalid_values: dict[str, float] = field(default_factory=dict)
     label_values_too_long: dict[str, float] = field(default_factory=dict)
     exemplars_skipped: dict[str, float] = field(default_factory=dict)
@@ -260,9 +291,8 @@ class Delta:
 class Partial:
     """A worker's partial state: what the generated partial program writes, and ``record``.
 
-    It stands where the pipeline expects a store (``lock``, ``record``, ``lines``); ``take``
-    hands what was gathered over as a ``Delta`` and starts again, the bound program staying
-    valid.
+    It is a pipeline's sink (``lock``, ``record``), as a store is; ``take`` hands what was
+    gathered over as a ``Delta`` and starts again, the bound program staying valid.
     """
 
     def __init__(self, spec: Spec) -> None:
@@ -275,32 +305,17 @@ class Partial:
         self.invalid_values: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.exemplars_skipped: dict[str, float] = dict.fromkeys(self.states, 0.0)
-        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
-        self._bytes = 0
+        self._parsed = self._malformed = self._oversized = self._bytes = 0
         self._last: float | None = None
 
-    def record(
-        self,
-        parsed: int = 0,
-        malformed: int = 0,
-        oversized: int = 0,
-        bytes_read: int = 0,
-        rotations: int = 0,
-        truncations: int = 0,
-        last_event_timestamp: float | None = None,
-    ) -> None:
+    def record(self, counts: ReadCounts) -> None:
         """``Store.record``'s counterpart; replay reads files, so rotations stay 0."""
-        lines = self._lines
-        lines["parsed"] += parsed
-        lines["malformed"] += malformed
-        lines["oversized"] += oversized
-        self._bytes += bytes_read
-        if last_event_timestamp is not None:
-            self._last = last_event_timestamp
-
-    @property
-    def lines(self) -> dict[str, int]:
-        return self._lines
+        self._parsed += counts.parsed
+        self._malformed += counts.malformed
+        self._oversized += counts.oversized
+        self._bytes += counts.bytes_read
+        if counts.last_event_timestamp is not None:
+            self._last = counts.last_event_timestamp
 
     def take(self) -> Delta:
         """What was gathered since the last ``take``, the state emptied in place."""
@@ -318,14 +333,11 @@ class Partial:
                 # Copied and emptied in place: the bound program holds this very dict.
                 series[name] = dict(s.series)
                 s.series.clear()
-        lines = self._lines
         delta = Delta(
             series,
-            lines["parsed"],
-            lines["malformed"],
-            lines["oversized"],
-            self._bytes,
-            self._last,
+            ReadCounts(
+                self._parsed, self._malformed, self._oversized, self._bytes, 0, 0, self._last
+            ),
             {k: v for k, v in self.invalid_values.items() if v},
             {k: v for k, v in self.label_values_too_long.items() if v},
             {k: v for k, v in self.exemplars_skipped.items() if v},
@@ -343,8 +355,7 @@ class Partial:
         for d in (self.invalid_values, self.label_values_too_long, self.exemplars_skipped):
             for k in d:
                 d[k] = 0.0
-        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
-        self._bytes = 0
+        self._parsed = self._malformed = self._oversized = self._bytes = 0
         self._last = None
 
 
@@ -355,8 +366,8 @@ def _events(mode: Mode, cell: Any) -> int:
     if mode == "amounts":
         return len(cell)
     if mode == "hist":
-        return len(cell[1])
-    return int(cell[2])
+        return len(cell[HIST_VALUES])
+    return int(cell[EVENTS])
 
 
 class Merger:
@@ -412,15 +423,7 @@ class Merger:
                 continue
             assert isinstance(state, CounterState | GaugeState | HistogramState)
             _apply_series(state, self.modes[name], self.floors[name], data)
-        store.record(
-            delta.parsed,
-            delta.malformed,
-            delta.oversized,
-            delta.bytes_read,
-            0,
-            0,
-            delta.last_event_timestamp,
-        )
+        store.record(delta.counts)
         for name, v in delta.invalid_values.items():
             store.invalid_values[name] += v
         for name, v in delta.label_values_too_long.items():
@@ -497,7 +500,7 @@ def _apply_series(
             cells = series.get(target)
             if cells is None:
                 cells = series[target] = state.empty()
-            counts, values = cell
+            counts, values = cell[HIST_COUNTS], cell[HIST_VALUES]
             for i, n in enumerate(counts):
                 if n:
                     cells[i] += n
@@ -509,11 +512,11 @@ def _apply_series(
         elif mode == "amounts":
             series[target] = reduce(add, cell, current)
         elif mode == "steps":
-            net, least, _ = cell
+            net, least = cell[NET], cell[LEAST]
             value = current + net
             series[target] = float(least) if value < least else value
         else:
-            base, changes, _ = cell
+            base, changes = cell[BASE], cell[CHANGES]
             value = current if base is None else base
             if floor is None:
                 value = reduce(add, changes, value)
