@@ -2,7 +2,7 @@
 samples in time; ``replay --cloudwatch`` ships them to CloudWatch instead (``run_shipping``).
 
 ``run`` is the command: the checks shared with ``run_shipping`` (``_prepare``: step, jobs,
-output, spec, sources), then the replay (``log_exporter.replay.feed``), the output file and the
+output, spec, sources), then the replay (``log_exporter.replay.engine``), the output file and the
 summary. The files come from ``log_exporter.sources.files`` (plain or gzip, oldest first); their
 lines go through the same ``Pipeline`` as ``serve``, which counts them.
 """
@@ -24,7 +24,7 @@ from log_exporter.collector import StoreCollector, families
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.openmetrics import SpillingWriter
 from log_exporter.pipeline import Pipeline
-from log_exporter.replay.feed import ReplayStats, replay_final, replay_steps
+from log_exporter.replay.engine import ReplayStats, replay_final, replay_steps
 from log_exporter.replay.parallel import default_jobs
 from log_exporter.replay.partial import unsupported
 from log_exporter.replay.progress import ProgressBar

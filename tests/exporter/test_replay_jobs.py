@@ -24,7 +24,7 @@ from log_exporter.openmetrics import SpillingWriter
 from log_exporter.pipeline import Pipeline
 from log_exporter.replay import parallel
 from log_exporter.replay.command import ReplayOptions, run, summary
-from log_exporter.replay.feed import replay_final, replay_steps
+from log_exporter.replay.engine import replay_final, replay_steps
 from log_exporter.replay.parallel import replay_parallel
 from log_exporter.replay.partial import unsupported
 from log_exporter.sources.files import open_sources

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.collector import StoreCollector
 from log_exporter.pipeline import Pipeline
-from log_exporter.replay.feed import replay_final
+from log_exporter.replay.engine import replay_final
 from log_exporter.sources.files import open_sources
 from log_exporter.sources.tail import Tailer
 from log_exporter.spec import compile_spec, load_default_spec
