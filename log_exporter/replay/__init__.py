@@ -4,6 +4,7 @@
 ``--cloudwatch``); ``engine`` replays the files as final values or in steps; ``serial`` is the one
 loop reading a file (or a stretch of one) through a feed; ``steps`` the one step clock;
 ``parallel`` cuts the files into stretches for worker processes and merges their answers in log
-order; ``partial`` is a worker's partial state and its exact merge, ``target`` the spec's
-program writing it; ``progress`` the progress bar; ``trace`` the trace command.
+order; ``partial`` is a worker's partial state, ``merge`` its exact merge into a store,
+``target`` the spec's program writing it; ``progress`` the progress bar; ``trace`` the trace
+command.
 """

@@ -29,7 +29,8 @@ from typing import Any, Final
 
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.pipeline import Feed, Pipeline, Steps
-from log_exporter.replay.partial import Delta, Merger, Partial, TooWide
+from log_exporter.replay.merge import Merger
+from log_exporter.replay.partial import Delta, Partial, TooWide
 from log_exporter.replay.serial import FedFiles, ShowsProgress, read_stretch
 from log_exporter.replay.steps import StepClock
 from log_exporter.replay.target import bind_partial
