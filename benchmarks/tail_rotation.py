@@ -17,7 +17,7 @@ import textwrap
 import time
 from collections import Counter
 
-from log_exporter.tail import Tailer
+from log_exporter.sources.tail import Tailer
 
 LINE = (
     '{"timestamp":"2026-02-01T14:30:00.123Z","level":"INFO","logger":"sustainbot.events",'

@@ -20,6 +20,7 @@ from log_exporter import buildinfo, settings
 
 # CloudWatch's flags; its config module imports no boto3.
 from log_exporter.cloudwatch.config import add_arguments as add_cloudwatch_arguments
+from log_exporter.cloudwatch.config import load as load_cloudwatch_config
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -127,22 +128,17 @@ def _handle_signals(service: Service) -> None:
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and other subcommands do not pay for the spec machinery.
-    from log_exporter.spec import SpecError, load_spec
+    from log_exporter.spec import SpecError, read_spec
 
     path: str = args.path
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        spec = read_spec(path)
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         print(f"{path}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        spec = load_spec(text, path)
     except SpecError as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
@@ -154,8 +150,7 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Exit 0 done; 1 done, but a file was damaged (the output is still written); 2 bad input."""
     # Imported here so that other subcommands do not pay for replay's machinery.
-    from log_exporter.cloudwatch.hook import run_replay
-    from log_exporter.replay import ReplayOptions, run
+    from log_exporter.replay.command import ReplayOptions, run, run_shipping
 
     if args.jobs is not None and args.jobs > 1 and args.cloudwatch_enabled is not None:
         # CloudWatch takes each log stream in order: that shipping stays in one process.
@@ -163,23 +158,31 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             "log-exporter replay: --cloudwatch replays in one process: no --jobs", file=sys.stderr
         )
         return EXIT_CONFIG
-    return run(
-        ReplayOptions(
-            files=args.files,
-            spec=args.spec,
-            format=args.format,
-            step=args.step,
-            output=args.output,
-            quiet=args.quiet,
-            jobs=args.jobs,
-            # `replay --cloudwatch` ships the files to CloudWatch instead (docs/cloudwatch.md).
-            cloudwatch=lambda spec: run_replay(args, spec),
-        )
+    options = ReplayOptions(
+        files=args.files,
+        spec=args.spec,
+        format=args.format,
+        step=args.step,
+        output=args.output,
+        quiet=args.quiet,
+        jobs=args.jobs,
+    )
+    if args.cloudwatch_enabled is None:
+        return run(options)
+    # Only the flag ships: a CLOUDWATCH_ENABLED=true meant for serve must not make an ad-hoc
+    # replay write to CloudWatch. Then the files go to CloudWatch instead (docs/cloudwatch.md).
+    from log_exporter.cloudwatch.hook import ship_replay
+
+    return run_shipping(
+        options,
+        lambda spec: ship_replay(
+            lambda: load_cloudwatch_config(os.environ, args), options.files, spec
+        ),
     )
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from log_exporter.trace import run
+    from log_exporter.replay.trace import run
 
     return run(args.trace_id, args.files, field=args.field)
 

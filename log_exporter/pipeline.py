@@ -1,47 +1,40 @@
 """Lines into the store for serve and replay: the one place that parses, counts and applies them.
 
 Every self-counter of reading (lines by result, bytes, rotations, truncations, the last event's
-time) is counted here and written with ``Store.record``; what a blank or malformed line is comes
-from ``parse.parse_line``, whose fast path is inlined in the loops below.
+time) is counted here and written into the sink as one ``ReadCounts``; what a blank or malformed
+line is comes from ``parse.parse_line``, whose fast path is inlined once, in ``_decoded``.
+``Feed`` writes into any ``Sink`` (a store, or a replay worker's partial state) through a program
+bound to it; ``Pipeline`` is the feed into a store, which a reloaded spec can switch.
 """
 
 from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import orjson
 
-from log_exporter.parse import MALFORMED, event_time, parse_line
+from log_exporter.parse import MALFORMED, Malformed, event_time, parse_line
 from log_exporter.spec import Program
+from log_exporter.spec.codegen import Apply
 from log_exporter.store import Store
-from log_exporter.values import Batch
+from log_exporter.values import Batch, ReadCounts
 
-if TYPE_CHECKING:
-    from log_exporter.partial import Partial
-
-__all__ = ["Pipeline", "Steps"]
+__all__ = ["Feed", "Pipeline", "Sink", "Steps"]
 
 
-class _Sink(Protocol):
-    """Where the counts of reading go: the store, or a replay worker's partial state."""
+class Sink(Protocol):
+    """Where a feed writes: the counts of reading (``record``), under ``lock``. A ``Store`` is
+    one; a replay worker's partial state (``log_exporter.replay.partial.Partial``) another."""
 
     @property
-    def lock(self) -> Any: ...
+    def lock(self) -> AbstractContextManager[Any]: ...
 
-    def record(
-        self,
-        parsed: int = 0,
-        malformed: int = 0,
-        oversized: int = 0,
-        bytes_read: int = 0,
-        rotations: int = 0,
-        truncations: int = 0,
-        last_event_timestamp: float | None = None,
-    ) -> None: ...
+    def record(self, counts: ReadCounts) -> None: ...
 
 
 @dataclass(slots=True)
@@ -69,66 +62,49 @@ class Steps:
     on_time: array[float] | None = None
 
 
-class Pipeline:
-    """Applies lines to a store with a compiled program. Nothing in a line can raise out of it."""
+def _decoded(lines: list[bytes]) -> Iterator[dict[str, Any] | Malformed | None]:
+    """Each line as ``parse_line`` gives it (the event, None for a blank line, or MALFORMED).
 
-    def __init__(
-        self,
-        program: Program,
-        store: Store,
-        *,
-        partial: Partial | None = None,
-        exemplars: bool = True,
-    ) -> None:
-        """``partial``: a replay worker's pipeline, writing there instead (``store`` is then
-        left alone). ``exemplars=False``: keep no exemplars (replay writes none)."""
-        self.program = program
-        self.store = store
-        self._exemplars = exemplars
-        self._sink: _Sink = store if partial is None else partial
-        self._dispatch = (
-            program.bind(store, exemplars=exemplars)
-            if partial is None
-            else program.bind_partial(partial)
-        )
+    ``parse_line``'s fast path is inlined here, the one loop both feeds read through: almost
+    every line is a plain JSON object, and only the others pay for the call.
+    """
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    for raw in lines:
+        try:
+            event = loads(raw)
+        except decode_error:
+            yield parse_line(raw)
+            continue
+        yield event if type(event) is dict else MALFORMED
 
-    def reload(self, program: Program) -> None:
-        """Switch to a reloaded spec, keeping the values of unchanged metrics (see Store)."""
-        with self.store.lock:
-            self.store.reconfigure(program.spec.definitions)
-            self._sink = self.store
-            self._dispatch = program.bind(self.store, exemplars=self._exemplars)
-            self.program = program
+
+class Feed:
+    """Applies lines to a sink with a program bound to it (event type -> function): parses them,
+    counts them and applies each event. Nothing in a line can raise out of it."""
+
+    def __init__(self, sink: Sink, dispatch: Mapping[str, Apply]) -> None:
+        self._sink = sink
+        self._dispatch = dispatch
 
     def feed(self, batch: Batch) -> None:
-        """Apply a whole batch under one acquisition of the store's lock.
+        """Apply a whole batch under one acquisition of the sink's lock.
 
         ``log_exporter_last_event_timestamp_seconds`` takes the timestamp of the batch's last
         event that has a valid one (the gauge shows the latest anyway), so where a batch splits
         never changes the value.
         """
-        store = self._sink
+        sink = self._sink
         dispatch_get = self._dispatch.get
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
         parsed = 0
         malformed = 0
         last: dict[str, Any] | None = None
-        with store.lock:
+        with sink.lock:
             try:
-                for raw in batch.lines:
-                    # Inline fast path of parse_line: almost every line is a plain JSON object.
-                    try:
-                        event = loads(raw)
-                    except decode_error:
-                        event = parse_line(raw)
-                        if event is None:
-                            continue
+                for event in _decoded(batch.lines):
+                    if type(event) is not dict:
                         if event is MALFORMED:
                             malformed += 1
-                            continue
-                    if type(event) is not dict:
-                        malformed += 1
                         continue
                     parsed += 1
                     last = event
@@ -144,14 +120,16 @@ class Pipeline:
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
                         ts = _latest_event_time(batch.lines)
-                store.record(
-                    parsed,
-                    malformed,
-                    batch.oversized,
-                    batch.bytes_read,
-                    batch.rotations,
-                    batch.truncations,
-                    ts,
+                sink.record(
+                    ReadCounts(
+                        parsed,
+                        malformed,
+                        batch.oversized,
+                        batch.bytes_read,
+                        batch.rotations,
+                        batch.truncations,
+                        ts,
+                    )
                 )
 
     def feed_steps(self, batch: Batch, steps: Steps) -> None:
@@ -163,17 +141,15 @@ class Pipeline:
         crossing event; only oversized lines count at the batch's start, and their bytes at the
         file's end. The last-event time is already the crossing event's when ``cross`` is called.
         """
-        store = self._sink
+        sink = self._sink
         dispatch_get = self._dispatch.get
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
         cross = steps.cross
         on_time = steps.on_time
         boundary = steps.boundary
         now = steps.now
         untimed = 0
         late = 0
-        # Counted since the last write into the store.
+        # Counted since the last write into the sink.
         parsed = 0
         malformed = 0
         oversized = batch.oversized
@@ -182,24 +158,15 @@ class Pipeline:
         # The final line of a file without its newline: its bytes are all that is left.
         newline = 1 if batch.bytes_read else 0
         claimed = 0
-        with store.lock:
+        lines = batch.lines
+        with sink.lock:
             try:
-                for raw in batch.lines:
+                for raw, event in zip(lines, _decoded(lines), strict=True):
                     size = len(raw) + newline
                     claimed += size
-                    try:
-                        event = loads(raw)
-                    except decode_error:
-                        event = parse_line(raw)
-                        if event is None:
-                            nbytes += size
-                            continue
+                    if type(event) is not dict:
                         if event is MALFORMED:
                             malformed += 1
-                            nbytes += size
-                            continue
-                    if type(event) is not dict:
-                        malformed += 1
                         nbytes += size
                         continue
                     t = event_time(event)
@@ -211,7 +178,9 @@ class Pipeline:
                             late += 1
                         else:
                             if t > boundary:
-                                store.record(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                                sink.record(
+                                    ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                                )
                                 parsed = malformed = oversized = nbytes = 0
                                 last_ts = None
                                 boundary = cross(t)
@@ -226,7 +195,7 @@ class Pipeline:
                         if fn is not None:
                             fn(event)
             finally:
-                store.record(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                sink.record(ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts))
                 steps.boundary = boundary
                 steps.now = now
                 steps.untimed += untimed
@@ -240,8 +209,27 @@ class Pipeline:
         bytes read, as with ``feed``.
         """
         with self._sink.lock:
-            self._sink.record(bytes_read=steps.unclaimed_bytes)
+            self._sink.record(ReadCounts(bytes_read=steps.unclaimed_bytes))
         steps.unclaimed_bytes = 0
+
+
+class Pipeline(Feed):
+    """A ``Feed`` into a ``Store`` with a compiled program: serve's, and a replay's in one
+    process; ``reload`` switches it to a reloaded spec."""
+
+    def __init__(self, program: Program, store: Store, *, exemplars: bool = True) -> None:
+        """``exemplars=False``: keep no exemplars (replay writes none)."""
+        super().__init__(store, program.bind(store, exemplars=exemplars))
+        self.program = program
+        self.store = store
+        self._exemplars = exemplars
+
+    def reload(self, program: Program) -> None:
+        """Switch to a reloaded spec, keeping the values of unchanged metrics (see Store)."""
+        with self.store.lock:
+            self.store.reconfigure(program.spec.definitions)
+            self._dispatch = program.bind(self.store, exemplars=self._exemplars)
+            self.program = program
 
 
 def _latest_event_time(lines: list[bytes]) -> float | None:

@@ -39,11 +39,12 @@ from log_exporter.prometheus.collector import (
 )
 from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
-from log_exporter.spec import Spec, SpecError, compile_spec, load_default_spec, load_spec
+from log_exporter.sources.tail import Tailer, count_lines_after
+from log_exporter.sources.tail.ledger import RotationLedger
+from log_exporter.spec import Spec, SpecError, compile_spec
+from log_exporter.spec import read_spec as read_spec_file
 from log_exporter.statefile import StateFile, StateKeeper, StateSection
 from log_exporter.store import Store, StoreError
-from log_exporter.tail import Tailer, count_lines_after
-from log_exporter.tail.ledger import RotationLedger
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,10 @@ class ServeOptions:
 
 def read_spec(path: str | None) -> Spec:
     """The spec at ``path``, or the built-in one; ``StartupError`` listing every problem."""
-    if path is None:
-        return load_default_spec()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return read_spec_file(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise StartupError(f"{path}: cannot read spec: {exc}") from exc
-    try:
-        return load_spec(text, path)
     except SpecError as exc:
         raise StartupError("invalid spec: " + "; ".join(exc.errors)) from exc
 

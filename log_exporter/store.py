@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from log_exporter.limits import OVERFLOW
+from log_exporter.values import ReadCounts
 
 __all__ = [
     "DEFAULT_SERIES_CAP",
@@ -291,30 +292,21 @@ class Store:
 
     # -- the self-counters of reading ---------------------------------------------------------
 
-    def record(
-        self,
-        parsed: int = 0,
-        malformed: int = 0,
-        oversized: int = 0,
-        bytes_read: int = 0,
-        rotations: int = 0,
-        truncations: int = 0,
-        last_event_timestamp: float | None = None,
-    ) -> None:
+    def record(self, counts: ReadCounts) -> None:
         """Add a stretch of reading to the self-counters (the pipeline's call, ``lock`` held).
 
-        ``last_event_timestamp`` replaces the current value unless None. Nothing else changes
-        these counters, so what a line counts as is decided in one place: the pipeline.
+        ``counts.last_event_timestamp`` replaces the current value unless None. Nothing else
+        changes these counters, so what a line counts as is decided in one place: the pipeline.
         """
         lines = self._lines
-        lines["parsed"] += parsed
-        lines["malformed"] += malformed
-        lines["oversized"] += oversized
-        self._bytes_read += bytes_read
-        self._rotations += rotations
-        self._truncations += truncations
-        if last_event_timestamp is not None:
-            self._last_event_timestamp = last_event_timestamp
+        lines["parsed"] += counts.parsed
+        lines["malformed"] += counts.malformed
+        lines["oversized"] += counts.oversized
+        self._bytes_read += counts.bytes_read
+        self._rotations += counts.rotations
+        self._truncations += counts.truncations
+        if counts.last_event_timestamp is not None:
+            self._last_event_timestamp = counts.last_event_timestamp
 
     @property
     def lines(self) -> Mapping[str, float]:

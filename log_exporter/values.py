@@ -1,4 +1,5 @@
-"""The value types that pass between stages: file identity, reading position, batches of lines.
+"""The value types that pass between stages: file identity, reading position, batches of lines,
+and the counts of reading a stretch of them.
 
 Plain data with no behaviour beyond their JSON form, so the tailer, the state file, replay and the
 CloudWatch cursor share them without importing one another.
@@ -17,6 +18,7 @@ __all__ = [
     "Batch",
     "FileId",
     "Position",
+    "ReadCounts",
     "fingerprint_of",
     "position_from_json",
     "position_to_json",
@@ -70,6 +72,21 @@ class Batch:
     rotations: int = 0
     truncations: int = 0
     position: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCounts:
+    """What reading a stretch of lines counted: the self-counters the pipeline writes into its
+    sink (the store, or a replay worker's partial state) in one call."""
+
+    parsed: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    bytes_read: int = 0
+    rotations: int = 0
+    truncations: int = 0
+    # The latest event time in the stretch, in Unix seconds; None keeps the sink's.
+    last_event_timestamp: float | None = None
 
 
 def fingerprint_of(head: bytes) -> str:

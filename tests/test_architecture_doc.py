@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "architecture.md"
 PACKAGES = ("log_exporter", "sustainbot")
-# The first cell of a table row: `log_exporter.tail.follow` or `sustainbot.emit`.
+# The first cell of a table row: `log_exporter.sources.tail.follow` or `sustainbot.emit`.
 ROW = re.compile(r"^\|\s*`((?:log_exporter|sustainbot)(?:\.[a-z_0-9]+)*)`\s*\|", re.M)
 
 

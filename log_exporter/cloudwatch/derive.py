@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from log_exporter.cloudwatch.metrics_agg import Dimensions, Observation
 from log_exporter.limits import OVERFLOW
 from log_exporter.spec import Program
+from log_exporter.spec.cloudwatch import Dimensions, Observation
 
 DEFAULT_DIMENSION_CAP: Final = 1000
 

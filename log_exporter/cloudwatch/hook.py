@@ -7,15 +7,13 @@ Free of boto3 and of serve: serve imports this always, the shipping machinery
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
-from log_exporter.cloudwatch.config import INSTALL_HINT, CloudWatchConfig, ConfigError, load
+from log_exporter.cloudwatch.config import INSTALL_HINT, CloudWatchConfig, ConfigError
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
@@ -23,8 +21,8 @@ if TYPE_CHECKING:
 
     from log_exporter.cloudwatch.shipper import SectionStore
     from log_exporter.drain import Drain
+    from log_exporter.sources.tail.tailer import TailProgress
     from log_exporter.spec import Program, Spec
-    from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class Shipping(Protocol):
 
     def stop(self) -> None: ...
 
-    def progress(self) -> Progress:
+    def progress(self) -> TailProgress:
         """Its tailer's progress, for serve to count what rotation deletes before it is read."""
         ...
 
@@ -85,21 +83,15 @@ def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shippin
     )
 
 
-def run_replay(args: argparse.Namespace, spec: Spec) -> int | None:
-    """With ``--cloudwatch``, ship the files and print the summary; None without the flag.
-
-    Only the flag turns it on: a CLOUDWATCH_ENABLED=true meant for ``serve`` must not make an
-    ad-hoc replay write to CloudWatch.
-    """
-    if getattr(args, "cloudwatch_enabled", None) is None:
-        return None
+def ship_replay(config: Callable[[], CloudWatchConfig], files: Sequence[str], spec: Spec) -> int:
+    """``replay --cloudwatch``: ship ``files`` with the config ``config()`` loads, print the
+    summary, and give the exit code (2 for a bad config or file, 1 when a file was damaged)."""
     from log_exporter.cloudwatch.service import format_summary, replay
-    from log_exporter.sources import ReplayError
+    from log_exporter.sources.files import ReplayError
     from log_exporter.spec import compile_spec
 
     try:
-        config = load(os.environ, args)
-        summary = replay(config, args.files, compile_spec(spec))
+        summary = replay(config(), files, compile_spec(spec))
     except (ConfigError, ReplayError) as exc:
         print(f"log-exporter replay: {exc}", file=sys.stderr)
         return EXIT_CONFIG

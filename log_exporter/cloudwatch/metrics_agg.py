@@ -11,7 +11,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
+
+from log_exporter.spec.cloudwatch import Dimensions, Observation
 
 MAX_DATUMS_PER_REQUEST: Final = 1_000
 # The API allows 1 MB per request; the estimate below is generous, so this is the budget.
@@ -22,20 +24,6 @@ MAX_DIMENSION_VALUE_CHARS: Final = 1_024
 # CloudWatch refuses magnitudes outside this range (zero excepted).
 MIN_MAGNITUDE: Final = 8.515920e-109
 MAX_MAGNITUDE: Final = 1.174271e108
-
-Kind = Literal["sum", "distribution"]
-Dimensions = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One value derived from one event for one CloudWatch metric."""
-
-    metric: str
-    dimensions: Dimensions
-    value: float
-    unit: str
-    kind: Kind
 
 
 @dataclass(frozen=True, slots=True)

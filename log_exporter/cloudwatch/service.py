@@ -21,10 +21,10 @@ from log_exporter.cloudwatch.shipper import SectionStore, Shipper, Summary
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
 from log_exporter.drain import Drain
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.sources import FileReader, open_sources
+from log_exporter.sources.files import FileReader, open_sources
+from log_exporter.sources.tail import Tailer, count_lines_after
+from log_exporter.sources.tail.tailer import TailProgress
 from log_exporter.spec import Program
-from log_exporter.tail import Tailer, count_lines_after
-from log_exporter.tail.tailer import Progress
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Shipping:
         self._start_at = start_at
         self._max_line_bytes = max_line_bytes
 
-    def progress(self) -> Progress:
+    def progress(self) -> TailProgress:
         return self._tailer.progress()
 
     def stop(self, timeout: float = _STOP_JOIN_SECONDS) -> None:

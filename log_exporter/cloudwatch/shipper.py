@@ -27,10 +27,11 @@ from log_exporter.cloudwatch.logs_batch import (
     split_window,
     window_reason,
 )
-from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, Observation, chunk_datums
+from log_exporter.cloudwatch.metrics_agg import Aggregator, Datum, chunk_datums
 from log_exporter.cloudwatch.stats import ShipperStats
 from log_exporter.drain import Drain, DrainReader
 from log_exporter.parse import event_time, parse_line
+from log_exporter.spec.cloudwatch import Observation
 from log_exporter.values import Batch, Position, position_from_json, position_to_json, same_file
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ class SectionStore(Protocol):
     def save(self, data: Mapping[str, Any]) -> None: ...
 
 
-class Source(Protocol):
-    """A tailer as the shipper uses it (:class:`log_exporter.tail.Tailer`)."""
+class TailedLog(Protocol):
+    """A tailer as the shipper uses it (:class:`log_exporter.sources.tail.Tailer`)."""
 
     def poll(self) -> Batch: ...
 
@@ -370,7 +371,7 @@ class Shipper:
 
     # -- drivers ---------------------------------------------------------------------------------
 
-    def backlog(self, source: Source) -> tuple[int, int]:
+    def backlog(self, source: TailedLog) -> tuple[int, int]:
         """(bytes, estimated events) not yet acknowledged; safe to call from a scrape thread.
 
         Bytes the tailer has not read plus bytes read but not acknowledged; events are
@@ -382,7 +383,7 @@ class Shipper:
 
     def run(
         self,
-        source: Source,
+        source: TailedLog,
         stop: threading.Event,
         *,
         start: Position | None = None,

@@ -1,9 +1,12 @@
 """The declarative mapping from events to metrics: TOML text -> ``Spec`` -> compiled ``Program``.
 
-One module per step: ``model`` (the validated spec's dataclasses), ``load`` (TOML -> ``Spec``,
-with every error named), ``labels`` (the contract's label conversion), ``program`` (``Program``)
-and ``codegen`` (the Python source it generates for its two targets: a store, and CloudWatch's
-observations). Callers import from here.
+One module per step: ``model`` (the validated spec's dataclasses), ``cloudwatch`` (a metric's
+``cloudwatch`` table and the ``Observation`` it gives), ``load`` (TOML -> ``Spec``, with every
+error named; ``read_spec`` reads a spec file), ``labels`` (the contract's label conversion),
+``program`` (``Program``) and ``codegen`` (the shared generator of Python source and two of its
+targets: a store, and CloudWatch's observations; replay writes the third, its partial state).
+Callers import from here. The package imports none of its users (CloudWatch, Prometheus,
+replay, serve, the command line).
 """
 
 from log_exporter.spec.labels import convert_label
@@ -12,6 +15,7 @@ from log_exporter.spec.load import (
     default_spec_text,
     load_default_spec,
     load_spec,
+    read_spec,
 )
 from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.spec.program import Program, compile_spec
@@ -30,4 +34,5 @@ __all__ = [
     "default_spec_text",
     "load_default_spec",
     "load_spec",
+    "read_spec",
 ]

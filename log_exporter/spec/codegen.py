@@ -1,8 +1,10 @@
-"""Python source generated from a spec, per event type, for two targets: a store and CloudWatch.
+"""Python source generated from a spec, per event type: the shared generator and two targets.
 
 ``store_function`` applies an event to a ``Store`` (the hot path); ``observation_function`` gives
-the CloudWatch observations of an event. Both are written by the same generator (field reads,
-label conversion, matches, value checks), so the spec's meaning is written once.
+the CloudWatch observations of an event. Both are written by the same generator (``Generator``
+and its ``Scope``: field reads, label conversion, matches, value checks, the label bound), so the
+spec's meaning is written once; a third target, a replay worker's partial state, is written by
+the same generator from ``log_exporter.replay.target``, which owns that state's format.
 """
 
 from __future__ import annotations
@@ -11,26 +13,26 @@ import builtins
 import functools
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from log_exporter.cloudwatch.metrics_agg import Observation
-from log_exporter.cloudwatch.schema import Source
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
+from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import MetricSpec, Rule
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
 
-if TYPE_CHECKING:
-    from log_exporter.partial import Partial
-
 __all__ = [
     "Apply",
+    "Cut",
     "Event",
+    "Generator",
     "Observe",
     "Pairs",
+    "Scope",
+    "exemplar_fits",
     "observation_function",
-    "partial_function",
     "store_function",
+    "valid_test",
 ]
 
 Event = dict[str, Any]
@@ -52,7 +54,7 @@ _FMAX: Final = 1.7976931348623157e308  # sys.float_info.max: beyond it an int is
 # (docs/spec.md, "Label value length"). The test sits where the value is used (the key of an
 # update, the dimensions of an observation), so the store counts each value cut once per update
 # it would have made: a ``len`` of the text, compared with the bound over 4 (no UTF-8 character
-# is longer than 4 bytes), and only a longer text is encoded, in ``_Cut``.
+# is longer than 4 bytes), and only a longer text is encoded, in ``Cut``.
 
 _TOP: Final = "    "  # the indentation of the generated function's body
 # The ops CloudWatch publishes and the kind of their observations; dec, set and info are not
@@ -60,10 +62,10 @@ _TOP: Final = "    "  # the indentation of the generated function's body
 _KINDS: Final = {"inc": "sum", "observe": "distribution"}
 
 
-class _Scope:
+class Scope:
     """The generated statements of one block, and the values already computed on its path."""
 
-    def __init__(self, gen: _Generator, indent: str, known: dict[tuple[Any, ...], str]) -> None:
+    def __init__(self, gen: Generator, indent: str, known: dict[tuple[Any, ...], str]) -> None:
         self.gen = gen
         self.indent = indent
         self.known = dict(known)  # what this block's path has computed: key -> variable
@@ -71,9 +73,9 @@ class _Scope:
     def emit(self, line: str) -> None:
         self.gen.lines.append(self.indent + line)
 
-    def nested(self, header: str) -> _Scope:
+    def nested(self, header: str) -> Scope:
         self.emit(header)
-        return _Scope(self.gen, self.indent + "    ", self.known)
+        return Scope(self.gen, self.indent + "    ", self.known)
 
     def value(self, key: tuple[Any, ...], make: Callable[[str], str]) -> str:
         var = self.known.get(key)
@@ -84,7 +86,7 @@ class _Scope:
 
     def raw(self, fld: str) -> str:
         if self.indent == _TOP:
-            # Read in the function's prelude (see ``_Generator.function``), not here.
+            # Read in the function's prelude (see ``Generator.function``), not here.
             var = self.known.get(("raw", fld))
             if var is None:
                 var = self.known[("raw", fld)] = self.gen.name("v")
@@ -111,8 +113,8 @@ class _Scope:
             ),
         )
 
-    def bounded(self, lb: Source, cut: str, max_bytes: int) -> str:
-        """The expression of ``lb``'s value, an open one bounded by ``cut`` (a ``_Cut``)."""
+    def bounded(self, lb: LabelSource, cut: str, max_bytes: int) -> str:
+        """The expression of ``lb``'s value, an open one bounded by ``cut`` (a ``Cut``)."""
         v = self.label(lb.field, lb.values)
         if lb.values is not None:
             return v  # a closed set's values are the spec's own
@@ -123,7 +125,7 @@ class _Scope:
         return _tuple([self.bounded(lb, cut, m.label_value_max_bytes) for lb in m.labels])
 
 
-class _Cut:
+class Cut:
     """The slow path of the bound: ``text`` itself if short enough in UTF-8, else ``OVERFLOW``,
     counted in ``counts[metric]`` when the store target gives ``counts``."""
 
@@ -149,7 +151,7 @@ def _tuple(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def _valid(v: str, nonnegative: bool) -> str:
+def valid_test(v: str, nonnegative: bool) -> str:
     """The test that ``v`` holds a usable number (docs/spec.md, "Invalid values")."""
     low = "0" if nonnegative else repr(-_FMAX)
     return f"(type({v}) is float or type({v}) is int) and {low} <= {v} <= {_FMAX!r}"
@@ -159,7 +161,7 @@ def _closed(text: str, values: frozenset[str]) -> str:
     return text if text in values else "other"
 
 
-class _Generator:
+class Generator:
     """Python source for one event type's function, and the objects it refers to."""
 
     def __init__(self) -> None:
@@ -183,9 +185,9 @@ class _Generator:
         self.namespace[name] = obj
         return name
 
-    def rules(self, pairs: Pairs, rule: Callable[[_Scope, MetricSpec, Rule], None]) -> None:
+    def rules(self, pairs: Pairs, rule: Callable[[Scope, MetricSpec, Rule], None]) -> None:
         """The statements of ``pairs`` in order, each (by ``rule``) behind its match if any."""
-        top = _Scope(self, _TOP, {})
+        top = Scope(self, _TOP, {})
         for m, r in pairs:
             scope = top
             if r.match:
@@ -219,7 +221,7 @@ def store_function(event_type: str, pairs: Pairs, store: Store, *, exemplars: bo
     ``exemplars=False`` (replay, which writes none) keeps no exemplar and only counts, as the
     store would, the updates whose exemplar could not be kept.
     """
-    gen = _Generator()
+    gen = Generator()
     gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store, exemplars))
     fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
     return fn
@@ -234,7 +236,7 @@ def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
     published = tuple((m, r) for m, r in pairs if m.cloudwatch is not None and r.op in _KINDS)
     if not published:
         return None
-    gen = _Generator()
+    gen = Generator()
     gen.namespace["Observation"] = Observation
     gen.rules(published, _observation_rule)
     fn: Observe = gen.function(
@@ -243,10 +245,10 @@ def observation_function(event_type: str, pairs: Pairs) -> Observe | None:
     return fn
 
 
-def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: bool) -> None:
+def _store_rule(scope: Scope, m: MetricSpec, r: Rule, store: Store, exemplars: bool) -> None:
     """The statements applying one rule of metric ``m`` to its state in ``store``."""
     state = store.states[m.name]
-    cut = scope.gen.const(_Cut(m.label_value_max_bytes, store.label_values_too_long, m.name), "cut")
+    cut = scope.gen.const(Cut(m.label_value_max_bytes, store.label_values_too_long, m.name), "cut")
     key = scope.key(m, cut)
     if isinstance(state, InfoState):
         scope.emit(f"{scope.gen.const(state, 'info')}.current = {key}")
@@ -258,7 +260,7 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: 
             _exemplar_shared(scope, m, r)
             then = functools.partial(_exemplar_fragment, m=m, state=state, store=store)
         else:
-            _exemplar_fits(scope, m)  # once per path, shared by the metrics after it
+            exemplar_fits(scope, m)  # once per path, shared by the metrics after it
             then = functools.partial(_exemplar_skip_count, m=m, store=store)
     if isinstance(state, HistogramState):
         _histogram_rule(scope, r, state, key, invalid, then)
@@ -270,14 +272,14 @@ def _store_rule(scope: _Scope, m: MetricSpec, r: Rule, store: Store, exemplars: 
 
 # What to emit right after an update, in its scope, given the amount's expression and whether
 # ``k`` is known to be stored (exemplars).
-_Then = Callable[[_Scope, str, bool], None] | None
+_Then = Callable[[Scope, str, bool], None] | None
 # After a histogram's update with a ``_Then``: the variable holding the index of the bucket the
 # value went into.
 _BUCKET: Final = "bucket"
 
 
 def _histogram_rule(
-    scope: _Scope, r: Rule, state: HistogramState, key: str, invalid: str, then: _Then
+    scope: Scope, r: Rule, state: HistogramState, key: str, invalid: str, then: _Then
 ) -> None:
     gen = scope.gen
     assert r.value is not None  # the loader requires it
@@ -285,7 +287,7 @@ def _histogram_rule(
     series_get = gen.const(state.series.get, "series_get")
     new_series = gen.const(state.new_series, "new_series")
     bounds = gen.const(state.bounds, "bounds")
-    ok = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+    ok = scope.nested(f"if {valid_test(v, nonnegative=True)}:")
     ok.emit(f"k = {key}")
     ok.emit(f"cells = {series_get}(k)")
     ok.emit("if cells is None:")
@@ -303,7 +305,7 @@ def _histogram_rule(
 
 
 def _gauge_rule(
-    scope: _Scope, m: MetricSpec, r: Rule, state: GaugeState, key: str, invalid: str
+    scope: Scope, m: MetricSpec, r: Rule, state: GaugeState, key: str, invalid: str
 ) -> None:
     gen = scope.gen
     if r.op == "reset_all":
@@ -311,7 +313,7 @@ def _gauge_rule(
         return
     part = None
     if m.partition is not None:
-        cut = gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+        cut = gen.const(Cut(m.label_value_max_bytes, None, m.name), "cut")
         part = scope.bounded(m.partition, cut, m.label_value_max_bytes)
     if r.op == "reset":
         assert part is not None  # the loader requires a partition
@@ -322,7 +324,7 @@ def _gauge_rule(
     body = scope
     if r.value is not None:
         v = scope.raw(r.value)
-        body = scope.nested(f"if {_valid(v, nonnegative=False)}:")
+        body = scope.nested(f"if {valid_test(v, nonnegative=False)}:")
         amount = "amount"
         body.emit(f"amount = float({v})")
     body.emit(f"k = {key}")
@@ -356,7 +358,7 @@ def _gauge_rule(
 
 
 def _counter_rule(
-    scope: _Scope, r: Rule, state: CounterState, key: str, invalid: str, then: _Then
+    scope: Scope, r: Rule, state: CounterState, key: str, invalid: str, then: _Then
 ) -> None:
     gen = scope.gen
     series = gen.const(state.series, "series")
@@ -364,7 +366,7 @@ def _counter_rule(
     body, amount = scope, "1.0"
     if r.value is not None:
         v = amount = scope.raw(r.value)
-        body = scope.nested(f"if {_valid(v, nonnegative=True)}:")
+        body = scope.nested(f"if {valid_test(v, nonnegative=True)}:")
     body.emit(f"k = {key}")
     added = body.nested("try:")
     added.emit(f"{series}[k] += {amount}")
@@ -393,14 +395,14 @@ def _counter_rule(
 # A metric without the setting gets none of this code.
 
 
-def _exemplar_fits_key(scope: _Scope, m: MetricSpec) -> tuple[str, tuple[Any, ...]]:
+def _exemplar_fits_key(scope: Scope, m: MetricSpec) -> tuple[str, tuple[Any, ...]]:
     """The exemplar field's variable, and the key under which its test is known on a path."""
     assert m.exemplar is not None
     t = scope.raw(m.exemplar.field)
     return t, ("exemplar fits", t, EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name))
 
 
-def _exemplar_fits(scope: _Scope, m: MetricSpec) -> str:
+def exemplar_fits(scope: Scope, m: MetricSpec) -> str:
     """The test that the exemplar field's value can be kept (computed once per path)."""
     t, key = _exemplar_fits_key(scope, m)
     return scope.value(key, lambda _: _fits_test(t, key[2]))
@@ -411,7 +413,7 @@ def _fits_test(t: str, longest: int) -> str:
     return f"type({t}) is str and 0 < len({t}) <= {longest}"
 
 
-def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> tuple[str, str]:
+def _exemplar_entry(scope: Scope, m: MetricSpec, amount: str) -> tuple[str, str]:
     """A counter's exemplar entry, (value, amount, raw timestamp), and the test that it can be
     kept; both computed once per path."""
     t, fits_key = _exemplar_fits_key(scope, m)
@@ -429,17 +431,17 @@ def _exemplar_entry(scope: _Scope, m: MetricSpec, amount: str) -> tuple[str, str
     return entry, fits
 
 
-def _exemplar_shared(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+def _exemplar_shared(scope: Scope, m: MetricSpec, r: Rule) -> None:
     """Before a rule's update, in its scope: what the metrics after it on this path can share."""
     if m.kind == "counter" and r.value is None:
         _exemplar_entry(scope, m, "1.0")
     else:
-        _exemplar_fits(scope, m)
+        exemplar_fits(scope, m)
         scope.raw("timestamp")
 
 
 def _exemplar_fragment(
-    scope: _Scope,
+    scope: Scope,
     amount: str,
     stored: bool,
     *,
@@ -452,7 +454,7 @@ def _exemplar_fragment(
     assert m.exemplar is not None
     if isinstance(state, HistogramState):
         t, ts = scope.raw(m.exemplar.field), scope.raw("timestamp")
-        keep = scope.nested(f"if {_exemplar_fits(scope, m)}:")
+        keep = scope.nested(f"if {exemplar_fits(scope, m)}:")
         keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
         keep.emit("if x is None:")
         keep.emit(f"    x = {gen.const(state.new_exemplar_slots, 'new_slots')}(k)")
@@ -472,20 +474,20 @@ def _exemplar_fragment(
 
 
 def _exemplar_skip_count(
-    scope: _Scope, amount: str, stored: bool, *, m: MetricSpec, store: Store
+    scope: Scope, amount: str, stored: bool, *, m: MetricSpec, store: Store
 ) -> None:
     """Where ``_exemplar_fragment`` would keep an exemplar: only count the update if it keeps
     none, so a replay that writes no exemplars spends nothing on keeping them."""
     skipped = scope.gen.const(store.exemplars_skipped, "exemplars_skipped")
-    scope.nested(f"if not ({_exemplar_fits(scope, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
+    scope.nested(f"if not ({exemplar_fits(scope, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
 
 
-def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
+def _observation_rule(scope: Scope, m: MetricSpec, r: Rule) -> None:
     """The statements adding the observation of one rule of metric ``m`` to ``out``."""
     cw = m.cloudwatch
     assert cw is not None  # only published rules get here
     # Not counted here: the store target counts the values it cuts, this one gives them only.
-    cut = scope.gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
+    cut = scope.gen.const(Cut(m.label_value_max_bytes, None, m.name), "cut")
     dims = [
         f"({d.name!r}, {scope.bounded(d.source, cut, m.label_value_max_bytes)})"
         for d in cw.dimensions
@@ -494,110 +496,9 @@ def _observation_rule(scope: _Scope, m: MetricSpec, r: Rule) -> None:
     amount = "1.0"
     if r.value is not None:
         v = scope.raw(r.value)
-        body = scope.nested(f"if {_valid(v, nonnegative=m.kind != 'gauge')}:")
+        body = scope.nested(f"if {valid_test(v, nonnegative=m.kind != 'gauge')}:")
         amount = f"float({v})"
     kind = _KINDS[r.op]
     body.emit(
         f"out.append(Observation({cw.name!r}, {_tuple(dims)}, {amount}, {cw.unit!r}, {kind!r}))"
     )
-
-
-# -- the partial target: a replay worker's ``log_exporter.partial.Partial`` --------------------
-#
-# The same rules as the store target (fields, labels, matches, value checks, the bound) but each
-# op keeps what ``log_exporter.partial`` needs for an exact merge instead of a running value.
-
-
-def partial_function(event_type: str, pairs: Pairs, partial: Partial) -> Apply:
-    """The function applying an event of ``event_type`` to a replay worker's partial state."""
-    gen = _Generator()
-    gen.rules(pairs, lambda scope, m, r: _partial_rule(scope, m, r, partial))
-    fn: Apply = gen.function("apply", [], "return", f"<spec partial program for {event_type!r}>")
-    return fn
-
-
-def _partial_rule(scope: _Scope, m: MetricSpec, r: Rule, partial: Partial) -> None:
-    # Imported here: log_exporter.partial needs the spec package, which imports this module.
-    from log_exporter.partial import PartialInfo
-
-    gen = scope.gen
-    state = partial.states[m.name]
-    cut = gen.const(_Cut(m.label_value_max_bytes, partial.label_values_too_long, m.name), "cut")
-    key = scope.key(m, cut)
-    if isinstance(state, PartialInfo):
-        scope.emit(f"{gen.const(state, 'info')}.current = {key}")
-        return
-    mode = state.mode
-    if mode == "parts":
-        # A partitioned gauge: the worker's shares (``PartialSeries.step``); no rule has a value.
-        if r.op == "reset_all":
-            scope.emit(f"{gen.const(state.reset_all, 'reset_all')}()")
-            return
-        assert m.partition is not None
-        pcut = gen.const(_Cut(m.label_value_max_bytes, None, m.name), "cut")
-        part = scope.bounded(m.partition, pcut, m.label_value_max_bytes)
-        if r.op == "reset":
-            scope.emit(f"{gen.const(state.reset, 'reset_part')}({part})")
-        else:
-            d = "-1" if r.op == "dec" else "1"
-            scope.emit(f"{gen.const(state.step, 'step')}({part}, {key}, {d})")
-        return
-    series = gen.const(state.series, "series")
-    new = gen.const(state.new, "new")
-    body = scope
-    amount = "1.0"
-    if r.value is not None:
-        v = scope.raw(r.value)
-        body = scope.nested(f"if {_valid(v, nonnegative=m.kind != 'gauge')}:")
-        amount = v
-        if m.kind == "gauge":
-            body.emit(f"amount = float({v})")
-            amount = "amount"
-    body.emit(f"k = {key}")
-    if mode == "count":
-        body.nested("try:").emit(f"{series}[k] += 1")
-        body.nested("except KeyError:").emit(f"{new}(k, 1)")
-    else:
-        body.emit(f"c = {series}.get(k)")
-        fresh = {
-            "amounts": "[]",
-            "hist": f"[[0] * {len(m.definition.buckets) + 1}, []]",
-            "steps": f"[0, {gen.const(-float('inf'), 'neg_inf')}, 0]",
-            "ops": "[None, [], 0]",
-        }[mode]
-        body.emit("if c is None:")
-        body.emit(f"    c = {new}(k, {fresh})")
-        if mode == "amounts":
-            body.emit(f"c.append({amount})")
-        elif mode == "hist":
-            body.emit(
-                f"c[0][bisect_left({gen.const(m.definition.buckets, 'bounds')}, {amount})] += 1"
-            )
-            body.emit(f"c[1].append({amount})")
-        elif mode == "steps":
-            d = "-1" if r.op == "dec" else "1"
-            body.emit(f"c[0] += {d}")
-            body.emit("c[2] += 1")
-            if m.floor is not None:
-                floor = gen.const(m.floor, "floor")
-                body.emit(f"least = c[1] + {d}")
-                body.emit(f"c[1] = {floor} if least < {floor} else least")
-        else:
-            body.emit("c[2] += 1")
-            if r.op == "set":
-                if m.floor is None:
-                    body.emit(f"c[0] = {amount}")
-                else:
-                    floor = gen.const(m.floor, "floor")
-                    body.emit(f"c[0] = {floor} if {amount} < {floor} else {amount}")
-                body.emit("c[1].clear()")
-            else:
-                sign = -1.0 if r.op == "dec" else 1.0
-                body.emit(f"c[1].append({sign!r} * {amount})")
-    if m.exemplar is not None and m.kind != "gauge":
-        # Replay writes no exemplars but counts, as the store does, the updates that keep none.
-        skipped = gen.const(partial.exemplars_skipped, "exemplars_skipped")
-        body.nested(f"if not ({_exemplar_fits(body, m)}):").emit(f"{skipped}[{m.name!r}] += 1.0")
-    if r.value is not None:
-        invalid = f"{gen.const(partial.invalid_values, 'invalid')}[{m.name!r}] += 1.0"
-        scope.nested("else:").emit(invalid)

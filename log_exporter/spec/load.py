@@ -13,8 +13,8 @@ from importlib import resources
 from itertools import pairwise
 from typing import Any, Final
 
-from log_exporter.cloudwatch.schema import CloudWatchSpec, check_table
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
+from log_exporter.spec.cloudwatch import CloudWatchSpec, check_table
 from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
@@ -23,6 +23,7 @@ __all__ = [
     "default_spec_text",
     "load_default_spec",
     "load_spec",
+    "read_spec",
 ]
 
 SPEC_VERSION: Final = 1
@@ -55,6 +56,23 @@ def default_spec_text() -> str:
 def load_default_spec() -> Spec:
     """The built-in SustainBot spec, loaded."""
     return load_spec(default_spec_text(), "sustainbot.toml (built in)")
+
+
+def read_spec(path: str | None) -> Spec:
+    """The spec file at ``path`` (None: the built-in spec), loaded: the one reader of spec files.
+
+    Raises OSError when it cannot be read, UnicodeDecodeError when it is not UTF-8 (``start`` is
+    the byte's offset in the file), SpecError when it is not a valid spec. Line ends are read as
+    in a text file: CRLF and CR become LF.
+    """
+    if path is None:
+        return load_default_spec()
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return load_spec(text, path)
 
 
 def load_spec(text: str, source: str) -> Spec:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from log_exporter.cloudwatch.schema import CloudWatchSpec
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
+from log_exporter.spec.cloudwatch import CloudWatchSpec
 from log_exporter.store import MetricDef, MetricKind
 
 __all__ = ["ExemplarSpec", "LabelSpec", "MetricSpec", "Op", "Rule", "Spec"]

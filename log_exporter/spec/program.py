@@ -1,21 +1,16 @@
-"""A compiled spec: ``Program`` holds its generated functions per event type, for two targets."""
+"""A compiled spec: ``Program`` holds its rules per event type and binds their generated functions.
+
+Two targets are bound here, a store and CloudWatch's observations; replay binds its third, a
+worker's partial state, from ``rules_by_event`` (``log_exporter.replay.target``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
-from log_exporter.spec.codegen import (
-    Apply,
-    Observe,
-    observation_function,
-    partial_function,
-    store_function,
-)
+from log_exporter.spec.codegen import Apply, Observe, Pairs, observation_function, store_function
 from log_exporter.spec.model import MetricSpec, Rule, Spec
 from log_exporter.store import Store
-
-if TYPE_CHECKING:
-    from log_exporter.partial import Partial
 
 __all__ = ["Program", "compile_spec"]
 
@@ -37,6 +32,11 @@ class Program:
     def event_types(self) -> frozenset[str]:
         return frozenset(self._by_event)
 
+    @property
+    def rules_by_event(self) -> Mapping[str, Pairs]:
+        """Event type -> the (metric, rule) pairs it feeds, in spec order: what a target binds."""
+        return self._by_event
+
     def bind(self, store: Store, *, exemplars: bool = True) -> dict[str, Apply]:
         """Event type -> one function that applies such an event to ``store``'s metric state.
 
@@ -52,11 +52,6 @@ class Program:
             et: store_function(et, pairs, store, exemplars=exemplars)
             for et, pairs in self._by_event.items()
         }
-
-    def bind_partial(self, partial: Partial) -> dict[str, Apply]:
-        """Event type -> one function that applies such an event to a replay worker's partial
-        state (``log_exporter.partial``), for an exact merge into a store later."""
-        return {et: partial_function(et, pairs, partial) for et, pairs in self._by_event.items()}
 
     def observers(self) -> dict[str, Observe]:
         """Event type -> one function giving the CloudWatch observations such an event causes.

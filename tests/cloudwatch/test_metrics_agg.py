@@ -17,10 +17,10 @@ from log_exporter.cloudwatch.metrics_agg import (
     MAX_VALUES_PER_DATUM,
     Aggregator,
     Datum,
-    Observation,
     chunk_datums,
 )
 from log_exporter.spec import Program, compile_spec, load_default_spec, load_spec
+from log_exporter.spec.cloudwatch import Observation
 
 DIMS = (("WorkflowName", "report"), ("Outcome", "success"), ("DRAGMode", "draft"))
 SCHEMA = json.loads((Path(__file__).parent / "emf_schema.json").read_text())

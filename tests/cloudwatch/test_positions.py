@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from log_exporter.cloudwatch.shipper import line_positions
-from log_exporter.tail import Tailer
+from log_exporter.sources.tail import Tailer
 from log_exporter.values import Batch, FileId, Position
 
 

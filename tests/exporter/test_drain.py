@@ -11,7 +11,7 @@ import pytest
 from log_exporter.drain import Drain
 from log_exporter.limits import EXIT_DRAIN_INCOMPLETE, EXIT_OK
 from log_exporter.serve import ServeOptions, Service, _stopped
-from log_exporter.tail import Tailer, count_lines_after
+from log_exporter.sources.tail import Tailer, count_lines_after
 from log_exporter.testing import ManualClock
 from tests.support.contract import contract_line
 from tests.support.serve import append

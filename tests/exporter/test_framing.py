@@ -7,7 +7,7 @@ from typing import Literal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from log_exporter.framing import LineFramer
+from log_exporter.sources.framing import LineFramer
 
 
 def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import StoreCollector
@@ -25,6 +24,7 @@ from log_exporter.spec import (
     load_default_spec,
     load_spec,
 )
+from log_exporter.spec.cloudwatch import Observation
 from log_exporter.store import Store
 from log_exporter.values import Batch
 from tests.support.spec_model import SpecModel

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.cli import main
-from log_exporter.replay import ReplayOptions, run
+from log_exporter.replay.command import ReplayOptions, run, run_shipping
 from log_exporter.spec import Spec
 from tests.support.replay_model import (
     expected,
@@ -84,7 +84,7 @@ def test_run_writes_to_the_streams_it_is_given() -> None:
     assert err.getvalue() == "log-exporter replay: replayed 49 lines from 1 files\n"
 
 
-def test_cloudwatch_replay_takes_over_once_the_inputs_are_checked(tmp_path: Path) -> None:
+def test_cloudwatch_replay_ships_once_the_inputs_are_checked(tmp_path: Path) -> None:
     """With ``--cloudwatch`` the shipping hook gets the loaded spec after the inputs were
     checked, its exit code is the command's, and no output file is written."""
     out = tmp_path / "out.prom"
@@ -95,13 +95,13 @@ def test_cloudwatch_replay_takes_over_once_the_inputs_are_checked(tmp_path: Path
         return 1
 
     log = str(FIXTURES / "contract.jsonl")
-    options = ReplayOptions(files=[log], output=str(out), cloudwatch=ship)
-    assert run(options, stderr=io.StringIO()) == 1
+    options = ReplayOptions(files=[log], output=str(out))
+    assert run_shipping(options, ship, stderr=io.StringIO()) == 1
     assert len(shipped) == 1 and shipped[0].metrics
     assert not out.exists()
     err = io.StringIO()
-    missing = ReplayOptions(files=[log, str(tmp_path / "gone")], cloudwatch=ship)
-    assert run(missing, stderr=err) == 2
+    missing = ReplayOptions(files=[log, str(tmp_path / "gone")])
+    assert run_shipping(missing, ship, stderr=err) == 2
     assert len(shipped) == 1, "a missing file stops the replay before the hook"
     assert "gone" in err.getvalue()
 

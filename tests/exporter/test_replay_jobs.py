@@ -18,15 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter import parallel
 from log_exporter.cli import main
-from log_exporter.parallel import replay_parallel
-from log_exporter.partial import unsupported
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.backfill import SpillingWriter
 from log_exporter.prometheus.collector import StoreCollector, families
-from log_exporter.replay import ReplayOptions, replay_final, replay_steps, run, summary
-from log_exporter.sources import open_sources
+from log_exporter.replay import parallel
+from log_exporter.replay.command import ReplayOptions, run, summary
+from log_exporter.replay.engine import replay_final, replay_steps
+from log_exporter.replay.parallel import replay_parallel
+from log_exporter.replay.partial import unsupported
+from log_exporter.sources.files import open_sources
 from log_exporter.spec import Spec, compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from tests.support.replay_model import make_items, write_rotated_set
@@ -308,7 +309,7 @@ def test_stretches_are_merged_not_replayed_again_when_caps_are_not_reached(
     sources = open_sources([str(log)])
     store = Store(spec.definitions)
     outcome = replay_parallel(
-        spec, sources, Pipeline(compile_spec(spec), store), 2, _Quiet(), read_size=1024,
+        sources, Pipeline(compile_spec(spec), store), 2, _Quiet(), read_size=1024,
         stretch_bytes=8192,
     )  # fmt: skip
     assert outcome.serial == 0
@@ -372,7 +373,7 @@ def test_sustainbot_logs_are_merged_from_workers_not_replayed_in_one_process(
 
     store = Store(spec.definitions)
     outcome = replay_parallel(
-        spec, open_sources([str(f) for f in files]), Pipeline(compile_spec(spec), store), 2,
+        open_sources([str(f) for f in files]), Pipeline(compile_spec(spec), store), 2,
         _Quiet(), read_size=4096, stretch_bytes=16384,
     )  # fmt: skip
     assert outcome.serial == 0
@@ -406,7 +407,7 @@ def test_partitions_past_the_cap_in_a_stretch_equal_one_process(tmp_path: Path, 
 
     store = Store(spec.definitions)
     outcome = replay_parallel(
-        spec, open_sources([str(log)]), Pipeline(compile_spec(spec), store), 2, _Quiet(),
+        open_sources([str(log)]), Pipeline(compile_spec(spec), store), 2, _Quiet(),
         read_size=1024, stretch_bytes=4096,
     )  # fmt: skip
     assert outcome.serial == 1

@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import StoreCollector
-from log_exporter.replay import replay_final
-from log_exporter.sources import open_sources
+from log_exporter.replay.engine import replay_final
+from log_exporter.sources.files import open_sources
+from log_exporter.sources.tail import Tailer
 from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
-from log_exporter.tail import Tailer
 from tests.support.replay_model import Item, make_items, write_rotated_set
 from tests.support.waits import wait_for
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter.tail import Tailer
+from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock
 from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from log_exporter.tail import Tailer
-from log_exporter.tail.ledger import RotationLedger
+from log_exporter.sources.tail import Tailer
+from log_exporter.sources.tail.ledger import RotationLedger
 from log_exporter.testing import ManualClock
 from tests.support.processes import binary, run
 

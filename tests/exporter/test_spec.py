@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from log_exporter.cloudwatch.metrics_agg import Observation
 from log_exporter.spec import (
     Program,
     SpecError,
@@ -20,6 +19,7 @@ from log_exporter.spec import (
     load_default_spec,
     load_spec,
 )
+from log_exporter.spec.cloudwatch import Observation
 from log_exporter.store import GaugeState, Store
 from tests.support.spec_model import SpecModel
 

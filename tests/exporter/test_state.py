@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from log_exporter.sources.tail import Tailer
 from log_exporter.statefile import StateFile, StateKeeper
-from log_exporter.tail import Tailer
 from log_exporter.values import FileId, Position, position_from_json, position_to_json
 from tests.support.tail import Reader, append, exactly_once, line
 

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from log_exporter.tail import Tailer
+from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock
 from log_exporter.values import Position
 

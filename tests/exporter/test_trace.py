@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from log_exporter.cli import main
-from log_exporter.trace import run
+from log_exporter.replay.trace import run
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -15,10 +15,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from log_exporter.cloudwatch.metrics_agg import Observation
-from log_exporter.cloudwatch.schema import Source
 from log_exporter.limits import OVERFLOW
 from log_exporter.spec import MetricSpec, Op, Rule, Spec, convert_label
+from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.store import Snapshot
 
 Event = dict[str, Any]
@@ -61,7 +60,7 @@ class Expected:
     parts: dict[str, dict[str, dict[Key, float]]] = field(default_factory=dict)
 
 
-def converted(source: Source, event: Event) -> str:
+def converted(source: LabelSource, event: Event) -> str:
     """A label's (or dimension's) value: the contract's conversion, then the closed set."""
     v = event.get(source.field)
     if v is None:
@@ -72,13 +71,13 @@ def converted(source: Source, event: Event) -> str:
     return out
 
 
-def too_long(source: Source, event: Event, max_bytes: int) -> bool:
+def too_long(source: LabelSource, event: Event, max_bytes: int) -> bool:
     """True when an open label's value is longer than ``max_bytes`` in UTF-8."""
     value = converted(source, event).encode("utf-8", "surrogatepass")
     return source.values is None and len(value) > max_bytes
 
 
-def text(source: Source, event: Event, max_bytes: int) -> str:
+def text(source: LabelSource, event: Event, max_bytes: int) -> str:
     """The value as exposed: ``converted``, or __overflow__ when ``too_long``."""
     return OVERFLOW if too_long(source, event, max_bytes) else converted(source, event)
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from log_exporter.tail import Tailer
+from log_exporter.sources.tail import Tailer
 from log_exporter.values import Batch
 from tests.support.waits import DEADLINE, wait_for
 

@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-from log_exporter.tail.generation import Generation
-from log_exporter.tail.siblings import Key, Siblings
+from log_exporter.sources.tail.generation import Generation
+from log_exporter.sources.tail.siblings import Key, Siblings
 from log_exporter.values import Batch, FileId
 
 __all__ = ["Follower"]

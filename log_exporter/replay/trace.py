@@ -16,7 +16,7 @@ from typing import BinaryIO, TextIO
 
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
-from log_exporter.sources import FileReader, ReplayError, Source, open_sources
+from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
 
 __all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "run"]
 
@@ -57,7 +57,7 @@ def run(
 
 
 def _print_matches(
-    sources: Sequence[Source],
+    sources: Sequence[LogFile],
     needle: bytes,
     field: str,
     trace_id: str,

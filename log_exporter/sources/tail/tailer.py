@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.tail.follow import Follower
-from log_exporter.tail.resume import resume_from
-from log_exporter.tail.wakeup import FileEvents, Wakeup
+from log_exporter.sources.tail.follow import Follower
+from log_exporter.sources.tail.resume import resume_from
+from log_exporter.sources.tail.wakeup import FileEvents, Wakeup
 from log_exporter.values import NO_FILE, Batch, FileId, Position
 
 __all__ = ["Tailer", "count_lines_after"]
@@ -107,7 +107,7 @@ class _IOWarnings:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class TailProgress:
     """A tailer's published position, the polls finished and whether one is under way."""
 
     polls: int
@@ -208,11 +208,11 @@ class Tailer:
         """True once a poll has read every open file to its end (the data present at start)."""
         return self._caught_up
 
-    def progress(self) -> Progress:
+    def progress(self) -> TailProgress:
         """The position with the poll count and whether a poll is under way, of one instant:
         what another thread needs to tell which generations this tailer has reached."""
         with self._lock:
-            return Progress(self._polls, self._polling, self._position)
+            return TailProgress(self._polls, self._polling, self._position)
 
     def take_released(self) -> list[tuple[FileId, int]]:
         """The generations read from their first byte to their end and let go since the last

@@ -1,9 +1,10 @@
 """Replay's input files: plain or gzip, checked, ordered oldest first, read as batches of lines.
 
 Files are read in large chunks and cut into whole lines by the tailer's line framer
-(``log_exporter.framing``: a line over ``max_line_bytes`` is counted as oversized and skipped in
-bounded memory); the final line of a file counts even without its newline, since a file being
-replayed is complete. A corrupt gzip stream stops its file cleanly, with a report of where.
+(``log_exporter.sources.framing``: a line over ``max_line_bytes`` is counted as oversized and
+skipped in bounded memory); the final line of a file counts even without its newline, since a
+file being replayed is complete. A corrupt gzip stream stops its file cleanly, with a report of
+where.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from log_exporter.framing import LineFramer
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import event_time, parse_line
+from log_exporter.sources.framing import LineFramer
 from log_exporter.values import Batch
 
 __all__ = [
     "FileReader",
+    "LogFile",
     "ReplayError",
-    "Source",
     "damage_report",
     "open_sources",
     "order_sources",
@@ -44,7 +45,7 @@ class ReplayError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
+class LogFile:
     """One input file, with what ordering needs to know."""
 
     path: str
@@ -59,7 +60,7 @@ def _rotation_number(path: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def order_sources(sources: Iterable[Source]) -> list[Source]:
+def order_sources(sources: Iterable[LogFile]) -> list[LogFile]:
     """Oldest first: by the time of each file's first timed event, ties by rotation order.
 
     Rotation order is the usual one: a higher ``.N`` is older, a name without a number is the
@@ -81,12 +82,12 @@ def order_sources(sources: Iterable[Source]) -> list[Source]:
     return ordered
 
 
-def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[Source]:
+def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[LogFile]:
     """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
 
     The same file named twice (by any path) is replayed once.
     """
-    sources: list[Source] = []
+    sources: list[LogFile] = []
     seen: set[tuple[int, int]] = set()
     for path in paths:
         try:
@@ -103,13 +104,13 @@ def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> 
         except OSError as exc:
             raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         first = _first_event_time(path, is_gzip, max_line_bytes)
-        sources.append(Source(path, st.st_size, is_gzip, first, _rotation_number(path)))
+        sources.append(LogFile(path, st.st_size, is_gzip, first, _rotation_number(path)))
     return order_sources(sources)
 
 
 def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
     """The timestamp of the file's first event that has a usable one (None when none has)."""
-    reader = FileReader(Source(path, 0, is_gzip, None, 0), max_line_bytes)
+    reader = FileReader(LogFile(path, 0, is_gzip, None, 0), max_line_bytes)
     try:
         for batch in reader.batches():
             for raw in batch.lines:
@@ -141,7 +142,7 @@ class FileReader:
 
     def __init__(
         self,
-        source: Source,
+        source: LogFile,
         max_line_bytes: int = MAX_LINE_BYTES,
         read_size: int = READ_SIZE,
         *,

@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Literal
 
-from log_exporter.framing import LineFramer
+from log_exporter.sources.framing import LineFramer
 from log_exporter.values import FINGERPRINT_BYTES, Batch, FileId, fingerprint_of
 
 __all__ = ["Generation"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 
-from log_exporter.tail.follow import Follower
-from log_exporter.tail.generation import Generation
+from log_exporter.sources.tail.follow import Follower
+from log_exporter.sources.tail.generation import Generation
 from log_exporter.values import NO_FILE, Batch, Position
 
 __all__ = ["resume_from"]

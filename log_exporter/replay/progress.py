@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-__all__ = ["Progress"]
+__all__ = ["ProgressBar"]
 
 _WIDTH = 24
 
@@ -29,7 +29,7 @@ def _human_duration(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-class Progress:
+class ProgressBar:
     """Draws ``[####----]  12.0 MiB / 40.0 MiB  150,000 events/s  ETA 0:03`` on ``stream``."""
 
     def __init__(self, stream: TextIO, total_bytes: int, *, enabled: bool, rate: float = 5.0):

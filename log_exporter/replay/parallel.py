@@ -2,10 +2,12 @@
 
 Plain files are cut into stretches at multiples of the read size (each worker reads exactly the
 lines whose newline falls in its stretch, in the batches one reader would have); gzip files go
-whole. A worker runs the spec's partial program (``log_exporter.partial``) through the same
-``Pipeline`` as one process does and answers with ``Delta``s; the parent merges them into its
-store in log order, a bounded number of stretches in flight. A stretch whose merge could not be
-exact is replayed by the parent itself, in order: the output is the output of one process.
+whole. A worker runs the spec's partial program (``log_exporter.replay.target``, into a
+``log_exporter.replay.partial.Partial``) through the same ``Feed`` as one process does, read by
+the same loop (``log_exporter.replay.serial``), and answers with ``Delta``s; the parent merges
+them into its store in log order, a bounded number of stretches in flight. A stretch whose merge
+could not be exact is replayed by the parent itself, in order: the output is the output of one
+process.
 
 With ``--step``, a worker also cuts its stretch where a sample might fall (an event later than
 every step boundary the stretch has reached so far) and reports the times of its events counted
@@ -15,7 +17,6 @@ exactly what one reader's would.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import threading
@@ -24,16 +25,27 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from log_exporter.limits import MAX_LINE_BYTES
-from log_exporter.partial import Delta, Merger, Partial, TooWide
-from log_exporter.pipeline import Pipeline, Steps
-from log_exporter.sources import READ_SIZE, FileReader, ReplayError, Source, damage_report
+from log_exporter.pipeline import Feed, Pipeline, Steps
+from log_exporter.replay.merge import Merger
+from log_exporter.replay.partial import Delta, Partial, TooWide
+from log_exporter.replay.serial import FedFiles, ShowsProgress, read_stretch
+from log_exporter.replay.steps import StepClock
+from log_exporter.replay.target import bind_partial
+from log_exporter.sources.files import READ_SIZE, LogFile, ReplayError, damage_report
 from log_exporter.spec import Spec, compile_spec
 from log_exporter.store import Store
 
-__all__ = ["STRETCH_BYTES", "Stretch", "cut", "default_jobs", "replay_parallel"]
+__all__ = [
+    "STRETCH_BYTES",
+    "ParallelOutcome",
+    "Stretch",
+    "cut",
+    "default_jobs",
+    "replay_parallel",
+]
 
 # The most a stretch holds: a worker's partial state and answer grow with it (about a tenth of
 # it for the built-in spec), and more stretches than workers even out their load.
@@ -52,7 +64,7 @@ def default_jobs() -> int:
 class Stretch:
     """Bytes ``start`` to ``end`` of one source (``end`` None: to its end, its last stretch)."""
 
-    source: Source
+    source: LogFile
     start: int
     end: int | None
 
@@ -63,7 +75,7 @@ class Stretch:
 
 
 def cut(
-    sources: Sequence[Source], jobs: int, most: int = STRETCH_BYTES, read_size: int = READ_SIZE
+    sources: Sequence[LogFile], jobs: int, most: int = STRETCH_BYTES, read_size: int = READ_SIZE
 ) -> list[Stretch]:
     """The stretches of ``sources`` in log order: plain files cut (at multiples of
     ``read_size``, where one reader's reads start), gzip files whole."""
@@ -110,8 +122,8 @@ class _Worker:
 
     def __init__(self, spec: Spec, step: float | None, max_line_bytes: int, read_size: int) -> None:
         self.partial = Partial(spec)
-        self.pipeline = Pipeline(compile_spec(spec), Store(()), partial=self.partial)
-        self.step = step
+        self.feed = Feed(self.partial, bind_partial(compile_spec(spec), self.partial))
+        self.clock = None if step is None else StepClock(step)
         self.max_line_bytes = max_line_bytes
         self.read_size = read_size
 
@@ -124,44 +136,37 @@ def _init(spec: Spec, step: float | None, max_line_bytes: int, read_size: int) -
     _worker = _Worker(spec, step, max_line_bytes, read_size)
 
 
-def boundary_at(t: float, step: float) -> float:
-    """The least multiple of ``step`` at or after ``t``, as ``k * step`` computes it."""
-    k = math.ceil(t / step)
-    while k * step < t:
-        k += 1
-    while (k - 1) * step >= t:
-        k -= 1
-    return k * step
-
-
 def _work(stretch: Stretch) -> Answer:
     w = _worker
     assert w is not None, "the pool's initializer sets the worker up"
     answer = Answer()
     steps = None
-    if w.step is not None:
-        step = w.step
+    if w.clock is not None:
+        boundary_at = w.clock.boundary_at
 
         def cross(t: float) -> float:
             # A sample may fall before the event stamped t: what came before is a delta.
             answer.deltas.append(w.partial.take())
             answer.crossings.append(t)
-            return boundary_at(t, step)
+            return boundary_at(t)
 
         steps = Steps(cross, on_time=answer.on_time)
-    reader = FileReader(
-        stretch.source, w.max_line_bytes, w.read_size, start=stretch.start, end=stretch.end
-    )
     try:
-        answer.lines = feed_stretch(reader, w.pipeline, steps)
+        answer.lines, reader = read_stretch(
+            stretch.source,
+            w.feed,
+            steps,
+            w.max_line_bytes,
+            w.read_size,
+            start=stretch.start,
+            end=stretch.end,
+        )
     except TooWide:
         w.partial.reset()
         return Answer(wide=True)
-    except OSError as exc:
+    except ReplayError as exc:
         w.partial.reset()
-        return Answer(error=f"{stretch.source.path}: cannot read: {exc.strerror or exc}")
-    finally:
-        reader.close()
+        return Answer(error=str(exc))
     answer.deltas.append(w.partial.take())
     answer.damage_what = reader.damage_what
     answer.damage_out_bytes = reader.damage_out_bytes
@@ -174,29 +179,10 @@ def _work(stretch: Stretch) -> Answer:
     return answer
 
 
-def feed_stretch(reader: FileReader, pipeline: Pipeline, steps: Steps | None) -> int:
-    """Feed a reader's batches to the pipeline (in steps when given); the lines it gave."""
-    lines = 0
-    for batch in reader.batches():
-        if steps is None:
-            pipeline.feed(batch)
-        else:
-            pipeline.feed_steps(batch, steps)
-        lines += len(batch.lines) + batch.oversized
-    return lines
-
-
-class _Progress(Protocol):
-    def update(self, done_bytes: int, events: int) -> None: ...
-
-
 @dataclass(slots=True)
-class Outcome:
+class ParallelOutcome(FedFiles):
     """What a parallel replay went through: lines, files and damage, in log order."""
 
-    lines: int = 0
-    files: int = 0
-    damage: list[str] = field(default_factory=list)
     # Stretches the parent replayed itself because their merge could not be exact.
     serial: int = 0
 
@@ -230,25 +216,25 @@ def _answers(
 
 
 def replay_parallel(
-    spec: Spec,
-    sources: Sequence[Source],
+    sources: Sequence[LogFile],
     pipeline: Pipeline,
     jobs: int,
-    progress: _Progress,
+    progress: ShowsProgress,
     steps: Steps | None = None,
     step: float | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
     read_size: int = READ_SIZE,
     stretch_bytes: int = STRETCH_BYTES,
-) -> Outcome:
+) -> ParallelOutcome:
     """Replay ``sources`` into ``pipeline``'s store with ``jobs`` workers, exactly as one.
 
     With ``steps`` (the caller's clock, its ``cross`` taking the samples every ``step``
     seconds), in event time as ``Pipeline.feed_steps`` does, ``end_file`` included; else as
     ``Pipeline.feed``.
     """
+    spec = pipeline.program.spec
     merger = Merger(spec)
-    out = Outcome()
+    out = ParallelOutcome()
     stretches = cut(sources, jobs, stretch_bytes, read_size)
     if steps is not None and step is None:
         raise ValueError("a replay in steps needs its step")
@@ -270,10 +256,10 @@ def _consume(
     merger: Merger,
     pipeline: Pipeline,
     steps: Steps | None,
-    progress: _Progress,
+    progress: ShowsProgress,
     max_line_bytes: int,
     read_size: int,
-    out: Outcome,
+    out: ParallelOutcome,
 ) -> None:
     store = pipeline.store
     done = 0
@@ -290,15 +276,15 @@ def _consume(
             if answer.wide or not merger.mergeable(store, answer.deltas):
                 # Replayed here, in order, where the merge stands: exact by construction.
                 out.serial += 1
-                reader = FileReader(
-                    source, max_line_bytes, read_size, start=stretch.start, end=stretch.end
+                answer.lines, reader = read_stretch(
+                    source,
+                    pipeline,
+                    steps,
+                    max_line_bytes,
+                    read_size,
+                    start=stretch.start,
+                    end=stretch.end,
                 )
-                try:
-                    answer.lines = feed_stretch(reader, pipeline, steps)
-                except OSError as exc:
-                    raise ReplayError(f"{source.path}: cannot read: {exc.strerror or exc}") from exc
-                finally:
-                    reader.close()
                 answer.damage_what = reader.damage_what
                 answer.damage_out_bytes = reader.damage_out_bytes
                 answer.damage_lines = reader.damage_lines

@@ -16,8 +16,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from log_exporter.tail.siblings import COMPRESSED_SUFFIXES, Key
-from log_exporter.tail.tailer import Progress, Tailer
+from log_exporter.sources.tail.siblings import COMPRESSED_SUFFIXES, Key
+from log_exporter.sources.tail.tailer import Tailer, TailProgress
 from log_exporter.values import FileId, Position
 
 __all__ = ["RotationLedger"]
@@ -37,7 +37,7 @@ class _Record:
     absent: int = 0
     # Per reader, its progress when the generation was first seen gone: decided with that, or
     # with a later poll's when a poll was under way then (it may have opened the file).
-    gone: dict[str, Progress] = field(default_factory=dict)
+    gone: dict[str, TailProgress] = field(default_factory=dict)
     decided: set[str] = field(default_factory=set)
 
 
@@ -67,10 +67,10 @@ class RotationLedger:
         self._interval = interval
         self._next = -float("inf")
         self._records: dict[Key, _Record] = {}
-        self._readers: dict[str, Callable[[], Progress]] = {}
+        self._readers: dict[str, Callable[[], TailProgress]] = {}
         self.lost: dict[str, int] = {}  # reader -> lines; read by scrapes
 
-    def watch(self, name: str, progress: Callable[[], Progress]) -> None:
+    def watch(self, name: str, progress: Callable[[], TailProgress]) -> None:
         """Count losses for the reader ``name`` from now on."""
         self._readers[name] = progress
         self.lost.setdefault(name, 0)

@@ -1,4 +1,5 @@
-"""A replay worker's partial state of one stretch of log, and its exact merge into a ``Store``.
+"""A replay worker's partial state of one stretch of log, made for an exact merge into a ``Store``
+(``log_exporter.replay.merge``).
 
 A worker does not know the values its stretch starts from, so it keeps what the merge needs to
 end exactly where one process reading everything in order would, bit for bit:
@@ -21,8 +22,9 @@ end exactly where one process reading everything in order would, bit for bit:
   partitions the stretch may create is kept too: where that could reach the cap (the overflow
   partition's order matters) ``mergeable`` says no;
 - an info metric: its latest label tuple;
-- the self-counters of reading (``record``), invalid values, values cut and exemplars skipped
-  (replay writes no exemplars, but counts the updates that could keep none), all whole numbers.
+- the self-counters of reading (``record``, a ``ReadCounts``), invalid values, values cut and
+  exemplars skipped (replay writes no exemplars, but counts the updates that could keep none),
+  all whole numbers.
 
 Series keys keep the order they were first seen in, so the merge admits new series against the
 cap in the order one reader would. Where that order cannot be reproduced (series of a metric
@@ -37,30 +39,58 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from functools import reduce
-from operator import add
 from typing import Any, Final, Literal
 
 from log_exporter.spec.model import MetricSpec, Spec
-from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
+from log_exporter.values import ReadCounts
 
 __all__ = [
+    "BASE",
+    "CHANGES",
+    "EVENTS",
+    "HIST_COUNTS",
+    "HIST_VALUES",
+    "LEAST",
+    "NET",
     "Delta",
-    "Merger",
     "Mode",
     "PartShares",
     "Partial",
     "PartialInfo",
     "PartialSeries",
     "TooWide",
+    "fresh_cell",
     "mode_of",
     "unsupported",
 ]
 
 Mode = Literal["count", "amounts", "hist", "steps", "ops", "parts", "info"]
-# Modes whose result depends on the order of the events when several keys share a series.
-_ORDERED: Final = frozenset({"amounts", "hist", "ops", "parts"})
 NEG_INF: Final = -math.inf
+
+# The cell of one series, per mode: the generated partial program (``log_exporter.replay.target``)
+# writes it, the merge below reads it. A ``count`` cell is a plain int and an ``amounts`` cell the
+# list of amounts in order; the others are lists indexed by these positions.
+HIST_COUNTS: Final = 0  # hist: the bucket counts, one per bound then +Inf
+HIST_VALUES: Final = 1  # hist: the observed values in order (for the sum)
+NET: Final = 0  # steps: the net change
+LEAST: Final = 1  # steps: the least value the floor leaves (-inf without a floor)
+BASE: Final = 0  # ops: the value of the last set (floored), None before one
+CHANGES: Final = 1  # ops: the signed changes after it, in order
+EVENTS: Final = 2  # steps and ops: the events that changed the series
+
+
+def fresh_cell(mode: Mode, nbuckets: int) -> list[Any]:
+    """A new series' cell in ``mode`` (not ``count``, ``parts`` or ``info``); ``nbuckets``: a
+    histogram's bounds."""
+    if mode == "amounts":
+        return []
+    if mode == "hist":
+        return [[0] * (nbuckets + 1), []]
+    if mode == "steps":
+        return [0, NEG_INF, 0]
+    if mode == "ops":
+        return [None, [], 0]
+    raise ValueError(f"mode {mode!r} has no list cell")
 
 
 class TooWide(Exception):
@@ -247,11 +277,7 @@ class Delta:
     """What one stretch (or one part of it between replay steps) changed; plain data."""
 
     series: dict[str, Any]  # metric name -> its series dict, or an info metric's latest key
-    parsed: int = 0
-    malformed: int = 0
-    oversized: int = 0
-    bytes_read: int = 0
-    last_event_timestamp: float | None = None
+    counts: ReadCounts = field(default_factory=ReadCounts)
     invalid_values: dict[str, float] = field(default_factory=dict)
     label_values_too_long: dict[str, float] = field(default_factory=dict)
     exemplars_skipped: dict[str, float] = field(default_factory=dict)
@@ -260,9 +286,8 @@ class Delta:
 class Partial:
     """A worker's partial state: what the generated partial program writes, and ``record``.
 
-    It stands where the pipeline expects a store (``lock``, ``record``, ``lines``); ``take``
-    hands what was gathered over as a ``Delta`` and starts again, the bound program staying
-    valid.
+    It is a pipeline's sink (``lock``, ``record``), as a store is; ``take`` hands what was
+    gathered over as a ``Delta`` and starts again, the bound program staying valid.
     """
 
     def __init__(self, spec: Spec) -> None:
@@ -275,32 +300,17 @@ class Partial:
         self.invalid_values: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.exemplars_skipped: dict[str, float] = dict.fromkeys(self.states, 0.0)
-        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
-        self._bytes = 0
+        self._parsed = self._malformed = self._oversized = self._bytes = 0
         self._last: float | None = None
 
-    def record(
-        self,
-        parsed: int = 0,
-        malformed: int = 0,
-        oversized: int = 0,
-        bytes_read: int = 0,
-        rotations: int = 0,
-        truncations: int = 0,
-        last_event_timestamp: float | None = None,
-    ) -> None:
+    def record(self, counts: ReadCounts) -> None:
         """``Store.record``'s counterpart; replay reads files, so rotations stay 0."""
-        lines = self._lines
-        lines["parsed"] += parsed
-        lines["malformed"] += malformed
-        lines["oversized"] += oversized
-        self._bytes += bytes_read
-        if last_event_timestamp is not None:
-            self._last = last_event_timestamp
-
-    @property
-    def lines(self) -> dict[str, int]:
-        return self._lines
+        self._parsed += counts.parsed
+        self._malformed += counts.malformed
+        self._oversized += counts.oversized
+        self._bytes += counts.bytes_read
+        if counts.last_event_timestamp is not None:
+            self._last = counts.last_event_timestamp
 
     def take(self) -> Delta:
         """What was gathered since the last ``take``, the state emptied in place."""
@@ -318,14 +328,11 @@ class Partial:
                 # Copied and emptied in place: the bound program holds this very dict.
                 series[name] = dict(s.series)
                 s.series.clear()
-        lines = self._lines
         delta = Delta(
             series,
-            lines["parsed"],
-            lines["malformed"],
-            lines["oversized"],
-            self._bytes,
-            self._last,
+            ReadCounts(
+                self._parsed, self._malformed, self._oversized, self._bytes, 0, 0, self._last
+            ),
             {k: v for k, v in self.invalid_values.items() if v},
             {k: v for k, v in self.label_values_too_long.items() if v},
             {k: v for k, v in self.exemplars_skipped.items() if v},
@@ -343,183 +350,5 @@ class Partial:
         for d in (self.invalid_values, self.label_values_too_long, self.exemplars_skipped):
             for k in d:
                 d[k] = 0.0
-        self._lines = {"parsed": 0, "malformed": 0, "oversized": 0}
-        self._bytes = 0
+        self._parsed = self._malformed = self._oversized = self._bytes = 0
         self._last = None
-
-
-def _events(mode: Mode, cell: Any) -> int:
-    """How many events a partial series cell holds (each one redirected when it overflows)."""
-    if mode == "count":
-        return int(cell)
-    if mode == "amounts":
-        return len(cell)
-    if mode == "hist":
-        return len(cell[1])
-    return int(cell[2])
-
-
-class Merger:
-    """Merges deltas of one spec's partial states into a store of that spec, in log order."""
-
-    def __init__(self, spec: Spec) -> None:
-        self.modes: dict[str, Mode] = {m.name: mode_of(m) for m in spec.metrics}
-        self.floors: dict[str, float | None] = {m.name: m.floor for m in spec.metrics}
-
-    def mergeable(self, store: Store, deltas: list[Delta]) -> bool:
-        """Whether ``deltas``, applied in order, reproduce one reader exactly (see module doc).
-
-        False when a metric whose result depends on the order of its events would send a new
-        series to ``__overflow__``: there the events of several keys interleave; and when a
-        partitioned gauge could create a partition past its cap (which would share the overflow
-        partition's, in the order of the events).
-        """
-        for name, state in store.states.items():
-            mode = self.modes[name]
-            if isinstance(state, InfoState):
-                continue
-            if mode not in _ORDERED and not (mode == "steps" and self.floors[name] is not None):
-                continue
-            real = state.real
-            cap = state.definition.cap
-            added: set[tuple[str, ...]] = set()
-            if mode == "parts":
-                assert isinstance(state, GaugeState)
-                if not _parts_fit(state, name, deltas):
-                    return False
-            for d in deltas:
-                data = d.series.get(name, ())
-                for k in data.keys if isinstance(data, PartShares) else data:
-                    if k in state.series or k in added:
-                        continue
-                    if real >= cap:
-                        return False
-                    real += 1
-                    added.add(k)
-        return True
-
-    def apply(self, store: Store, delta: Delta) -> None:
-        """Add ``delta`` to ``store`` as one reader would have (after ``mergeable``)."""
-        states = store.states
-        for name, data in delta.series.items():
-            state = states[name]
-            if isinstance(state, InfoState):
-                state.current = data
-                continue
-            if isinstance(data, PartShares):
-                assert isinstance(state, GaugeState)
-                _apply_parts(state, data)
-                continue
-            assert isinstance(state, CounterState | GaugeState | HistogramState)
-            _apply_series(state, self.modes[name], self.floors[name], data)
-        store.record(
-            delta.parsed,
-            delta.malformed,
-            delta.oversized,
-            delta.bytes_read,
-            0,
-            0,
-            delta.last_event_timestamp,
-        )
-        for name, v in delta.invalid_values.items():
-            store.invalid_values[name] += v
-        for name, v in delta.label_values_too_long.items():
-            store.label_values_too_long[name] += v
-        for name, v in delta.exemplars_skipped.items():
-            store.exemplars_skipped[name] += v
-
-
-def _parts_fit(state: GaugeState, name: str, deltas: list[Delta]) -> bool:
-    """Whether no partition the deltas create can meet the cap (see ``mergeable``)."""
-    cap = state.definition.cap
-    held = len(state.parts)  # at most this many partitions when a delta starts
-    for d in deltas:
-        data = d.series.get(name)
-        if data is None:
-            continue
-        assert isinstance(data, PartShares)
-        # The j-th partition created finds at most held + j - 1 others: below the cap.
-        if held + data.first > cap or data.later > cap:
-            return False
-        held = data.last if data.cleared else held + data.first
-    return True
-
-
-def _apply_parts(state: GaugeState, data: PartShares) -> None:
-    """A partitioned gauge's shares, as the store's program and resets would have left them.
-
-    Exact because ``mergeable`` held: no key or partition meets a cap, and every value is a
-    whole number, so each series stays the sum of its shares however the changes are added.
-    """
-    series = state.series
-    for key in data.keys:
-        if key not in series:
-            state.real += 1
-            series[key] = 0.0
-    if data.cleared:
-        state.reset_all()
-    parts = state.parts
-    for name, (dropped, cells, _) in data.parts.items():
-        if dropped:
-            state.reset_part(name)
-        if not cells:
-            continue
-        shares = parts.get(name)
-        if shares is None:
-            shares = parts[name] = {}
-        for key, (net, least) in cells.items():
-            mine = shares.get(key, 0.0)
-            value = mine + net
-            new = float(least) if value < least else value
-            shares[key] = new
-            series[key] = series.get(key, 0.0) + (new - mine)
-
-
-def _apply_series(
-    state: CounterState | GaugeState | HistogramState,
-    mode: Mode,
-    floor: float | None,
-    data: dict[tuple[str, ...], Any],
-) -> None:
-    series: dict[tuple[str, ...], Any] = state.series
-    cap = state.definition.cap
-    for key, cell in data.items():
-        target = key
-        if key not in series:
-            # The admission of a new series, as ``admit`` does on its first event.
-            if state.real < cap:
-                state.real += 1
-            else:
-                target = state.overflow_key
-                state.overflowed += _events(mode, cell)
-        if mode == "hist":
-            assert isinstance(state, HistogramState)
-            cells = series.get(target)
-            if cells is None:
-                cells = series[target] = state.empty()
-            counts, values = cell
-            for i, n in enumerate(counts):
-                if n:
-                    cells[i] += n
-            cells[-1] = reduce(add, values, cells[-1])
-            continue
-        current = series.get(target, 0.0)
-        if mode == "count":
-            series[target] = current + cell
-        elif mode == "amounts":
-            series[target] = reduce(add, cell, current)
-        elif mode == "steps":
-            net, least, _ = cell
-            value = current + net
-            series[target] = float(least) if value < least else value
-        else:
-            base, changes, _ = cell
-            value = current if base is None else base
-            if floor is None:
-                value = reduce(add, changes, value)
-            else:
-                for change in changes:
-                    value = value + change
-                    if value < floor:
-                        value = floor
-            series[target] = value

@@ -1,16 +1,17 @@
-"""CloudWatch's part of the spec schema: a metric's ``cloudwatch`` table, as a CloudWatchSpec.
+"""CloudWatch's part of the spec: a metric's ``cloudwatch`` table (a CloudWatchSpec) and the
+``Observation`` the spec's CloudWatch target gives per event.
 
 The spec loader calls :func:`check_table` for that table and lends it its own error reporting
 and label parsing (:class:`Checks`), so every message still names the file, the table and the
-field. The dependency runs one way: the spec package imports this module, which imports nothing
-of the exporter (and no boto3).
+field. The dependency runs one way: the CloudWatch shipper (``log_exporter.cloudwatch``) imports
+this module, which imports nothing of the exporter (and no boto3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 __all__ = [
     "CLOUDWATCH_UNITS",
@@ -18,7 +19,10 @@ __all__ = [
     "Checks",
     "CloudWatchSpec",
     "Dimension",
-    "Source",
+    "Dimensions",
+    "Kind",
+    "LabelSource",
+    "Observation",
     "check_table",
 ]
 
@@ -35,7 +39,22 @@ CLOUDWATCH_UNITS: Final = frozenset(
 )  # fmt: skip
 
 
-class Source(Protocol):
+Kind = Literal["sum", "distribution"]
+Dimensions = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One value derived from one event for one CloudWatch metric."""
+
+    metric: str
+    dimensions: Dimensions
+    value: float
+    unit: str
+    kind: Kind
+
+
+class LabelSource(Protocol):
     """Where a dimension's value comes from: an event field, converted as a label (a LabelSpec)."""
 
     @property
@@ -51,7 +70,7 @@ class Dimension:
     """One CloudWatch dimension and where its value comes from."""
 
     name: str
-    source: Source
+    source: LabelSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +98,7 @@ class Checks(Protocol):
         name: str,
         item: dict[str, Any],
         sets: dict[str, tuple[str, ...]],
-    ) -> Source | None: ...
+    ) -> LabelSource | None: ...
 
     def show(self, v: Any) -> str: ...
 
@@ -88,7 +107,7 @@ def check_table(
     checks: Checks,
     table: str,
     doc: Any,
-    labels: Mapping[str, Source],
+    labels: Mapping[str, LabelSource],
     sets: dict[str, tuple[str, ...]],
 ) -> CloudWatchSpec | None:
     """The ``cloudwatch`` table of the metric ``table`` (whose labels are ``labels``), or None.
@@ -129,7 +148,7 @@ def _dimensions(
     checks: Checks,
     table: str,
     doc: dict[str, Any],
-    labels: Mapping[str, Source],
+    labels: Mapping[str, LabelSource],
     sets: dict[str, tuple[str, ...]],
 ) -> tuple[Dimension, ...]:
     dims: list[Dimension] = []

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from log_exporter.tail.generation import Generation
+from log_exporter.sources.tail.generation import Generation
 from log_exporter.values import FileId
 
 __all__ = ["COMPRESSED_SUFFIXES", "Siblings"]

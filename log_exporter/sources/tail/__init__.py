@@ -11,6 +11,6 @@ copytruncate copies, what is known), ``follow`` the generations of the path acro
 ``tailer`` the ``Tailer`` itself: the polls, the loop and the snapshots other threads read.
 """
 
-from log_exporter.tail.tailer import Tailer, count_lines_after
+from log_exporter.sources.tail.tailer import Tailer, count_lines_after
 
 __all__ = ["Tailer", "count_lines_after"]

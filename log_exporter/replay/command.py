@@ -1,0 +1,204 @@
+"""``log-exporter replay``: historical log files through the serve code path, as final values or
+samples in time; ``replay --cloudwatch`` ships them to CloudWatch instead (``run_shipping``).
+
+``run`` is the command: the checks shared with ``run_shipping`` (``_prepare``: step, jobs,
+output, spec, sources), then the replay (``log_exporter.replay.engine``), the output file and the
+summary. The files come from ``log_exporter.sources.files`` (plain or gzip, oldest first); their
+lines go through the same ``Pipeline`` as ``serve``, which counts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, TextIO
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
+from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus.backfill import SpillingWriter
+from log_exporter.prometheus.collector import StoreCollector, families
+from log_exporter.replay.engine import ReplayStats, replay_final, replay_steps
+from log_exporter.replay.parallel import default_jobs
+from log_exporter.replay.partial import unsupported
+from log_exporter.replay.progress import ProgressBar
+from log_exporter.sources.files import LogFile, ReplayError, open_sources
+from log_exporter.spec import Spec, SpecError, compile_spec, read_spec
+from log_exporter.store import Store
+
+__all__ = ["ReplayOptions", "run", "run_shipping", "summary", "write_output"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """What the command line asks of a replay."""
+
+    files: Sequence[str]
+    spec: str | None = None
+    format: Literal["prometheus", "openmetrics"] = "prometheus"
+    step: float = 60.0
+    output: str = "-"
+    quiet: bool = False
+    # Worker processes (``--jobs``); None: the CPUs this process may use. 1 replays in this
+    # process alone; more give the same output (log_exporter.replay.parallel).
+    jobs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A replay's inputs, checked: the spec, the files in order, the worker processes."""
+
+    spec: Spec
+    sources: list[LogFile]
+    jobs: int
+
+
+def run(
+    options: ReplayOptions, *, stdout: BinaryIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """The whole command; exit 0 done, 1 done but something was lost, 2 nothing done.
+
+    1: a file was damaged (the output is still written), or no event of an openmetrics replay
+    has a usable timestamp. 2: a bad ``--step``, output, spec or input file, found before
+    anything is written. ``stdout`` and ``stderr`` default to the process's.
+    """
+    out = sys.stdout.buffer if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    prepared = _prepare(options, err)
+    if isinstance(prepared, int):
+        return prepared
+    spec, sources, jobs = prepared.spec, prepared.sources, prepared.jobs
+    if jobs > 1 and (why := unsupported(spec)) is not None:
+        # Exactness first: a spec the merge cannot reproduce is replayed in one process.
+        print(f"log-exporter replay: one process, not {jobs}: {why}", file=err)
+        jobs = 1
+    store = Store(spec.definitions)
+    # Replay writes no exemplars (docs/backfill.md): keeping them would only cost time.
+    pipeline = Pipeline(compile_spec(spec), store, exemplars=False)
+    total = sum(s.size for s in sources)
+    progress = ProgressBar(err, total, enabled=not options.quiet)
+    try:
+        stats = _replay_to_output(options, sources, pipeline, progress, out, jobs)
+    except ReplayError as exc:
+        return _fail(err, str(exc))
+    except OSError as exc:
+        return _fail(err, f"{options.output}: cannot write: {exc.strerror or exc}")
+    progress.finish(total, int(store.lines["parsed"]))
+    for damage in stats.damage:
+        print(f"log-exporter replay: {damage}", file=err)
+    if not options.quiet:
+        print(f"log-exporter replay: {summary(stats)}", file=err)
+    if options.format == "openmetrics" and stats.last_time is None:
+        print("log-exporter replay: no event has a usable timestamp: no samples", file=err)
+        return EXIT_ERROR
+    return EXIT_ERROR if stats.damage else EXIT_OK
+
+
+def run_shipping(
+    options: ReplayOptions, ship: Callable[[Spec], int], *, stderr: TextIO | None = None
+) -> int:
+    """``replay --cloudwatch``: the checks of ``run``, then ``ship(spec)`` (which sends the
+    files to CloudWatch and gives the exit code) instead of a replay; no output is written."""
+    prepared = _prepare(options, sys.stderr if stderr is None else stderr)
+    if isinstance(prepared, int):
+        return prepared
+    return ship(prepared.spec)
+
+
+def _fail(err: TextIO, message: str) -> int:
+    print(f"log-exporter replay: {message}", file=err)
+    return EXIT_CONFIG
+
+
+def _prepare(options: ReplayOptions, err: TextIO) -> _Prepared | int:
+    """The checked inputs, or the exit code after saying on ``err`` what is wrong."""
+    step = options.step
+    if not (math.isfinite(step) and step >= 0.001):
+        return _fail(err, f"--step must be a number of seconds >= 0.001, not {step}")
+    jobs = default_jobs() if options.jobs is None else options.jobs
+    if jobs < 1:
+        return _fail(err, f"--jobs must be at least 1, not {jobs}")
+    out_dir = os.path.dirname(os.path.abspath(options.output))
+    if options.output != "-" and not os.access(out_dir, os.W_OK | os.X_OK):
+        # Found out now, not after a long replay whose result could not be kept.
+        return _fail(err, f"{options.output}: cannot write into {out_dir}")
+    try:
+        spec = read_spec(options.spec or None)
+        sources = open_sources(options.files)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        return _fail(err, f"{options.spec}: cannot read the spec: {reason}")
+    except SpecError as exc:
+        return _fail(err, "\n".join(exc.errors))
+    except ReplayError as exc:
+        return _fail(err, str(exc))
+    return _Prepared(spec, sources, jobs)
+
+
+def _replay_to_output(
+    options: ReplayOptions,
+    sources: Sequence[LogFile],
+    pipeline: Pipeline,
+    progress: ProgressBar,
+    stdout: BinaryIO,
+    jobs: int,
+) -> ReplayStats:
+    """Replay in the asked format and write the output; ReplayError or OSError when it fails."""
+    if options.format == "prometheus":
+        stats = replay_final(sources, pipeline, progress, jobs=jobs)
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(pipeline.store))
+        text = generate_latest(registry)
+        write_output(options.output, lambda out: out.write(text), stdout)
+        return stats
+    store = pipeline.store
+    with SpillingWriter() as writer:
+
+        def emit(t: float) -> None:
+            # No exemplars: the blocks promtool builds cannot hold them (docs/backfill.md).
+            writer.add(families(store.snapshot_unlocked(exemplars=False)), t)
+
+        stats = replay_steps(sources, pipeline, options.step, emit, progress, jobs=jobs)
+        write_output(options.output, writer.write, stdout)
+    return stats
+
+
+def write_output(path: str, write: Callable[[BinaryIO], object], stdout: BinaryIO) -> None:
+    """Write to ``stdout`` for "-", else to a temporary file renamed over ``path`` when complete.
+
+    A failed or interrupted replay never leaves a half-written output file behind.
+    """
+    if path == "-":
+        write(stdout)
+        stdout.flush()
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".replay-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def summary(stats: ReplayStats) -> str:
+    """One line for stderr: what was replayed, and what needed a decision."""
+    parts = [f"replayed {stats.lines} lines from {stats.files} files"]
+    if stats.steps:
+        parts.append(f"{stats.steps} sample times")
+    if stats.untimed:
+        parts.append(f"{stats.untimed} events without a usable timestamp (took the previous time)")
+    if stats.late:
+        parts.append(f"{stats.late} events stamped before an earlier event (counted at its time)")
+    if stats.damage:
+        parts.append(f"{len(stats.damage)} files damaged")
+    return ", ".join(parts)
