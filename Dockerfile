@@ -37,11 +37,13 @@ RUN SOURCE_REVISION="${REVISION}" \
     pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
+ARG PYTHON_IMAGE
 ARG VERSION
 ARG REVISION
 ARG CREATED
 ARG SOURCE
-LABEL org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.base.name="${PYTHON_IMAGE}" \
+      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
@@ -123,8 +125,14 @@ CMD ["-H", "0.0.0.0", "-p", "5000"]
 # The pod's log rotation (deploy/kubernetes): Debian's logrotate, run in a loop by the manifest.
 # The runtime stage's user and directories, so the rotated files keep the log volume's owner.
 FROM runtime AS log-rotator
+# apt-get clean: the package caches (75 MB) go only where the base's own apt hook removes them.
+# logrotate's state directory is the user's, as the sidecar's is: a volume mounted there for the
+# state (the root filesystem is read-only) takes that owner, and root's would refuse the writes.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends logrotate \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/logrotate \
+ && chown 10001:10001 /var/lib/logrotate
 USER 10001:10001
 CMD ["logrotate", "--version"]
