@@ -11,8 +11,12 @@
 # Arguments after the image name go to the program, as with node_exporter's image:
 #   docker run sustainbot-log-exporter --help               (log-exporter serve --help)
 #   docker run sustainbot-app token --actor ci --role analyst
-# No Docker engine was available where this file was written: it is validated offline by
-# tests/deploy (targets, users, health checks), not by a build.
+# Every target is built for real and run as containers by `make test-images` (in CI too):
+# scripts/build-images.sh builds them all with podman (on a Debian 12 stand-in for
+# python:3.11-slim where no registry can be reached), and tests/images runs the app and the
+# exporter sharing their volumes as compose does, the flags, versions, health checks, stop,
+# contents and sizes, the rotator and the CloudWatch variant against the emulator image
+# (docs/deployment.md). tests/deploy also checks this file offline (targets, users, checks).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # The OCI image labels (org.opencontainers.image.*): set them at build time; the defaults say

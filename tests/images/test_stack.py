@@ -122,9 +122,12 @@ def stack(podman: Podman) -> Iterator[Stack]:
 def test_each_container_runs_as_the_images_user_and_the_app_writes_the_shared_log(
     stack: Stack,
 ) -> None:
-    """Both containers run as uid 10001, and the log in the shared volume is the app's file."""
+    """Both containers run as uid 10001 on a read-only root filesystem, as the manifests ask,
+    and the log in the shared volume is the app's file."""
     for container in (stack.app, stack.exporter):
-        assert stack.podman.inspect("container", container)["Config"]["User"] == "10001:10001"
+        inspected = stack.podman.inspect("container", container)
+        assert inspected["Config"]["User"] == "10001:10001"
+        assert inspected["HostConfig"]["ReadonlyRootfs"] is True
         uid = stack.podman.run("exec", container, "python", "-c", "import os; print(os.getuid())")
         assert uid.stdout.strip() == "10001"
     log = stack.podman.volume_path(stack.logs) / "sustainbot.jsonl"
