@@ -21,6 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+command -v podman >/dev/null || { echo "podman is not installed (Debian package 'podman')" >&2; exit 1; }
+
 ALL_TARGETS=(app exporter exporter-cloudwatch cloudwatch-emulator log-rotator)
 if (($#)); then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
@@ -67,6 +69,8 @@ pip_conf() {
 
 make_standin() {
   local root started
+  command -v debootstrap >/dev/null \
+    || { echo "debootstrap is not installed (Debian package 'debootstrap')" >&2; return 1; }
   started=$SECONDS
   root="$(mktemp -d)"
   echo "== stand-in base: debootstrap bookworm from $(debian_mirror)"

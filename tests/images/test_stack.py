@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import yaml
@@ -40,6 +41,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 @dataclass
 class Stack:
     podman: Podman
+    pod: str
     app: str
     exporter: str
     app_port: int
@@ -47,6 +49,25 @@ class Stack:
     logs: str
     state: str
     sent: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+
+    def start_exporter(self) -> None:
+        """A new exporter container in the pod, on the stack's volumes; waits for /readyz."""
+        self.exporter = self.podman.start(
+            IMAGES["exporter"],
+            what="exporter",
+            options=(
+                f"--pod={self.pod}",
+                *HARDENED,
+                *DRAIN,
+                f"--volume={self.logs}:/var/log/sustainbot:ro",
+                f"--volume={self.state}:/var/lib/log-exporter",
+            ),
+        )
+        wait_for(
+            lambda: answers(self.exporter_port, "/readyz"),
+            "the exporter container to answer /readyz",
+            explain=lambda: self.podman.logs(self.exporter),
+        )
 
     def metrics(self) -> Samples:
         status, text = http_get(self.exporter_port, "/metrics")
@@ -98,23 +119,9 @@ def stack(podman: Podman) -> Iterator[Stack]:
             "the app container to answer /healthz",
             explain=lambda: engine.logs(app),
         )
-        exporter = engine.start(
-            IMAGES["exporter"],
-            what="exporter",
-            options=(
-                f"--pod={pod}",
-                *HARDENED,
-                *DRAIN,
-                f"--volume={logs}:/var/log/sustainbot:ro",
-                f"--volume={state}:/var/lib/log-exporter",
-            ),
-        )
-        wait_for(
-            lambda: answers(exporter_port, "/readyz"),
-            "the exporter container to answer /readyz",
-            explain=lambda: engine.logs(exporter),
-        )
-        yield Stack(engine, app, exporter, app_port, exporter_port, logs, state)
+        stack = Stack(engine, pod, app, "", app_port, exporter_port, logs, state)
+        stack.start_exporter()
+        yield stack
     finally:
         engine.remove_all()
 
@@ -220,13 +227,34 @@ def test_sigterm_stops_both_within_the_grace_period_with_exit_0_and_nothing_unre
         assert stack.podman.exit_code(container) == 0, stack.podman.logs(container)
     took = time.monotonic() - started
     assert took < GRACE, f"the stop took {took:.1f}s, past the {GRACE}s grace period"
-    records = [
+    stopped = [r for r in records(stack) if r.get("msg") == "stopped"]
+    assert stopped and stopped[-1]["unread_lines"] == 0 and stopped[-1]["exit_code"] == 0, records(
+        stack
+    )
+    state = stack.podman.volume_path(stack.state) / "state.json"
+    assert state.exists(), "the exporter wrote no state into its volume"
+    assert state.stat().st_uid == 10001
+
+
+def records(stack: Stack) -> list[dict[str, Any]]:
+    """The exporter container's own log records (JSON lines)."""
+    return [
         json.loads(line)
         for line in stack.podman.logs(stack.exporter).splitlines()
         if line.startswith("{")
     ]
-    stopped = [r for r in records if r.get("msg") == "stopped"]
-    assert stopped and stopped[-1]["unread_lines"] == 0 and stopped[-1]["exit_code"] == 0, records
-    state = stack.podman.volume_path(stack.state) / "state.json"
-    assert state.exists(), "the exporter wrote no state into its volume"
-    assert state.stat().st_uid == 10001
+
+
+def test_a_new_exporter_container_resumes_from_the_state_volume_without_counting_twice(
+    stack: Stack,
+) -> None:
+    """After the stop, a new exporter container on the same volumes reports the same request
+    counts: it resumed from the state its predecessor saved instead of reading the log again."""
+    before = stack.sent.copy()
+    stack.start_exporter()
+    log = (stack.podman.volume_path(stack.logs) / "sustainbot.jsonl").read_bytes()
+    resumed = [r for r in records(stack) if r.get("msg") == "resuming from the state file"]
+    assert [r["offset"] for r in resumed] == [len(log)], records(stack)
+    assert stack.requests_counted() == dict(before)
+    parsed = stack.metrics()[("log_exporter_lines_total", (("result", "parsed"),))]
+    assert parsed == log.count(b"\n")
