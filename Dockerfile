@@ -11,8 +11,12 @@
 # Arguments after the image name go to the program, as with node_exporter's image:
 #   docker run sustainbot-log-exporter --help               (log-exporter serve --help)
 #   docker run sustainbot-app token --actor ci --role analyst
-# No Docker engine was available where this file was written: it is validated offline by
-# tests/deploy (targets, users, health checks), not by a build.
+# Every target is built for real and run as containers by `make test-images` (in CI too):
+# scripts/build-images.sh builds them all with podman (on a Debian 12 stand-in for
+# python:3.11-slim where no registry can be reached), and tests/images runs the app and the
+# exporter sharing their volumes as compose does, the flags, versions, health checks, stop,
+# contents and sizes, the rotator and the CloudWatch variant against the emulator image
+# (docs/deployment.md). tests/deploy also checks this file offline (targets, users, checks).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # The OCI image labels (org.opencontainers.image.*): set them at build time; the defaults say
@@ -37,11 +41,13 @@ RUN SOURCE_REVISION="${REVISION}" \
     pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE} AS runtime
+ARG PYTHON_IMAGE
 ARG VERSION
 ARG REVISION
 ARG CREATED
 ARG SOURCE
-LABEL org.opencontainers.image.version="${VERSION}" \
+LABEL org.opencontainers.image.base.name="${PYTHON_IMAGE}" \
+      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
@@ -123,8 +129,14 @@ CMD ["-H", "0.0.0.0", "-p", "5000"]
 # The pod's log rotation (deploy/kubernetes): Debian's logrotate, run in a loop by the manifest.
 # The runtime stage's user and directories, so the rotated files keep the log volume's owner.
 FROM runtime AS log-rotator
+# apt-get clean: the package caches (75 MB) go only where the base's own apt hook removes them.
+# logrotate's state directory is the user's, as the sidecar's is: a volume mounted there for the
+# state (the root filesystem is read-only) takes that owner, and root's would refuse the writes.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends logrotate \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/logrotate \
+ && chown 10001:10001 /var/lib/logrotate
 USER 10001:10001
 CMD ["logrotate", "--version"]

@@ -32,3 +32,11 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The images, built for real from every Dockerfile target and run as containers with podman
+# (tests/images; minutes, so `make test` leaves them out). Where python:3.11-slim cannot be pulled,
+# the build makes a Debian 12 stand-in for it once (docs/deployment.md).
+.PHONY: test-images
+test-images: $(STAMP)
+	bash scripts/build-images.sh
+	$(PY) -m pytest tests/images $(PYTEST_ARGS)
