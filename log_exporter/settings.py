@@ -135,7 +135,7 @@ def seconds(text: str) -> float:
     match = _DURATION.fullmatch(text.strip())
     if match is None or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration")
-    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS) if n)
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
 
 
 def _kind_name(convert: Callable[[str], float]) -> str:

@@ -13,8 +13,8 @@ import botocore.session
 import pytest
 
 from log_exporter.cloudwatch.client import Backoff, CloudWatchApi, Stopped
-from log_exporter.cloudwatch.stats import ShipperStats
 from log_exporter.cloudwatch.config import CloudWatchConfig
+from log_exporter.cloudwatch.stats import ShipperStats
 from tests.support.waits import DEADLINE, wait_for
 
 CONFIG = CloudWatchConfig(enabled=True, log_stream="test-stream", region="eu-west-1")
