@@ -63,11 +63,35 @@ def load_spec(text: str, source: str) -> Spec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"{source}: {_toml_message(exc)}"]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: a SIGHUP with such a file
+        # must keep the old spec, as any other bad spec does, not end the process.
+        raise SpecError([f"{source}: (top level): nested deeper than Python can parse"]) from None
+    if _depth(doc) > MAX_NESTING:
+        raise SpecError([f"{source}: (top level): nested deeper than {MAX_NESTING} levels"])
     checker = _Checker(source)
     spec = checker.spec(doc)
     if checker.errors or spec is None:
         raise SpecError(checker.errors)
     return spec
+
+
+# No spec needs more than a handful of levels; the bound keeps every later walk of the document
+# (the checks, error messages quoting values) far from Python's recursion limit.
+MAX_NESTING: Final = 32
+
+
+def _depth(doc: Any) -> int:
+    """How deeply tables and arrays nest in ``doc``, counted without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest
 
 
 def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
