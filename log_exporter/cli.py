@@ -58,6 +58,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(func=_cmd_check_spec)
 
+    # print-spec ----------------------------------------------------------------------------
+    show = sub.add_parser(
+        "print-spec",
+        help="print the built-in spec (SustainBot's), to start a spec of your own from",
+    )
+    show.set_defaults(func=_cmd_print_spec)
+
     # replay --------------------------------------------------------------------------------
     replay = sub.add_parser("replay", help="turn historical log files into metrics")
     replay.add_argument("files", nargs="+", metavar="FILE")
@@ -69,7 +76,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="output format [default prometheus]",
     )
     replay.add_argument(
-        "--step", type=float, default=60.0, help="seconds between samples [default 60]"
+        "--step",
+        type=settings.seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds (or a duration such as 1m) between samples; "
+        "with --format openmetrics only [default 60]",
     )
     replay.add_argument("-o", "--output", default="-", help="output file [default - (stdout)]")
     replay.add_argument(
@@ -98,6 +110,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--field", default="trace_id", help="the event field holding the id [default trace_id]"
     )
     trace.set_defaults(func=_cmd_trace)
+    for command in sub.choices.values():
+        command.set_defaults(parser=command)
     return parser
 
 
@@ -147,6 +161,13 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_print_spec(args: argparse.Namespace) -> int:
+    from log_exporter.spec.load import default_spec_text
+
+    sys.stdout.write(default_spec_text())
+    return EXIT_OK
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Exit 0 done; 1 done, but a file was damaged (the output is still written); 2 bad input."""
     # Imported here so that other subcommands do not pay for replay's machinery.
@@ -162,7 +183,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         files=args.files,
         spec=args.spec,
         format=args.format,
-        step=args.step,
+        step=60.0 if args.step is None else args.step,
         output=args.output,
         quiet=args.quiet,
         jobs=args.jobs,
@@ -188,7 +209,17 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser(os.environ).parse_args(argv)
+    parser = build_parser(os.environ)
+    args, unknown = parser.parse_known_args(argv)
+    # argparse reports a subcommand's unknown flag with the top-level usage, which lists only the
+    # subcommands; the subcommand's own usage shows the flags the operator was looking for.
+    command: argparse.ArgumentParser = args.parser
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "replay" and args.step is not None and args.format != "openmetrics":
+        # Only OpenMetrics output carries samples over time; a silently ignored step would leave
+        # the operator believing the output was sampled.
+        command.error("--step applies to --format openmetrics only")
     return int(args.func(args))
 
 

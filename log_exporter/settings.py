@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,7 +43,8 @@ class Setting:
     doc_default: str | None = None  # None: the default in backquotes
     metavar: str | None = None
     choices: tuple[str, ...] = ()  # checked by argparse for a flag, by ``check`` otherwise
-    kind: type[int] | type[float] | None = None  # converted, flag and variable alike
+    # converted, flag and variable alike; ``seconds`` also takes a Prometheus duration
+    kind: type[int] | type[float] | Callable[[str], float] | None = None
     switch: bool = False  # a flag without a value that stores "true"
     # The problem with a converted value, or None; only ``check`` calls it (after argparse).
     problem: Callable[[Any], str | None] | None = None
@@ -116,6 +118,34 @@ def lookup(setting: Setting, flag: str | None, environ: Mapping[str, str]) -> st
     return setting.default
 
 
+# A duration as Prometheus writes one (model.ParseDuration): units largest first, each once.
+_DURATION: Final = re.compile(
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?"
+)
+_UNIT_SECONDS: Final = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
+
+
+def seconds(text: str) -> float:
+    """A number of seconds (``2.5``) or a duration as Prometheus writes one (``20s``, ``1m``,
+    ``1h30m``, ``250ms``), so an operator's habits from Prometheus' flags work here too."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration")
+    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS, strict=True) if n)
+
+
+def _kind_name(convert: Callable[[str], float]) -> str:
+    if convert is int:
+        return "an integer"
+    if convert is seconds:
+        return "a number of seconds or a duration such as 20s or 1m"
+    return "a number"
+
+
 def _converter(setting: Setting) -> Callable[[str], float]:
     """An argparse type naming the environment variable too: a default taken from the environment
     is converted by argparse like a flag, and a message naming only the flag would send the reader
@@ -127,7 +157,7 @@ def _converter(setting: Setting) -> Callable[[str], float]:
         try:
             value = convert(text)
         except ValueError:
-            kind = "an integer" if convert is int else "a number"
+            kind = _kind_name(convert)
             raise argparse.ArgumentTypeError(f"{text!r} is not {kind} (flag or {env})") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number (flag or {env})")
@@ -293,12 +323,13 @@ STATE_INTERVAL: Final = Setting(
     flag="--state-interval",
     env=("LOG_EXPORTER_STATE_INTERVAL",),
     default="5",
-    kind=float,
+    kind=seconds,
     metavar="SECONDS",
     problem=lambda seconds: None if seconds > 0 else "must be > 0",
     help="seconds between state saves",
     doc_value="SECONDS",
-    doc="how often the state file is saved (also on SIGTERM/SIGINT); a finite number > 0.",
+    doc="how often the state file is saved (also on SIGTERM/SIGINT); a finite number of seconds "
+    "> 0, or a duration as Prometheus writes one (`5s`, `1m`).",
 )
 # Defaults that fit the shipped pod's grace period with gunicorn's graceful timeout before them
 # (docs/deployment.md has the arithmetic).
@@ -307,21 +338,22 @@ DRAIN_QUIET: Final = Setting(
     flag="--drain-quiet",
     env=("LOG_EXPORTER_DRAIN_QUIET",),
     default="2",
-    kind=float,
+    kind=seconds,
     metavar="SECONDS",
     problem=lambda seconds: None if seconds >= 0 else "must be >= 0",
     help="on SIGTERM/SIGINT, stop once the log has not grown for this long "
     "(env LOG_EXPORTER_DRAIN_QUIET)",
     doc_value="SECONDS",
     doc="the drain on SIGTERM/SIGINT (`docs/exporter.md`) ends once every open generation of the "
-    "log has been read (and shipped) to its end and nothing was written to it for this long.",
+    "log has been read (and shipped) to its end and nothing was written to it for this long "
+    "(seconds, or a duration such as `2s`).",
 )
 DRAIN_TIMEOUT: Final = Setting(
     dest="drain_timeout",
     flag="--drain-timeout",
     env=("LOG_EXPORTER_DRAIN_TIMEOUT",),
     default="20",
-    kind=float,
+    kind=seconds,
     metavar="SECONDS",
     problem=lambda seconds: None if seconds >= 0 else "must be >= 0",
     help="on SIGTERM/SIGINT, stop draining after this long at most "
@@ -329,7 +361,7 @@ DRAIN_TIMEOUT: Final = Setting(
     doc_value="SECONDS",
     doc="the longest drain: past it the exporter saves its state and exits with code 3 when "
     "lines were left unread or unshipped (the log says how many). `0` stops at once, as a "
-    "second signal does.",
+    "second signal does. Seconds, or a duration such as `20s`.",
 )
 MAX_LINE: Final = Setting(
     dest="max_line_bytes",

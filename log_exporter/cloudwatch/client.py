@@ -219,7 +219,10 @@ class CloudWatchApi:
                 delay = self._backoff.delay(attempt, self._rng)
                 attempt += 1
                 self._stats.retry()
-                level = logging.ERROR if "Access" in label or "Token" in label else logging.WARNING
+                # What an operator must fix (credentials, IAM) is an error, whatever its class:
+                # only throttling, outages and network faults mend themselves.
+                auth = label in _AUTH_CODES or "Access" in label or "Token" in label
+                level = logging.ERROR if auth else logging.WARNING
                 # The details are in the message too, not only in ``extra``: replay prints
                 # bare messages on stderr, where a retry that names no error cannot be acted on.
                 log.log(

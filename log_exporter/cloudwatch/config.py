@@ -20,6 +20,7 @@ from log_exporter.settings import CLOUDWATCH
 
 INSTALL_HINT: Final = (
     "install the cloudwatch extra: pip install 'sustainbot-observability[cloudwatch]'"
+    " (in a checkout: pip install -e '.[cloudwatch]')"
 )
 
 METRICS_MODES: Final = ("putmetricdata", "emf")

@@ -7,6 +7,7 @@ Free of boto3 and of serve: serve imports this always, the shipping machinery
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -58,15 +59,25 @@ class Shipping(Protocol):
         ...
 
 
+def _boto3_installed() -> bool:
+    try:
+        return importlib.util.find_spec("boto3") is not None
+    except ImportError:  # an import hook that refuses it
+        return False
+
+
 def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shipping | None:
     """Start shipping beside serve when ``config`` enables it, or say how to and return None.
 
     Raises MissingExtraError (a ConfigError) when boto3 is not installed.
     """
     if not config.enabled:
+        enable = "to enable it set CLOUDWATCH_ENABLED=true (or --cloudwatch)"
+        # The install step only where it is still missing: shown beside an installed boto3 it
+        # sends the operator to install what they have.
+        missing = not _boto3_installed()
         log.info(
-            "CloudWatch shipping is off; to enable it set CLOUDWATCH_ENABLED=true (or --cloudwatch)"
-            f" and {INSTALL_HINT}"
+            f"CloudWatch shipping is off; {enable}" + (f" and {INSTALL_HINT}" if missing else "")
         )
         return None
     from log_exporter.cloudwatch.service import start

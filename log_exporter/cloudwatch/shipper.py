@@ -265,7 +265,9 @@ class Shipper:
         observations, self._pending_obs = self._pending_obs, []
         self._first_pending = None
         # Stopped propagates: the cursor stays where it was and these lines are read again.
-        self._send_log_batch(self.config.log_stream, batch.events)
+        # The log's own lines only: EMF documents are counted apart, as metrics, so that the
+        # summary does not read as lines shipped twice.
+        self.summary.events_sent += self._send_log_batch(self.config.log_stream, batch.events)
         self.summary.truncated += batch.truncated
         for obs, ts in observations:
             self._aggregator.add(obs, ts)
@@ -293,7 +295,6 @@ class Shipper:
             log.warning("CloudWatch rejected events: %s", rejected)
             self.summary.add(self.summary.rejected, rejected)
             self._stats.reject({f"response_{k}": v for k, v in rejected.items()})
-        self.summary.events_sent += len(kept)
         return len(kept)
 
     # -- metrics ---------------------------------------------------------------------------------

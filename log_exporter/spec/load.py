@@ -81,11 +81,35 @@ def load_spec(text: str, source: str) -> Spec:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError([f"{source}: {_toml_message(exc)}"]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: a SIGHUP with such a file
+        # must keep the old spec, as any other bad spec does, not end the process.
+        raise SpecError([f"{source}: (top level): nested deeper than Python can parse"]) from None
+    if _depth(doc) > MAX_NESTING:
+        raise SpecError([f"{source}: (top level): nested deeper than {MAX_NESTING} levels"])
     checker = _Checker(source)
     spec = checker.spec(doc)
     if checker.errors or spec is None:
         raise SpecError(checker.errors)
     return spec
+
+
+# No spec needs more than a handful of levels; the bound keeps every later walk of the document
+# (the checks, error messages quoting values) far from Python's recursion limit.
+MAX_NESTING: Final = 32
+
+
+def _depth(doc: Any) -> int:
+    """How deeply tables and arrays nest in ``doc``, counted without recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest
 
 
 def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
@@ -363,6 +387,7 @@ class _Checker:
             self.err(table, "labels", f"must be an array, not {_show(doc)}")
             return ()
         out: list[LabelSpec] = []
+        seen: set[str] = set()  # a set, not a scan of ``out``: 100k labels took over a minute
         for i, item in enumerate(doc):
             fld = f"labels[{i}]"
             if type(item) is str:
@@ -382,12 +407,13 @@ class _Checker:
             if name in _RESERVED_LABELS:
                 self.err(table, f"{fld}.name", f"{name!r} is reserved by the exposition format")
                 continue
-            if any(lb.name == name for lb in out):
+            if name in seen:
                 self.err(table, f"{fld}.name", f"duplicate label {name!r}")
                 continue
             source = self.source_of(table, fld, name, item, sets)
             if source is not None:
                 out.append(source)
+                seen.add(name)
         return tuple(out)
 
     def source_of(

@@ -127,14 +127,36 @@ def test_enabled_without_boto3_fails_with_install_command(tmp_path: Path) -> Non
 
 
 def test_disabled_serve_says_how_to_enable(tmp_path: Path) -> None:
-    """Without CLOUDWATCH_ENABLED, serve runs and its start-up log says how to enable shipping."""
+    """Without CLOUDWATCH_ENABLED, serve runs and its start-up log says how to enable shipping;
+    with boto3 installed it names no install step."""
     log_file = tmp_path / "sustainbot.jsonl"
     log_file.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWATCH_")}
     seen, returncode = serve_startup_log(log_file, env)
     assert "CLOUDWATCH_ENABLED=true" in seen
-    assert "pip install 'sustainbot-observability[cloudwatch]'" in seen
+    assert "pip install" not in seen
     assert returncode == 0
+
+
+def test_disabled_without_boto3_names_the_install_step() -> None:
+    """Where boto3 is missing, the start-up hint adds the install command, for an installed wheel
+    and for a checkout."""
+    code = _BLOCK_BOTO3 + textwrap.dedent(
+        """
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        from log_exporter.cloudwatch.config import load
+        from log_exporter.cloudwatch.hook import start_for_serve
+        start_for_serve(load({}), None)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "CLOUDWATCH_ENABLED=true" in proc.stderr
+    assert "pip install 'sustainbot-observability[cloudwatch]'" in proc.stderr
+    assert "pip install -e '.[cloudwatch]'" in proc.stderr
 
 
 def test_package_import_does_not_load_boto3() -> None:

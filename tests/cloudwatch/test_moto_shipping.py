@@ -230,6 +230,24 @@ def test_replay_ships_history_and_reports_window(aws_env: str, tmp_path: Path) -
     assert _metric_sum(cw, "AuditLogEntries", {"Outcome": "rejected", "DRAGMode": "draft"}) == 1
 
 
+def test_emf_replay_counts_log_events_apart_from_emf_documents(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """In EMF mode replay's summary counts the log's lines as log events and the EMF documents
+    as metrics, so the two together never read as lines shipped twice."""
+    now = datetime.now(UTC)
+    lines, _ = _workload(now - timedelta(hours=1), 12)
+    log_file = tmp_path / "old.jsonl"
+    log_file.write_text("".join(lines), encoding="utf-8")
+    proc = replay_to_cloudwatch(log_file, GROUP, "emf-replayed", "--cloudwatch-metrics-mode", "emf")
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(lines)} lines read, {len(lines)} log events shipped" in proc.stderr
+    documents = int(proc.stderr.split(" EMF documents")[0].rsplit(" ", 1)[-1])
+    assert documents > 0
+    logs, _ = clients()
+    assert len(messages(logs, GROUP, "emf-replayed")) == len(lines)
+
+
 def test_replay_cli_flag_ships_and_prints_summary(aws_env: str, tmp_path: Path) -> None:
     """`log-exporter replay --cloudwatch FILE` ships the file and prints what was left out."""
     now = datetime.now(UTC)

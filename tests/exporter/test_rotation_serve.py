@@ -93,6 +93,12 @@ def test_generation_compressed_while_stopped_is_counted_as_a_resume_miss(tmp_pat
         second.wait_metric("sustainbot_authentication_failures_total", 8.0, failure_type="expired")
         assert sample(second.metrics(), "log_exporter_resume_misses_total") == 1.0
         assert second.stop() == 0
+    # The warning says, in the operator's words, what was lost, where it is counted and what to
+    # do; no Python repr of the file's identity.
+    (warning,) = [e["msg"] for e in second.log_records() if "is gone" in e.get("msg", "")]
+    assert "were not counted (log_exporter_resume_misses_total)" in warning
+    assert "replay the rotated files" in warning
+    assert "FileId(" not in warning
 
 
 def test_kill_9_amid_rotations_restarts_exact(tmp_path: Path) -> None:

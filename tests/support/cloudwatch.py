@@ -89,11 +89,13 @@ def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]
     return seen, proc.returncode
 
 
-def replay_to_cloudwatch(path: Path, group: str, stream: str) -> subprocess.CompletedProcess[str]:
-    """Run `log-exporter replay --cloudwatch` on one file into ``group``/``stream``, with no
-    settings inherited (CLOUDWATCH_* included), so only the flags decide where it ships."""
+def replay_to_cloudwatch(
+    path: Path, group: str, stream: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `log-exporter replay --cloudwatch [FLAGS]` on one file into ``group``/``stream``, with
+    no settings inherited (CLOUDWATCH_* included), so only the flags decide where it ships."""
     env = clean_env()
-    where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream]
+    where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream, *flags]
     return subprocess.run(
         [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", *where, str(path)],
         env=env,

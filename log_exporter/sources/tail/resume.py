@@ -62,9 +62,13 @@ def _reopen_rotated(follow: Follower, pos: Position, now: float) -> None:
         if gen is None:
             follow.resume_misses += 1
             log.warning(
-                "rotated generation %s of %s not found; its unread tail is lost",
-                saved.file,
+                "resuming %s: a rotated file it was still reading (inode %d, read up to byte %d)"
+                " is gone, compressed or deleted while the exporter was stopped; the lines after"
+                " that byte were not counted (log_exporter_resume_misses_total). To count them,"
+                " replay the rotated files (docs/backfill.md)",
                 follow.path,
+                saved.file.ino,
+                saved.offset,
             )
             continue
         gen.deadline = now + follow.grace
@@ -87,9 +91,14 @@ def _main_not_found(follow: Follower, pos: Position, batch: Batch) -> None:
     if pos.offset > 0:  # at 0 nothing was consumed, so nothing can be lost
         follow.resume_misses += 1
         log.warning(
-            "saved position %s matches no file next to %s; reading it from 0",
-            pos.file,
+            "resuming %s: the file the state file points at (inode %d, read up to byte %d) is"
+            " gone, rotated away and compressed or deleted while the exporter was stopped; the"
+            " lines written after that byte were not counted (log_exporter_resume_misses_total),"
+            " and the file now at the path is read from its start. To count them, replay the"
+            " rotated files (docs/backfill.md)",
             follow.path,
+            pos.file.ino,
+            pos.offset,
         )
     if not pos.known:
         # Without the list of what we had read, no sibling can be told apart as new.
