@@ -403,10 +403,16 @@ def main() -> None:
                                    str(log)]
             for j in jobs
         }  # fmt: skip
+        # glog writes mtail's own log files to $TMPDIR, or /tmp, where they would outlive the run;
+        # in the work directory they go with it. Not --logtostderr: its stderr is read only once
+        # it has exited, so a full pipe would stall it.
+        mtail_logs = work / "mtail-logs"
+        mtail_logs.mkdir(exist_ok=True)
         contenders["mtail --one_shot"] = [
             mtail, "--one_shot", "--one_shot_format=prometheus", "--emit_prog_label=false",
             "--progs", str(MTAIL_PROGS), "--logs", str(log),
             "--address=127.0.0.1", "--port=0", "--stderrthreshold=FATAL",
+            f"--log_dir={mtail_logs}",
         ]  # fmt: skip
         if label == "small" and not args.quick:
             contenders["naive json+client_python"] = [py, "-c", NAIVE, str(log)]

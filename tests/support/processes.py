@@ -16,7 +16,13 @@ import pytest
 from tests.support.waits import DEADLINE
 
 # The Debian package that provides each program the tests may skip without.
-_PACKAGES = {"prometheus": "prometheus", "promtool": "prometheus", "logrotate": "logrotate"}
+_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "logrotate": "logrotate",
+    "systemd-analyze": "systemd",
+    "systemd-sysusers": "systemd",
+}
 # Settings of SustainBot, the exporter and its CloudWatch shipping that the environment may hold.
 _SETTINGS_PREFIXES = ("SUSTAINBOT_", "LOG_EXPORTER_", "CLOUDWATCH_")
 # The AWS SDKs' region variables, which the exporter reads when CLOUDWATCH_REGION is unset.
