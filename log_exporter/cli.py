@@ -67,7 +67,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     # replay --------------------------------------------------------------------------------
     replay = sub.add_parser("replay", help="turn historical log files into metrics")
-    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument(
+        "files", nargs="+", metavar="FILE", help="a log file, plain or gzip; - for stdin"
+    )
     settings.add_arguments(replay, (settings.SPEC,), environ)
     replay.add_argument(
         "--format",
@@ -105,10 +107,16 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Exit status as grep's: 0 found, 1 none found, 2 an error.",
     )
     trace.add_argument("trace_id", metavar="TRACE_ID")
-    trace.add_argument("files", nargs="+", metavar="FILE")
     trace.add_argument(
-        "--field", default="trace_id", help="the event field holding the id [default trace_id]"
+        "files", nargs="+", metavar="FILE", help="a log file, plain or gzip; - for stdin"
     )
+    trace.add_argument(
+        "--field",
+        default=None,
+        help="the event field holding the id [default: the field the spec's exemplars carry, "
+        "trace_id for the built-in spec]",
+    )
+    settings.add_arguments(trace, (settings.SPEC,), environ)
     trace.set_defaults(func=_cmd_trace)
     for command in sub.choices.values():
         command.set_defaults(parser=command)
@@ -171,7 +179,7 @@ def _cmd_print_spec(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Exit 0 done; 1 done, but a file was damaged (the output is still written); 2 bad input."""
     # Imported here so that other subcommands do not pay for replay's machinery.
-    from log_exporter.replay.command import ReplayOptions, run, run_shipping
+    from log_exporter.sources.files import ReplayError, stdin_as_file
 
     if args.jobs is not None and args.jobs > 1 and args.cloudwatch_enabled is not None:
         # CloudWatch takes each log stream in order: that shipping stays in one process.
@@ -179,8 +187,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             "log-exporter replay: --cloudwatch replays in one process: no --jobs", file=sys.stderr
         )
         return EXIT_CONFIG
+    try:
+        with stdin_as_file(args.files) as files:
+            return _replay(args, files)
+    except ReplayError as exc:
+        print(f"log-exporter replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _replay(args: argparse.Namespace, files: list[str]) -> int:
+    from log_exporter.replay.command import ReplayOptions, run, run_shipping
+
     options = ReplayOptions(
-        files=args.files,
+        files=files,
         spec=args.spec,
         format=args.format,
         step=60.0 if args.step is None else args.step,
@@ -203,9 +222,25 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from log_exporter.replay.trace import run
+    from log_exporter.replay.trace import EXIT_TROUBLE, exemplar_field, run
+    from log_exporter.sources.files import ReplayError, stdin_as_file
+    from log_exporter.spec import SpecError, read_spec
 
-    return run(args.trace_id, args.files, field=args.field)
+    field = args.field
+    if field is None:
+        # The field the spec's exemplars carry is the id an operator copies from a graph.
+        try:
+            field = exemplar_field(read_spec(args.spec or None))
+        except (OSError, UnicodeDecodeError, SpecError) as exc:
+            reason = "\n".join(exc.errors) if isinstance(exc, SpecError) else exc
+            print(f"log-exporter trace: {args.spec}: {reason}", file=sys.stderr)
+            return EXIT_TROUBLE
+    try:
+        with stdin_as_file(args.files) as files:
+            return run(args.trace_id, files, field=field)
+    except ReplayError as exc:
+        print(f"log-exporter trace: {exc}", file=sys.stderr)
+        return EXIT_TROUBLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -181,6 +181,9 @@ def write_output(path: str, write: Callable[[BinaryIO], object], stdout: BinaryI
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".replay-", dir=directory)
     try:
+        # mkstemp makes the file 0600: give it the mode an ordinary file gets under the umask, so
+        # promtool run as another user can read the backfill.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as out:
             write(out)
         os.replace(tmp, path)
@@ -188,6 +191,13 @@ def write_output(path: str, write: Callable[[BinaryIO], object], stdout: BinaryI
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def summary(stats: ReplayStats) -> str:

@@ -17,13 +17,23 @@ from typing import BinaryIO, TextIO
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
 from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
+from log_exporter.spec import Spec
 
-__all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "run"]
+__all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "exemplar_field", "run"]
 
 EXIT_FOUND = 0
 EXIT_NONE = 1
 EXIT_TROUBLE = 2
 DEFAULT_FIELD = "trace_id"
+
+
+def exemplar_field(spec: Spec) -> str:
+    """The event field the spec's exemplars carry (the first metric's that has one), else
+    ``trace_id``: where the id an exemplar shows is found in the log."""
+    for metric in spec.metrics:
+        if metric.exemplar is not None:
+            return metric.exemplar.field
+    return DEFAULT_FIELD
 
 
 def run(
@@ -65,12 +75,13 @@ def _print_matches(
     err: TextIO,
     max_line_bytes: int,
 ) -> int:
-    found = 0
+    found = lines = 0
     trouble = False
     for source in sources:
         reader = FileReader(source, max_line_bytes)
         try:
             for batch in reader.batches():
+                lines += len(batch.lines)
                 picked = [
                     raw
                     for raw in batch.lines
@@ -94,6 +105,13 @@ def _print_matches(
     out.flush()
     if trouble:
         return EXIT_TROUBLE
+    if not found:
+        # grep is silent here, but an operator who pasted an id wants to know it was looked for.
+        files = f"{len(sources)} file{'s' if len(sources) != 1 else ''}"
+        print(
+            f"log-exporter trace: 0 of {lines} lines in {files} have {field} = {trace_id!r}",
+            file=err,
+        )
     return EXIT_FOUND if found else EXIT_NONE
 
 

@@ -9,9 +9,13 @@ where.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import stat
+import sys
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,13 +27,19 @@ from log_exporter.sources.framing import LineFramer
 from log_exporter.values import Batch
 
 __all__ = [
+    "STDIN",
     "FileReader",
     "LogFile",
     "ReplayError",
     "damage_report",
     "open_sources",
     "order_sources",
+    "stdin_as_file",
 ]
+
+# The name standing for standard input among the files: `kubectl logs POD | log-exporter replay -`
+# (one pipe, read once).
+STDIN: Final = "-"
 
 # Under the 1 MiB line limit, so most batches need no scan for oversized lines.
 READ_SIZE: Final = 256 << 10
@@ -292,3 +302,25 @@ def damage_report(path: str, what: str, out_bytes: int, lines: int) -> str:
         f"{path}: {what}; replayed the {out_bytes} bytes before it "
         f"({lines} whole lines), skipped the rest of the file"
     )
+
+
+@contextlib.contextmanager
+def stdin_as_file(paths: Sequence[str], stdin: BinaryIO | None = None) -> Iterator[list[str]]:
+    """``paths`` with ``-`` replaced by a temporary file holding all of standard input.
+
+    Replay reads its files more than once (the first event's time to order them, stretches by
+    offset for ``--jobs``) and a pipe can be read only once, so standard input is copied to a
+    file first: on disk, not in memory, and removed when the block ends. ``-`` may be given once;
+    plain or gzip, as any file.
+    """
+    if paths.count(STDIN) > 1:
+        raise ReplayError("-: standard input can be read only once")
+    if STDIN not in paths:
+        yield list(paths)
+        return
+    source = sys.stdin.buffer if stdin is None else stdin
+    with tempfile.TemporaryDirectory(prefix="log-exporter-stdin-") as directory:
+        copy = os.path.join(directory, "stdin")
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(source, out, READ_SIZE)
+        yield [copy if p == STDIN else p for p in paths]
