@@ -73,6 +73,15 @@ def test_backfill_recipe_gives_the_logged_values_at_past_instants(
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     write_rotated_set(log_dir, items, parts=3)
+    # A rotation since: every generation moves up one, and the live file holds later events the
+    # recipe must leave out (docs/backfill.md, "The last 3 hours"); reading them would change
+    # every answer at last + 120.
+    (log_dir / "sustainbot.jsonl.2.gz").rename(log_dir / "sustainbot.jsonl.3.gz")
+    (log_dir / "sustainbot.jsonl.1").rename(log_dir / "sustainbot.jsonl.2")
+    (log_dir / "sustainbot.jsonl").rename(log_dir / "sustainbot.jsonl.1")
+    last_logged = max(it.time for it in items if it.time is not None)
+    live = make_items(random.Random(8), 200, last_logged + 1, mean_gap=0.1)
+    (log_dir / "sustainbot.jsonl").write_bytes(b"".join(it.raw + b"\n" for it in live))
     data = tmp_path / "prometheus-data"
     data.mkdir()
 
