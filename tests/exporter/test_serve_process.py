@@ -260,7 +260,7 @@ def test_bad_web_config_fails_at_start(tmp_path: Path) -> None:
         # A save interval of infinity would never save until SIGTERM, and kill -9 would lose all.
         (["--state-interval", "inf"], {}, "not a finite number"),
         ([], {"LOG_EXPORTER_MAX_LINE_BYTES": "1MiB"}, "LOG_EXPORTER_MAX_LINE_BYTES"),
-        ([], {"LOG_EXPORTER_STATE_INTERVAL": "5s"}, "LOG_EXPORTER_STATE_INTERVAL"),
+        ([], {"LOG_EXPORTER_STATE_INTERVAL": "5 seconds"}, "LOG_EXPORTER_STATE_INTERVAL"),
     ],
 )
 def test_bad_setting_fails_at_start_naming_it(
