@@ -22,7 +22,7 @@ from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CONTRACT = FIXTURES / "contract.jsonl"
 EXPECTED = FIXTURES / "contract.expected.prom"
 

@@ -28,7 +28,7 @@ from log_exporter.values import Batch
 from tests.support.serve import in_process_service, run_beside
 from tests.support.waits import wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 reference = functools.partial(generate_latest, escaping="allow-utf-8")
 

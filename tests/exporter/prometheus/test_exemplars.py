@@ -20,7 +20,7 @@ from log_exporter.spec import SpecError, compile_spec, load_default_spec, load_s
 from log_exporter.store import CounterState, HistogramState, Store
 from log_exporter.values import Batch
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CONTRACT = FIXTURES / "contract.jsonl"
 EXPECTED_OM = FIXTURES / "contract.expected.om"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"

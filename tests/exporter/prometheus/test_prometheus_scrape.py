@@ -21,7 +21,7 @@ from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
 

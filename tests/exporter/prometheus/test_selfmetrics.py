@@ -23,7 +23,7 @@ from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def _store_collector() -> StoreCollector:

@@ -282,7 +282,7 @@ def _contract_registry() -> CollectorRegistry:
     from log_exporter.store import Store
     from log_exporter.values import Batch
 
-    data = (Path(__file__).parent / "fixtures" / "contract.jsonl").read_bytes()
+    data = (Path(__file__).parents[1] / "fixtures" / "contract.jsonl").read_bytes()
     spec = load_default_spec()
     store = Store(spec.definitions)
     Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))

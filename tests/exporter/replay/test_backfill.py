@@ -18,7 +18,7 @@ import pytest
 from tests.support.prometheus import Prometheus
 from tests.support.replay_model import Item, expected_at, make_items, write_rotated_set
 
-DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
+DOC = Path(__file__).parents[3] / "docs" / "backfill.md"
 STEP = 60
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def recipe() -> str:
     """The shell block that follows the recipe marker in docs/backfill.md."""
     text = DOC.read_text("utf-8")
     # The doc-block runner leaves it to this test, which checks what it builds in Prometheus.
-    marker = r"<!-- doc-test: skip, run verbatim by tests/exporter/test_backfill\.py[^>]*-->"
+    marker = r"<!-- doc-test: skip, run verbatim by tests/exporter/replay/test_backfill\.py[^>]*-->"
     m = re.search(marker + r"\s*```sh\n(.*?)```", text, re.DOTALL)
     assert m, "docs/backfill.md lost its recipe block"
     return m.group(1)

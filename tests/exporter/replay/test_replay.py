@@ -30,7 +30,7 @@ from tests.support.replay_model import (
 )
 from tests.support.waits import wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 DAY_AGO = time.time() - 86400
 
 

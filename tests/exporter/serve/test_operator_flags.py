@@ -21,7 +21,7 @@ from tests.support.processes import binary, clean_env
 from tests.support.serve import Exporter, append, parse_metrics, run_cli, sample
 from tests.support.waits import DEADLINE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VERSION_LINE = re.compile(
     r"^(?P<name>[\w-]+), version (?P<version>\S+) \(revision: (?P<rev>\w+)\)$"
 )
