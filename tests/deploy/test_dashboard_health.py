@@ -195,7 +195,7 @@ def test_health_panel_shows_nothing_for_live_sidecars(live: Live, namespace: str
         assert all(s["metric"]["pod"] == f"sustainbot-{s['metric']['namespace']}-0" for s in result)
 
 
-def test_health_panels_miss_malformed_lines_or_rejections(live: Live) -> None:
+def test_health_panels_show_malformed_lines_and_rejections(live: Live) -> None:
     """The malformed-line and CloudWatch rejection panels show a bad line and a stale event."""
     prom = live.prometheus
     panels = _panels()

@@ -87,7 +87,7 @@ def test_prometheusrule_differs_from_rules_file(generator: ModuleType) -> None:
     assert _prometheus_rule()["spec"]["groups"] == load_yaml(RULES)["groups"]
 
 
-def test_prometheusrule_check_mode_misses_stale_file(
+def test_prometheusrule_check_mode_fails_on_a_stale_file(
     generator: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`gen_prometheusrule.py --check` fails on an edited copy and passes once regenerated."""
@@ -161,7 +161,7 @@ def _build(root: Path, visiting: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     return objects
 
 
-def test_operator_overlay_misses_base_monitor_or_rules() -> None:
+def test_operator_overlay_builds_base_monitor_and_rules() -> None:
     """deploy/kubernetes-operator builds the base plus PodMonitor, PrometheusRule and dashboard."""
     objects = _build(OPERATOR)
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)

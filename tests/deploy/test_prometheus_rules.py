@@ -51,7 +51,7 @@ def test_alert_fires_late_early_or_never(promtool_binary: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alert_missing_from_rules() -> None:
+def test_every_expected_alert_exists() -> None:
     """The alerts an operator expects all exist under their documented names."""
     assert _alert_names() == EXPECTED_ALERTS
 
