@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.contract import contract_event
+from tests.support.serve import parse_metrics
 
 DRAG = ("draft", "research", "analysis", "grunt", "execute")
 OUTCOMES = ("success", "failure", "rejected")
@@ -389,14 +389,11 @@ def norm_key(name: str, labels: dict[str, str]) -> Key:
 
 def parse_exposition(text: str) -> dict[Key, float]:
     """Samples of the modelled families in a Prometheus text exposition (``_created`` left out)."""
-    out: dict[Key, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name.endswith("_created"):
-                continue
-            if any(belongs(s.name, m) for m in MODELLED):
-                out[norm_key(s.name, s.labels)] = s.value
-    return out
+    return {
+        norm_key(name, dict(labels)): value
+        for (name, labels), value in parse_metrics(text).items()
+        if not name.endswith("_created") and any(belongs(name, m) for m in MODELLED)
+    }
 
 
 def belongs(sample: str, family: str) -> bool:

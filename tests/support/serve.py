@@ -21,6 +21,7 @@ from log_exporter.serve import ServeOptions, Service
 from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.processes import clean_env, spawn
+from tests.support.tail import append as append
 from tests.support.waits import DEADLINE, wait_for
 
 
@@ -178,11 +179,6 @@ def run_cli(
         timeout=DEADLINE,
         check=False,
     )
-
-
-def append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
 
 
 def in_process_service(

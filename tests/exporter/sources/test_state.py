@@ -13,17 +13,7 @@ import pytest
 from log_exporter.sources.tail import Tailer
 from log_exporter.statefile import StateFile, StateKeeper
 from log_exporter.values import FileId, Position, position_from_json, position_to_json
-from tests.support.tail import Reader, append, exactly_once, line
-
-
-def write_lines(path: Path | str, lines: list[bytes]) -> None:
-    for x in lines:
-        append(path, x + b"\n")
-
-
-def lines_of(seq: range, tag: str = "line") -> list[bytes]:
-    return [line(i, tag) for i in seq]
-
+from tests.support.tail import Reader, append, exactly_once, line, lines_of, write_lines
 
 # -- the state file ------------------------------------------------------------------------
 
