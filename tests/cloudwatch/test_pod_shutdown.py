@@ -26,7 +26,7 @@ from sustainbot.settings import Settings
 from tests.support.cloudwatch import SHIPPING_DEADLINE, clients, messages
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, sample
-from tests.support.stack import SECRET, Service
+from tests.support.service import SECRET, Service
 from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
