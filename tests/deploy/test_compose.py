@@ -73,7 +73,7 @@ def effective(stages: dict[str, Stage], name: str, keyword: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_yaml(COMPOSE)
+    return dict(load_yaml(COMPOSE))
 
 
 @pytest.fixture(scope="module")

@@ -227,11 +227,9 @@ def _variable_values(backfilled: Backfilled, query: str, chosen: Selection) -> s
     # What Grafana's Prometheus datasource sends for label_values(metric, label).
     result = backfilled.prometheus.api(
         f"/api/v1/label/{label}/values",
-        **{
-            "match[]": _substitute(metric, chosen, 0),
-            "start": backfilled.start,
-            "end": backfilled.end,
-        },
+        **{"match[]": _substitute(metric, chosen, 0)},
+        start=backfilled.start,
+        end=backfilled.end,
     )
     assert result["status"] == "success", result
     return set(result["data"])

@@ -50,7 +50,7 @@ def _all_containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def deployment() -> dict[str, Any]:
     (doc,) = load_yaml_all(K8S / "deployment.yaml")
-    return doc
+    return dict(doc)
 
 
 @pytest.fixture(scope="module")

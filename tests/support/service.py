@@ -77,7 +77,9 @@ class Service:
             match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.output())
             return int(match.group(1)) if match else None
 
-        self.port = wait_for(announced, "sustainbot serve to announce its port")
+        port = wait_for(announced, "sustainbot serve to announce its port")
+        assert port is not None
+        self.port = port
 
         def healthy() -> bool:
             self._running()

@@ -61,7 +61,7 @@ events = ["boot"]
 labels = ["version"]
 """
 
-EVENTS = [
+EVENTS: list[dict[str, object]] = [
     {"event": "boot", "version": "1"},
     {"event": "start"},
     {"event": "start"},

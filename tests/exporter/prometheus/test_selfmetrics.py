@@ -3,6 +3,7 @@ values, and render exactly as the reviewed expositions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def _shape(families: list[Metric]) -> list[tuple[str, str, str]]:
     return [(m.name, m.type, m.documentation) for m in families]
 
 
-COLLECTORS = {
+COLLECTORS: dict[str, Callable[[], StoreCollector | ServeCollector | CloudWatchCollector]] = {
     "store": _store_collector,
     "serve": lambda: ServeCollector(_serve_values),
     "cloudwatch": lambda: CloudWatchCollector(_shipper_stats()),

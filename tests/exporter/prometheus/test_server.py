@@ -181,7 +181,7 @@ def test_render_failure_is_a_500_and_the_server_lives() -> None:
             raise RuntimeError("boom")
 
     registry = CollectorRegistry()
-    registry.register(Broken())  # type: ignore[arg-type]
+    registry.register(Broken())
     srv = MetricsServer(registry, listen="127.0.0.1:0")
     srv.start()
     try:

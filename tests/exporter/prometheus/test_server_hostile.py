@@ -165,7 +165,7 @@ def test_concurrent_renders_are_bounded() -> None:
             yield GaugeMetricFamily("slow_gauge", "A slow collector.", value=1.0)
 
     registry = CollectorRegistry()
-    registry.register(Slow())  # type: ignore[arg-type]
+    registry.register(Slow())
     srv = MetricsServer(registry, listen="127.0.0.1:0")
     srv.start()
     statuses: list[int] = []

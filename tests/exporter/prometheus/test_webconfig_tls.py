@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_cipher_suites_ignored(tmp_path: Path, serve: list[MetricsServer], certs
     assert _refused(srv, _client(certs.ca, maximum=tls12, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"))
     ctx = _client(certs.ca, maximum=tls12)
     with (
-        ssl.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as raw,
+        socket.create_connection(("127.0.0.1", srv.address[1]), timeout=30) as raw,
         ctx.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         cipher = tls.cipher()

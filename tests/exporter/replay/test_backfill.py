@@ -104,7 +104,7 @@ def test_backfill_recipe_gives_the_logged_values_at_past_instants(
         for expr, name, labels in checks:
             result = prom.query(expr, q)
             assert len(result) == 1, f"{expr} at {q}: {result}"
-            got = float(result[0]["value"][1])  # type: ignore[index]
+            got = float(result[0]["value"][1])
             want = model_sum(items, seen_at, name, labels)
             assert got == pytest.approx(want), f"{expr} at {q} (state of {seen_at})"
 

@@ -14,7 +14,8 @@ import pytest
 
 from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock
-from tests.support.tail import DEADLINE, Reader, append, exactly_once, line, lines_of, write_lines
+from tests.support.tail import Reader, append, exactly_once, line, lines_of, write_lines
+from tests.support.waits import DEADLINE
 
 
 def test_rename_rotation_right_after_a_write(tmp_path: Path) -> None:

@@ -111,8 +111,13 @@ def test_keeper_writes_every_component_section_together(tmp_path: Path) -> None:
     StateFile(path).save({"cloudwatch": {"position": "old"}, "metrics": {"n": 0}})
     keeper = StateKeeper(StateFile(path))
     assert keeper.load() == {"cloudwatch": {"position": "old"}, "metrics": {"n": 0}}
-    calls = []
-    keeper.provide("metrics", lambda: calls.append(1) or {"n": len(calls)})
+    calls: list[int] = []
+
+    def metrics() -> dict[str, int]:
+        calls.append(1)
+        return {"n": len(calls)}
+
+    keeper.provide("metrics", metrics)
     assert keeper.save()
     assert StateFile(path).load() == {"cloudwatch": {"position": "old"}, "metrics": {"n": 1}}
     keeper.set("cloudwatch", {"position": "new"})

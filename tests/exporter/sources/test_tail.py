@@ -14,8 +14,8 @@ import pytest
 from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock, ManualWakeup
 from log_exporter.values import NO_FILE, Batch, FileId, Position
-from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
-from tests.support.waits import wait_for
+from tests.support.tail import Reader, append, exactly_once, line
+from tests.support.waits import DEADLINE, wait_for
 
 
 def test_missing_file_is_followed_once_it_appears(tmp_path: Path) -> None:
