@@ -21,17 +21,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# ruff (format, then rules with a complexity bound), mypy strict over code, tests, scripts and
+# benchmarks, and the import layers of log_exporter (pyproject's [tool.importlinter]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The images, built for real from every Dockerfile target and run as containers with podman
 # (tests/images; minutes, so `make test` leaves them out). Where python:3.11-slim cannot be pulled,
