@@ -113,7 +113,7 @@ def test_compose_has_every_service(compose: dict[str, Any]) -> None:
     assert optional == {"cloudwatch", "log-exporter-cloudwatch"}
 
 
-def test_sidecar_can_write_app_log_or_shares_state(compose: dict[str, Any]) -> None:
+def test_sidecars_read_the_app_log_read_only_and_own_their_state(compose: dict[str, Any]) -> None:
     """Sidecars read the app's log volume read-only at its path and own separate state volumes."""
     services = compose["services"]
     app_log = _volumes(services["sustainbot"])[LOG_DIR]
@@ -385,7 +385,7 @@ def test_image_without_oci_labels(stages: dict[str, Stage]) -> None:
     assert build["args"]["REVISION"].startswith("${GIT_REVISION")
 
 
-def test_prometheus_or_grafana_without_healthcheck(compose: dict[str, Any]) -> None:
+def test_prometheus_and_grafana_report_their_health(compose: dict[str, Any]) -> None:
     """Prometheus and Grafana report health on their readiness endpoints, Grafana waits for it."""
     services = compose["services"]
     expected = {"prometheus": ("9090", "/-/ready"), "grafana": ("3000", "/api/health")}

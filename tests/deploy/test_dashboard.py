@@ -140,7 +140,7 @@ def test_every_designed_panel_exists_with_its_visualisation(dashboard: dict[str,
         assert metric in target["expr"], pid
 
 
-def test_panels_overlap_or_leave_grid(dashboard: dict[str, Any]) -> None:
+def test_panels_neither_overlap_nor_leave_the_grid(dashboard: dict[str, Any]) -> None:
     """No two panels overlap, none runs past the 24-column grid, the row heads its panels."""
     cells: set[tuple[int, int]] = set()
     for panel in dashboard["panels"]:
@@ -269,7 +269,7 @@ def test_rate_window_fixed_instead_of_rate_interval(dashboard: dict[str, Any]) -
     assert len(fixed) == 1 and "sustainbot_app_info" in fixed[0]
 
 
-def test_panel_without_unit_or_legend(dashboard: dict[str, Any]) -> None:
+def test_every_panel_states_its_unit_and_legend(dashboard: dict[str, Any]) -> None:
     """Every panel states its unit and names each series it draws."""
     for panel in _query_panels(dashboard):
         assert panel["fieldConfig"]["defaults"].get("unit"), panel["id"]

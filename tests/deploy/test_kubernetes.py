@@ -182,7 +182,7 @@ def test_sidecar_state_lives_on_a_pod_volume(
     assert "emptyDir" in volumes[_mounts(exporter)[LOG_DIR]["name"]]
 
 
-def test_container_runs_as_root_or_with_writable_root(
+def test_containers_run_as_non_root_with_a_read_only_root(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The pod runs as the images' non-root uid; every container has a read-only root, no caps."""
@@ -271,7 +271,7 @@ def test_podmonitor_selects_nothing(
     assert {relabel["replacement"]} == _alert_jobs()
 
 
-def test_service_exposes_metrics_or_selects_nothing(
+def test_service_routes_to_the_app_port_only(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The Service routes to the app's port on these pods and never load-balances scrapes."""

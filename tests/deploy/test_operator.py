@@ -192,7 +192,7 @@ def test_dashboard_configmap_invisible_to_grafana_sidecar() -> None:
     assert len(json.dumps(configmap)) < 256 * 1024
 
 
-def test_kustomize_cycle_or_outside_file_accepted(tmp_path: Path) -> None:
+def test_kustomize_cycle_or_outside_file_is_refused(tmp_path: Path) -> None:
     """The resolver refuses what kustomize refuses: an overlay inside its base, a file outside."""
     base = tmp_path / "base"
     (base / "overlay").mkdir(parents=True)
