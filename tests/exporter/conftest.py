@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from log_exporter.pipeline import Pipeline
+from log_exporter.store import Store
 from tests.support import pipeline
 from tests.support.prometheus import Prometheus
 
@@ -38,7 +40,7 @@ def prometheus_factory(prometheus_binary: str, tmp_path: Path) -> Iterator[Prome
 
 
 @pytest.fixture
-def store_for() -> Callable[..., tuple[Any, Any]]:
+def store_for() -> Callable[..., tuple[Pipeline, Store]]:
     """``tests.support.pipeline.store_for``: a spec's pipeline over a new store."""
     return pipeline.store_for
 
