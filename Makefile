@@ -34,7 +34,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # The images, built for real from every Dockerfile target and run as containers with podman
 # (tests/images; minutes, so `make test` leaves them out). Where python:3.11-slim cannot be pulled,
