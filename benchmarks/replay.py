@@ -58,7 +58,7 @@ class Model:
         self.active = 0
         self.lines = 0
 
-    def inc(self, name: str, by: float = 1.0, **labels: str) -> None:
+    def inc(self, name: str, by: float = 1.0, /, **labels: str) -> None:
         self.values[(name, frozenset(labels.items()))] += by
 
     def observe(self, name: str, value: float, buckets: Sequence[float], **labels: str) -> None:

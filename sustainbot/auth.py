@@ -83,7 +83,9 @@ class TokenVerifier:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
 
-    def verify(self, authorization: str | None) -> Principal:
+    # One early refusal per failure_type of the event contract (docs/events.md), in the
+    # order a token is checked.
+    def verify(self, authorization: str | None) -> Principal:  # noqa: C901
         """Check an Authorization header value; raise AuthError with a failure_type."""
         if authorization is None or authorization.strip() == "":
             raise AuthError("missing_token", "no bearer token presented")

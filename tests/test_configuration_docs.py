@@ -41,7 +41,7 @@ def _env_example_names() -> set[str]:
     return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
 
 
-def test_env_example_missing_a_setting() -> None:
+def test_env_example_lists_every_setting() -> None:
     """A setting the code reads but .env.example does not list would surprise an operator."""
     code = _settings_read_by_code()
     assert code, "the scan found no settings at all; the pattern is broken"
@@ -53,7 +53,7 @@ def test_env_example_lists_a_setting_nobody_reads() -> None:
     assert _env_example_names() - _settings_read_by_code() == set()
 
 
-def test_configuration_doc_missing_a_setting() -> None:
+def test_configuration_doc_explains_every_setting() -> None:
     """docs/configuration.md explains every setting in .env.example."""
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = {name for name in _env_example_names() if f"`{name}`" not in doc}

@@ -155,7 +155,9 @@ def test_documented_block_runs_as_written(block: Block, tmp_path: Path) -> None:
         elif what == "with" and rest == "logs":
             _write_logs(work)
         elif what == "env":
-            env.update(pair.split("=", 1) for pair in rest.split())
+            for pair in rest.split():
+                key, _, value = pair.partition("=")
+                env[key] = value
         else:
             pytest.fail(f"{block.name}: unknown doc-test condition {given!r}")
     output = tmp_path / "output.txt"

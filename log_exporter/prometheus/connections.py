@@ -308,7 +308,9 @@ class ConnectionLoop:
     def _on_ready(self, conn: Connection, events: int) -> None:
         self._advance(conn)
 
-    def _advance(self, conn: Connection) -> None:
+    # One connection's state machine (handshake, read, parse, dispatch) stepped without
+    # blocking; split up, its states would be spread over functions that each need them all.
+    def _advance(self, conn: Connection) -> None:  # noqa: C901
         """Move a waiting connection on as far as its bytes allow, without blocking."""
         try:
             if conn.handshaking:

@@ -86,7 +86,9 @@ class OpenMetricsEncoder:
         out.append("# EOF\n")
         return "".join(out).encode("utf-8")
 
-    def _family(self, metric: Metric) -> list[str] | None:
+    # One branch per metric type and sample suffix, mirroring client_python's writer
+    # line for line, which is what keeps the two byte-identical.
+    def _family(self, metric: Metric) -> list[str] | None:  # noqa: C901
         """The family's lines, or None when a name is outside the legacy charset or a sample is
         a native histogram (then client_python writes it)."""
         name = metric.name

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 # The name operators see in the "logger" field and filter on, kept when the module moved.
 log = logging.getLogger("log_exporter.webconfig")

@@ -152,7 +152,9 @@ def _apply_parts(state: GaugeState, data: PartShares) -> None:
             series[key] = series.get(key, 0.0) + (new - mine)
 
 
-def _apply_series(
+# One branch per metric kind and merge mode: the whole merge rule of a series
+# read in one place.
+def _apply_series(  # noqa: C901
     state: CounterState | GaugeState | HistogramState,
     mode: Mode,
     floor: float | None,

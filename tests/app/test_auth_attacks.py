@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
 
 from sustainbot.app import create_app
 from sustainbot.auth import mint_token
@@ -247,7 +248,7 @@ def test_bad_token_is_401_with_auth_failed_event(
     assert not event_log.of("workflow.completed", trace)
 
 
-def test_missing_token_writes_only_auth_failed(client, event_log: EventLog) -> None:
+def test_missing_token_writes_only_auth_failed(client: FlaskClient, event_log: EventLog) -> None:
     """A request without a token is 401 with auth.failed(missing_token) and no validation event."""
     response = client.post(EXECUTE, json=body())
     assert response.status_code == 401
@@ -256,7 +257,7 @@ def test_missing_token_writes_only_auth_failed(client, event_log: EventLog) -> N
     assert event_log.of("auth.jwt_validated", trace) == []
 
 
-def test_non_bearer_scheme_is_malformed(client, event_log: EventLog) -> None:
+def test_non_bearer_scheme_is_malformed(client: FlaskClient, event_log: EventLog) -> None:
     """Basic credentials where a bearer token belongs are refused as malformed."""
     response = client.post(
         "/governance/validate", json=body(), headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jwt
 import pytest
 
@@ -10,7 +12,7 @@ from tests.support.app import SECRET
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> pytest.MonkeyPatch:
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     for name in (
         "SUSTAINBOT_JWT_SECRET",
         "SUSTAINBOT_JWT_PUBLIC_KEY",
@@ -23,7 +25,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-def test_token_carries_documented_claims(env, capsys) -> None:
+def test_token_carries_documented_claims(env, capsys: pytest.CaptureFixture[str]) -> None:
     """The printed token is HS256-signed with the secret and carries sub, name, role, iat, exp."""
     env.setenv("SUSTAINBOT_JWT_SECRET", SECRET)
     env.setenv("SUSTAINBOT_JWT_ISSUER", "https://issuer.example")
@@ -38,13 +40,13 @@ def test_token_carries_documented_claims(env, capsys) -> None:
     assert claims["exp"] - claims["iat"] == 120
 
 
-def test_token_without_secret_explains_what_to_set(env, capsys) -> None:
+def test_token_without_secret_explains_what_to_set(env, capsys: pytest.CaptureFixture[str]) -> None:
     """Without a key, token exits 2 and says which variable to set."""
     assert main(["token", "--actor", "x", "--role", "admin"]) == 2
     assert "SUSTAINBOT_JWT_SECRET" in capsys.readouterr().err
 
 
-def test_token_with_unknown_role_refused(env, capsys) -> None:
+def test_token_with_unknown_role_refused(env, capsys: pytest.CaptureFixture[str]) -> None:
     """A role outside the four is refused by the command line, before any token is made."""
     env.setenv("SUSTAINBOT_JWT_SECRET", SECRET)
     with pytest.raises(SystemExit) as caught:
@@ -53,14 +55,14 @@ def test_token_with_unknown_role_refused(env, capsys) -> None:
     assert capsys.readouterr().out == ""
 
 
-def test_token_with_non_positive_ttl_refused(env, capsys) -> None:
+def test_token_with_non_positive_ttl_refused(env, capsys: pytest.CaptureFixture[str]) -> None:
     """A token that would be born expired is refused with a clear message."""
     env.setenv("SUSTAINBOT_JWT_SECRET", SECRET)
     assert main(["token", "--actor", "x", "--role", "admin", "--ttl", "0"]) == 2
     assert "ttl" in capsys.readouterr().err
 
 
-def test_serve_with_invalid_setting_names_variable(env, capsys) -> None:
+def test_serve_with_invalid_setting_names_variable(env, capsys: pytest.CaptureFixture[str]) -> None:
     """serve with a too-short secret exits 2 naming SUSTAINBOT_JWT_SECRET, binding nothing."""
     env.setenv("SUSTAINBOT_JWT_SECRET", "short")
     assert main(["serve", "--port", "0"]) == 2
@@ -68,7 +70,9 @@ def test_serve_with_invalid_setting_names_variable(env, capsys) -> None:
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
-def test_serve_with_bad_port_is_a_usage_error_not_a_traceback(env, capsys, port) -> None:
+def test_serve_with_bad_port_is_a_usage_error_not_a_traceback(
+    env, capsys: pytest.CaptureFixture[str], port
+) -> None:
     """serve with a port outside 0-65535 exits 2 with a usage message before binding anything."""
     env.setenv("SUSTAINBOT_JWT_SECRET", SECRET)
     with pytest.raises(SystemExit) as exited:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
 
 from sustainbot import emit
 from tests.support.app import PERSON, SCHEMA_PATH, EventLog, bearer, body, schema_validator
@@ -11,7 +14,7 @@ from tests.support.app import PERSON, SCHEMA_PATH, EventLog, bearer, body, schem
 EXECUTE = "/workflows/governed/execute"
 
 
-def _drive_every_path(client, token) -> None:
+def _drive_every_path(client: FlaskClient, token: Callable[..., str]) -> None:
     client.get("/healthz")
     client.get("/workflows")
     client.get("/nowhere")
@@ -29,7 +32,9 @@ def _drive_every_path(client, token) -> None:
     client.post(EXECUTE, json=body(text="q" * 70_000), headers=bearer(token()))
 
 
-def test_every_line_validates_against_schema(client, token, event_log: EventLog) -> None:
+def test_every_line_validates_against_schema(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """Lines from every endpoint and failure path validate against docs/events.schema.json."""
     _drive_every_path(client, token)
     events = event_log.events()
@@ -98,7 +103,9 @@ def test_schema_rejects_contract_violations() -> None:
     assert validator.is_valid({**failure, "error_type": "NoActivityData"})
 
 
-def test_person_name_only_in_actor_field(client, token, event_log: EventLog) -> None:
+def test_person_name_only_in_actor_field(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """The person's name appears in no field but audit.entry's actor, and no event type else."""
     _drive_every_path(client, token)
     found = 0
@@ -110,7 +117,9 @@ def test_person_name_only_in_actor_field(client, token, event_log: EventLog) -> 
     assert found == len(event_log.of("audit.entry"))
 
 
-def test_request_events_share_one_trace_and_bracket_the_request(client, token, event_log) -> None:
+def test_request_events_share_one_trace_and_bracket_the_request(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A request's events share its trace id, between request_started and http.request."""
     response = client.post(EXECUTE, json=body(text="Run it."), headers=bearer(token()))
     trace = response.json["trace_id"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sustainbot.events import EventWriter, utc_timestamp
+from tests.support.serve import exporter_argv
 
 
 def _emit(writer: EventWriter, n: int = 0) -> bool:
@@ -171,7 +172,7 @@ def _fill(path: Path, free: bool) -> dict[str, list[object]]:
 def _replay_lines(path: Path) -> dict[str, float]:
     """``log_exporter_lines_total`` by result, as the exporter counts the file."""
     out = subprocess.run(
-        [sys.executable, "-m", "log_exporter", "replay", str(path)],
+        exporter_argv("replay", str(path)),
         capture_output=True,
         text=True,
         timeout=120,

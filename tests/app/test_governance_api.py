@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +17,9 @@ EXECUTE = "/workflows/governed/execute"
 VALIDATE = "/governance/validate"
 
 
-def test_validate_accepts_complete_request(client, token, event_log: EventLog) -> None:
+def test_validate_accepts_complete_request(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A complete AIM request validates as {"valid": true} and is recorded as one aim.request."""
     response = client.post(VALIDATE, json=body(mode="research"), headers=bearer(token("analyst")))
     assert response.status_code == 200
@@ -28,7 +32,9 @@ def test_validate_accepts_complete_request(client, token, event_log: EventLog) -
     assert event_log.of("workflow.completed") == [] and event_log.of("audit.entry") == []
 
 
-def test_validate_reports_every_reason(client, token, event_log: EventLog) -> None:
+def test_validate_reports_every_reason(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A request failing several checks gets 422 listing every reason, one event per reason."""
     bad = {
         "workflow_name": "nope",
@@ -51,7 +57,9 @@ def test_validate_reports_every_reason(client, token, event_log: EventLog) -> No
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("mode", DRAG_MODES)
-def test_policy_table_enforced_per_role_and_mode(client, token, role, mode) -> None:
+def test_policy_table_enforced_per_role_and_mode(
+    client: FlaskClient, token: Callable[..., str], role, mode
+) -> None:
     """Each role may use exactly the DRAG modes the policy table grants it."""
     response = client.post(EXECUTE, json=body(mode=mode), headers=bearer(token(role)))
     if role in POLICY[mode]:
@@ -62,7 +70,9 @@ def test_policy_table_enforced_per_role_and_mode(client, token, role, mode) -> N
         assert response.json["reasons"] == ["role_not_permitted"]
 
 
-def test_execute_mode_denied_to_engineer_is_403_and_audited(client, token, event_log) -> None:
+def test_execute_mode_denied_to_engineer_is_403_and_audited(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """An engineer asking for execute mode is refused 403, and the attempt is still audited."""
     response = client.post(EXECUTE, json=body(mode="execute"), headers=bearer(token("engineer")))
     assert response.status_code == 403
@@ -98,7 +108,9 @@ def test_execute_mode_denied_to_engineer_is_403_and_audited(client, token, event
         "actor_not_a_string",
     ],
 )
-def test_execute_invalid_aim_is_422_and_rejected(client, token, event_log, payload, reason) -> None:
+def test_execute_invalid_aim_is_422_and_rejected(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog, payload, reason
+) -> None:
     """An invalid AIM request is 422 with its reason and a rejected workflow.completed."""
     response = client.post(EXECUTE, json=payload, headers=bearer(token("admin")))
     assert response.status_code == 422
@@ -110,7 +122,9 @@ def test_execute_invalid_aim_is_422_and_rejected(client, token, event_log, paylo
     assert [e["outcome"] for e in event_log.of("audit.entry", trace)] == ["rejected"]
 
 
-def test_unregistered_workflow_name_never_becomes_a_label(client, token, event_log) -> None:
+def test_unregistered_workflow_name_never_becomes_a_label(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A client-invented workflow name is written as 'unregistered', the raw name kept aside."""
     name = "x" * 500
     response = client.post(EXECUTE, json=body(workflow=name), headers=bearer(token()))
@@ -123,7 +137,9 @@ def test_unregistered_workflow_name_never_becomes_a_label(client, token, event_l
     assert request["requested_workflow"] == name[:64]
 
 
-def test_invalid_drag_mode_is_written_as_other(client, token, event_log) -> None:
+def test_invalid_drag_mode_is_written_as_other(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A client-invented DRAG mode is written as 'other' and an absent one as null."""
     weird = client.post(EXECUTE, json=body(mode="turbo-" * 20), headers=bearer(token()))
     absent_body = body()
@@ -155,7 +171,9 @@ def test_invalid_drag_mode_is_written_as_other(client, token, event_log) -> None
     ],
     ids=["truncated", "empty", "invalid_utf8", "nan_literal", "array", "string"],
 )
-def test_malformed_body_is_400_not_500(client, token, event_log, data, error) -> None:
+def test_malformed_body_is_400_not_500(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog, data, error
+) -> None:
     """A body that is not a JSON object is a 400 with a JSON error, and no AIM events."""
     response = client.post(
         EXECUTE, data=data, content_type="application/json", headers=bearer(token())
@@ -167,7 +185,9 @@ def test_malformed_body_is_400_not_500(client, token, event_log, data, error) ->
     assert [e["status_code"] for e in event_log.of("http.request", trace)] == [400]
 
 
-def test_body_over_64_kib_is_413(client, token, event_log) -> None:
+def test_body_over_64_kib_is_413(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """A request body over 64 KiB is refused with 413 before any workflow runs."""
     payload = body(text="z" * (64 * 1024))
     response = client.post(EXECUTE, json=payload, headers=bearer(token()))
@@ -177,7 +197,9 @@ def test_body_over_64_kib_is_413(client, token, event_log) -> None:
 
 
 @pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)], ids=["at_limit", "one_over"])
-def test_body_limit_is_exactly_64_kib(client, token, event_log, extra, status) -> None:
+def test_body_limit_is_exactly_64_kib(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog, extra, status
+) -> None:
     """A body of exactly 64 KiB is served and one byte more is 413: the limit is not off by one."""
     payload = json.dumps(body()).encode()
     data = payload + b" " * (64 * 1024 - len(payload) + extra)
@@ -187,7 +209,9 @@ def test_body_limit_is_exactly_64_kib(client, token, event_log, extra, status) -
     assert response.status_code == status
 
 
-def test_unknown_path_is_404_with_unmatched_endpoint(client, event_log) -> None:
+def test_unknown_path_is_404_with_unmatched_endpoint(
+    client: FlaskClient, event_log: EventLog
+) -> None:
     """A request for an unknown path is a JSON 404 recorded with endpoint 'unmatched'."""
     response = client.get("/admin/../../etc/passwd-" + "a" * 300)
     assert response.status_code == 404
@@ -196,7 +220,7 @@ def test_unknown_path_is_404_with_unmatched_endpoint(client, event_log) -> None:
     assert [e["endpoint"] for e in event_log.for_trace(trace)] == ["unmatched", "unmatched"]
 
 
-def test_unusual_method_is_recorded_as_other(client, event_log) -> None:
+def test_unusual_method_is_recorded_as_other(client: FlaskClient, event_log: EventLog) -> None:
     """A method outside the standard set is recorded as 'other', never as the client spelled it."""
     response = client.open("/healthz", method="PROPFIND")
     assert response.status_code == 405
@@ -204,7 +228,7 @@ def test_unusual_method_is_recorded_as_other(client, event_log) -> None:
     assert {e["method"] for e in event_log.for_trace(trace)} == {"other"}
 
 
-def test_wrong_method_on_known_route_is_405_json(client, event_log) -> None:
+def test_wrong_method_on_known_route_is_405_json(client: FlaskClient, event_log: EventLog) -> None:
     """GET on the execute route answers a JSON 405 naming the allowed method."""
     response = client.get(EXECUTE)
     assert response.status_code == 405
@@ -212,7 +236,9 @@ def test_wrong_method_on_known_route_is_405_json(client, event_log) -> None:
     assert response.json["error"] == "method_not_allowed"
 
 
-def test_route_template_is_the_endpoint(client, token, event_log) -> None:
+def test_route_template_is_the_endpoint(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """http.request events name the route template, and a request_started precedes each."""
     client.get("/workflows")
     client.post(EXECUTE, json=body(), headers=bearer(token()))
@@ -223,7 +249,7 @@ def test_route_template_is_the_endpoint(client, token, event_log) -> None:
     assert all(isinstance(e["duration_seconds"], float) for e in event_log.of("http.request"))
 
 
-def test_workflows_listing_needs_no_token(client) -> None:
+def test_workflows_listing_needs_no_token(client: FlaskClient) -> None:
     """GET /workflows lists the registry and the policy without authentication."""
     response = client.get("/workflows")
     assert response.status_code == 200
@@ -232,7 +258,7 @@ def test_workflows_listing_needs_no_token(client) -> None:
     assert response.json["policy"]["execute"] == ["admin", "approver"]
 
 
-def test_trace_id_taken_from_traceparent(client, event_log) -> None:
+def test_trace_id_taken_from_traceparent(client: FlaskClient, event_log: EventLog) -> None:
     """A W3C traceparent header's trace-id becomes the trace_id of every event of the request."""
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     response = client.get("/healthz", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
@@ -240,7 +266,7 @@ def test_trace_id_taken_from_traceparent(client, event_log) -> None:
     assert len(event_log.for_trace(trace)) == 2
 
 
-def test_bad_request_id_replaced_by_fresh_uuid(client, event_log) -> None:
+def test_bad_request_id_replaced_by_fresh_uuid(client: FlaskClient, event_log: EventLog) -> None:
     """An X-Request-ID with unsafe characters is not trusted; a fresh trace id is used instead."""
     response = client.get("/healthz", headers={"X-Request-ID": "evil\u202e id with spaces"})
     trace = response.headers["X-Request-ID"]
@@ -277,7 +303,9 @@ _bodies = st.fixed_dictionaries(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(payload=_bodies)
-def test_arbitrary_json_body_never_a_server_error(client, token, payload) -> None:
+def test_arbitrary_json_body_never_a_server_error(
+    client: FlaskClient, token: Callable[..., str], payload
+) -> None:
     """Whatever JSON object a client sends, execute answers a governed result, never a 5xx."""
     response = client.post(EXECUTE, json=payload, headers=bearer(token("admin")))
     assert response.status_code in {200, 422}, response.json
@@ -288,7 +316,7 @@ def test_arbitrary_json_body_never_a_server_error(client, token, payload) -> Non
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw=st.binary(max_size=200))
-def test_arbitrary_bytes_body_is_4xx(client, token, raw) -> None:
+def test_arbitrary_bytes_body_is_4xx(client: FlaskClient, token: Callable[..., str], raw) -> None:
     """Arbitrary bytes as a body give a 4xx JSON error or a governed answer, never a 5xx."""
     response = client.post(
         EXECUTE, data=raw, content_type="application/json", headers=bearer(token("admin"))
@@ -297,7 +325,9 @@ def test_arbitrary_bytes_body_is_4xx(client, token, raw) -> None:
     assert response.is_json
 
 
-def test_validate_flags_role_not_permitted_as_422(client, token, event_log) -> None:
+def test_validate_flags_role_not_permitted_as_422(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """validate tells an engineer that execute mode is not theirs: 422 role_not_permitted."""
     response = client.post(VALIDATE, json=body(mode="execute"), headers=bearer(token("engineer")))
     assert response.status_code == 422

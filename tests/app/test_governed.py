@@ -20,7 +20,7 @@ def _ticks(*readings: float):
     return lambda: next(values)
 
 
-def test_execute_answers_the_result_and_times_it_with_the_given_clock(event_log) -> None:
+def test_execute_answers_the_result_and_times_it_with_the_given_clock(event_log: EventLog) -> None:
     """execute answers 200 with the output, and workflow.completed lasts what the clock says."""
     registry = default_registry()
     aim = validate(body(text="Ensure the audit runs."), PRINCIPAL.role, registry.keys())

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 from sustainbot.app import create_app
 from sustainbot.events import EventWriter
@@ -27,7 +29,7 @@ class CountingRegistry(dict):  # type: ignore[type-arg]
         return super().__getitem__(key)
 
 
-def test_execute_is_503_when_log_path_is_blocked(tmp_path: Path, token) -> None:
+def test_execute_is_503_when_log_path_is_blocked(tmp_path: Path, token: Callable[..., str]) -> None:
     """With the log path unusable, execute answers 503 and runs no workflow."""
     from sustainbot.workflows import default_registry
 
@@ -55,7 +57,9 @@ def test_healthz_reports_unwritable_log(tmp_path: Path) -> None:
     assert response.json == {"status": "unavailable", "event_log": "unwritable", "error": "ENOSPC"}
 
 
-def test_execute_recovers_when_log_is_writable_again(tmp_path: Path, token) -> None:
+def test_execute_recovers_when_log_is_writable_again(
+    tmp_path: Path, token: Callable[..., str]
+) -> None:
     """Once the blocker is gone, execute and /healthz work again without a restart."""
     log_dir = tmp_path / "logs"
     log_dir.write_text("blocker")
@@ -71,14 +75,16 @@ def test_execute_recovers_when_log_is_writable_again(tmp_path: Path, token) -> N
     log.assert_valid()
 
 
-def test_healthz_ok_when_log_writable(client, event_log: EventLog) -> None:
+def test_healthz_ok_when_log_writable(client: FlaskClient, event_log: EventLog) -> None:
     """/healthz answers 200 when the event log is writable, without authentication."""
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok", "event_log": "writable"}
 
 
-def test_result_withheld_when_audit_write_fails_after_workflow_ran(tmp_path: Path, token) -> None:
+def test_result_withheld_when_audit_write_fails_after_workflow_ran(
+    tmp_path: Path, token: Callable[..., str]
+) -> None:
     """If the disk fills while the workflow runs, its result is withheld with 503, not answered."""
     if not os.path.exists("/dev/full"):
         pytest.skip("/dev/full is not available")

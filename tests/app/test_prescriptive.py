@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+
 from sustainbot.prescriptive import MAX_DETECTIONS_PER_TEXT, detect
 from tests.support.app import EventLog, bearer, body
 
@@ -52,7 +56,9 @@ def test_detections_are_bounded() -> None:
     assert len(detect("must " * 5000)) == MAX_DETECTIONS_PER_TEXT
 
 
-def test_execute_writes_one_event_per_detection(client, token, event_log: EventLog) -> None:
+def test_execute_writes_one_event_per_detection(
+    client: FlaskClient, token: Callable[..., str], event_log: EventLog
+) -> None:
     """Each detected phrase in the input and the output is one prescriptive_language event."""
     response = client.post(
         "/workflows/governed/execute",

@@ -155,7 +155,7 @@ def test_many_concurrent_clients_write_whole_lines(service: Service) -> None:
     assert len(statuses) == len(plan)
     assert all(status == expected[kind] for kind, status in statuses), Counter(statuses)
 
-    terminate(service.process)  # all workers flushed and gone before the log is read
+    terminate(service.proc)  # all workers flushed and gone before the log is read
     lines = service.log.lines()  # asserts the file ends in a newline
     events = [json.loads(line) for line in lines]  # a torn line would not parse
     executes = [e for e in events if e.get("endpoint") == "/workflows/governed/execute"]
@@ -177,7 +177,7 @@ def test_rotation_while_serving_loses_no_event(service: Service) -> None:
     service.log.path.rename(rotated)
     for _ in range(10):  # enough requests to reach both workers
         assert service.request("GET", "/workflows")[0] == 200
-    terminate(service.process)
+    terminate(service.proc)
     after = EventLog(service.log.path).of("http.request")
     assert [e["endpoint"] for e in after] == ["/workflows"] * 10
     before = EventLog(rotated).of("http.request")

@@ -14,6 +14,7 @@ import pytest
 from sustainbot.serving import BODY_TIMEOUT_SECONDS, HEADER_TIMEOUT_SECONDS
 from tests.support.service import Service, running
 from tests.support.slowclient import SlowClients
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 # Generous: the service answers in milliseconds; starved, it answered after 30 s or never.
@@ -55,9 +56,12 @@ def test_headers_that_never_end_are_cut_off(service: Service) -> None:
     """A connection whose header block never ends is closed by the server, not kept forever."""
     with SlowClients(service.port, 4, interval=0.2, max_reconnects=0, max_seconds=120) as slow:
         slow.wait_connected(4)
-        deadline = time.monotonic() + HEADER_TIMEOUT_SECONDS + 30
-        while slow.stats.closed_by_server < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(
+            lambda: slow.stats.closed_by_server,
+            "the server to close all four connections",
+            until=lambda closed: closed >= 4,
+            timeout=HEADER_TIMEOUT_SECONDS + 30,
+        )
         assert slow.stats.closed_by_server == 4
 
 

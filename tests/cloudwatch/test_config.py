@@ -14,6 +14,7 @@ import pytest
 from log_exporter.cloudwatch import config as cw_config
 from log_exporter.cloudwatch.config import CloudWatchConfig, ConfigError, load
 from tests.support.cloudwatch import serve_startup_log
+from tests.support.serve import exporter_argv
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -191,7 +192,7 @@ def test_replay_without_credentials_retries_forever(tmp_path: Path) -> None:
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", str(log_file)],
+        exporter_argv("replay", "--cloudwatch", str(log_file)),
         env=env,
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +33,7 @@ from tests.support.cloudwatch import (
 from tests.support.contract import contract_line
 from tests.support.faultproxy import FaultProxy
 from tests.support.processes import stop
+from tests.support.serve import exporter_argv
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
@@ -184,10 +184,7 @@ def _serve(
         "CLOUDWATCH_FLUSH_SECONDS": "1",
         **(settings or {}),
     }
-    argv = [
-        sys.executable,
-        "-m",
-        "log_exporter",
+    argv = exporter_argv(
         "serve",
         "--file",
         str(log_file),
@@ -195,7 +192,7 @@ def _serve(
         str(state),
         "--web.listen-address",
         "127.0.0.1:0",
-    ]
+    )
     # The child keeps its own copy of the descriptor; the parent's is closed at once.
     with (tmp_path / "serve.log").open("ab") as stderr:
         return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -367,7 +364,7 @@ def test_enabled_without_state_file_warns_at_start(aws_env: str, tmp_path: Path)
     assert any("restart ships the whole file again" in w["msg"] for w in warnings), seen
 
 
-def test_retry_message_on_replay_stderr_hides_the_error(
+def test_retry_message_on_replay_stderr_names_the_api_and_error(
     aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy_for: list[FaultProxy]
 ) -> None:
     """replay --cloudwatch prints plain messages: a retried call must say which API failed how."""

@@ -41,7 +41,7 @@ def policy_actions() -> set[str]:
 
 
 @pytest.mark.parametrize("mode", ["putmetricdata", "emf"])
-def test_policy_misses_a_call_or_allows_an_unused_one(
+def test_policy_allows_exactly_the_calls_made(
     mode: str, aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Shipping logs and metrics into a fresh account (no group yet) calls exactly the actions

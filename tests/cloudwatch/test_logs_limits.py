@@ -256,7 +256,7 @@ def test_throttling_retried_then_delivered() -> None:
     assert h.stats.requests[("PutLogEvents", "ThrottlingException")] == 1
 
 
-def test_access_denied_drops_the_batch_while_serving() -> None:
+def test_access_denied_batch_is_kept_and_sent_once_fixed() -> None:
     """serve keeps a batch CloudWatch refused for lack of permission and sends it once IAM is
     fixed, without a restart."""
     h = Harness()

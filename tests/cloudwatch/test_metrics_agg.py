@@ -207,7 +207,7 @@ def test_emf_documents_valid_against_specification() -> None:
     assert docs
     for ts_ms, doc in docs:
         _check_emf(doc)
-        assert ts_ms == 60_000 == doc["_aws"]["Timestamp"]  # type: ignore[index]
+        assert ts_ms == 60_000 == doc["_aws"]["Timestamp"]
         json.loads(emf.encode(doc))
 
 
@@ -217,7 +217,7 @@ def test_emf_repeats_values_by_count_100_per_document() -> None:
     for _ in range(250):
         agg.add(_duration(0.5), 0.0)
     docs = [doc for _, doc in emf.documents(agg.drain(), "NS")]
-    sizes = [len(doc["WorkflowDuration"]) for doc in docs]  # type: ignore[arg-type]
+    sizes = [len(doc["WorkflowDuration"]) for doc in docs]
     assert sizes == [100, 100, 50]
 
 
@@ -249,8 +249,8 @@ def test_emf_parts_put_back_restore_exactly_the_unsent_values() -> None:
     agg.put_back(unacknowledged)
     resent = [doc for _, doc in emf.documents(agg.drain(), "NS")]
     assert "WorkflowExecutions" not in resent[0]
-    values = sorted(v for doc in resent for v in doc["WorkflowDuration"])  # type: ignore[union-attr]
-    expected = sorted(v for _, _, doc in parts[2:] for v in doc["WorkflowDuration"])  # type: ignore[union-attr]
+    values = sorted(v for doc in resent for v in doc["WorkflowDuration"])
+    expected = sorted(v for _, _, doc in parts[2:] for v in doc["WorkflowDuration"])
     assert values == expected and len(values) == 150
 
 

@@ -6,8 +6,10 @@ CloudWatch must match the events.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
+import operator
 import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -133,9 +135,9 @@ def test_every_line_arrives_and_metric_sums_match(aws_env: str, tmp_path: Path) 
         for (name, outcome), n in expected.items():
             dims = {"WorkflowName": name, "Outcome": outcome, "DRAGMode": "draft"}
             wait_for(
-                lambda d=dims: _metric_sum(cw, "WorkflowExecutions", d),
+                functools.partial(_metric_sum, cw, "WorkflowExecutions", dims),
                 f"WorkflowExecutions {name}/{outcome}",
-                until=lambda s, n=n: s == n,
+                until=functools.partial(operator.eq, n),
                 timeout=SHIPPING_DEADLINE,
             )
             samples = _metric_sum(cw, "WorkflowDuration", dims, "SampleCount")

@@ -26,7 +26,7 @@ from sustainbot.settings import Settings
 from tests.support.cloudwatch import SHIPPING_DEADLINE, clients, messages
 from tests.support.ports import free_port
 from tests.support.serve import Exporter, sample
-from tests.support.stack import SECRET, Service
+from tests.support.service import SECRET, Service
 from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
@@ -141,7 +141,7 @@ def _check_everything_shipped(log: Path, exporter: Exporter) -> None:
     assert _aim_sum(cw) == aim
 
 
-def test_native_sidecar_order_loses_lines_written_during_the_apps_drain(
+def test_native_sidecar_order_ships_every_line_written_during_the_apps_drain(
     aws_env: str, tmp_path: Path
 ) -> None:
     """App first, exporter after the app exited: every line reaches CloudWatch, sums exact."""
@@ -169,7 +169,7 @@ def test_native_sidecar_order_loses_lines_written_during_the_apps_drain(
     _check_everything_shipped(log, exporter)
 
 
-def test_both_signalled_at_once_exporter_stops_before_the_apps_last_write(
+def test_both_signalled_at_once_exporter_reads_past_the_apps_last_write(
     aws_env: str, tmp_path: Path
 ) -> None:
     """Older clusters signal both together: the exporter reads on past the app's last write and

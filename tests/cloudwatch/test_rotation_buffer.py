@@ -22,7 +22,9 @@ def _lines(first: int, n: int) -> bytes:
     return b"".join(b'{"event":"http.request","n":%d}\n' % i for i in range(first, first + n))
 
 
-def test_generation_deleted_unshipped_missing_from_metrics(aws_env: str, tmp_path: Path) -> None:
+def test_generation_deleted_unshipped_is_counted_in_rotation_lost_lines(
+    aws_env: str, tmp_path: Path
+) -> None:
     """With CloudWatch unreachable, a generation logrotate deletes before the shipper reached it
     shows in log_exporter_rotation_lost_lines_total with its exact line count."""
     logrotate = binary("logrotate")

@@ -73,7 +73,7 @@ def effective(stages: dict[str, Stage], name: str, keyword: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return load_yaml(COMPOSE)
+    return dict(load_yaml(COMPOSE))
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_compose_file_violates_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_misses_a_service(compose: dict[str, Any]) -> None:
+def test_compose_has_every_service(compose: dict[str, Any]) -> None:
     """The stack has the app, its sidecar, Prometheus and Grafana, plus the CloudWatch profile."""
     services = compose["services"]
     default = {name for name, s in services.items() if not s.get("profiles")}
@@ -113,7 +113,7 @@ def test_compose_misses_a_service(compose: dict[str, Any]) -> None:
     assert optional == {"cloudwatch", "log-exporter-cloudwatch"}
 
 
-def test_sidecar_can_write_app_log_or_shares_state(compose: dict[str, Any]) -> None:
+def test_sidecars_read_the_app_log_read_only_and_own_their_state(compose: dict[str, Any]) -> None:
     """Sidecars read the app's log volume read-only at its path and own separate state volumes."""
     services = compose["services"]
     app_log = _volumes(services["sustainbot"])[LOG_DIR]
@@ -140,7 +140,7 @@ def test_sidecar_can_write_app_log_or_shares_state(compose: dict[str, Any]) -> N
     assert set(state_volumes) | {app_log["source"]} <= set(compose["volumes"])
 
 
-def test_service_built_from_missing_target(
+def test_every_built_service_names_an_existing_target(
     compose: dict[str, Any], stages: dict[str, Stage]
 ) -> None:
     """Every service built here names a Dockerfile target that exists."""
@@ -297,7 +297,7 @@ def test_app_containers_have_writable_root(compose: dict[str, Any]) -> None:
         assert "no-new-privileges:true" in service["security_opt"]
 
 
-def test_dockerignore_drops_needed_files_or_keeps_local_state() -> None:
+def test_dockerignore_keeps_needed_files_and_drops_local_state() -> None:
     """The build context keeps what the Dockerfile copies and leaves out venvs, logs and state."""
     patterns = [
         line.strip()
@@ -385,7 +385,7 @@ def test_image_without_oci_labels(stages: dict[str, Stage]) -> None:
     assert build["args"]["REVISION"].startswith("${GIT_REVISION")
 
 
-def test_prometheus_or_grafana_without_healthcheck(compose: dict[str, Any]) -> None:
+def test_prometheus_and_grafana_report_their_health(compose: dict[str, Any]) -> None:
     """Prometheus and Grafana report health on their readiness endpoints, Grafana waits for it."""
     services = compose["services"]
     expected = {"prometheus": ("9090", "/-/ready"), "grafana": ("3000", "/api/health")}

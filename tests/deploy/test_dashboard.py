@@ -104,7 +104,7 @@ def test_committed_dashboard_differs_from_generator(generator: ModuleType) -> No
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run the generator"
 
 
-def test_generator_check_mode_misses_stale_file(
+def test_generator_check_mode_fails_on_a_stale_file(
     generator: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`gen_dashboard.py --check` fails on an edited copy and passes once regenerated."""
@@ -128,7 +128,7 @@ def test_dashboard_rejected_by_grafana_models() -> None:
     )
 
 
-def test_design_panel_missing_or_wrong_type(dashboard: dict[str, Any]) -> None:
+def test_every_designed_panel_exists_with_its_visualisation(dashboard: dict[str, Any]) -> None:
     """All ten designed panels, the health row and its panels exist with their visualisations."""
     expected = DESIGN_PANELS | dict.fromkeys(HEALTH_PANELS, "timeseries") | {HEALTH_ROW: "row"}
     assert {pid: p["type"] for pid, p in _by_id(dashboard).items()} == expected
@@ -140,7 +140,7 @@ def test_design_panel_missing_or_wrong_type(dashboard: dict[str, Any]) -> None:
         assert metric in target["expr"], pid
 
 
-def test_panels_overlap_or_leave_grid(dashboard: dict[str, Any]) -> None:
+def test_panels_neither_overlap_nor_leave_the_grid(dashboard: dict[str, Any]) -> None:
     """No two panels overlap, none runs past the 24-column grid, the row heads its panels."""
     cells: set[tuple[int, int]] = set()
     for panel in dashboard["panels"]:
@@ -237,7 +237,7 @@ def test_template_variables_not_multi_select(dashboard: dict[str, Any]) -> None:
         assert var["datasource"]["uid"] == "${datasource}"
 
 
-def test_panel_ignores_namespace_job_or_pod(dashboard: dict[str, Any]) -> None:
+def test_every_query_keeps_to_the_chosen_namespace_job_and_pod(dashboard: dict[str, Any]) -> None:
     """Every panel and annotation query keeps to the chosen namespace, job and pod."""
     for expr in all_queries(dashboard):
         for selector in re.findall(r"\b[a-z_]+\{([^}]*)\}", expr):
@@ -245,7 +245,7 @@ def test_panel_ignores_namespace_job_or_pod(dashboard: dict[str, Any]) -> None:
                 assert matcher in selector, expr
 
 
-def test_filter_variable_ignored_by_panels(dashboard: dict[str, Any]) -> None:
+def test_panels_filter_on_the_chosen_variables(dashboard: dict[str, Any]) -> None:
     """Panels whose metric carries drag_mode or workflow_name filter on the chosen values."""
     for expr in all_queries(dashboard):
         if "sustainbot_aim_requests_total" in expr:
@@ -269,7 +269,7 @@ def test_rate_window_fixed_instead_of_rate_interval(dashboard: dict[str, Any]) -
     assert len(fixed) == 1 and "sustainbot_app_info" in fixed[0]
 
 
-def test_panel_without_unit_or_legend(dashboard: dict[str, Any]) -> None:
+def test_every_panel_states_its_unit_and_legend(dashboard: dict[str, Any]) -> None:
     """Every panel states its unit and names each series it draws."""
     for panel in _query_panels(dashboard):
         assert panel["fieldConfig"]["defaults"].get("unit"), panel["id"]
@@ -282,7 +282,7 @@ def test_panel_without_unit_or_legend(dashboard: dict[str, Any]) -> None:
         assert "{{pod}}" in health[pid]["targets"][0]["legendFormat"], pid
 
 
-def test_threshold_missing_from_panel(dashboard: dict[str, Any]) -> None:
+def test_panel_thresholds_match_the_alert_rules(dashboard: dict[str, Any]) -> None:
     """Thresholds shown on panels match the alert rules and the design (0.1/s, 30 s, 50/80, any)."""
     panels = _by_id(dashboard)
 

@@ -8,6 +8,7 @@ Prometheus that attaches the namespace and pod labels a Kubernetes scrape would.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -184,7 +185,7 @@ def test_health_panel_shows_nothing_for_live_sidecars(live: Live, namespace: str
             assert _series(prom, expr) == [], pid
             continue
         result = wait_for(
-            lambda expr=expr: _series(prom, expr),
+            functools.partial(_series, prom, expr),
             f"panel {pid} to return data: {expr}",
             timeout=60,
             interval=0.5,
@@ -195,7 +196,7 @@ def test_health_panel_shows_nothing_for_live_sidecars(live: Live, namespace: str
         assert all(s["metric"]["pod"] == f"sustainbot-{s['metric']['namespace']}-0" for s in result)
 
 
-def test_health_panels_miss_malformed_lines_or_rejections(live: Live) -> None:
+def test_health_panels_show_malformed_lines_and_rejections(live: Live) -> None:
     """The malformed-line and CloudWatch rejection panels show a bad line and a stale event."""
     prom = live.prometheus
     panels = _panels()

@@ -50,7 +50,7 @@ def _all_containers(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def deployment() -> dict[str, Any]:
     (doc,) = load_yaml_all(K8S / "deployment.yaml")
-    return doc
+    return dict(doc)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_pre_129_variant_rejected_by_kubernetes_schema(version: str) -> None:
     kubernetes_validate.validate(_pre_129_deployment(), version, strict=True)
 
 
-def test_exporter_starts_after_or_stops_before_the_app(deployment: dict[str, Any]) -> None:
+def test_exporter_starts_before_and_stops_after_the_app(deployment: dict[str, Any]) -> None:
     """The exporter and the rotator are native sidecars: started before the app, stopped after."""
     pod = deployment["spec"]["template"]["spec"]
     sidecars = pod["initContainers"]
@@ -130,7 +130,7 @@ def _seconds(container: dict[str, Any], name: str) -> float:
     return float(_env(container)[name])
 
 
-def test_grace_period_ends_before_app_and_drain(deployment: dict[str, Any]) -> None:
+def test_grace_period_covers_app_stop_and_drain(deployment: dict[str, Any]) -> None:
     """The grace period covers gunicorn's graceful stop, then the exporter's whole drain (native
     order), or a drain outlasting gunicorn's stop (both signalled at once)."""
     native = deployment["spec"]["template"]["spec"]
@@ -146,7 +146,7 @@ def test_grace_period_ends_before_app_and_drain(deployment: dict[str, Any]) -> N
     assert variant["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= timeout + 5
 
 
-def test_service_account_missing_or_mounts_a_token(deployment: dict[str, Any]) -> None:
+def test_service_account_mounts_no_token(deployment: dict[str, Any]) -> None:
     """The pod runs as the kustomization's ServiceAccount, which mounts no API token."""
     (account,) = load_yaml_all(K8S / "serviceaccount.yaml")
     assert account["kind"] == "ServiceAccount"
@@ -166,7 +166,7 @@ def test_sidecar_does_not_share_the_app_log(containers: dict[str, dict[str, Any]
     assert not app_mount.get("readOnly", False) and exporter_mount["readOnly"] is True
 
 
-def test_sidecar_state_lost_on_container_restart(
+def test_sidecar_state_lives_on_a_pod_volume(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The sidecar's state file lives on a pod volume of its own, not in the container."""
@@ -182,7 +182,7 @@ def test_sidecar_state_lost_on_container_restart(
     assert "emptyDir" in volumes[_mounts(exporter)[LOG_DIR]["name"]]
 
 
-def test_container_runs_as_root_or_with_writable_root(
+def test_containers_run_as_non_root_with_a_read_only_root(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The pod runs as the images' non-root uid; every container has a read-only root, no caps."""
@@ -271,7 +271,7 @@ def test_podmonitor_selects_nothing(
     assert {relabel["replacement"]} == _alert_jobs()
 
 
-def test_service_exposes_metrics_or_selects_nothing(
+def test_service_routes_to_the_app_port_only(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """The Service routes to the app's port on these pods and never load-balances scrapes."""
@@ -293,7 +293,7 @@ def test_secret_written_into_manifest(containers: dict[str, dict[str, Any]]) -> 
     assert ref == {"name": "sustainbot-jwt", "key": "secret"}
 
 
-def test_kustomization_names_missing_file_or_image(
+def test_kustomization_names_existing_files_and_used_images(
     deployment: dict[str, Any], containers: dict[str, dict[str, Any]]
 ) -> None:
     """kustomization.yaml lists files that exist and images the containers use, and generates
@@ -356,7 +356,7 @@ def _rotator_config(tmp_path: Path, log: Path, size: str) -> Path:
     return conf
 
 
-def test_log_rotator_loses_lines_or_never_rotates(
+def test_log_rotator_keeps_rotated_generations_whole(
     containers: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """The pod's rotator, real logrotate on its config, keeps four rotated generations whole and

@@ -87,7 +87,7 @@ def test_prometheusrule_differs_from_rules_file(generator: ModuleType) -> None:
     assert _prometheus_rule()["spec"]["groups"] == load_yaml(RULES)["groups"]
 
 
-def test_prometheusrule_check_mode_misses_stale_file(
+def test_prometheusrule_check_mode_fails_on_a_stale_file(
     generator: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`gen_prometheusrule.py --check` fails on an edited copy and passes once regenerated."""
@@ -161,7 +161,7 @@ def _build(root: Path, visiting: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     return objects
 
 
-def test_operator_overlay_misses_base_monitor_or_rules() -> None:
+def test_operator_overlay_builds_base_monitor_and_rules() -> None:
     """deploy/kubernetes-operator builds the base plus PodMonitor, PrometheusRule and dashboard."""
     objects = _build(OPERATOR)
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
@@ -192,7 +192,7 @@ def test_dashboard_configmap_invisible_to_grafana_sidecar() -> None:
     assert len(json.dumps(configmap)) < 256 * 1024
 
 
-def test_kustomize_cycle_or_outside_file_accepted(tmp_path: Path) -> None:
+def test_kustomize_cycle_or_outside_file_is_refused(tmp_path: Path) -> None:
     """The resolver refuses what kustomize refuses: an overlay inside its base, a file outside."""
     base = tmp_path / "base"
     (base / "overlay").mkdir(parents=True)

@@ -45,18 +45,18 @@ def test_alert_rules_rejected_by_promtool(promtool_binary: str) -> None:
     assert f"{len(EXPECTED_ALERTS)} rules found" in result.stdout
 
 
-def test_alert_fires_late_early_or_never(promtool_binary: str) -> None:
+def test_each_alert_fires_exactly_when_its_unit_tests_say(promtool_binary: str) -> None:
     """Each alert fires exactly when its unit tests say, with the rendered annotations."""
     result = run([promtool_binary, "test", "rules", str(RULE_TESTS)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alert_missing_from_rules() -> None:
+def test_every_expected_alert_exists() -> None:
     """The alerts an operator expects all exist under their documented names."""
     assert _alert_names() == EXPECTED_ALERTS
 
 
-def test_alert_untested_for_firing_or_silence() -> None:
+def test_every_alert_is_tested_firing_and_silent() -> None:
     """Every alert has a unit test where it fires and one where it must stay silent."""
     fires: set[str] = set()
     silent: set[str] = set()

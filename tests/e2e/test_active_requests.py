@@ -21,7 +21,7 @@ from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
 from tests.support.app import EventLog
 from tests.support.serve import Exporter, sample
-from tests.support.stack import SECRET, Service
+from tests.support.service import SECRET, Service
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter
-from tests.support.stack import SECRET, Service
+from tests.support.service import SECRET, Service
 from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ from sustainbot.auth import mint_token
 from sustainbot.governance import DRAG_MODES
 from sustainbot.settings import Settings
 from tests.support.serve import Exporter
-from tests.support.stack import SECRET, Service
+from tests.support.service import SECRET, Service
 from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow

@@ -55,7 +55,7 @@ class EventLog:
 
 def body(
     workflow: str = "generate_report",
-    mode: str = "draft",
+    mode: str | None = "draft",
     text: str = "Quarterly energy use fell by 12 percent.",
     actor: str = "sustainability analyst",
     mission: str = "summarise progress for the board",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from botocore.config import Config
 
 from tests.support import processes
 from tests.support.processes import clean_env
+from tests.support.serve import exporter_argv
 
 # What reaches moto goes through flush intervals, retries and HTTP: slower than a local exporter.
 SHIPPING_DEADLINE = 120.0
@@ -63,16 +63,7 @@ def messages(logs: Any, group: str, stream: str) -> list[str]:
 def serve_startup_log(log_file: Path, env: Mapping[str, str]) -> tuple[str, int]:
     """Start `log-exporter serve` on ``log_file``, read its log up to "serving", stop it with
     SIGTERM; return that log and the exit code."""
-    argv = [
-        sys.executable,
-        "-m",
-        "log_exporter",
-        "serve",
-        "--file",
-        str(log_file),
-        "--web.listen-address",
-        "127.0.0.1:0",
-    ]
+    argv = exporter_argv("serve", "--file", str(log_file), "--web.listen-address", "127.0.0.1:0")
     seen = ""
     with subprocess.Popen(
         argv, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -97,7 +88,7 @@ def replay_to_cloudwatch(
     env = clean_env()
     where = ["--cloudwatch-log-group", group, "--cloudwatch-log-stream", stream, *flags]
     return subprocess.run(
-        [sys.executable, "-m", "log_exporter", "replay", "--cloudwatch", *where, str(path)],
+        exporter_argv("replay", "--cloudwatch", *where, str(path)),
         env=env,
         capture_output=True,
         text=True,

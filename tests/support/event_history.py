@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.support.contract import contract_line
 
@@ -51,7 +52,7 @@ def write_events(path: Path, start: float, hours: float = 3.0, seed: int = 7) ->
     lines: list[bytes] = []
     serial = 0
 
-    def emit(t: float, event: str, **fields: object) -> None:
+    def emit(t: float, event: str, **fields: Any) -> None:
         nonlocal serial
         serial += 1
         lines.append(

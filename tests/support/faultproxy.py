@@ -83,7 +83,9 @@ class FaultProxy:
         with self.lock:
             return self.calls.get(op, 0)
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    # The handler class is built here around the proxy; one branch per fault it can
+    # inject.
+    def _handler(self) -> type[BaseHTTPRequestHandler]:  # noqa: C901
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):

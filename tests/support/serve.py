@@ -21,7 +21,14 @@ from log_exporter.serve import ServeOptions, Service
 from tests.support import processes
 from tests.support.ports import free_port
 from tests.support.processes import clean_env, spawn
+from tests.support.tail import append as append
 from tests.support.waits import DEADLINE, wait_for
+
+
+def exporter_argv(*args: str) -> list[str]:
+    """The command line of ``log-exporter ARGS`` as the tests run it: this interpreter's module,
+    so the checkout under test runs whatever console scripts the environment holds."""
+    return [sys.executable, "-m", "log_exporter", *args]
 
 
 def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -67,7 +74,7 @@ class Exporter:
         self.state_path = None if state is None else tmp_path / state
         full_env = clean_env()
         full_env.update(env or {})
-        cmd = [sys.executable, "-m", "log_exporter", "serve", *args]
+        cmd = exporter_argv("serve", *args)
         given = any(a.split("=")[0] in ("--listen", "--web.listen-address") for a in args)
         if not given and "LOG_EXPORTER_LISTEN" not in full_env:
             cmd += ["--web.listen-address", f"127.0.0.1:{self.port}"]
@@ -164,7 +171,7 @@ def run_cli(
     full_env = clean_env()
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "log_exporter", *args],
+        exporter_argv(*args),
         capture_output=True,
         text=True,
         env=full_env,
@@ -172,11 +179,6 @@ def run_cli(
         timeout=DEADLINE,
         check=False,
     )
-
-
-def append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
 
 
 def in_process_service(

@@ -135,7 +135,8 @@ class SlowClients:
         # would measure how fast the two processes can trade connections, not the server.
         self._to_reopen += 1
 
-    def _run(self) -> None:
+    # The one selector loop over every client's states (connect, drip, reconnect).
+    def _run(self) -> None:  # noqa: C901
         deadline = time.monotonic() + self.max_seconds
         next_drip = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:

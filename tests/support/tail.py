@@ -24,6 +24,17 @@ def append(path: Path | str, data: bytes) -> None:
         f.write(data)
 
 
+def lines_of(seq: range, tag: str = "line") -> list[bytes]:
+    """The unique lines numbered ``seq``, tagged ``tag``."""
+    return [line(i, tag) for i in seq]
+
+
+def write_lines(path: Path | str, lines: list[bytes]) -> None:
+    """Each line appended with its newline, in a write() of its own."""
+    for x in lines:
+        append(path, x + b"\n")
+
+
 class Reader:
     """Polls a tailer and keeps everything it yielded."""
 

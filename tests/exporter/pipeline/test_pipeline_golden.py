@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from log_exporter.pipeline import Pipeline, Steps
+from log_exporter.pipeline import Steps
 from log_exporter.prometheus.collector import ServeCollector, ServeValues, StoreCollector
-from log_exporter.spec import compile_spec, load_default_spec, load_spec
-from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.support.pipeline import render, store_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CONTRACT = FIXTURES / "contract.jsonl"
 EXPECTED = FIXTURES / "contract.expected.prom"
 
@@ -32,53 +31,40 @@ def _lines(data: bytes) -> list[bytes]:
     return data.split(b"\n")[:-1]
 
 
-def _pipeline(spec_text: str | None = None) -> tuple[Pipeline, Store]:
-    spec = load_default_spec() if spec_text is None else load_spec(spec_text, "test.toml")
-    store = Store(spec.definitions)
-    return Pipeline(compile_spec(spec), store), store
-
-
-def _render(store: Store) -> bytes:
-    registry = CollectorRegistry()
-    # build_info carries the Python version, which differs between machines.
-    registry.register(StoreCollector(store, build_info=False))
-    return generate_latest(registry)
-
-
 def test_golden_exposition_matches_contract() -> None:
     """Every event type and imperfect line of the contract yields exactly the reviewed exposition.
 
     Regenerate deliberately with:
     ``data = CONTRACT.read_bytes(); pipeline.feed(Batch(_lines(data), bytes_read=len(data)));
-    EXPECTED.write_bytes(_render(store))`` and review the diff against the event contract.
+    EXPECTED.write_bytes(render(store))`` and review the diff against the event contract.
     """
     data = CONTRACT.read_bytes()
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
-    assert _render(store).decode() == EXPECTED.read_text()
+    assert render(store).decode() == EXPECTED.read_text()
 
 
 def test_line_by_line_batches_give_the_same_exposition() -> None:
     """How the tailer happens to cut batches does not change any metric."""
     data = CONTRACT.read_bytes()
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     for line in _lines(data):
         pipeline.feed(Batch([line], bytes_read=len(line) + 1))
-    assert _render(store).decode() == EXPECTED.read_text()
+    assert render(store).decode() == EXPECTED.read_text()
 
 
 def test_replay_path_in_steps_matches_feed() -> None:
     """Replay's path in steps (feed_steps, end_file) derives the same metrics and self-counters
     as serve's feed."""
     data = CONTRACT.read_bytes()
-    fed_pipeline, fed = _pipeline()
+    fed_pipeline, fed = store_for()
     fed_pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
-    replay_pipeline, replayed = _pipeline()
+    replay_pipeline, replayed = store_for()
     steps = Steps(lambda t: t)
     for line in _lines(data):
         replay_pipeline.feed_steps(Batch([line], bytes_read=len(line) + 1), steps)
     replay_pipeline.end_file(steps)
-    assert _render(replayed) == _render(fed)
+    assert render(replayed) == render(fed)
 
 
 def test_a_step_boundary_sees_exactly_the_lines_before_the_crossing_event() -> None:
@@ -92,7 +78,7 @@ def test_a_step_boundary_sees_exactly_the_lines_before_the_crossing_event() -> N
         b'{"event":"auth.failed","failure_type":"a"}',
         b'{"event":"auth.failed","failure_type":"b","timestamp":"2026-02-01T14:31:00.500Z"}',
     ]
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     seen: list[tuple[float, dict[str, float], float, float | None]] = []
 
     def cross(t: float) -> float:
@@ -124,7 +110,7 @@ def test_golden_exposition_passes_promtool() -> None:
     if promtool is None:
         pytest.skip("promtool is not installed")
     data = CONTRACT.read_bytes()
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     pipeline.feed(Batch(_lines(data), bytes_read=len(data)))
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
@@ -140,7 +126,7 @@ def test_golden_exposition_passes_promtool() -> None:
 
 def test_oversized_lines_reported_by_tailer_are_counted() -> None:
     """Lines the tailer dropped as oversized show in lines_total{result="oversized"}."""
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     pipeline.feed(Batch([b'{"event": "auth.failed", "failure_type": "x"}'], oversized=3))
     pipeline.feed(Batch([], oversized=2, rotations=1, truncations=1, bytes_read=7))
     registry = CollectorRegistry()
@@ -174,7 +160,7 @@ series_cap = 1
 
 def test_series_cap_overflow_keeps_totals_exact() -> None:
     """Past a series cap, new series go to one __overflow__ series and totals stay exact."""
-    pipeline, store = _pipeline(TINY_CAP_SPEC)
+    pipeline, store = store_for(TINY_CAP_SPEC)
     agents = ["a", "b", "c", "a", "d", "c", "b"]
     lines = [f'{{"event": "req", "agent": "{a}", "seconds": 1.5}}'.encode() for a in agents]
     pipeline.feed(Batch(lines))
@@ -201,7 +187,7 @@ def test_build_info_names_version_revision_and_python() -> None:
 
     from log_exporter import __version__, buildinfo
 
-    _, store = _pipeline()
+    _, store = store_for()
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     labels = {
@@ -214,7 +200,7 @@ def test_build_info_names_version_revision_and_python() -> None:
 
 def test_serve_families_appear_on_the_same_page() -> None:
     """Numbers only serve knows (lag, I/O errors, reloads) appear beside the store's metrics."""
-    _, store = _pipeline()
+    _, store = store_for()
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     values = ServeValues(lag_bytes=42.0, io_errors=0.0, spec_reloads={"success": 1.0})
@@ -225,7 +211,7 @@ def test_serve_families_appear_on_the_same_page() -> None:
 
 def test_last_event_timestamp_absent_until_an_event_has_one() -> None:
     """The last-event gauge is absent, not a misleading 0, before any timestamped event."""
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     pipeline.feed(Batch([b'{"event": "auth.failed"}']))
@@ -247,7 +233,7 @@ def test_last_event_without_timestamp_keeps_the_latest_timed_one(split: int) -> 
         b'{"event":"auth.failed","failure_type":"expired"}',
         b"not json",
     ]
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     for start in range(0, len(lines), split):
         pipeline.feed(Batch(lines=lines[start : start + split]))
     registry = CollectorRegistry()
@@ -259,7 +245,7 @@ def test_last_event_without_timestamp_keeps_the_latest_timed_one(split: int) -> 
 def test_number_beyond_a_double_is_an_invalid_value_not_a_malformed_line() -> None:
     """A duration of 1e400 is counted as an invalid value of the metric that reads it, and a
     400-digit number in a field no metric reads costs nothing: both events are still applied."""
-    pipeline, store = _pipeline()
+    pipeline, store = store_for()
     pipeline.feed(
         Batch(
             [

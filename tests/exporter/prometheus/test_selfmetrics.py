@@ -3,12 +3,12 @@ values, and render exactly as the reviewed expositions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from log_exporter.cloudwatch.stats import CloudWatchCollector, ShipperStats
 from log_exporter.pipeline import Pipeline
@@ -22,8 +22,9 @@ from log_exporter.prometheus.collector import (
 from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.support.pipeline import render
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def _store_collector() -> StoreCollector:
@@ -62,17 +63,11 @@ def _shipper_stats() -> ShipperStats:
     return stats
 
 
-def _render(collector: Collector) -> bytes:
-    registry = CollectorRegistry()
-    registry.register(collector)
-    return generate_latest(registry)
-
-
 def _shape(families: list[Metric]) -> list[tuple[str, str, str]]:
     return [(m.name, m.type, m.documentation) for m in families]
 
 
-COLLECTORS = {
+COLLECTORS: dict[str, Callable[[], StoreCollector | ServeCollector | CloudWatchCollector]] = {
     "store": _store_collector,
     "serve": lambda: ServeCollector(_serve_values),
     "cloudwatch": lambda: CloudWatchCollector(_shipper_stats()),
@@ -112,14 +107,14 @@ def test_serve_families_render_as_reviewed() -> None:
     """serve's own families (lag, I/O errors, reloads, state file, web config reloads) render
     byte for byte as the reviewed exposition."""
     expected = (FIXTURES / "serve_families.expected.prom").read_bytes()
-    assert _render(ServeCollector(_serve_values)) == expected
+    assert render(ServeCollector(_serve_values)) == expected
 
 
 def test_serve_families_without_a_state_file_or_web_config_leave_them_out() -> None:
     """Without a state file serve shows no state saves, load failures or resume misses, and
     without a web config no web config reloads."""
     values = ServeValues(lag_bytes=0, io_errors=0, spec_reloads={"success": 0, "failure": 0})
-    text = _render(ServeCollector(lambda: values)).decode()
+    text = render(ServeCollector(lambda: values)).decode()
     assert "log_exporter_spec_reloads_total" in text
     assert "state" not in text and "resume" not in text and "web_config" not in text
 
@@ -127,7 +122,7 @@ def test_serve_families_without_a_state_file_or_web_config_leave_them_out() -> N
 def test_cloudwatch_families_render_as_reviewed() -> None:
     """The shipper's families render byte for byte as they did before the table existed."""
     expected = (FIXTURES / "cloudwatch_families.expected.prom").read_bytes()
-    assert _render(CloudWatchCollector(_shipper_stats())) == expected
+    assert render(CloudWatchCollector(_shipper_stats())) == expected
 
 
 def test_registering_a_self_metric_twice_is_refused() -> None:

@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from log_exporter.prometheus.server import MetricsServer
 from tests.support.contract import contract_line
 from tests.support.ports import free_port
-from tests.support.serve import append
+from tests.support.serve import append, exporter_argv
 from tests.support.slowclient import SlowClients
 from tests.support.waits import wait_for
 
@@ -165,7 +165,7 @@ def test_concurrent_renders_are_bounded() -> None:
             yield GaugeMetricFamily("slow_gauge", "A slow collector.", value=1.0)
 
     registry = CollectorRegistry()
-    registry.register(Slow())  # type: ignore[arg-type]
+    registry.register(Slow())
     srv = MetricsServer(registry, listen="127.0.0.1:0")
     srv.start()
     statuses: list[int] = []
@@ -233,8 +233,7 @@ def test_500_slow_connections_under_128_descriptors_leave_scrapes_exact(tmp_path
     port = free_port()
     stderr = (tmp_path / "exporter.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "log_exporter", "serve", "--file", str(log),
-         "--web.listen-address", f"127.0.0.1:{port}"],
+        exporter_argv("serve", "--file", str(log), "--web.listen-address", f"127.0.0.1:{port}"),
         stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
         preexec_fn=lambda: _limit_descriptors(128),
     )  # fmt: skip
@@ -269,14 +268,14 @@ def _ready(base: str) -> bool:
 
 
 _EMFILE_SCRIPT = """
-import inspect, resource, sys, time
+import resource, sys, time
 from prometheus_client import CollectorRegistry
 from log_exporter.prometheus.server import MetricsServer
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-kwargs = {}
-if "max_connections" in inspect.signature(MetricsServer).parameters:
-    kwargs = {"max_connections": 1000, "reserve_fds": 0}  # let accept() run out of descriptors
-server = MetricsServer(CollectorRegistry(), listen="127.0.0.1:0", **kwargs)
+# No descriptors held in reserve and a connection cap above the limit: accept() runs out.
+server = MetricsServer(
+    CollectorRegistry(), listen="127.0.0.1:0", max_connections=1000, reserve_fds=0
+)
 server.start()
 print(server.address[1], flush=True)
 sys.stdin.read()

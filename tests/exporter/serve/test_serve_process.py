@@ -294,7 +294,7 @@ def test_port_in_use_fails_at_start(tmp_path: Path) -> None:
     assert "cannot listen" in result.stderr
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> None:

@@ -6,19 +6,17 @@ import math
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.prometheus import Prometheus
+from tests.exporter.conftest import PrometheusFactory
 from tests.support.replay_model import Item, expected_at, make_items, write_rotated_set
 
-DOC = Path(__file__).parents[2] / "docs" / "backfill.md"
+DOC = Path(__file__).parents[3] / "docs" / "backfill.md"
 STEP = 60
 
 pytestmark = pytest.mark.slow
@@ -28,32 +26,10 @@ def recipe() -> str:
     """The shell block that follows the recipe marker in docs/backfill.md."""
     text = DOC.read_text("utf-8")
     # The doc-block runner leaves it to this test, which checks what it builds in Prometheus.
-    marker = r"<!-- doc-test: skip, run verbatim by tests/exporter/test_backfill\.py[^>]*-->"
+    marker = r"<!-- doc-test: skip, run verbatim by tests/exporter/replay/test_backfill\.py[^>]*-->"
     m = re.search(marker + r"\s*```sh\n(.*?)```", text, re.DOTALL)
     assert m, "docs/backfill.md lost its recipe block"
     return m.group(1)
-
-
-@pytest.fixture
-def binaries() -> tuple[str, str]:
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if prometheus is None or promtool is None:
-        pytest.skip("prometheus and promtool (Debian package prometheus) are not installed")
-    return prometheus, promtool
-
-
-@pytest.fixture
-def prometheus_factory(binaries: tuple[str, str], tmp_path: Path) -> Iterator[object]:
-    started: list[Prometheus] = []
-
-    def start(data: Path) -> Prometheus:
-        p = Prometheus(binaries[0], tmp_path, data=data)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
 
 
 def model_sum(items: list[Item], at: float, name: str, labels: dict[str, str]) -> float:
@@ -63,7 +39,7 @@ def model_sum(items: list[Item], at: float, name: str, labels: dict[str, str]) -
 
 
 def test_backfill_recipe_gives_the_logged_values_at_past_instants(
-    tmp_path: Path, prometheus_factory: object
+    tmp_path: Path, prometheus_factory: PrometheusFactory, promtool_binary: str
 ) -> None:
     """After the documented recipe, a real Prometheus answers queries at several past instants
     with the values the log implies at those instants (the latest step at or before each)."""
@@ -102,7 +78,7 @@ def test_backfill_recipe_gives_the_logged_values_at_past_instants(
     assert done.returncode == 0, done.stdout + done.stderr
     assert any(p.is_dir() for p in data.iterdir()), "no block was moved into the data directory"
 
-    prom = prometheus_factory(data)  # type: ignore[operator]
+    prom = prometheus_factory(data=data)
     times = [it.time for it in items if it.time is not None]
     first, last = min(times), max(times)
     steps = [k * STEP for k in range(math.ceil(first / STEP), math.floor(last / STEP) + 1)]
@@ -137,7 +113,7 @@ def test_backfill_recipe_gives_the_logged_values_at_past_instants(
         for expr, name, labels in checks:
             result = prom.query(expr, q)
             assert len(result) == 1, f"{expr} at {q}: {result}"
-            got = float(result[0]["value"][1])  # type: ignore[index]
+            got = float(result[0]["value"][1])
             want = model_sum(items, seen_at, name, labels)
             assert got == pytest.approx(want), f"{expr} at {q} (state of {seen_at})"
 

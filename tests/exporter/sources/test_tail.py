@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock, ManualWakeup
 from log_exporter.values import NO_FILE, Batch, FileId, Position
-from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
+from tests.support.tail import Reader, append, exactly_once, line
+from tests.support.waits import DEADLINE, wait_for
 
 
 def test_missing_file_is_followed_once_it_appears(tmp_path: Path) -> None:
@@ -250,13 +250,12 @@ def _run_in_thread(tailer: Tailer) -> tuple[list[Batch], threading.Event, thread
 
 
 def _wait_lines(batches: list[Batch], n: int) -> list[bytes]:
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        lines = [x for b in list(batches) for x in b.lines]
-        if len(lines) >= n:
-            return lines
-        assert time.monotonic() < deadline, f"run() delivered {len(lines)} of {n} lines"
-        time.sleep(0.01)
+    return wait_for(
+        lambda: [x for b in list(batches) for x in b.lines],
+        f"run() to deliver {n} lines",
+        until=lambda lines: len(lines) >= n,
+        interval=0.01,
+    )
 
 
 def test_run_wakes_on_file_events_long_before_the_poll_interval(tmp_path: Path) -> None:

@@ -10,13 +10,14 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store, StoreError
 from log_exporter.values import Batch
+from tests.support.pipeline import feed, render, store_for
 
 SPEC = """
 [metrics.req_total]
@@ -60,7 +61,7 @@ events = ["boot"]
 labels = ["version"]
 """
 
-EVENTS = [
+EVENTS: list[dict[str, object]] = [
     {"event": "boot", "version": "1"},
     {"event": "start"},
     {"event": "start"},
@@ -72,19 +73,15 @@ EVENTS = [
 
 
 def _setup(text: str = SPEC) -> tuple[Pipeline, Store]:
-    spec = load_spec(text, "t.toml")
-    store = Store(spec.definitions)
-    return Pipeline(compile_spec(spec), store), store
+    return store_for(text, "t.toml")
 
 
 def _feed(pipeline: Pipeline, events: list[dict[str, object]]) -> None:
-    pipeline.feed(Batch([orjson.dumps(e) for e in events], bytes_read=123))
+    feed(pipeline, events, bytes_read=123)
 
 
 def _render(store: Store) -> str:
-    registry = CollectorRegistry()
-    registry.register(StoreCollector(store, build_info=False))
-    return generate_latest(registry).decode()
+    return render(store).decode()
 
 
 def test_dump_and_load_through_json_restore_every_value() -> None:

@@ -21,7 +21,7 @@ from tests.support.processes import binary, clean_env
 from tests.support.serve import Exporter, append, parse_metrics, run_cli, sample
 from tests.support.waits import DEADLINE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VERSION_LINE = re.compile(
     r"^(?P<name>[\w-]+), version (?P<version>\S+) \(revision: (?P<rev>\w+)\)$"
 )
@@ -98,14 +98,14 @@ def test_version_missing_on_a_command(argv: tuple[str, ...]) -> None:
         ("sustainbot", "serve", "--por", "1"),
     ],
 )
-def test_abbreviated_flag_is_accepted(argv: tuple[str, ...]) -> None:
+def test_abbreviated_flag_is_refused_with_a_usage_error(argv: tuple[str, ...]) -> None:
     """An abbreviation of a flag is refused with a usage error (exit 2), never taken for it."""
     result = _run(*argv)
     assert (result.returncode, result.stdout) == (2, "")
     assert "error:" in result.stderr
 
 
-def test_second_listen_address_silently_wins() -> None:
+def test_second_listen_address_is_refused() -> None:
     """node_exporter listens on each of several --web.listen-address; this exporter serves one,
     so a second is refused (exit 2) instead of silently replacing the first."""
     result = _run("log-exporter", "serve", "--web.listen-address=127.0.0.1:0", "--listen=:0")
@@ -224,7 +224,7 @@ def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     return found
 
 
-def test_help_hides_a_default_or_abbreviations_are_allowed() -> None:
+def test_help_states_every_default_and_no_parser_accepts_abbreviations() -> None:
     """Every option of every command of both programs says its default (or that it is
     required) in --help, and no parser accepts an abbreviation."""
     parsers = _parsers()

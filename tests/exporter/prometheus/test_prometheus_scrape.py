@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from log_exporter.prometheus import selfmetrics
+from tests.exporter.conftest import PrometheusFactory
 from tests.support.certs import make_certs
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter, append, parse_metrics
@@ -21,31 +22,26 @@ from tests.support.waits import DEADLINE, wait_for
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 # Labels Prometheus adds to every scraped series.
 TARGET_LABELS = {"job", "instance"}
 
 
 @pytest.fixture
-def prometheus_factory(
-    prometheus_binary: str, tmp_path: Path
-) -> Iterator[Callable[[dict[str, Any]], Prometheus]]:
+def scraping_prometheus(
+    prometheus_factory: PrometheusFactory,
+) -> Callable[[dict[str, Any]], Prometheus]:
     """Starts Prometheus servers scraping the sidecar every second with a given scrape config."""
-    started: list[Prometheus] = []
 
     def start(scrape_config: dict[str, Any]) -> Prometheus:
-        directory = tmp_path / f"prometheus-{len(started)}"
-        directory.mkdir()
-        config = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{"job_name": "sidecar", **scrape_config}],
-        }
-        started.append(Prometheus(prometheus_binary, directory, config=config))
-        return started[-1]
+        return prometheus_factory(
+            config={
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [{"job_name": "sidecar", **scrape_config}],
+            }
+        )
 
-    yield start
-    for prom in started:
-        prom.stop()
+    return start
 
 
 def _vector(prom: Prometheus, promql: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -64,7 +60,9 @@ def _scraped_like(prom: Prometheus, expected: dict[Any, float], selector: str) -
 
 
 def test_prometheus_query_results_equal_the_contract_counts(
-    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
+    tmp_path: Path,
+    scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
+    contract_line: Callable[..., bytes],
 ) -> None:
     """Prometheus scraping the sidecar stores exactly the golden contract values, then follows."""
     log = tmp_path / "contract.jsonl"
@@ -81,7 +79,9 @@ def test_prometheus_query_results_equal_the_contract_counts(
 
     with Exporter(tmp_path, ["--file", str(log)]) as exporter:
         exporter.wait_healthy()
-        prom = prometheus_factory({"static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]})
+        prom = scraping_prometheus(
+            {"static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
+        )
         wait_for(
             lambda: _scraped_like(prom, expected, selector),
             "Prometheus to hold the golden values",
@@ -134,7 +134,9 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -
     # promtool reads only the text format (its parser refuses OpenMetrics' info type); the
     # OpenMetrics page goes through client_python's strict OpenMetrics parser instead, which
     # refuses what the format forbids (a missing # EOF, a counter without _total, ...).
-    families = {f.name for f in openmetrics_parser.text_string_to_metric_families(om_body.decode())}
+    # client_python's OpenMetrics parser carries no annotations.
+    parse = openmetrics_parser.text_string_to_metric_families
+    families = {f.name for f in parse(om_body.decode())}  # type: ignore[no-untyped-call]
     assert {n.removesuffix("_total") for n in selfmetrics.STANDARD} <= families
     assert "log_exporter_build" in families
     result = subprocess.run(
@@ -150,7 +152,9 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -
 
 
 def test_prometheus_scrapes_through_tls_and_basic_auth(
-    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
+    tmp_path: Path,
+    scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
+    contract_line: Callable[..., bytes],
 ) -> None:
     """A Prometheus configured with the CA and the password scrapes a TLS + basic auth sidecar."""
     certs = make_certs(tmp_path)
@@ -174,7 +178,7 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
     ) as exporter:
         exporter.wait_healthy()
         (tmp_path / "password").write_text(password)
-        prom = prometheus_factory(
+        prom = scraping_prometheus(
             {
                 "scheme": "https",
                 "tls_config": {"ca_file": str(certs.ca), "server_name": "localhost"},
@@ -196,7 +200,9 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
 
 
 def test_prometheus_with_a_wrong_password_is_refused(
-    tmp_path: Path, prometheus_factory: Any, contract_line: Callable[..., bytes]
+    tmp_path: Path,
+    scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
+    contract_line: Callable[..., bytes],
 ) -> None:
     """A Prometheus with the wrong password sees the target down with HTTP 401, and no data."""
     hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
@@ -209,7 +215,7 @@ def test_prometheus_with_a_wrong_password_is_refused(
             "Authorization": "Basic " + base64.b64encode(b"prometheus:right").decode()
         }
         exporter.wait_healthy()
-        prom = prometheus_factory(
+        prom = scraping_prometheus(
             {
                 "basic_auth": {"username": "prometheus", "password": "wrong"},
                 "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],

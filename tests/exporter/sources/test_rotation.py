@@ -14,16 +14,8 @@ import pytest
 
 from log_exporter.sources.tail import Tailer
 from log_exporter.testing import ManualClock
-from tests.support.tail import DEADLINE, Reader, append, exactly_once, line
-
-
-def lines_of(seq: range, tag: str = "line") -> list[bytes]:
-    return [line(i, tag) for i in seq]
-
-
-def write_lines(path: Path | str, lines: list[bytes]) -> None:
-    for x in lines:
-        append(path, x + b"\n")
+from tests.support.tail import Reader, append, exactly_once, line, lines_of, write_lines
+from tests.support.waits import DEADLINE
 
 
 def test_rename_rotation_right_after_a_write(tmp_path: Path) -> None:

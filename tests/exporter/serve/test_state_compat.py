@@ -17,7 +17,7 @@ from tests.support.serve import Exporter
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 READ_BEFORE_SAVE = 30  # lines of contract.jsonl the 0.1.0 exporter had read when it saved
 
 

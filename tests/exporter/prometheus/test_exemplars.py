@@ -19,8 +19,9 @@ from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import SpecError, compile_spec, load_default_spec, load_spec
 from log_exporter.store import CounterState, HistogramState, Store
 from log_exporter.values import Batch
+from tests.support.pipeline import feed, store_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 CONTRACT = FIXTURES / "contract.jsonl"
 EXPECTED_OM = FIXTURES / "contract.expected.om"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -58,17 +59,6 @@ events = ["request"]
 """
 TS = "2026-02-01T14:30:00.250Z"
 TS_SECONDS = 1769956200.25
-
-
-def _store(spec_text: str | None = None) -> tuple[Pipeline, Store]:
-    spec = load_default_spec() if spec_text is None else load_spec(spec_text, "app.toml")
-    store = Store(spec.definitions)
-    return Pipeline(compile_spec(spec), store), store
-
-
-def _feed(pipeline: Pipeline, events: list[dict[str, object]]) -> None:
-    lines = [orjson.dumps(e) for e in events]
-    pipeline.feed(Batch(lines, bytes_read=sum(map(len, lines))))
 
 
 def _openmetrics(store: Store) -> str:
@@ -184,7 +174,7 @@ def test_golden_openmetrics_page_carries_the_latest_trace_id_of_every_series_and
     ``contract.expected.om``, and review the diff against the contract.
     """
     data = CONTRACT.read_bytes()
-    pipeline, store = _store()
+    pipeline, store = store_for()
     pipeline.feed(Batch(data.split(b"\n")[:-1], bytes_read=len(data)))
     page = _openmetrics(store)
     assert page == EXPECTED_OM.read_text()
@@ -205,9 +195,9 @@ def test_golden_openmetrics_page_carries_the_latest_trace_id_of_every_series_and
 def test_counter_and_histogram_exemplars_read_back_by_the_strict_openmetrics_parser() -> None:
     """A counter's exemplar holds its increment, a histogram's sits on the observation's own
     bucket with the observed value, each with the event's timestamp; the latest event wins."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("first", bytes=3), _request("second", bytes=7, seconds=0.05)])
-    _feed(pipeline, [_request("third", seconds=4.0)])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("first", bytes=3), _request("second", bytes=7, seconds=0.05)])
+    feed(pipeline, [_request("third", seconds=4.0)])
     assert _exemplars(_openmetrics(store)) == {
         ("hits_total", (("endpoint", "/a"),)): ("third", 1.0, TS_SECONDS),
         ("bytes_total", ()): ("third", 10.0, TS_SECONDS),
@@ -219,9 +209,12 @@ def test_counter_and_histogram_exemplars_read_back_by_the_strict_openmetrics_par
 
 def test_the_prometheus_text_format_has_no_exemplars() -> None:
     """The text format (no exemplars in it) is the same page with or without the setting."""
-    with_setting, without = _store(APP_SPEC), _store(APP_SPEC.replace('exemplar = "trace_id"', ""))
+    with_setting, without = (
+        store_for(APP_SPEC),
+        store_for(APP_SPEC.replace('exemplar = "trace_id"', "")),
+    )
     for pipeline, _ in (with_setting, without):
-        _feed(pipeline, [_request("t1"), _request("t2", seconds=3.0)])
+        feed(pipeline, [_request("t1"), _request("t2", seconds=3.0)])
     pages = []
     for _, store in (with_setting, without):
         registry = CollectorRegistry()
@@ -236,14 +229,14 @@ def test_the_prometheus_text_format_has_no_exemplars() -> None:
 def test_an_exemplar_beyond_128_characters_is_skipped_and_counted_never_sent() -> None:
     """With the label name ``trace_id`` (8 characters), a 120-character value is sent (characters,
     not bytes: 120 two-byte ones too) and a 121-character one is not, counted per metric."""
-    pipeline, store = _store(APP_SPEC)
+    pipeline, store = store_for(APP_SPEC)
     fits = "é" * 120
-    _feed(pipeline, [_request(fits)])
+    feed(pipeline, [_request(fits)])
     assert _exemplars(_openmetrics(store))[("hits_total", (("endpoint", "/a"),))][0] == fits
     assert _skipped(store) == {}
 
     too_long = "x" * 121
-    _feed(pipeline, [_request(too_long, endpoint="/b")])
+    feed(pipeline, [_request(too_long, endpoint="/b")])
     page = _openmetrics(store)
     assert too_long not in page
     assert ("hits_total", (("endpoint", "/b"),)) not in _exemplars(page)
@@ -262,9 +255,9 @@ def test_an_event_without_a_usable_trace_id_keeps_the_previous_exemplar_and_is_c
 ) -> None:
     """A missing, null, empty or non-string field is no exemplar: the series keeps its previous
     one, the value still counts, and the skip is counted (a misspelt field shows there)."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("good")])
-    _feed(pipeline, [_request(value)])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("good")])
+    feed(pipeline, [_request(value)])
     assert _hits(store).series[("/a",)] == 2.0
     assert _exemplars(_openmetrics(store))[("hits_total", (("endpoint", "/a"),))][0] == "good"
     assert _skipped(store)["hits_total"] == 1.0
@@ -272,8 +265,8 @@ def test_an_event_without_a_usable_trace_id_keeps_the_previous_exemplar_and_is_c
 
 def test_an_event_without_a_timestamp_gives_an_exemplar_without_one() -> None:
     """The exemplar's timestamp is the event's own: none when the event has no usable one."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("t", timestamp="yesterday")])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("t", timestamp="yesterday")])
     page = _openmetrics(store)
     line = next(x for x in page.splitlines() if x.startswith("hits_total{"))
     assert line.endswith('# {trace_id="t"} 1.0')
@@ -282,8 +275,8 @@ def test_an_event_without_a_timestamp_gives_an_exemplar_without_one() -> None:
 def test_exemplars_stay_within_the_series_cap_under_a_flood_of_new_series() -> None:
     """10,000 distinct endpoints with a cap of 2 keep 3 exemplars (2 series and the overflow one),
     the overflow series showing the latest trace id it took."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request(f"t{i}", endpoint=f"/{i}") for i in range(10_000)])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request(f"t{i}", endpoint=f"/{i}") for i in range(10_000)])
     state = _hits(store)
     assert len(state.exemplars) == len(state.series) == 3
     exemplars = _exemplars(_openmetrics(store))
@@ -294,8 +287,8 @@ def test_exemplars_stay_within_the_series_cap_under_a_flood_of_new_series() -> N
 def test_exemplars_are_not_saved_and_a_restored_store_collects_them_again() -> None:
     """The state file keeps the values and the skip count, not the exemplars: after a restore the
     page has none until new events bring them."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("before"), _request(None)])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("before"), _request(None)])
     dump = store.dump()
     assert b"before" not in orjson.dumps(dump)
 
@@ -311,15 +304,15 @@ def test_exemplars_are_not_saved_and_a_restored_store_collects_them_again() -> N
             "latency_seconds": 1.0,
         }
     )
-    _feed(Pipeline(compile_spec(spec), restored), [_request("after")])
+    feed(Pipeline(compile_spec(spec), restored), [_request("after")])
     assert {v[0] for v in _exemplars(_openmetrics(restored)).values()} == {"after"}
 
 
 def test_a_reload_without_the_setting_drops_the_exemplars_it_had() -> None:
     """A SIGHUP reload that removes a metric's exemplar setting keeps its values but shows none of
     its old exemplars (they would claim a field the spec no longer names)."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("old")])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("old")])
     pipeline.reload(compile_spec(load_spec(APP_SPEC.replace("exemplar =", "# "), "app.toml")))
     assert _exemplars(_openmetrics(store)) == {}
     assert _hits(store).series[("/a",)] == 1.0
@@ -343,8 +336,8 @@ def test_replay_pipeline_keeps_exemplars_it_would_only_throw_away() -> None:
     events = [_request("t1"), _request("x" * 121, endpoint="/b"), _request(None, seconds=2.0)]
     spec = load_spec(APP_SPEC, "app.toml")
     serve_store, replay_store = Store(spec.definitions), Store(spec.definitions)
-    _feed(Pipeline(compile_spec(spec), serve_store), events)
-    _feed(Pipeline(compile_spec(spec), replay_store, exemplars=False), events)
+    feed(Pipeline(compile_spec(spec), serve_store), events)
+    feed(Pipeline(compile_spec(spec), replay_store, exemplars=False), events)
     assert all(not getattr(s, "exemplars", None) for s in replay_store.states.values())
     assert _hits(serve_store).exemplars  # the comparison is not between two empty stores
     assert _skipped(replay_store) == _skipped(serve_store) != {}
@@ -398,8 +391,8 @@ def test_a_histogram_with_exemplars_finds_the_bucket_once_per_observation() -> N
 def test_a_text_scrape_through_the_server_encoder_collects_no_exemplars() -> None:
     """The encoder the server picks for the text format collects from serve's registry without
     exemplars (they would be dropped), the OpenMetrics one with them."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("t1")])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("t1")])
     registry = Registry()
     registry.register(StoreCollector(store, build_info=False))
     seen: list[int] = []
@@ -421,8 +414,8 @@ def test_a_text_scrape_of_a_plain_registry_equals_one_of_serve_s_registry() -> N
     """A plain client_python registry, which collects exemplars only for the text encoder to drop
     them, renders the same text and OpenMetrics pages as serve's registry, which leaves them out
     of a text scrape."""
-    pipeline, store = _store(APP_SPEC)
-    _feed(pipeline, [_request("t1"), _request(None, endpoint="/b", seconds=2.0)])
+    pipeline, store = store_for(APP_SPEC)
+    feed(pipeline, [_request("t1"), _request(None, endpoint="/b", seconds=2.0)])
     plain, served = CollectorRegistry(), Registry()
     for registry in (plain, served):
         registry.register(StoreCollector(store, build_info=False))

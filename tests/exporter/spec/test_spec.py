@@ -537,7 +537,8 @@ def test_partitioned_gauge_shares_survive_a_state_file_round_trip() -> None:
     restored = Store(load_spec(PARTITIONED, "p.toml").definitions)
     restored.restore(before.dump())
     _busy([_ev("worker.gone", 7)], restored)
-    assert restored.states["busy"].series == {("q",): 1.0}
+    busy = restored.states["busy"]
+    assert isinstance(busy, GaugeState) and busy.series == {("q",): 1.0}
 
 
 def test_state_without_shares_counts_as_the_unpartitioned_share() -> None:
@@ -549,7 +550,8 @@ def test_state_without_shares_counts_as_the_unpartitioned_share() -> None:
     restored = Store(load_spec(PARTITIONED, "p.toml").definitions)
     restored.restore(dump)
     _busy([_ev("end")], restored)
-    assert restored.states["busy"].series == {("q",): 1.0}
+    busy = restored.states["busy"]
+    assert isinstance(busy, GaugeState) and busy.series == {("q",): 1.0}
 
 
 def test_partitions_past_the_cap_share_the_overflow_partition() -> None:

@@ -181,7 +181,7 @@ def test_render_failure_is_a_500_and_the_server_lives() -> None:
             raise RuntimeError("boom")
 
     registry = CollectorRegistry()
-    registry.register(Broken())  # type: ignore[arg-type]
+    registry.register(Broken())
     srv = MetricsServer(registry, listen="127.0.0.1:0")
     srv.start()
     try:
@@ -282,7 +282,7 @@ def _contract_registry() -> CollectorRegistry:
     from log_exporter.store import Store
     from log_exporter.values import Batch
 
-    data = (Path(__file__).parent / "fixtures" / "contract.jsonl").read_bytes()
+    data = (Path(__file__).parents[1] / "fixtures" / "contract.jsonl").read_bytes()
     spec = load_default_spec()
     store = Store(spec.definitions)
     Pipeline(compile_spec(spec), store).feed(Batch(data.split(b"\n"), bytes_read=len(data)))

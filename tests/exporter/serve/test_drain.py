@@ -18,7 +18,7 @@ from tests.support.serve import append
 from tests.support.waits import wait_for
 
 
-def test_drain_ends_before_the_log_was_quiet_for_the_quiet_period() -> None:
+def test_drain_ends_only_after_the_log_was_quiet_for_the_quiet_period() -> None:
     """A reader at the end of the log is done only after the quiet period without new bytes."""
     clock = ManualClock()
     drain = Drain(quiet=2.0, timeout=20.0, clock=clock)
@@ -35,7 +35,7 @@ def test_drain_ends_before_the_log_was_quiet_for_the_quiet_period() -> None:
     assert reader.outcome(at_end=True) == "quiet"
 
 
-def test_drain_outlives_its_timeout_while_the_log_keeps_growing() -> None:
+def test_drain_ends_at_its_timeout_while_the_log_keeps_growing() -> None:
     """A log that never goes quiet ends the drain at its timeout, not later."""
     clock = ManualClock()
     drain = Drain(quiet=2.0, timeout=5.0, clock=clock)
@@ -51,7 +51,7 @@ def test_drain_outlives_its_timeout_while_the_log_keeps_growing() -> None:
     assert drain.remaining() == 0.0
 
 
-def test_second_request_waits_for_the_quiet_period() -> None:
+def test_second_request_ends_the_drain_at_once() -> None:
     """A second stop request ends the drain at once, quiet or not."""
     clock = ManualClock()
     drain = Drain(quiet=2.0, timeout=20.0, clock=clock)
@@ -77,7 +77,7 @@ def _options(log: Path, **kw: float) -> ServeOptions:
     )
 
 
-def test_stop_request_loses_lines_written_during_the_drain(tmp_path: Path) -> None:
+def test_lines_written_during_the_drain_are_still_read_and_counted(tmp_path: Path) -> None:
     """Lines written after the stop request, while the drain lasts, are still read and counted."""
     log = tmp_path / "app.jsonl"
     append(log, contract_line("http.request") * 3)
@@ -100,7 +100,7 @@ def test_stop_request_loses_lines_written_during_the_drain(tmp_path: Path) -> No
     assert _stopped(service, result[0], 0) == EXIT_OK
 
 
-def test_second_request_waits_out_the_quiet_period(tmp_path: Path) -> None:
+def test_second_request_ends_serves_drain_despite_a_long_quiet_period(tmp_path: Path) -> None:
     """A second stop request ends serve's drain at once although its quiet period is long."""
     log = tmp_path / "app.jsonl"
     append(log, contract_line("http.request") * 2)
@@ -123,7 +123,7 @@ def test_second_request_waits_out_the_quiet_period(tmp_path: Path) -> None:
     assert _stopped(service, EXIT_OK, 0) == EXIT_OK
 
 
-def test_count_lines_after_misses_lines_past_the_position(tmp_path: Path) -> None:
+def test_count_lines_after_counts_the_whole_lines_past_the_position(tmp_path: Path) -> None:
     """The lines a reader stopped at a position leaves behind are counted, whole lines only."""
     log = tmp_path / "app.jsonl"
     append(log, contract_line("http.request") * 4)

@@ -15,7 +15,7 @@ from tests.support.processes import clean_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "demo-observability.sh"
 
 

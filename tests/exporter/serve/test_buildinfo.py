@@ -16,7 +16,7 @@ import pytest
 from log_exporter import buildinfo
 from tests.support.processes import clean_env
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

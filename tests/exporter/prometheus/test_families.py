@@ -37,7 +37,10 @@ def test_a_contract_timestamp_gives_client_pythons_text(moment: datetime, ms: in
 @example(datetime(2026, 2, 1, tzinfo=UTC), 0, " ", 10)  # another date-time separator
 @example(datetime(2026, 2, 1, tzinfo=UTC), 0, "+", 20)
 def test_a_timestamp_off_the_shape_gives_client_pythons_text_too(
-    moment: datetime, _: int, char: str, at: int
+    moment: datetime,
+    _: int,  # noqa: PT019 - drawn by Hypothesis (unused here), not a fixture
+    char: str,
+    at: int,
 ) -> None:
     """A character changed anywhere (a second 60, a non-ASCII digit, another separator) gives
     what ``event_time`` makes of it, a timestamp or none."""

@@ -15,6 +15,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +29,10 @@ from tests.support.replay_model import (
     parse_exposition,
     write_rotated_set,
 )
+from tests.support.serve import exporter_argv
 from tests.support.waits import wait_for
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 DAY_AGO = time.time() - 86400
 
 
@@ -41,14 +43,14 @@ def replay(tmp_path: Path, *args: str | Path) -> tuple[int, str]:
     return code, out.read_text("utf-8") if out.exists() else ""
 
 
-def run_cli(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+def run_cli(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
     """The command as a user runs it: a separate process."""
     return subprocess.run(
-        [sys.executable, "-m", "log_exporter", "replay", *map(str, args)],
+        exporter_argv("replay", *map(str, args)),
         capture_output=True,
         timeout=120,
         check=False,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

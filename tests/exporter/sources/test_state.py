@@ -13,17 +13,7 @@ import pytest
 from log_exporter.sources.tail import Tailer
 from log_exporter.statefile import StateFile, StateKeeper
 from log_exporter.values import FileId, Position, position_from_json, position_to_json
-from tests.support.tail import Reader, append, exactly_once, line
-
-
-def write_lines(path: Path | str, lines: list[bytes]) -> None:
-    for x in lines:
-        append(path, x + b"\n")
-
-
-def lines_of(seq: range, tag: str = "line") -> list[bytes]:
-    return [line(i, tag) for i in seq]
-
+from tests.support.tail import Reader, append, exactly_once, line, lines_of, write_lines
 
 # -- the state file ------------------------------------------------------------------------
 
@@ -121,8 +111,13 @@ def test_keeper_writes_every_component_section_together(tmp_path: Path) -> None:
     StateFile(path).save({"cloudwatch": {"position": "old"}, "metrics": {"n": 0}})
     keeper = StateKeeper(StateFile(path))
     assert keeper.load() == {"cloudwatch": {"position": "old"}, "metrics": {"n": 0}}
-    calls = []
-    keeper.provide("metrics", lambda: calls.append(1) or {"n": len(calls)})
+    calls: list[int] = []
+
+    def metrics() -> dict[str, int]:
+        calls.append(1)
+        return {"n": len(calls)}
+
+    keeper.provide("metrics", metrics)
     assert keeper.save()
     assert StateFile(path).load() == {"cloudwatch": {"position": "old"}, "metrics": {"n": 1}}
     keeper.set("cloudwatch", {"position": "new"})
