@@ -15,7 +15,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo-observability.sh
 
 # Branch coverage of the code the test process runs itself, with a floor a change may not drop
-# under (docs/architecture.md, "Tests"); test-fast and a plain pytest stay without it.
+# under (docs/architecture.md, "Tests and tooling"); test-fast and a plain pytest stay without it.
 # 88.2% measured when it was set (Dec 2026) with the Debian packages, 87.2% without them (their
 # tests skip), less a point for the noise of timing-dependent paths: make test must pass on both.
 COV_FLOOR ?= 86
