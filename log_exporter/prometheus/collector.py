@@ -35,6 +35,8 @@ from log_exporter.prometheus.selfmetrics import (
     EXEMPLARS_SKIPPED,
     FILE_ROTATIONS,
     FILE_TRUNCATIONS,
+    HTTP_CONNECTION_ERRORS,
+    HTTP_REQUESTS,
     INVALID_VALUES,
     IO_ERRORS,
     LABEL_VALUES_TOO_LONG,
@@ -48,6 +50,7 @@ from log_exporter.prometheus.selfmetrics import (
     SPEC_RELOADS,
     STATE_LOAD_FAILURES,
     STATE_SAVES,
+    TLS_HANDSHAKE_FAILURES,
     WEB_CONFIG_RELOADS,
     SelfMetric,
 )
@@ -249,6 +252,11 @@ class ServeValues:
     # Lines of generations deleted before a reader read them, by reader (tail.ledger); empty
     # without a reader to watch, and the family left out.
     rotation_lost: Mapping[str, float] | None = None
+    # The HTTP server's answers by status code and connections lost to an unexpected error;
+    # the families left out when None (a collector without a server).
+    http_requests: Mapping[str, float] | None = None
+    http_connection_errors: float | None = None
+    tls_handshake_failures: Mapping[str, float] | None = None  # by reason; with TLS only
 
 
 class ServeCollector(Collector):
@@ -295,6 +303,18 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         for reader, lines in values.rotation_lost.items():
             lost.add_metric([reader], float(lines))
         yield lost
+    if values.http_requests is not None:
+        answers = HTTP_REQUESTS.family()
+        for code, count in sorted(values.http_requests.items()):
+            answers.add_metric([code], float(count))
+        yield answers
+    if values.http_connection_errors is not None:
+        yield HTTP_CONNECTION_ERRORS.family(float(values.http_connection_errors))
+    if values.tls_handshake_failures is not None:
+        failures = TLS_HANDSHAKE_FAILURES.family()
+        for reason, count in values.tls_handshake_failures.items():
+            failures.add_metric([reason], float(count))
+        yield failures
 
 
 def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:

@@ -16,7 +16,6 @@ import html
 import io
 import json
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from log_exporter.prometheus.connections import (
     RESERVE_FDS,
     Connection,
     ConnectionLoop,
+    RateLimitedLog,
     bind_address,
 )
 from log_exporter.prometheus.negotiate import accepts_gzip, select_encoder
@@ -99,6 +99,9 @@ class _Site:
         self.registry, self.ready, self.web_config = registry, ready, web_config
         self.telemetry_path = telemetry_path
         self.renders = threading.BoundedSemaphore(MAX_RENDERS)
+        self.codes: dict[int, int] = {}
+        self._codes_lock = threading.Lock()
+        self.failures = RateLimitedLog("refused or failed requests")
 
     def config(self) -> WebConfig | None:
         """The web config in force (re-read when its files changed), or None."""
@@ -110,6 +113,24 @@ class _Site:
         context = self.web_config.current()[1]
         assert context is not None
         return context
+
+    def answered(self, code: int) -> None:
+        """Count an answer by its status code (``log_exporter_http_requests_total``)."""
+        with self._codes_lock:
+            self.codes[code] = self.codes.get(code, 0) + 1
+        if code >= 400:
+            self.failures.note(f"http_{code}")
+
+    def inline(self, conn: Connection) -> bool | None:
+        """Answer a health probe in the loop thread (the loop's ``inline``): a few bytes, never
+        behind the renders; None for any other request, which a handler thread answers."""
+        line = bytes(conn.buffer[:64]).lstrip(b"\r\n").split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+        parts = line.split()
+        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD"):
+            return None
+        if parts[1].split(b"?", 1)[0] not in (b"/healthz", b"/readyz"):
+            return None
+        return self.answer(conn)
 
     def answer(self, conn: Connection) -> bool:
         """Answer the request at the head of ``conn.buffer`` (the loop's ``answer``): what
@@ -135,7 +156,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.client_address = conn.address
         self.site = site
         self.rfile = io.BytesIO(bytes(conn.buffer))
-        self.wfile = _Writer(conn.sock)  # type: ignore[assignment]
+        self.wfile = _Writer(conn)  # type: ignore[assignment]
+
+    def parse_request(self) -> bool:
+        """http.server's parse, then the framing RFC 9112 asks of a server that reads no body:
+        a body it would otherwise take for the next request, an ambiguous length, and a folded
+        header line are refused with 400 and a close."""
+        if not super().parse_request():
+            return False
+        lengths = self.headers.get_all("Content-Length") or []
+        chunked = self.headers.get_all("Transfer-Encoding") or []
+        problem = None
+        if any("\n" in value or "\r" in value for value in self.headers.values()):
+            problem = "obsolete line folding in a header"
+        elif lengths and chunked:
+            problem = "both content-length and transfer-encoding"
+        elif len(lengths) > 1 or any("," in v for v in lengths):
+            problem = "more than one content-length"
+        elif lengths and not lengths[0].strip().isdigit():
+            problem = "invalid content-length"
+        elif self.command in ("GET", "HEAD") and (chunked or (lengths and int(lengths[0]) > 0)):
+            # This server takes no request bodies; reading past one as a request would let a
+            # body smuggle requests behind a proxy that framed it differently.
+            problem = "request bodies are not accepted"
+        if problem is not None:
+            self.send_error(400, problem)
+            return False
+        return True
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.site.answered(code)
+        super().send_response(code, message)
 
     def version_string(self) -> str:
         # http.server appends the Python version, which tells an attacker more than it helps.
@@ -156,16 +207,21 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _not_allowed
 
     def _dispatch(self, *, body: bool) -> None:
-        if not self._authorized():
-            return
         path = self.path.split("?", 1)[0]
-        if path == self.site.telemetry_path:
-            self._metrics(body)
-        elif path == "/healthz":
+        # The probes answer without credentials, as node_exporter's and many exporters' do:
+        # they reveal only that the process lives and has read its log, and a kubelet probe
+        # carries no password. TLS, when on, still applies to them.
+        if path == "/healthz":
             self._send_json(200, {"status": "ok"}, body=body)
-        elif path == "/readyz":
+            return
+        if path == "/readyz":
             ready = self._is_ready()
             self._send_json(200 if ready else 503, {"ready": ready}, body=body)
+            return
+        if not self._authorized():
+            return
+        if path == self.site.telemetry_path:
+            self._metrics(body)
         elif path == "/":
             telemetry = html.escape(self.site.telemetry_path)
             page = _LANDING.format(version=__version__, telemetry=telemetry).encode()
@@ -236,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
             # http_server_config's headers, on every answer as exporter-toolkit sets them.
             for name, value in config.headers.items():
                 self.send_header(name, value)
+        if self.close_connection and self.request_version == "HTTP/1.1":
+            # RFC 9112 9.6: a server that closes after this answer says so.
+            self.send_header("Connection", "close")
         if self.request_version == "HTTP/1.0" and not self.close_connection:
             # An HTTP/1.0 client keeps the connection only when told so; without the header
             # it waits for the close that never comes before it takes the answer as complete.
@@ -245,13 +304,12 @@ class _Handler(BaseHTTPRequestHandler):
             if send_body:
                 self.wfile.write(data)
             return
-        # Headers and body in one write: in two, Nagle's algorithm and the client's delayed ACK
-        # held the body back 40 ms on every keep-alive scrape.
-        buffered: list[bytes] = self._headers_buffer  # type: ignore[attr-defined]
-        buffered.append(b"\r\n")
+        # Headers and body queued together (the loop sends them in one write where it can: in
+        # two, Nagle's algorithm and the client's delayed ACK held the body back 40 ms on every
+        # keep-alive scrape); the body is not copied, so a page shared by scrapes stays one.
+        self.end_headers()
         if send_body:
-            buffered.append(data)
-        self.flush_headers()
+            self.wfile.write(data)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own refusals (malformed request line, unknown method, huge headers) get
@@ -269,14 +327,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Writer:
-    """The handler's ``wfile``: every write goes out whole (``sendall``) on the connection."""
+    """The handler's ``wfile``: writes are queued on the connection, which the loop sends as
+    the client reads (the handler never waits for a client)."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        self._sock.sendall(data)
+        self._conn.send(data)
         return len(data)
 
     def flush(self) -> None:
@@ -305,6 +364,7 @@ class MetricsServer:
             address,
             family,
             answer=self._site.answer,
+            inline=self._site.inline,
             tls=self._site.tls_context if live is not None and live.tls else None,
             dualstack=dualstack,
             max_connections=max_connections,
@@ -333,6 +393,22 @@ class MetricsServer:
         """Reloads of the web config by result, or None without one."""
         live = self._site.web_config
         return None if live is None else live.reloads
+
+    @property
+    def http_requests(self) -> dict[str, int]:
+        """Answers so far by status code."""
+        with self._site._codes_lock:
+            return {str(code): n for code, n in self._site.codes.items()}
+
+    @property
+    def http_connection_errors(self) -> int:
+        """Connections closed after an unexpected error (logged with its traceback)."""
+        return self._loop.connection_errors
+
+    @property
+    def tls_handshake_failures(self) -> dict[str, int] | None:
+        """Failed TLS handshakes by reason, or None without TLS."""
+        return dict(self._loop.tls_failures) if self._loop.tls else None
 
     @property
     def backlog(self) -> int:
