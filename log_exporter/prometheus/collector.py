@@ -87,7 +87,8 @@ class StoreCollector(Collector):
         if exemplars:
             yield from families(self._store.snapshot(), self._texts)
         else:
-            yield from families(self._store.snapshot(exemplars=False))
+            # The same families, which write text-format lines too, sharing the series texts.
+            yield from families(self._store.snapshot(exemplars=False), self._texts)
         if self._build_info:
             yield build_info_family()
 

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_TELEMETRY_PATH",
     "MAX_RENDERS",
     "MetricsServer",
+    "SharedRenders",
     "parse_listen",
 ]
 
@@ -85,6 +86,56 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+class _Flight:
+    __slots__ = ("done", "error", "page", "waiters")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.page = b""
+        self.error: BaseException | None = None
+        self.waiters = 0
+
+
+class SharedRenders:
+    """One render at a time per kind of page: scrapes asking for a page (same format, same
+    gzip choice) while it is being rendered wait for that render and share its bytes, so 50
+    scrapers at once cost one render, one gzip and one page in memory, not 50."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[str, bool], _Flight] = {}
+        self.renders = 0  # pages rendered, for tests
+
+    def waiting(self) -> int:
+        """Scrapes waiting for a render under way to share its page."""
+        with self._lock:
+            return sum(f.waiters for f in self._flights.values())
+
+    def get(self, key: tuple[str, bool], render: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            else:
+                flight.waiters += 1
+        if leader:
+            try:
+                flight.page = render()
+            except BaseException as exc:
+                flight.error = exc
+            finally:
+                with self._lock:
+                    del self._flights[key]
+                    self.renders += 1
+                flight.done.set()
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            raise flight.error
+        return flight.page
+
+
 class _Site:
     """What the routes answer from: the registry, readiness, the web config in force, the
     telemetry path and the render slots; ``answer`` serves one request of a connection."""
@@ -99,6 +150,7 @@ class _Site:
         self.registry, self.ready, self.web_config = registry, ready, web_config
         self.telemetry_path = telemetry_path
         self.renders = threading.BoundedSemaphore(MAX_RENDERS)
+        self.shared = SharedRenders()
         self.codes: dict[int, int] = {}
         self._codes_lock = threading.Lock()
         self.failures = RateLimitedLog("refused or failed requests")
@@ -247,18 +299,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _metrics(self, body: bool) -> None:
         encoder, content_type = select_encoder(self.headers.get("Accept", ""))
-        try:
+        compress = accepts_gzip(self.headers.get("Accept-Encoding"))
+
+        def render() -> bytes:
             with self.site.renders:
                 output = encoder(self.site.registry)
+            if compress:
+                # Level 1: scrape pages compress well at any level; speed matters more here.
+                output = gzip.compress(output, compresslevel=1)
+            return output
+
+        try:
+            # The content type names the format, its version and so whether exemplars are in.
+            output = self.site.shared.get((content_type, compress), render)
         except Exception:
             log.exception("rendering /metrics failed")
             self._send_json(500, {"error": "rendering metrics failed; see the exporter's log"})
             return
-        headers = {}
-        if accepts_gzip(self.headers.get("Accept-Encoding")):
-            # Level 1: scrape pages compress well at any level; speed matters more here.
-            output = gzip.compress(output, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
+        headers = {"Content-Encoding": "gzip"} if compress else {}
         headers["Vary"] = "Accept, Accept-Encoding"
         self._send(200, output, content_type, headers, body=body)
 

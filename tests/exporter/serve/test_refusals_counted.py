@@ -87,10 +87,12 @@ def test_answers_are_counted_by_status_code(with_auth: MetricsServer) -> None:
 def _handshake(srv: MetricsServer, context: ssl.SSLContext) -> None:
     """A TLS client's attempt at one request; whatever the server refuses is swallowed."""
     try:
-        with socket.create_connection(srv.address, timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                tls.recv(1024)
+        with (
+            socket.create_connection(srv.address, timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            tls.recv(1024)
     except (OSError, ssl.SSLError):
         pass
 
