@@ -105,6 +105,7 @@ class Connection:
     outgoing: list[memoryview] = field(default_factory=list)
     close_after: bool = False  # close once ``outgoing`` is sent
     eof: bool = False  # the client sent all it will send
+    arrived: float = 0.0  # when the request being answered was complete (the loop's clock)
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for the loop to send (no copy: a shared page stays one page)."""
@@ -470,6 +471,7 @@ class ConnectionLoop:
             if keep is None:
                 self._selector.unregister(conn.sock)
                 conn.busy = True
+                conn.arrived = self.clock()
                 self._pool.submit(self._answer, conn)
                 return
             conn.close_after = not keep

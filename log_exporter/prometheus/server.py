@@ -18,6 +18,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -87,23 +88,36 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 class _Flight:
-    __slots__ = ("done", "error", "page", "waiters")
+    __slots__ = ("done", "error", "finished", "page", "waiters")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.page = b""
         self.error: BaseException | None = None
         self.waiters = 0
+        self.finished = 0.0
 
 
 class SharedRenders:
     """One render at a time per kind of page: scrapes asking for a page (same format, same
     gzip choice) while it is being rendered wait for that render and share its bytes, so 50
-    scrapers at once cost one render, one gzip and one page in memory, not 50."""
+    scrapers at once cost one render, one gzip and one page in memory, not 50.
 
-    def __init__(self) -> None:
+    A scrape whose request arrived before the last render of its page finished, but found no
+    handler thread until after, takes that page too: it was concurrent with the render. A
+    request that arrives after a page was finished always gets a new one, so a scrape never
+    sees older data than its own arrival.
+    """
+
+    # The finished pages kept, one per kind: a client names the version in the content type.
+    _KEPT = 8
+    _KEPT_SECONDS = 10.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, bool], _Flight] = {}
+        self._last: dict[tuple[str, bool], _Flight] = {}
+        self._clock = clock
         self.renders = 0  # pages rendered, for tests
 
     def waiting(self) -> int:
@@ -111,8 +125,18 @@ class SharedRenders:
         with self._lock:
             return sum(f.waiters for f in self._flights.values())
 
-    def get(self, key: tuple[str, bool], render: Callable[[], bytes]) -> bytes:
+    def get(
+        self, key: tuple[str, bool], render: Callable[[], bytes], arrived: float | None = None
+    ) -> bytes:
+        """The page of ``key``: the one being rendered, the last one if the request
+        (``arrived``, on this object's clock) came before it was finished, or a new one."""
         with self._lock:
+            now = self._clock()
+            for old in [k for k, f in self._last.items() if now - f.finished > self._KEPT_SECONDS]:
+                del self._last[old]
+            last = self._last.get(key)
+            if last is not None and arrived is not None and arrived <= last.finished:
+                return last.page
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
@@ -128,6 +152,10 @@ class SharedRenders:
                 with self._lock:
                     del self._flights[key]
                     self.renders += 1
+                    flight.finished = self._clock()
+                    self._last.pop(key, None)
+                    if flight.error is None and len(self._last) < self._KEPT:
+                        self._last[key] = flight
                 flight.done.set()
         else:
             flight.done.wait()
@@ -207,6 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.request = self.connection = conn.sock
         self.client_address = conn.address
         self.site = site
+        self.arrived = conn.arrived
         self.rfile = io.BytesIO(bytes(conn.buffer))
         self.wfile = _Writer(conn)  # type: ignore[assignment]
 
@@ -311,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             # The content type names the format, its version and so whether exemplars are in.
-            output = self.site.shared.get((content_type, compress), render)
+            output = self.site.shared.get((content_type, compress), render, self.arrived)
         except Exception:
             log.exception("rendering /metrics failed")
             self._send_json(500, {"error": "rendering metrics failed; see the exporter's log"})

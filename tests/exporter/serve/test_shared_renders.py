@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from log_exporter.prometheus.server import MetricsServer
+from log_exporter.prometheus.server import MetricsServer, SharedRenders
 from tests.support.waits import wait_for
 
 
@@ -91,3 +91,21 @@ def test_different_pages_are_rendered_apart(held: tuple[MetricsServer, _Held]) -
         collector.release.set()
         assert text.result()[1].startswith(b"# HELP held_gauge")
         assert om.result()[1].endswith(b"# EOF\n")
+
+
+def test_a_request_that_came_during_a_render_takes_its_page_a_later_one_a_new_page() -> None:
+    """A scrape that arrived before the last render of its page finished (but found no thread
+    until after) gets that page; one that arrived after gets a fresh render."""
+    now = [100.0]
+    shared = SharedRenders(clock=lambda: now[0])
+    pages = iter([b"first", b"second"])
+
+    def render() -> bytes:
+        now[0] += 1.0  # the render takes a second
+        return next(pages)
+
+    key = ("text/plain; version=0.0.4; charset=utf-8", False)
+    assert shared.get(key, render, arrived=100.0) == b"first"
+    assert shared.get(key, render, arrived=100.5) == b"first"  # came during it
+    assert shared.get(key, render, arrived=101.5) == b"second"  # came after it
+    assert shared.renders == 2
