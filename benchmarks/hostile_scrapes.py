@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import orjson
@@ -147,10 +147,8 @@ def slow_readers(tree: Path, probes: int) -> str:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
             sock.connect((host, int(port)))
             sock.setblocking(False)
-            try:
+            with suppress(BlockingIOError):
                 sock.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 400)
-            except BlockingIOError:
-                pass
             readers.append(sock)
         # Probes spread over 20 s: the readers' kernel buffers take a few seconds to fill,
         # and only then would a handler thread block on them.
@@ -176,8 +174,9 @@ def concurrent_builtin(tree: Path, rounds: int) -> str:
         samples: list[float] = []
         size = 0
         for _ in range(rounds):
-            for seconds, size in concurrently(50, lambda: get(base + "/metrics")):
-                samples.append(seconds)
+            results = concurrently(50, lambda: get(base + "/metrics"))
+            samples += [seconds for seconds, _ in results]
+            size = results[0][1]
     samples.sort()
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
     return (
@@ -191,7 +190,7 @@ def wide_rss(tree: Path) -> str:
         _, size = get(base + "/metrics")
         before, _ = rss_mb(pid)
         results = concurrently(50, lambda: get(base + "/metrics", 120.0))
-        now, peak = rss_mb(pid)
+        _now, peak = rss_mb(pid)
     worst = max(s for s, _ in results)
     return (
         f"50 concurrent scrapes of a {size / 2**20:.1f} MiB page: RSS {before:.0f} MiB before, "
