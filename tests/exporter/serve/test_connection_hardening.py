@@ -124,7 +124,8 @@ def test_a_reader_that_never_reads_is_closed_after_the_idle_timeout(
         received = 0
         while chunk := sock.recv(1 << 20):
             received += len(chunk)
-        assert 0 < received < 2 * 1_500_000  # part of one answer at most, never fifty
+        # What the kernel's buffers took of an answer or two at most, never fifty answers.
+        assert 0 < received < 10 * 1_500_000
     finally:
         sock.close()
 

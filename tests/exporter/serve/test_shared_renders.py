@@ -109,3 +109,21 @@ def test_a_request_that_came_during_a_render_takes_its_page_a_later_one_a_new_pa
     assert shared.get(key, render, arrived=100.5) == b"first"  # came during it
     assert shared.get(key, render, arrived=101.5) == b"second"  # came after it
     assert shared.renders == 2
+
+
+def test_health_probes_answer_while_every_handler_thread_waits_for_a_render(
+    held: tuple[MetricsServer, _Held],
+) -> None:
+    """With a render stuck and more scrapes waiting than there are handler threads, /healthz
+    and /readyz still answer at once: the loop answers them itself."""
+    srv, collector = held
+    with ThreadPoolExecutor(12) as pool:
+        scrapes = [pool.submit(_scrape, srv, {}) for _ in range(12)]
+        wait_for(srv._site.shared.waiting, "the handler threads to wait", until=lambda n: n >= 7)
+        for path in ("/healthz", "/readyz"):
+            conn = http.client.HTTPConnection(*srv.address, timeout=5)
+            conn.request("GET", path)
+            assert conn.getresponse().status == 200
+            conn.close()
+        collector.release.set()
+        assert {f.result()[0] for f in scrapes} == {200}
