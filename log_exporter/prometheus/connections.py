@@ -426,6 +426,10 @@ class ConnectionLoop:
                 except ssl.SSLWantWriteError:
                     self._watch(conn, selectors.EVENT_WRITE)
                     return
+                except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+                    # Closed before or during its handshake: a TCP probe or a port scan, not
+                    # a refused client.
+                    raise
                 except (OSError, ValueError) as exc:
                     reason = handshake_failure_reason(exc)
                     self.tls_failures[reason] = self.tls_failures.get(reason, 0) + 1
@@ -475,6 +479,8 @@ class ConnectionLoop:
                 self._pool.submit(self._answer, conn)
                 return
             conn.close_after = not keep
+            # An answer the client does not take within the idle timeout closes it.
+            conn.deadline = self.clock() + IDLE_TIMEOUT_SECONDS
             if not self._flush(conn):
                 return
         conn.deadline = self.clock() + (

@@ -138,3 +138,22 @@ def test_one_log_line_per_kind_a_minute_with_the_count_since(
         limited.note("http_401")
     lines = [(r.getMessage(), getattr(r, "count_since_last_line", None)) for r in caplog.records]
     assert lines == [("refused: http_401", 1), ("refused: http_400", 1), ("refused: http_401", 5)]
+
+
+def test_a_tcp_probe_on_the_tls_port_is_not_a_handshake_failure(mtls: MetricsServer) -> None:
+    """A connection closed without a handshake (a kubelet tcpSocket probe) is not counted; the
+    plain HTTP request after it is."""
+    socket.create_connection(mtls.address, timeout=10).close()
+    with socket.create_connection(mtls.address, timeout=10) as plain:
+        plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            while plain.recv(1024):
+                pass
+        except ConnectionResetError:
+            pass
+    failures = wait_for(
+        lambda: mtls.tls_handshake_failures,
+        "the plain HTTP request's failure",
+        until=lambda f: f is not None and sum(f.values()) >= 1,
+    )
+    assert failures == {"plain_http_on_tls": 1}
