@@ -1,12 +1,15 @@
 """The HTTP side: the telemetry path (``/metrics``), ``/healthz``, ``/readyz`` and ``/`` over a
 prometheus registry, on one address (``:PORT`` is every interface).
 
-Dependency-free (``http.server`` parses and answers each request), over the non-blocking
-``connections`` loop, which hands this module only complete requests. Renders of ``/metrics``
-run ``MAX_RENDERS`` at a time, since each holds a whole page in memory; the format is the
-request's (``negotiate``). The web config's basic auth, when configured, guards every endpoint
-and its headers go on every answer; its TLS context serves each new connection, all as in force
-now (``webconfig.LiveWebConfig`` re-reads them).
+Dependency-free (``http.server`` parses and answers each request, framed as RFC 9112 asks of a
+server that takes no bodies), over the non-blocking ``connections`` loop, which hands this
+module only complete requests and sends the answers. The health probes are answered in the loop
+thread (``_Site.inline``); ``/metrics`` in a handler thread, concurrent scrapes of one page
+sharing one render (``SharedRenders``), ``MAX_RENDERS`` different pages at a time, since each
+holds a whole page in memory; the format is the request's (``negotiate``). The web config's
+basic auth, when configured, guards every endpoint but the probes, and its headers go on every
+answer; its TLS context serves each new connection, all as in force now
+(``webconfig.LiveWebConfig`` re-reads them).
 """
 
 from __future__ import annotations
