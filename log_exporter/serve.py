@@ -283,6 +283,9 @@ class Service:
             io_errors=float(self.tailer.io_errors),
             spec_reloads=self.reloads,
             web_config_reloads=self.server.web_config_reloads,
+            http_requests=self.server.http_requests,
+            http_connection_errors=float(self.server.http_connection_errors),
+            tls_handshake_failures=self.server.tls_handshake_failures,
             rotation_lost=dict(self.ledger.lost),
             state=None
             if keeper is None

@@ -35,6 +35,8 @@ from log_exporter.prometheus.selfmetrics import (
     EXEMPLARS_SKIPPED,
     FILE_ROTATIONS,
     FILE_TRUNCATIONS,
+    HTTP_CONNECTION_ERRORS,
+    HTTP_REQUESTS,
     INVALID_VALUES,
     IO_ERRORS,
     LABEL_VALUES_TOO_LONG,
@@ -48,6 +50,7 @@ from log_exporter.prometheus.selfmetrics import (
     SPEC_RELOADS,
     STATE_LOAD_FAILURES,
     STATE_SAVES,
+    TLS_HANDSHAKE_FAILURES,
     WEB_CONFIG_RELOADS,
     SelfMetric,
 )
@@ -84,7 +87,8 @@ class StoreCollector(Collector):
         if exemplars:
             yield from families(self._store.snapshot(), self._texts)
         else:
-            yield from families(self._store.snapshot(exemplars=False))
+            # The same families, which write text-format lines too, sharing the series texts.
+            yield from families(self._store.snapshot(exemplars=False), self._texts)
         if self._build_info:
             yield build_info_family()
 
@@ -249,6 +253,11 @@ class ServeValues:
     # Lines of generations deleted before a reader read them, by reader (tail.ledger); empty
     # without a reader to watch, and the family left out.
     rotation_lost: Mapping[str, float] | None = None
+    # The HTTP server's answers by status code and connections lost to an unexpected error;
+    # the families left out when None (a collector without a server).
+    http_requests: Mapping[str, float] | None = None
+    http_connection_errors: float | None = None
+    tls_handshake_failures: Mapping[str, float] | None = None  # by reason; with TLS only
 
 
 class ServeCollector(Collector):
@@ -272,29 +281,31 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
     only with one."""
     yield LAG_BYTES.family(float(values.lag_bytes))
     yield IO_ERRORS.family(float(values.io_errors))
-    reloads = SPEC_RELOADS.family()
-    for result, count in values.spec_reloads.items():
-        reloads.add_metric([result], float(count))
-    yield reloads
+    yield _by_label(SPEC_RELOADS, values.spec_reloads)
     state = values.state
     if state is not None:
-        saves = STATE_SAVES.family()
-        for result, count in state.saves.items():
-            saves.add_metric([result], float(count))
-        yield saves
+        yield _by_label(STATE_SAVES, state.saves)
         yield STATE_LOAD_FAILURES.family(float(state.load_failures))
         # Logged at start too, but a log line is easily missed: a loss must be alertable.
         yield RESUME_MISSES.family(float(state.resume_misses))
     if values.web_config_reloads is not None:
-        reloads = WEB_CONFIG_RELOADS.family()
-        for result, count in values.web_config_reloads.items():
-            reloads.add_metric([result], float(count))
-        yield reloads
+        yield _by_label(WEB_CONFIG_RELOADS, values.web_config_reloads)
     if values.rotation_lost:
-        lost = ROTATION_LOST_LINES.family()
-        for reader, lines in values.rotation_lost.items():
-            lost.add_metric([reader], float(lines))
-        yield lost
+        yield _by_label(ROTATION_LOST_LINES, values.rotation_lost)
+    if values.http_requests is not None:
+        yield _by_label(HTTP_REQUESTS, dict(sorted(values.http_requests.items())))
+    if values.http_connection_errors is not None:
+        yield HTTP_CONNECTION_ERRORS.family(float(values.http_connection_errors))
+    if values.tls_handshake_failures is not None:
+        yield _by_label(TLS_HANDSHAKE_FAILURES, values.tls_handshake_failures)
+
+
+def _by_label(metric: selfmetrics.SelfMetric, counts: Mapping[str, float]) -> Metric:
+    """``metric``'s family with one sample per value of its one label, in ``counts``' order."""
+    family = metric.family()
+    for label, count in counts.items():
+        family.add_metric([label], float(count))
+    return family
 
 
 def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:

@@ -1,6 +1,12 @@
 """The connection loop under the HTTP routes: one thread accepts every connection and reads each
 request's header block without blocking (the TLS handshake included), and only a complete request
-takes one of a few handler threads, which ``answer`` it.
+takes one of a few handler threads, which ``answer`` it into the connection's outgoing buffer.
+The loop owns that buffer and sends it as fast as the client reads, so a client that never reads
+holds no thread either; it is not read from while its answer is unsent (one answer per connection
+at a time), and is closed when the answer is not taken within ``IDLE_TIMEOUT_SECONDS``. Requests
+``inline`` claims (the health endpoints, a few bytes each) are answered by the loop itself, so
+they never wait behind renders. An exception in one connection closes that connection, logged
+and counted (``connection_errors``), never the loop.
 
 So a client that sends its headers a byte at a time holds a descriptor and a small buffer, not a
 thread, and is cut off after ``HEADER_TIMEOUT_SECONDS``. Connections are capped below the
@@ -39,8 +45,10 @@ __all__ = [
     "RESERVE_FDS",
     "Connection",
     "ConnectionLoop",
+    "RateLimitedLog",
     "bind_address",
     "descriptor_budget",
+    "handshake_failure_reason",
 ]
 
 # The name operators see in the "logger" field and filter on, kept from when the loop and the
@@ -64,6 +72,8 @@ MAX_CONNECTIONS = 1024
 # A header block larger than http.server accepts (a 64 KiB line) is answered from what arrived.
 MAX_HEAD_BYTES = 65536 + 8192
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
+# Bytes handed to one TLS write: a record's worth of work per turn, so others are served between.
+_SEND_CHUNK = 256 * 1024
 _ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause after accept() ran out of descriptors
 
 
@@ -90,9 +100,65 @@ class Connection:
     buffer: bytearray = field(default_factory=bytearray)
     handshaking: bool = False
     busy: bool = False  # with a handler thread, not in the selector
+    # An answer's bytes not sent yet, in order; the loop writes them as the client reads, and
+    # reads nothing more of the connection until they are gone.
+    outgoing: list[memoryview] = field(default_factory=list)
+    close_after: bool = False  # close once ``outgoing`` is sent
+    eof: bool = False  # the client sent all it will send
+    arrived: float = 0.0  # when the request being answered was complete (the loop's clock)
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the loop to send (no copy: a shared page stays one page)."""
+        if data:
+            self.outgoing.append(memoryview(data))
+
+    def unsent(self) -> int:
+        return sum(len(b) for b in self.outgoing)
 
     def complete(self) -> bool:
+        if self.eof:
+            return bool(self.buffer.strip())
         return _END_OF_HEAD.search(self.buffer) is not None or len(self.buffer) > MAX_HEAD_BYTES
+
+
+def handshake_failure_reason(exc: BaseException) -> str:
+    """Why a TLS handshake failed, in the few words an operator acts on."""
+    reason = str(getattr(exc, "reason", "") or "").upper()
+    text = str(exc).upper()
+    if "PEER_DID_NOT_RETURN_A_CERTIFICATE" in (reason, text) or "NO CERTIFICATE" in text:
+        return "no_client_certificate"
+    if reason == "HTTP_REQUEST" or "HTTP_REQUEST" in text:
+        return "plain_http_on_tls"
+    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason or "CERTIFICATE" in text:
+        return "bad_certificate"
+    return "other"
+
+
+class RateLimitedLog:
+    """One warning per kind of failure at most every ``interval`` seconds, with the count of
+    that kind since its last line: a flood of refused clients must not flood the log."""
+
+    def __init__(
+        self, what: str, interval: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.what, self.interval, self.clock = what, interval, clock
+        self._lock = threading.Lock()
+        self._since: dict[str, int] = {}
+        self._next: dict[str, float] = {}
+
+    def note(self, kind: str, **extra: str) -> None:
+        now = self.clock()
+        with self._lock:
+            count = self._since.get(kind, 0) + 1
+            if now < self._next.get(kind, 0.0):
+                self._since[kind] = count
+                return
+            self._since[kind] = 0
+            self._next[kind] = now + self.interval
+        log.warning(
+            f"{self.what}: {kind}",
+            extra={"kind": kind, "count_since_last_line": count, **extra},
+        )
 
 
 def descriptor_budget(reserve: int = RESERVE_FDS) -> int:
@@ -125,6 +191,7 @@ class ConnectionLoop:
         family: socket.AddressFamily,
         *,
         answer: Callable[[Connection], bool],
+        inline: Callable[[Connection], bool | None] | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
         dualstack: bool = False,
         max_connections: int | None = None,
@@ -132,6 +199,11 @@ class ConnectionLoop:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._respond = answer
+        self._inline = inline
+        self.connection_errors = 0
+        # TLS handshakes that failed, by reason (see handshake_failure_reason).
+        self.tls_failures: dict[str, int] = {}
+        self._tls_log = RateLimitedLog("TLS handshakes failed")
         self._tls_context = tls
         self.tls = tls is not None
         self.max_connections = max_connections
@@ -169,6 +241,10 @@ class ConnectionLoop:
         self._next_warning = 0.0
         self._warned_at = 0
         self.evicted = 0
+
+    def connection_count(self) -> int:
+        """Connections open now (waiting, answered or being sent to)."""
+        return len(self._conns)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -303,10 +379,39 @@ class ConnectionLoop:
         )
         self._conns[sock.fileno()] = conn
         self._selector.register(sock, selectors.EVENT_READ, conn)
-        self._advance(conn)
+        try:
+            self._advance(conn)
+        except Exception:
+            self._failed(conn)
 
     def _on_ready(self, conn: Connection, events: int) -> None:
-        self._advance(conn)
+        try:
+            if conn.outgoing:
+                if self._flush(conn):
+                    self._proceed(conn)
+            else:
+                self._advance(conn)
+        except Exception:
+            self._failed(conn)
+
+    def _failed(self, conn: Connection) -> None:
+        """Whatever went wrong with one connection costs that connection, never the loop."""
+        self.connection_errors += 1
+        log.warning(
+            "closing a connection after an unexpected error",
+            extra={"client": str(conn.address)},
+            exc_info=True,
+        )
+        if conn.busy:
+            return
+        with contextlib.suppress(Exception):
+            self._close(conn)
+
+    def _watch(self, conn: Connection, events: int) -> None:
+        try:
+            self._selector.modify(conn.sock, events, conn)
+        except KeyError:
+            self._selector.register(conn.sock, events, conn)
 
     # One connection's state machine (handshake, read, parse, dispatch) stepped without
     # blocking; split up, its states would be spread over functions that each need them all.
@@ -318,25 +423,35 @@ class ConnectionLoop:
                 try:
                     conn.sock.do_handshake()
                 except ssl.SSLWantReadError:
-                    self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+                    self._watch(conn, selectors.EVENT_READ)
                     return
                 except ssl.SSLWantWriteError:
-                    self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                    self._watch(conn, selectors.EVENT_WRITE)
                     return
+                except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+                    # Closed before or during its handshake: a TCP probe or a port scan, not
+                    # a refused client.
+                    raise
+                except (OSError, ValueError) as exc:
+                    reason = handshake_failure_reason(exc)
+                    self.tls_failures[reason] = self.tls_failures.get(reason, 0) + 1
+                    self._tls_log.note(reason, client=str(conn.address))
+                    raise
                 conn.handshaking = False
-                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+                self._watch(conn, selectors.EVENT_READ)
             while True:
                 try:
                     data = conn.sock.recv(65536)
                 except (BlockingIOError, ssl.SSLWantReadError):
                     break
                 except ssl.SSLWantWriteError:
-                    self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+                    self._watch(conn, selectors.EVENT_WRITE)
                     return
                 if not data:
                     # The client is done sending: answer what arrived, if anything did.
                     if conn.buffer.strip():
-                        self._dispatch(conn)
+                        conn.eof = True
+                        self._proceed(conn)
                     else:
                         self._close(conn)
                     return
@@ -345,7 +460,7 @@ class ConnectionLoop:
                     conn.deadline = self.clock() + HEADER_TIMEOUT_SECONDS
                 conn.buffer += data
                 if conn.complete():
-                    self._dispatch(conn)
+                    self._proceed(conn)
                     return
                 if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
                     break
@@ -354,19 +469,74 @@ class ConnectionLoop:
             log.debug("connection error", extra={"client": str(conn.address)}, exc_info=True)
             self._close(conn)
 
-    def _dispatch(self, conn: Connection) -> None:
-        self._selector.unregister(conn.sock)
-        conn.busy = True
-        self._pool.submit(self._answer, conn)
+    def _proceed(self, conn: Connection) -> None:
+        """A connection with nothing left to send: answer its buffered requests one at a time
+        (the quick ones here, the rest in a handler thread), else wait for more bytes."""
+        while conn.complete():
+            keep = self._inline(conn) if self._inline is not None else None
+            if keep is None:
+                self._selector.unregister(conn.sock)
+                conn.busy = True
+                conn.arrived = self.clock()
+                self._pool.submit(self._answer, conn)
+                return
+            conn.close_after = not keep
+            # An answer the client does not take within the idle timeout closes it.
+            conn.deadline = self.clock() + IDLE_TIMEOUT_SECONDS
+            if not self._flush(conn):
+                return
+        conn.deadline = self.clock() + (
+            HEADER_TIMEOUT_SECONDS if conn.buffer.strip() else IDLE_TIMEOUT_SECONDS
+        )
+        self._watch(conn, selectors.EVENT_READ)
+        if isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+            self._advance(conn)
+
+    def _flush(self, conn: Connection) -> bool:
+        """Send what the client will take now; True when all is sent and the connection stays
+        open (the caller goes on with it), False when it waits for the client or was closed."""
+        sock = conn.sock
+        try:
+            while conn.outgoing:
+                try:
+                    if isinstance(sock, ssl.SSLSocket):
+                        sent = sock.send(conn.outgoing[0][:_SEND_CHUNK])
+                    else:
+                        sent = sock.sendmsg(conn.outgoing[:8])
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    self._watch(conn, selectors.EVENT_WRITE)
+                    return False
+                except ssl.SSLWantReadError:
+                    self._watch(conn, selectors.EVENT_READ)
+                    return False
+                while sent and conn.outgoing:
+                    first = conn.outgoing[0]
+                    if sent >= len(first):
+                        sent -= len(first)
+                        conn.outgoing.pop(0)
+                    else:
+                        conn.outgoing[0] = first[sent:]
+                        sent = 0
+        except (OSError, ValueError):
+            log.debug("connection error", extra={"client": str(conn.address)}, exc_info=True)
+            self._close(conn)
+            return False
+        if conn.close_after or self._stop.is_set():
+            self._close(conn)
+            return False
+        return True
 
     def _answer(self, conn: Connection) -> None:
-        """In a handler thread: answer the buffered request, then give the connection back."""
+        """In a handler thread: answer the buffered request into ``conn.outgoing``, then give
+        the connection back to the loop, which sends it; the thread never waits for a client."""
         keep = False
         try:
-            conn.sock.settimeout(IDLE_TIMEOUT_SECONDS)
             keep = self._respond(conn)
         except Exception:
-            log.debug("connection error", extra={"client": str(conn.address)}, exc_info=True)
+            log.warning(
+                "answering a request failed", extra={"client": str(conn.address)}, exc_info=True
+            )
+            self.connection_errors += 1
         with self._returned_lock:
             if not self._loop_done:
                 self._returned.append((conn, keep))
@@ -383,22 +553,17 @@ class ConnectionLoop:
             returned, self._returned = self._returned, []
         for conn, keep in returned:
             conn.busy = False
-            if not keep or self._stop.is_set():
-                self._close(conn, registered=False)
-                continue
             try:
-                conn.sock.setblocking(False)
-                conn.deadline = self.clock() + (
-                    HEADER_TIMEOUT_SECONDS if conn.buffer.strip() else IDLE_TIMEOUT_SECONDS
-                )
-                self._selector.register(conn.sock, selectors.EVENT_READ, conn)
-            except (OSError, ValueError):
-                self._close(conn, registered=False)
-                continue
-            if conn.complete():
-                self._dispatch(conn)
-            elif isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
-                self._advance(conn)
+                if not keep and not conn.outgoing:
+                    self._close(conn, registered=False)
+                    continue
+                conn.close_after = not keep
+                # The whole answer is due within the idle timeout, however slowly it is read.
+                conn.deadline = self.clock() + IDLE_TIMEOUT_SECONDS
+                if self._flush(conn):
+                    self._proceed(conn)
+            except Exception:
+                self._failed(conn)
 
     def _sweep(self, now: float) -> None:
         for conn in [c for c in self._conns.values() if not c.busy and c.deadline <= now]:

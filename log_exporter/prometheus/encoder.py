@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from prometheus_client import exposition as text_reference
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as reference
 from prometheus_client.registry import Collector
@@ -20,7 +21,7 @@ from prometheus_client.validation import _is_valid_legacy_labelname, _is_valid_l
 
 from log_exporter.prometheus.text import escape, go_number
 
-__all__ = ["OpenMetricsEncoder"]
+__all__ = ["OpenMetricsEncoder", "TextEncoder"]
 
 _NAMES_KEPT = 10_000
 
@@ -162,3 +163,24 @@ def _compose(exemplar: Exemplar) -> str:
     if exemplar.timestamp is not None:
         text += f" {exemplar.timestamp}"
     return text
+
+
+class TextEncoder:
+    """Renders a registry as the text format (0.0.4), client_python's ``generate_latest`` byte
+    for byte: the store's families write their own lines (``text_lines()``, from the snapshot,
+    series texts kept), every other family (a few dozen self-metrics and standard collectors)
+    is written by client_python itself, under the ``escaping`` the client asked for."""
+
+    def __init__(self, escaping: str = "underscores") -> None:
+        self._escaping = escaping
+
+    def __call__(self, registry: Collector) -> bytes:
+        out: list[str] = []
+        for metric in registry.collect():
+            own = getattr(metric, "text_lines", None)
+            if own is not None:
+                out += own()
+                continue
+            page = text_reference.generate_latest(_Metrics([metric]), escaping=self._escaping)
+            out.append(page.decode("utf-8"))
+        return "".join(out).encode("utf-8")

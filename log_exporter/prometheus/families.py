@@ -1,6 +1,6 @@
-"""The store's metric families at serve's OpenMetrics scrapes: client_python families whose
-OpenMetrics lines are written straight from the snapshot, with each series' text kept between
-scrapes.
+"""The store's metric families at serve's scrapes: client_python families whose OpenMetrics and
+text-format lines are written straight from the snapshot, with each series' text kept between
+scrapes (the two formats share a series' label text).
 
 Building a ``Sample`` per exposed series (a label dict, a named tuple, an ``Exemplar``) and then
 sorting, escaping and formatting it again on every scrape cost about 2 µs per series. Here a
@@ -55,7 +55,7 @@ class SeriesTexts:
 
 
 class StoreFamily(Metric):
-    """One store metric (counter, gauge or histogram) at an OpenMetrics scrape.
+    """One store metric (counter, gauge or histogram) at a scrape (either format).
 
     ``shell`` is the collector's ordinary family without samples (for client_python's name,
     type and help), ``build`` makes that family with its samples when anything reads them.
@@ -98,6 +98,21 @@ class StoreFamily(Metric):
         else:
             sample = f"{name}_total" if self.type == "counter" else name
             _plain(out, sample, m, texts, label)
+        return out
+
+    def text_lines(self) -> list[str]:
+        """The family's lines, exactly as client_python's text format (0.0.4) writes them: a
+        counter's HELP and TYPE name its ``_total`` sample, no UNIT, no exemplars."""
+        name = self.name
+        shown = f"{name}_total" if self.type == "counter" else name
+        doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out = [f"# HELP {shown} {doc}\n", f"# TYPE {shown} {self.type}\n"]
+        m = self._snapshot
+        texts = self._texts.bounded(len(m.series))
+        if self.type == "histogram":
+            _histogram(out, name, m, texts, None)
+        else:
+            _plain(out, shown, m, texts, None)
         return out
 
 

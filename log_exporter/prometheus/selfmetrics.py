@@ -31,6 +31,8 @@ __all__ = [
     "EXEMPLARS_SKIPPED",
     "FILE_ROTATIONS",
     "FILE_TRUNCATIONS",
+    "HTTP_CONNECTION_ERRORS",
+    "HTTP_REQUESTS",
     "INVALID_VALUES",
     "IO_ERRORS",
     "LABEL_VALUES_TOO_LONG",
@@ -48,6 +50,7 @@ __all__ = [
     "STATE_LOAD_FAILURES",
     "STATE_SAVES",
     "STORE",
+    "TLS_HANDSHAKE_FAILURES",
     "WEB_CONFIG_RELOADS",
     "SelfMetric",
 ]
@@ -184,6 +187,23 @@ ROTATION_LOST_LINES: Final = _counter(
     "by reader.",
     "reader",
 )
+# The HTTP side's answers and failures: a refused scraper shows here, not only in the log.
+HTTP_REQUESTS: Final = _counter(
+    "log_exporter_http_requests_total",
+    "Answers of the HTTP server, by status code (as promhttp_metric_handler_requests_total).",
+    "code",
+)
+HTTP_CONNECTION_ERRORS: Final = _counter(
+    "log_exporter_http_connection_errors_total",
+    "Connections closed after an unexpected error while reading or answering them.",
+)
+# With TLS only.
+TLS_HANDSHAKE_FAILURES: Final = _counter(
+    "log_exporter_tls_handshake_failures_total",
+    "TLS handshakes that failed, by reason (no_client_certificate, bad_certificate, "
+    "plain_http_on_tls, other).",
+    "reason",
+)
 SERVE: Final = (
     LAG_BYTES,
     IO_ERRORS,
@@ -193,6 +213,9 @@ SERVE: Final = (
     RESUME_MISSES,
     WEB_CONFIG_RELOADS,
     ROTATION_LOST_LINES,
+    HTTP_REQUESTS,
+    HTTP_CONNECTION_ERRORS,
+    TLS_HANDSHAKE_FAILURES,
 )
 
 # -- the CloudWatch shipper's (log_exporter.cloudwatch.stats.CloudWatchCollector) -----------------

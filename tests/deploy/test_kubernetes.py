@@ -16,6 +16,7 @@ from tests.support.processes import binary, run
 
 K8S = DEPLOY / "kubernetes"
 PRE_129 = DEPLOY / "kubernetes-pre-1.29"
+TLS = DEPLOY / "kubernetes-tls"
 LOG_DIR = "/var/log/sustainbot"
 # The first release with native sidecars, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.29", "latest")
@@ -29,6 +30,17 @@ def _pre_129_deployment() -> dict[str, Any]:
     """The Deployment of the older clusters' overlay: its JSON patches applied to the base."""
     (doc,) = load_yaml_all(K8S / "deployment.yaml")
     overlay = load_yaml(PRE_129 / "kustomization.yaml")
+    assert overlay["resources"] == ["../kubernetes"]
+    (patch,) = overlay["patches"]
+    assert patch["target"] == {"kind": "Deployment", "name": "sustainbot"}
+    result: dict[str, Any] = json_patch(doc, load_yaml_text(patch["patch"]))
+    return result
+
+
+def _tls_deployment() -> dict[str, Any]:
+    """The Deployment of the TLS overlay: its JSON patches applied to the base."""
+    (doc,) = load_yaml_all(K8S / "deployment.yaml")
+    overlay = load_yaml(TLS / "kustomization.yaml")
     assert overlay["resources"] == ["../kubernetes"]
     (patch,) = overlay["patches"]
     assert patch["target"] == {"kind": "Deployment", "name": "sustainbot"}
@@ -97,6 +109,43 @@ def test_pre_129_variant_rejected_by_kubernetes_schema(version: str) -> None:
     if version == "latest":
         version = kubernetes_validate.latest_version()
     kubernetes_validate.validate(_pre_129_deployment(), version, strict=True)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_tls_variant_is_valid_for_the_kubernetes_schema(version: str) -> None:
+    """The TLS overlay's Deployment is valid, strictly, for the Kubernetes API."""
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="dev dependency kubernetes-validate missing"
+    )
+    if version == "latest":
+        version = kubernetes_validate.latest_version()
+    kubernetes_validate.validate(_tls_deployment(), version, strict=True)
+
+
+def test_tls_variant_probes_over_https_with_the_web_config_mounted() -> None:
+    """The TLS overlay passes --web.config.file naming a file of a read-only Secret mount, and
+    probes /healthz over HTTPS (no credentials needed there); nothing else of the pod changes."""
+    variant = _tls_deployment()
+    exporter = _all_containers(variant)["log-exporter"]
+    flag, path = exporter["args"]
+    assert flag == "--web.config.file"
+    mount = next(m for m in exporter["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in variant["spec"]["template"]["spec"]["volumes"]}
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "sustainbot-exporter-web"
+    # Readable by the pod's group (fsGroup), which the exporter runs in, and nobody else.
+    assert secret["defaultMode"] == 0o440
+    for probe in ("startupProbe", "livenessProbe"):
+        assert exporter[probe]["httpGet"] == {
+            "path": "/healthz",
+            "port": "metrics",
+            "scheme": "HTTPS",
+        }
+    (base,) = load_yaml_all(K8S / "deployment.yaml")
+    for name, container in _all_containers(base).items():
+        if name != "log-exporter":
+            assert _all_containers(variant)[name] == container, name
 
 
 def test_exporter_starts_before_and_stops_after_the_app(deployment: dict[str, Any]) -> None:

@@ -46,6 +46,9 @@ def _serve_values() -> ServeValues:
         state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
         web_config_reloads={"success": 7, "failure": 1},
         rotation_lost={"cloudwatch": 3},
+        http_requests={"200": 9, "401": 2},
+        http_connection_errors=1,
+        tls_handshake_failures={"no_client_certificate": 3, "plain_http_on_tls": 1},
     )
 
 

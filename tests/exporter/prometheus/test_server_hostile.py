@@ -147,7 +147,8 @@ def registry_with_counter() -> CollectorRegistry:
 
 
 def test_concurrent_renders_are_bounded() -> None:
-    """Many parallel scrapes of /metrics render at most two pages at a time."""
+    """Many parallel scrapes of different pages of /metrics (formats, gzip) render at most two
+    pages at a time (scrapes of one page share its render)."""
     inside = threading.Semaphore(0)
     release = threading.Event()
     lock = threading.Lock()
@@ -170,11 +171,20 @@ def test_concurrent_renders_are_bounded() -> None:
     srv.start()
     statuses: list[int] = []
 
-    def scrape() -> None:
-        with urllib.request.urlopen(srv.url, timeout=60) as response:
+    def scrape(headers: dict[str, str]) -> None:
+        request = urllib.request.Request(srv.url, headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
             statuses.append(response.status)
 
-    threads = [threading.Thread(target=scrape) for _ in range(5)]
+    om = "application/openmetrics-text; version="
+    pages: list[dict[str, str]] = [
+        {},
+        {"Accept-Encoding": "gzip"},
+        {"Accept": om + "1.0.0"},
+        {"Accept": om + "1.0.0", "Accept-Encoding": "gzip"},
+        {"Accept": om + "1.0.1"},
+    ]
+    threads = [threading.Thread(target=scrape, args=(headers,)) for headers in pages]
     try:
         for thread in threads:
             thread.start()

@@ -113,15 +113,29 @@ def test_unknown_user_is_401(tls_server: MetricsServer, certs: CertSet) -> None:
     assert status == 401
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/", "/nowhere"])
-def test_missing_credentials_are_401_on_every_endpoint(
+@pytest.mark.parametrize("path", ["/metrics", "/", "/nowhere"])
+def test_missing_credentials_are_401_on_every_endpoint_but_the_probes(
     tls_server: MetricsServer, certs: CertSet, path: str
 ) -> None:
-    """Without credentials every endpoint answers 401, so nothing leaks through a side door."""
+    """Without credentials every endpoint but the health probes answers 401, so nothing
+    leaks through a side door."""
     status, headers, body = _get(_url(tls_server, path), _client_context(certs))
     assert status == 401
     assert "WWW-Authenticate" in headers
     assert json.loads(body) == {"error": "unauthorized"}
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"), [("/healthz", {"status": "ok"}), ("/readyz", {"ready": True})]
+)
+def test_health_probes_answer_without_credentials_over_tls(
+    tls_server: MetricsServer, certs: CertSet, path: str, payload: dict[str, object]
+) -> None:
+    """/healthz and /readyz answer a client without credentials (as a kubelet probe is), over
+    the same TLS, saying only that the exporter lives and is ready."""
+    status, _, body = _get(_url(tls_server, path), _client_context(certs))
+    assert status == 200
+    assert json.loads(body) == payload
 
 
 def test_garbage_authorization_header_is_401(tls_server: MetricsServer, certs: CertSet) -> None:

@@ -322,6 +322,8 @@ def test_served_exposition_matches_the_golden_contract_file(tmp_path: Path) -> N
         "log_exporter_lag_bytes",
         "log_exporter_io_errors_total",
         "log_exporter_spec_reloads_total",
+        "log_exporter_http_requests_total",
+        "log_exporter_http_connection_errors_total",
         *selfmetrics.STANDARD,
     }
 
