@@ -71,6 +71,7 @@ class ServeOptions:
     telemetry_path: str = "/metrics"
     drain_quiet: float = 2.0
     drain_timeout: float = 20.0
+    rotated_globs: tuple[str, ...] = ()
 
 
 def read_spec(path: str | None) -> Spec:
@@ -126,6 +127,7 @@ class Service:
             start_at=options.start_at,
             resume=self._fed,
             max_line_bytes=options.max_line_bytes,
+            rotated_globs=options.rotated_globs,
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
         self.ledger = RotationLedger(options.file, clock=clock)
@@ -290,6 +292,7 @@ class Service:
                 saves=keeper.saves_total,
                 load_failures=float(keeper.state_file.load_failures),
                 resume_misses=float(self.tailer.resume_misses),
+                resume_lost_bytes=float(self.tailer.resume_lost_bytes),
             ),
         )
 
@@ -445,6 +448,7 @@ def main(
                 telemetry_path=args.telemetry_path,
                 drain_quiet=args.drain_quiet,
                 drain_timeout=args.drain_timeout,
+                rotated_globs=settings.globs(args.rotated_glob),
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
