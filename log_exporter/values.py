@@ -63,7 +63,7 @@ class Position:
     # before it was saved): a resume that finds the file deleted counts size - offset as lost.
     # Not part of where reading stands, so positions compare without it.
     size: int | None = field(default=None, compare=False)
-    # Whether ``known`` lists the compressed siblings too. Versions before 0.2 never read nor
+    # Whether ``known`` lists the compressed siblings too. Version 0.1.0 never read nor
     # listed them, so after an upgrade every archive would look like a generation compressed
     # while stopped: a resume from such a position takes the compressed siblings for history.
     knows_gzip: bool = field(default=True, compare=False)
