@@ -130,7 +130,7 @@ class Service:
             rotated_globs=options.rotated_globs,
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
-        self.ledger = RotationLedger(options.file, clock=clock)
+        self.ledger = RotationLedger(options.file, clock=clock, rotated_globs=options.rotated_globs)
         self.registry = self._build_registry()
         self.server = self._build_server()
 
@@ -225,6 +225,7 @@ class Service:
             path=self.options.file,
             start_at=self.options.start_at,
             max_line_bytes=self.options.max_line_bytes,
+            rotated_globs=self.options.rotated_globs,
             program=lambda: self.pipeline.program,
             state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
             registry=self.registry,
@@ -373,6 +374,7 @@ class Service:
                 self._fed,
                 start_at=self.options.start_at,
                 max_line_bytes=self.options.max_line_bytes,
+                rotated_globs=self.options.rotated_globs,
             )
         return code
 

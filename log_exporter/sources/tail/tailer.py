@@ -398,10 +398,17 @@ def count_lines_after(
     *,
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
+    rotated_globs: Sequence[str] = (),
 ) -> int:
     """How many whole lines a tailer resumed at ``position`` would still read (oversized ones
     included): what a reader stopped there leaves behind. Reads to the end of every file."""
-    tailer = Tailer(path, start_at=start_at, resume=position, max_line_bytes=max_line_bytes)
+    tailer = Tailer(
+        path,
+        start_at=start_at,
+        resume=position,
+        max_line_bytes=max_line_bytes,
+        rotated_globs=rotated_globs,
+    )
     count = 0
     try:
         while True:
