@@ -60,7 +60,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--explain",
         metavar="FILE",
         help="also print, for each line of FILE (a JSONL sample), what the spec derives from it "
-        "and why the metrics its event feeds did not change",
+        "and why the metrics its event feeds did not change [default: only check]",
     )
     check.set_defaults(func=_cmd_check_spec)
 
