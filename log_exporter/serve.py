@@ -41,6 +41,7 @@ from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.sources.tail import Tailer, count_lines_after
 from log_exporter.sources.tail.ledger import RotationLedger
+from log_exporter.sources.tail.siblings import is_rotated_name
 from log_exporter.spec import Spec, SpecError, compile_spec
 from log_exporter.spec import read_spec as read_spec_file
 from log_exporter.statefile import StateFile, StateKeeper, StateSection
@@ -391,24 +392,31 @@ def _check_paths(options: ServeOptions) -> None:
     if not state_dir.is_dir():
         # Most likely a typo; failing now beats a warning every few seconds forever.
         raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
-    _check_state_is_no_sibling(options.state, options.file)
+    _check_state_is_no_sibling(options.state, options.file, options.rotated_globs)
 
 
-def _check_state_is_no_sibling(state: str, file: str) -> None:
+def _check_state_is_no_sibling(state: str, file: str, globs: tuple[str, ...] = ()) -> None:
     """Refuse a state file the tailer would take for a rotated generation of the log.
 
-    The tailer reads every unknown file of the log's directory whose name starts with the log's
-    name (``app.jsonl.1``, ``app.jsonl-2026``). The state file is replaced on every save, so it
-    would be a new "generation" at each rotation, its JSON counted as a log line.
+    The tailer reads every unknown file of the log's directory named as a rotated generation
+    (``app.jsonl.1``, ``app.jsonl-2026``, or a ``--rotated-glob`` match). The state file is
+    replaced on every save, so it would be a new "generation" at each rotation, its JSON counted
+    as a log line.
     """
     state_path, log_path = os.path.abspath(state), os.path.abspath(file)
-    if os.path.dirname(state_path) == os.path.dirname(log_path) and os.path.basename(
-        state_path
-    ).startswith(os.path.basename(log_path)):
+    if os.path.dirname(state_path) != os.path.dirname(log_path):
+        return
+    state_name, log_name = os.path.basename(state_path), os.path.basename(log_path)
+    if state_name.startswith(log_name):
         raise StartupError(
             f"--state {state}: in the log's directory, a name starting with "
-            f"{os.path.basename(log_path)!r} is taken for a rotated log; "
+            f"{log_name!r} is taken for a rotated log; "
             "choose another name or directory"
+        )
+    if is_rotated_name(state_name, log_name, globs):
+        raise StartupError(
+            f"--state {state}: in the log's directory, its name is taken for a rotated log "
+            "(it matches a rotator's name or --rotated-glob); choose another name or directory"
         )
 
 

@@ -10,6 +10,7 @@ from log_exporter.sources.tail import Tailer
 from log_exporter.sources.tail.siblings import is_rotated_name
 from log_exporter.testing import ManualClock
 from log_exporter.values import Position, position_from_json, position_to_json
+from tests.support.serve import run_cli
 from tests.support.tail import Reader, append, exactly_once, line
 
 
@@ -204,3 +205,16 @@ def test_bytes_known_unread_in_a_deleted_generation_are_counted(tmp_path: Path) 
     assert again.resume_misses == 1
     assert again.resume_lost_bytes == sum(len(x) + 1 for x in lines) - position.offset > 0
     again.close()
+
+
+def test_state_file_matching_the_rotated_glob_is_refused_at_start(tmp_path: Path) -> None:
+    """serve refuses a state file in the log's directory that ``--rotated-glob`` would take for
+    a rotated generation, naming the setting."""
+    log = tmp_path / "app.log"
+    result = run_cli(
+        ["serve", "--file", str(log), "--state", str(tmp_path / "app.state.log")],
+        env={"LOG_EXPORTER_ROTATED_GLOB": "app.*.log"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "--rotated-glob" in result.stderr
