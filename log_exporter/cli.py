@@ -56,7 +56,22 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     # check-spec ----------------------------------------------------------------------------
     check = sub.add_parser("check-spec", help="validate a spec file and name every error")
     check.add_argument("path")
+    check.add_argument(
+        "--explain",
+        metavar="FILE",
+        help="also print, for each line of FILE (a JSONL sample), what the spec derives from it "
+        "and why the metrics its event feeds did not change [default: only check]",
+    )
     check.set_defaults(func=_cmd_check_spec)
+
+    # test-spec -----------------------------------------------------------------------------
+    cases = sub.add_parser(
+        "test-spec",
+        help="run a cases file (log lines and the series values they must give); "
+        "exit 1 on a difference",
+    )
+    cases.add_argument("cases", help="TOML (or YAML) cases file, see docs/spec.md")
+    cases.set_defaults(func=_cmd_test_spec)
 
     # print-spec ----------------------------------------------------------------------------
     show = sub.add_parser(
@@ -166,7 +181,44 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         return EXIT_ERROR
     print(f"OK: {len(spec.metrics)} metrics")
+    if args.explain is None:
+        return EXIT_OK
+    from log_exporter.spectest import explain
+
+    try:
+        with open(args.explain, "rb") as f:
+            for text in explain(spec, f):
+                print(text)
+    except OSError as exc:
+        print(f"{args.explain}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
+
+
+def _cmd_test_spec(args: argparse.Namespace) -> int:
+    from log_exporter.spec import SpecError
+    from log_exporter.spectest import CasesError, load_cases, run_cases
+
+    path: str = args.cases
+    try:
+        cases = load_cases(path)
+        failed, report = run_cases(cases)
+    except OSError as exc:
+        print(f"{exc.filename or path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UnicodeDecodeError as exc:
+        print(f"{path}: a file it reads is not UTF-8 text (byte {exc.start})", file=sys.stderr)
+        return EXIT_CONFIG
+    except CasesError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except SpecError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    for text in report:
+        print(text)
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _cmd_print_spec(args: argparse.Namespace) -> int:

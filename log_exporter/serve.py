@@ -41,6 +41,7 @@ from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.sources.tail import Tailer, count_lines_after
 from log_exporter.sources.tail.ledger import RotationLedger
+from log_exporter.sources.tail.siblings import is_rotated_name
 from log_exporter.spec import Spec, SpecError, compile_spec
 from log_exporter.spec import read_spec as read_spec_file
 from log_exporter.statefile import StateFile, StateKeeper, StateSection
@@ -71,6 +72,7 @@ class ServeOptions:
     telemetry_path: str = "/metrics"
     drain_quiet: float = 2.0
     drain_timeout: float = 20.0
+    rotated_globs: tuple[str, ...] = ()
 
 
 def read_spec(path: str | None) -> Spec:
@@ -126,9 +128,10 @@ class Service:
             start_at=options.start_at,
             resume=self._fed,
             max_line_bytes=options.max_line_bytes,
+            rotated_globs=options.rotated_globs,
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
-        self.ledger = RotationLedger(options.file, clock=clock)
+        self.ledger = RotationLedger(options.file, clock=clock, rotated_globs=options.rotated_globs)
         self.registry = self._build_registry()
         self.server = self._build_server()
 
@@ -223,6 +226,7 @@ class Service:
             path=self.options.file,
             start_at=self.options.start_at,
             max_line_bytes=self.options.max_line_bytes,
+            rotated_globs=self.options.rotated_globs,
             program=lambda: self.pipeline.program,
             state=None if keeper is None else StateSection(keeper, SECTION, self._sections),
             registry=self.registry,
@@ -293,6 +297,7 @@ class Service:
                 saves=keeper.saves_total,
                 load_failures=float(keeper.state_file.load_failures),
                 resume_misses=float(self.tailer.resume_misses),
+                resume_lost_bytes=float(self.tailer.resume_lost_bytes),
             ),
         )
 
@@ -373,6 +378,7 @@ class Service:
                 self._fed,
                 start_at=self.options.start_at,
                 max_line_bytes=self.options.max_line_bytes,
+                rotated_globs=self.options.rotated_globs,
             )
         return code
 
@@ -389,24 +395,31 @@ def _check_paths(options: ServeOptions) -> None:
     if not state_dir.is_dir():
         # Most likely a typo; failing now beats a warning every few seconds forever.
         raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
-    _check_state_is_no_sibling(options.state, options.file)
+    _check_state_is_no_sibling(options.state, options.file, options.rotated_globs)
 
 
-def _check_state_is_no_sibling(state: str, file: str) -> None:
+def _check_state_is_no_sibling(state: str, file: str, globs: tuple[str, ...] = ()) -> None:
     """Refuse a state file the tailer would take for a rotated generation of the log.
 
-    The tailer reads every unknown file of the log's directory whose name starts with the log's
-    name (``app.jsonl.1``, ``app.jsonl-2026``). The state file is replaced on every save, so it
-    would be a new "generation" at each rotation, its JSON counted as a log line.
+    The tailer reads every unknown file of the log's directory named as a rotated generation
+    (``app.jsonl.1``, ``app.jsonl-2026``, or a ``--rotated-glob`` match). The state file is
+    replaced on every save, so it would be a new "generation" at each rotation, its JSON counted
+    as a log line.
     """
     state_path, log_path = os.path.abspath(state), os.path.abspath(file)
-    if os.path.dirname(state_path) == os.path.dirname(log_path) and os.path.basename(
-        state_path
-    ).startswith(os.path.basename(log_path)):
+    if os.path.dirname(state_path) != os.path.dirname(log_path):
+        return
+    state_name, log_name = os.path.basename(state_path), os.path.basename(log_path)
+    if state_name.startswith(log_name):
         raise StartupError(
             f"--state {state}: in the log's directory, a name starting with "
-            f"{os.path.basename(log_path)!r} is taken for a rotated log; "
+            f"{log_name!r} is taken for a rotated log; "
             "choose another name or directory"
+        )
+    if is_rotated_name(state_name, log_name, globs):
+        raise StartupError(
+            f"--state {state}: in the log's directory, its name is taken for a rotated log "
+            "(it matches a rotator's name or --rotated-glob); choose another name or directory"
         )
 
 
@@ -448,6 +461,7 @@ def main(
                 telemetry_path=args.telemetry_path,
                 drain_quiet=args.drain_quiet,
                 drain_timeout=args.drain_timeout,
+                rotated_globs=settings.globs(args.rotated_glob),
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).

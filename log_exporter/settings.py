@@ -219,6 +219,13 @@ def check(args: argparse.Namespace, settings: Sequence[Setting]) -> None:
             raise SettingError(f"{_named(setting)}: {message}")
 
 
+def globs(value: str | None) -> tuple[str, ...]:
+    """The comma-separated globs of ``--rotated-glob``, without the blanks around them."""
+    if value is None:
+        return ()
+    return tuple(g.strip() for g in value.split(",") if g.strip())
+
+
 def _named(setting: Setting) -> str:
     return f"{setting.flag} / {setting.env[0]}"
 
@@ -302,6 +309,21 @@ START_AT: Final = Setting(
     help="where to start in a file that already exists",
     doc_value="beginning\\|end",
     doc="where to start in a file that already exists when there is no state to resume from.",
+)
+ROTATED_GLOB: Final = Setting(
+    dest="rotated_glob",
+    flag="--rotated-glob",
+    env=("LOG_EXPORTER_ROTATED_GLOB",),
+    default=None,
+    metavar="GLOB",
+    help="other names of the log's rotated generations (globs, comma-separated)",
+    doc_value="GLOB[,GLOB...]",
+    doc_default="none",
+    doc="names a rotator gives the log's rotated generations besides the common ones "
+    "(`NAME.N`, `NAME-DATE`, lumberjack's `STEM-TIMESTAMP.EXT`, each also `.gz`): shell globs "
+    "of file names in the log's directory, comma-separated (`app.*.log`); a match is also "
+    "found gzip-compressed, with `.gz` added (`docs/tailing.md`).",
+    problem=lambda value: None if value is None or globs(value) else "names no glob",
 )
 STATE: Final = Setting(
     dest="state",
@@ -422,6 +444,7 @@ SERVE: Final = (
     SPEC,
     WEB_CONFIG,
     START_AT,
+    ROTATED_GLOB,
     STATE,
     STATE_INTERVAL,
     DRAIN_QUIET,

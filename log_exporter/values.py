@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -59,6 +59,14 @@ class Position:
     # Rotated generations already read or deliberately skipped (history at start), so a resume
     # after rotations while stopped reads exactly the siblings that are new.
     known: tuple[FileId, ...] = ()
+    # The file's size when the position was taken (None: not known, as in state files written
+    # before it was saved): a resume that finds the file deleted counts size - offset as lost.
+    # Not part of where reading stands, so positions compare without it.
+    size: int | None = field(default=None, compare=False)
+    # Whether ``known`` lists the compressed siblings too. Version 0.1.0 never read nor
+    # listed them, so after an upgrade every archive would look like a generation compressed
+    # while stopped: a resume from such a position takes the compressed siblings for history.
+    knows_gzip: bool = field(default=True, compare=False)
 
 
 @dataclass(slots=True)
@@ -124,6 +132,8 @@ def position_to_json(position: Position) -> dict[str, Any]:
         "offset": position.offset,
         "rotated": [position_to_json(p) for p in position.rotated],
         "known": [[f.dev, f.ino, f.fingerprint] for f in position.known],
+        **({} if position.size is None else {"size": position.size}),
+        "knows_gzip": position.knows_gzip,
     }
 
 
@@ -152,6 +162,8 @@ def position_from_json(obj: object) -> Position:
         _int_field(obj, "offset"),
         tuple(position_from_json(p) for p in rotated),
         tuple(FileId(k[0], k[1], k[2]) for k in known),
+        _int_field(obj, "size") if "size" in obj else None,
+        obj.get("knows_gzip") is True,
     )
 
 

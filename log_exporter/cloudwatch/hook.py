@@ -42,6 +42,7 @@ class Attachment:
     state: SectionStore | None  # the SECTION of serve's state file; None without --state
     registry: CollectorRegistry  # where CloudWatch registers its self-metrics collector
     drain: Drain | None = None  # serve's shutdown drain, which shipping follows too
+    rotated_globs: tuple[str, ...] = ()  # other rotators' names of the log's generations
 
 
 class Shipping(Protocol):
@@ -91,6 +92,7 @@ def start_for_serve(config: CloudWatchConfig, attachment: Attachment) -> Shippin
         start_at=attachment.start_at,
         max_line_bytes=attachment.max_line_bytes,
         drain=attachment.drain,
+        rotated_globs=attachment.rotated_globs,
     )
 
 

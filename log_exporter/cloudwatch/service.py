@@ -51,6 +51,7 @@ class Shipping:
         path: str = "",
         start_at: Literal["beginning", "end"] = "beginning",
         max_line_bytes: int = MAX_LINE_BYTES,
+        rotated_globs: Sequence[str] = (),
     ) -> None:
         self.shipper = shipper
         self._tailer = tailer
@@ -60,6 +61,7 @@ class Shipping:
         self._path = path
         self._start_at = start_at
         self._max_line_bytes = max_line_bytes
+        self._rotated_globs = tuple(rotated_globs)
 
     def progress(self) -> TailProgress:
         return self._tailer.progress()
@@ -87,6 +89,7 @@ class Shipping:
             self.shipper.acknowledged,
             start_at=self._start_at,
             max_line_bytes=self._max_line_bytes,
+            rotated_globs=self._rotated_globs,
         ), self.shipper.pending_intervals
 
     def is_alive(self) -> bool:
@@ -103,6 +106,7 @@ def start(
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
     drain: Drain | None = None,
+    rotated_globs: Sequence[str] = (),
 ) -> Shipping:
     """Start shipping ``path`` in its own thread with its own tailer and cursor.
 
@@ -130,6 +134,7 @@ def start(
         resume=resume,
         max_line_bytes=max_line_bytes,
         max_batch_bytes=MAX_BATCH_BYTES,
+        rotated_globs=rotated_globs,
     )
     # Before serve answers /healthz, as its own tailer: what is rotated later is not history.
     tailer.start()
@@ -159,6 +164,7 @@ def start(
         path=path,
         start_at=start_at,
         max_line_bytes=max_line_bytes,
+        rotated_globs=rotated_globs,
     )
 
 

@@ -43,6 +43,7 @@ from log_exporter.prometheus.selfmetrics import (
     LAG_BYTES,
     LAST_EVENT_TIMESTAMP,
     LINES,
+    RESUME_LOST_BYTES,
     RESUME_MISSES,
     ROTATION_LOST_LINES,
     SERIES,
@@ -239,6 +240,7 @@ class StateValues:
     saves: Mapping[str, float]  # by result, in the order shown
     load_failures: float
     resume_misses: float
+    resume_lost_bytes: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +290,7 @@ def serve_families(values: ServeValues) -> Iterator[Metric]:
         yield STATE_LOAD_FAILURES.family(float(state.load_failures))
         # Logged at start too, but a log line is easily missed: a loss must be alertable.
         yield RESUME_MISSES.family(float(state.resume_misses))
+        yield RESUME_LOST_BYTES.family(float(state.resume_lost_bytes))
     if values.web_config_reloads is not None:
         yield _by_label(WEB_CONFIG_RELOADS, values.web_config_reloads)
     if values.rotation_lost:

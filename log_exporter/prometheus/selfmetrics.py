@@ -170,8 +170,13 @@ STATE_LOAD_FAILURES: Final = _counter(
 )
 RESUME_MISSES: Final = _counter(
     "log_exporter_resume_misses_total",
-    "Saved generations not found at start (e.g. compressed while stopped); "
+    "Saved generations not found at start (e.g. deleted while stopped); "
     "their unread tail, if any, was not read.",
+)
+RESUME_LOST_BYTES: Final = _counter(
+    "log_exporter_resume_lost_bytes_total",
+    "Bytes of the saved generations not found at start known to be unread "
+    "(a lower bound: what was written after the last save is not known).",
 )
 # With a web config only.
 WEB_CONFIG_RELOADS: Final = _counter(
@@ -211,6 +216,7 @@ SERVE: Final = (
     STATE_SAVES,
     STATE_LOAD_FAILURES,
     RESUME_MISSES,
+    RESUME_LOST_BYTES,
     WEB_CONFIG_RELOADS,
     ROTATION_LOST_LINES,
     HTTP_REQUESTS,

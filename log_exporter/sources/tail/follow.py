@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from log_exporter.sources.tail.generation import Generation
@@ -38,17 +38,23 @@ class Follower:
         read_size: int,
         rotation_grace: float,
         clock: Callable[[], float],
+        rotated_globs: Sequence[str] = (),
     ) -> None:
         self.path = path
         self.grace = rotation_grace
         self.clock = clock
         self.siblings = Siblings(
-            path, grace=rotation_grace, max_line_bytes=max_line_bytes, clock=clock
+            path,
+            grace=rotation_grace,
+            max_line_bytes=max_line_bytes,
+            clock=clock,
+            globs=rotated_globs,
         )
         self.current: Generation | None = None
         self.draining: list[Generation] = []
         self.budget = 0  # bytes the running poll may still read
         self.resume_misses = 0  # saved generations that could not be found on resume
+        self.resume_lost_bytes = 0  # of those, bytes known to have been left unread
         # Generations read from their first byte to their end and let go, with their line
         # counts, until the tailer's owner takes them (tail.ledger); bounded by what it keeps.
         self.released: list[tuple[FileId, int]] = []

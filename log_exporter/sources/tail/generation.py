@@ -8,14 +8,18 @@ poll; its whole lines come out of a ``LineFramer``, and its offset is always at 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import shutil
 import stat
+import tempfile
+import zlib
 from typing import Literal
 
 from log_exporter.sources.framing import LineFramer
 from log_exporter.values import FINGERPRINT_BYTES, Batch, FileId, fingerprint_of
 
-__all__ = ["Generation"]
+__all__ = ["Generation", "gzip_fingerprint"]
 
 # What ``Generation.look()`` can notice in a file since the last look.
 Change = Literal["truncated", "modified_while_empty"]
@@ -23,6 +27,20 @@ Change = Literal["truncated", "modified_while_empty"]
 
 def _read_fingerprint(fd: int) -> str:
     return fingerprint_of(os.pread(fd, FINGERPRINT_BYTES, 0))
+
+
+# What a compressed file that is unreadable, incomplete or being written raises.
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def gzip_fingerprint(name: str) -> str | None:
+    """The fingerprint of a gzip file's first decompressed bytes; None when it cannot be read
+    (gone, not gzip). A file still being compressed has its first bytes already."""
+    try:
+        with gzip.open(name, "rb") as f:
+            return fingerprint_of(f.read(FINGERPRINT_BYTES))
+    except _GZIP_ERRORS:
+        return None
 
 
 class Generation:
@@ -40,6 +58,7 @@ class Generation:
         "mtime",
         "name",
         "read_pos",
+        "size_seen",
         "whole",
     )
 
@@ -56,6 +75,7 @@ class Generation:
         # truncated and rewritten, even while its first line (and fingerprint) is incomplete.
         self.head = first[: min(offset, FINGERPRINT_BYTES)]
         self.mtime = st.st_mtime_ns
+        self.size_seen = st.st_size  # the size at the last look, for a resume's loss estimate
         self.read_pos = offset  # next byte to read
         self.framer = LineFramer(max_line_bytes)  # holds the partial line read so far
         self.deadline: float | None = None  # set once rotated away: read until then
@@ -80,6 +100,38 @@ class Generation:
         except OSError:
             os.close(fd)
             raise
+
+    @classmethod
+    def open_gzip(cls, name: str, offset: int, max_line_bytes: int) -> Generation | None:
+        """The gzip file at ``name`` decompressed, to be read from ``offset``, under the gzip
+        file's identity; None when it is gone, incomplete or not gzip.
+
+        Decompressed into an anonymous temporary file once: a compressed generation is complete,
+        and a plain descriptor lets every other step (budgeted reads, offsets) stay as it is.
+        """
+        try:
+            st = os.stat(name)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            tmp = tempfile.TemporaryFile()  # noqa: SIM115 - its descriptor outlives this call
+        except OSError:
+            return None
+        try:
+            with gzip.open(name, "rb") as src:
+                shutil.copyfileobj(src, tmp, 1 << 20)
+            tmp.flush()
+            fd = os.dup(tmp.fileno())
+        except _GZIP_ERRORS:
+            return None
+        finally:
+            tmp.close()
+        try:
+            gen = cls(fd, os.fstat(fd), offset, name, max_line_bytes)
+        except OSError:
+            os.close(fd)
+            raise
+        gen.dev, gen.ino = st.st_dev, st.st_ino
+        return gen
 
     @property
     def offset(self) -> int:
@@ -129,6 +181,7 @@ class Generation:
         size = st.st_size
         changed = st.st_mtime_ns != self.mtime
         self.mtime = st.st_mtime_ns
+        self.size_seen = size
         truncated = size < self.read_pos
         if not truncated and size > 0:
             # A truncation followed by writes past our offset leaves the size looking fine;

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from log_exporter.sources.tail.siblings import COMPRESSED_SUFFIXES, Key
+from log_exporter.sources.tail.siblings import COMPRESSED_SUFFIXES, Key, is_rotated_name
 from log_exporter.sources.tail.tailer import Tailer, TailProgress
 from log_exporter.values import FileId, Position
 
@@ -60,9 +60,17 @@ class RotationLedger:
     go); the readers' ``progress`` callables must be safe from that thread (``Tailer.progress``).
     """
 
-    def __init__(self, path: str, *, clock: Callable[[], float], interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Callable[[], float],
+        interval: float = 1.0,
+        rotated_globs: Sequence[str] = (),
+    ) -> None:
         self._dir = os.path.dirname(os.path.abspath(path))
         self._base = os.path.basename(path)
+        self._globs = tuple(rotated_globs)
         self._clock = clock
         self._interval = interval
         self._next = -float("inf")
@@ -129,7 +137,10 @@ class RotationLedger:
         except OSError:
             return {key for key in self._records}  # cannot tell: nothing is gone
         for name in names:
-            if not name.startswith(self._base) or name.endswith(COMPRESSED_SUFFIXES):
+            # The log itself too: a generation is gone once no name of the log holds it.
+            if name.endswith(COMPRESSED_SUFFIXES) or not (
+                name == self._base or is_rotated_name(name, self._base, self._globs)
+            ):
                 continue
             try:
                 st = os.stat(os.path.join(self._dir, name))

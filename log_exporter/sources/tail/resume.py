@@ -1,9 +1,11 @@
 """Resuming from a saved Position: its generations found again by identity, whatever happened since.
 
-While the exporter was stopped the file may have been rotated (any number of times), copied and
-truncated, or replaced; the generations the position names are looked for at the path and among
-the siblings by identity and size, and what cannot be found is counted as a resume miss. The
-steps are listed in docs/tailing.md ("Positions and restarts").
+While the exporter was stopped the file may have been rotated (any number of times), compressed,
+copied and truncated, or replaced; the generations the position names are looked for at the
+path and among the siblings by identity and size, then among the gzip siblings by the
+fingerprint of their first decompressed bytes, and what cannot be found is counted as a resume
+miss, with the bytes known to be lost. The steps are listed in docs/tailing.md ("Positions and
+restarts").
 """
 
 from __future__ import annotations
@@ -24,8 +26,19 @@ log = logging.getLogger("log_exporter.tail")
 def resume_from(follow: Follower, pos: Position, batch: Batch) -> None:
     """Open the generations to continue where a previous run stopped, across rotations that
     happened meanwhile; rotations and truncations noticed go into ``batch``."""
+    # Generations compressed while stopped are read; once running, unknown ones are left alone.
+    follow.siblings.read_gzip = pos.knows_gzip
+    try:
+        _resume(follow, pos, batch)
+    finally:
+        follow.siblings.read_gzip = False
+
+
+def _resume(follow: Follower, pos: Position, batch: Batch) -> None:
     for known in pos.known:
         follow.siblings.remember((known.dev, known.ino), known.fingerprint)
+    if not pos.knows_gzip:
+        follow.siblings.note_gzip_history()
     if pos.file == NO_FILE:
         # Nothing was open: ``known`` is exactly what had been read or was history.
         follow.open_current(batch, scan_missed=True)
@@ -61,11 +74,13 @@ def _reopen_rotated(follow: Follower, pos: Position, now: float) -> None:
             continue  # nothing of it was consumed: the sibling scan reads it if it is there
         if gen is None:
             follow.resume_misses += 1
+            follow.resume_lost_bytes += _known_lost(saved)
             log.warning(
                 "resuming %s: a rotated file it was still reading (inode %d, read up to byte %d)"
-                " is gone, compressed or deleted while the exporter was stopped; the lines after"
-                " that byte were not counted (log_exporter_resume_misses_total). To count them,"
-                " replay the rotated files (docs/backfill.md)",
+                " is gone, deleted while the exporter was stopped; the lines after that byte"
+                " were not counted (log_exporter_resume_misses_total,"
+                " log_exporter_resume_lost_bytes_total). To count them, replay the rotated"
+                " files (docs/backfill.md)",
                 follow.path,
                 saved.file.ino,
                 saved.offset,
@@ -90,12 +105,14 @@ def _main_not_found(follow: Follower, pos: Position, batch: Batch) -> None:
         return
     if pos.offset > 0:  # at 0 nothing was consumed, so nothing can be lost
         follow.resume_misses += 1
+        follow.resume_lost_bytes += _known_lost(pos)
         log.warning(
             "resuming %s: the file the state file points at (inode %d, read up to byte %d) is"
-            " gone, rotated away and compressed or deleted while the exporter was stopped; the"
-            " lines written after that byte were not counted (log_exporter_resume_misses_total),"
-            " and the file now at the path is read from its start. To count them, replay the"
-            " rotated files (docs/backfill.md)",
+            " gone, rotated away and deleted (or compressed in a form it cannot read) while the"
+            " exporter was stopped; the lines written after that byte were not counted"
+            " (log_exporter_resume_misses_total, log_exporter_resume_lost_bytes_total), and the"
+            " file now at the path is read from its start. To count them, replay the rotated"
+            " files (docs/backfill.md)",
             follow.path,
             pos.file.ino,
             pos.offset,
@@ -105,7 +122,32 @@ def _main_not_found(follow: Follower, pos: Position, batch: Batch) -> None:
         follow.siblings.note_history()
 
 
+def _known_lost(saved: Position) -> int:
+    """The bytes of a vanished generation known to be unread: its size when the position was
+    taken minus the offset (0 when the state file predates sizes). A lower bound: what was
+    written after that position was taken is not known to anyone."""
+    return max(0, saved.size - saved.offset) if saved.size is not None else 0
+
+
 def _take(follow: Follower, saved: Position) -> Generation | None:
+    """Open the generation ``saved`` names at its offset: at the path or a sibling, or its
+    compressed form among the gzip siblings (rotated, then compressed while we were down)."""
+    gen = _take_plain(follow, saved)
+    if gen is None and saved.offset > 0:
+        # At offset 0 nothing was consumed: the sibling scan reads a compressed one from 0.
+        gen = follow.siblings.find_gzip(saved.file.fingerprint, saved.offset, follow.open_keys())
+        if gen is not None:
+            log.info(
+                "resuming %s: the file it was reading was rotated and compressed while the"
+                " exporter was stopped; reading %s on from byte %d",
+                follow.path,
+                gen.name,
+                saved.offset,
+            )
+    return gen
+
+
+def _take_plain(follow: Follower, saved: Position) -> Generation | None:
     """Open the generation ``saved`` names (at the path or a sibling) at its offset."""
     for name in [follow.path, *follow.siblings.names()]:
         gen = follow.open(name, saved.offset)

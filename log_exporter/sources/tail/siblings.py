@@ -1,29 +1,61 @@
 """The rotated siblings of the log: which generations are known, and the scans for missed ones.
 
-A sibling is a file in the log's directory whose name starts with the log's name and is not
-compressed (``app.jsonl.1``, ``app.jsonl-20261127``). Every generation read, or present at start
-and so history, is remembered by identity; a sibling not remembered is a generation that came
-and went between two looks, and is read from 0. The copy copytruncate leaves is found (and
-remembered) when its truncation is noticed, so no scan takes it for a new generation.
+A sibling is a file in the log's directory named as a rotator names a generation of the log:
+a name starting with the log's name (``app.jsonl.1`` of logrotate and RotatingFileHandler,
+``app.jsonl-20261127`` of logrotate's dateext), lumberjack's ``STEM-TIMESTAMP.EXT``
+(``access.log`` -> ``access-2026-12-07T15-45-33.123.log``), or a name matching one of the
+operator's globs; each may end in ``.gz``. Every generation read, or present at start and so
+history, is remembered by identity; a sibling not remembered is a generation that came and went
+between two looks, and is read from 0. The copy copytruncate leaves is found (and remembered)
+when its truncation is noticed, so no scan takes it for a new generation.
+
+A gzip sibling is a generation compressed after its rotation: a new inode holding the same
+bytes, so it is recognised by the fingerprint of its first decompressed bytes. One whose
+fingerprint is known is the compressed form of a generation already read (or history). One
+whose fingerprint is not is read from 0, decompressed, only when resuming (``read_gzip``): while
+the exporter was stopped a rotator may have rotated and compressed any number of generations.
+While running, every generation is opened at the path before a rotator can compress it, unless
+two rotations fall within one poll; an unknown compressed file appearing then is far more
+likely an archive put there, and is left alone like the history present at start.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
-from log_exporter.sources.tail.generation import Generation
+from log_exporter.sources.tail.generation import Generation, gzip_fingerprint
 from log_exporter.values import FileId
 
-__all__ = ["COMPRESSED_SUFFIXES", "Siblings"]
+__all__ = ["COMPRESSED_SUFFIXES", "GZIP_SUFFIX", "Siblings", "is_rotated_name"]
 
 # The name the tailer logged under as one module: log queries select on it.
 log = logging.getLogger("log_exporter.tail")
 
-# A rotated sibling compressed after rotation is a different file (new inode, new bytes): it
-# cannot be resumed, so it is never a candidate.
+# A rotated sibling compressed after rotation is a different file (new inode, new bytes). Gzip
+# ones (every common rotator's default) are read decompressed; the others are never candidates.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
+GZIP_SUFFIX = ".gz"
+
+# lumberjack's backup name: the time of the rotation between the stem and the extension, in
+# its fixed layout "2006-01-02T15-04-05.000".
+_LUMBERJACK_TIME = r"-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}"
+
+
+def is_rotated_name(name: str, base: str, globs: Sequence[str] = ()) -> bool:
+    """Whether ``name`` (uncompressed, no directory) is a rotated generation of the log ``base``."""
+    if name == base:
+        return False
+    if name.startswith(base):
+        return True
+    stem, ext = os.path.splitext(base)
+    if stem and re.fullmatch(re.escape(stem) + _LUMBERJACK_TIME + re.escape(ext), name):
+        return True
+    return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
 
 # A generation absent from the directory this long is forgotten (see forget_absent).
 _FORGET_AFTER_SECONDS = 60.0
@@ -36,34 +68,81 @@ class Siblings:
 
     ``grace`` is how long a generation found by a scan stays open for late writes; ``clock``
     (monotonic seconds) dates those deadlines and the absences after which a generation is
-    forgotten.
+    forgotten; ``globs`` name other rotators' generations (basenames in the log's directory).
     """
 
     def __init__(
-        self, path: str, *, grace: float, max_line_bytes: int, clock: Callable[[], float]
+        self,
+        path: str,
+        *,
+        grace: float,
+        max_line_bytes: int,
+        clock: Callable[[], float],
+        globs: Sequence[str] = (),
     ) -> None:
         self._dir = os.path.dirname(path)
         self._base = os.path.basename(path)
+        self._globs = tuple(globs)
         self._grace = grace
         self._max_line = max_line_bytes
         self._clock = clock
         self._seen: dict[Key, str] = {}  # generations read or deliberately skipped
         self._seen_at: dict[Key, float] = {}  # when each was last listed
+        # Set while resuming: compressed generations not known are read (see the module's doc).
+        self.read_gzip = False
 
-    def names(self) -> list[str]:
-        """Rotated generations: same directory, name starting with ours, not compressed."""
+    def _listing(self) -> list[str]:
         try:
-            names = os.listdir(self._dir)
+            return sorted(os.listdir(self._dir))
         except FileNotFoundError:
             return []
+
+    def names(self) -> list[str]:
+        """Rotated generations, not compressed: same directory, a rotator's name for ours."""
         return [
             os.path.join(self._dir, n)
-            for n in sorted(names)
-            if n != self._base and n.startswith(self._base) and not n.endswith(COMPRESSED_SUFFIXES)
+            for n in self._listing()
+            if not n.endswith(COMPRESSED_SUFFIXES) and is_rotated_name(n, self._base, self._globs)
+        ]
+
+    def gzip_names(self) -> list[str]:
+        """Rotated generations compressed with gzip (``NAME.gz`` where NAME is a rotated name)."""
+        return [
+            os.path.join(self._dir, n)
+            for n in self._listing()
+            if n.endswith(GZIP_SUFFIX)
+            and (
+                is_rotated_name(n[: -len(GZIP_SUFFIX)], self._base, self._globs)
+                or any(fnmatch.fnmatchcase(n, g) for g in self._globs)
+            )
         ]
 
     def open(self, name: str, offset: int) -> Generation | None:
         return Generation.open(name, offset, self._max_line)
+
+    def open_gzip(self, name: str, offset: int) -> Generation | None:
+        return Generation.open_gzip(name, offset, self._max_line)
+
+    def find_gzip(self, fingerprint: str, offset: int, open_keys: set[Key]) -> Generation | None:
+        """The compressed form of the generation with ``fingerprint``, at least ``offset``
+        bytes long decompressed, opened at ``offset``; None when there is none."""
+        if not fingerprint:
+            return None
+        for name in self.gzip_names():
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in open_keys or gzip_fingerprint(name) != fingerprint:
+                continue
+            gen = self.open_gzip(name, offset)
+            if gen is None:
+                continue
+            if os.fstat(gen.fd).st_size >= offset:
+                self.remember(gen.key, gen.fp)
+                return gen
+            gen.close()
+        return None
 
     def known(self) -> tuple[FileId, ...]:
         """Every generation remembered, for the position's ``known``."""
@@ -89,6 +168,18 @@ class Siblings:
             if gen is not None:
                 self.remember(gen.key, gen.fp)
                 gen.close()
+        self.note_gzip_history()
+
+    def note_gzip_history(self) -> None:
+        """Remember every compressed sibling present now as read: history, not new data."""
+        for name in self.gzip_names():
+            fp = gzip_fingerprint(name)
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue
+            if fp is not None:
+                self.remember((st.st_dev, st.st_ino), fp)
 
     def find_missed(self, open_keys: set[Key], exclude: set[Key]) -> list[Generation]:
         """Generations created and rotated away between two looks, oldest first, opened to be
@@ -113,12 +204,53 @@ class Siblings:
             skip.add(gen.key)
             gen.deadline = now + self._grace
             found.append((os.fstat(gen.fd).st_mtime_ns, gen))
+        found.extend(self._find_missed_gzip(skip, present, {g.fp for _, g in found}, now))
         self._forget_absent(present, now)
         found.sort(key=lambda item: item[0])
         for _, gen in found:
             log.info("found rotated generation %s that was never opened; reading it", gen.name)
             self.remember(gen.key, gen.fp)
         return [gen for _, gen in found]
+
+    def _find_missed_gzip(
+        self, skip: set[Key], present: set[Key], found_fps: set[str], now: float
+    ) -> list[tuple[int, Generation]]:
+        """Compressed generations never read, with their modification times.
+
+        A compressed file carries no identity of the file it was made from, only its bytes:
+        one starting like a generation already read (or found in this scan, the original a
+        rotator is still compressing) is its compressed form, remembered under its own inode
+        so that it stays known once the original is gone.
+        """
+        known_fps = set(self._seen.values()) | found_fps
+        found: list[tuple[int, Generation]] = []
+        for name in self.gzip_names():
+            try:
+                st = os.stat(name)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            present.add(key)
+            if key in skip or key in self._seen:
+                continue
+            fp = gzip_fingerprint(name)
+            if fp is None:
+                continue  # not gzip, or being written: looked at again on the next scan
+            if not fp or fp in known_fps or not self.read_gzip:
+                # Known: its compressed form. Empty: nothing to read, or a lone partial line
+                # too short to tell apart from one read; either way not a new generation.
+                # Unknown while running: left alone (see the module's doc), and remembered so
+                # that a restart does not take it for one compressed while stopped.
+                self.remember(key, fp)
+                continue
+            gen = self.open_gzip(name, 0)
+            if gen is None:
+                continue  # incomplete: the rotator is still writing it
+            skip.add(key)
+            known_fps.add(fp)
+            gen.deadline = now + self._grace
+            found.append((st.st_mtime_ns, gen))
+        return found
 
     def find_copy(self, original: FileId, offset: int, open_keys: set[Key]) -> Generation | None:
         """The copy copytruncate left: same first line, another inode, at least ``offset`` long,

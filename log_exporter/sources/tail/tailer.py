@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,6 +145,7 @@ class Tailer:
         clock: Callable[[], float] = time.monotonic,
         wakeup: Wakeup | None = None,
         warning_interval: float = 60.0,
+        rotated_globs: Sequence[str] = (),
     ) -> None:
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
@@ -165,6 +166,7 @@ class Tailer:
             read_size=read_size,
             rotation_grace=rotation_grace,
             clock=clock,
+            rotated_globs=rotated_globs,
         )
 
         self._started = False
@@ -185,6 +187,11 @@ class Tailer:
         self.io_errors = 0
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def resume_lost_bytes(self) -> int:
+        """Bytes of the resume misses known to have been left unread (a lower bound)."""
+        return self._follow.resume_lost_bytes
 
     @property
     def resume_misses(self) -> int:
@@ -358,8 +365,9 @@ class Tailer:
         return Position(
             newest.file_id(),
             newest.offset,
-            tuple(Position(g.file_id(), g.offset) for g in gens[:-1]),
+            tuple(Position(g.file_id(), g.offset, size=g.size_seen) for g in gens[:-1]),
             known,
+            size=newest.size_seen,
         )
 
     def _publish(self, position: Position | None, *, polled: bool = False) -> None:
@@ -390,10 +398,17 @@ def count_lines_after(
     *,
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
+    rotated_globs: Sequence[str] = (),
 ) -> int:
     """How many whole lines a tailer resumed at ``position`` would still read (oversized ones
     included): what a reader stopped there leaves behind. Reads to the end of every file."""
-    tailer = Tailer(path, start_at=start_at, resume=position, max_line_bytes=max_line_bytes)
+    tailer = Tailer(
+        path,
+        start_at=start_at,
+        resume=position,
+        max_line_bytes=max_line_bytes,
+        rotated_globs=rotated_globs,
+    )
     count = 0
     try:
         while True:

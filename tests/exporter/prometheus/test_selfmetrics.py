@@ -43,7 +43,12 @@ def _serve_values() -> ServeValues:
         lag_bytes=14,
         io_errors=5,
         spec_reloads={"success": 1, "failure": 2},
-        state=StateValues(saves={"success": 3, "error": 4}, load_failures=6, resume_misses=2),
+        state=StateValues(
+            saves={"success": 3, "error": 4},
+            load_failures=6,
+            resume_misses=2,
+            resume_lost_bytes=512,
+        ),
         web_config_reloads={"success": 7, "failure": 1},
         rotation_lost={"cloudwatch": 3},
         http_requests={"200": 9, "401": 2},

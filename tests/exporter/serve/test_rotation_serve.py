@@ -67,9 +67,9 @@ def test_rotation_while_stopped_resumes_exactly(tmp_path: Path) -> None:
         assert second.stop() == 0
 
 
-def test_generation_compressed_while_stopped_is_counted_as_a_resume_miss(tmp_path: Path) -> None:
-    """A generation compressed while the exporter was stopped cannot be resumed: the loss of its
-    unread tail shows in log_exporter_resume_misses_total, and the new file is still read."""
+def test_generation_compressed_while_stopped_is_resumed_from_its_offset(tmp_path: Path) -> None:
+    """A generation rotated and compressed while the exporter was stopped is found by its first
+    bytes and read on from the saved offset: no resume miss, every line counted once."""
     logs = tmp_path / "logs"
     logs.mkdir()
     log, state = logs / "app.jsonl", tmp_path / "state.json"
@@ -86,17 +86,49 @@ def test_generation_compressed_while_stopped_is_counted_as_a_resume_miss(tmp_pat
     data = (logs / "app.jsonl.1").read_bytes()
     (logs / "app.jsonl.1.gz").write_bytes(gzip.compress(data))
     (logs / "app.jsonl.1").unlink()
+    append(log, contract_line("auth.failed", failure_type="ticket") * 3)
+
+    with Exporter(tmp_path, args) as second:
+        second.wait_healthy()
+        second.wait_metric("sustainbot_authentication_failures_total", 7.0, failure_type="expired")
+        second.wait_metric("sustainbot_authentication_failures_total", 3.0, failure_type="ticket")
+        samples = second.metrics()
+        assert sample(samples, "log_exporter_resume_misses_total") == 0.0
+        assert sample(samples, "log_exporter_lines_total", result="parsed") == 10.0
+        assert second.stop() == 0
+
+
+def test_generation_deleted_while_stopped_is_counted_as_a_resume_miss(tmp_path: Path) -> None:
+    """A generation rotated and deleted while the exporter was stopped cannot be resumed: the
+    loss shows in log_exporter_resume_misses_total, and the new file is still read."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, state = logs / "app.jsonl", tmp_path / "state.json"
+    args = ["--file", str(log), "--state", str(state)]
+    append(log, contract_line("auth.failed", failure_type="expired") * 5)
+    with Exporter(tmp_path, args) as first:
+        first.wait_healthy()
+        first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
+        assert sample(first.metrics(), "log_exporter_resume_misses_total") == 0.0
+        assert first.stop() == 0
+
+    append(log, contract_line("auth.failed", failure_type="expired") * 2)  # unread, then deleted
+    _rotate(log)
+    (logs / "app.jsonl.1").unlink()
     append(log, contract_line("auth.failed", failure_type="expired") * 3)
 
     with Exporter(tmp_path, args) as second:
         second.wait_healthy()
         second.wait_metric("sustainbot_authentication_failures_total", 8.0, failure_type="expired")
-        assert sample(second.metrics(), "log_exporter_resume_misses_total") == 1.0
+        samples = second.metrics()
+        assert sample(samples, "log_exporter_resume_misses_total") == 1.0
+        # Stopped cleanly, it had read all there was: what was lost was written after the save.
+        assert sample(samples, "log_exporter_resume_lost_bytes_total") == 0.0
         assert second.stop() == 0
     # The warning says, in the operator's words, what was lost, where it is counted and what to
     # do; no Python repr of the file's identity.
     (warning,) = [e["msg"] for e in second.log_records() if "is gone" in e.get("msg", "")]
-    assert "were not counted (log_exporter_resume_misses_total)" in warning
+    assert "were not counted (log_exporter_resume_misses_total" in warning
     assert "replay the rotated files" in warning
     assert "FileId(" not in warning
 
