@@ -223,7 +223,7 @@ def load_cases(path: str) -> Cases:
         data = f.read()
     try:
         if path.endswith((".yaml", ".yml")):
-            import yaml  # type: ignore[import-untyped]
+            import yaml
 
             doc = yaml.safe_load(data.decode("utf-8"))
         else:
