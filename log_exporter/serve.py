@@ -397,9 +397,11 @@ def _check_state_is_no_sibling(state: str, file: str) -> None:
     would be a new "generation" at each rotation, its JSON counted as a log line.
     """
     state_path, log_path = os.path.abspath(state), os.path.abspath(file)
-    if os.path.dirname(state_path) == os.path.dirname(log_path) and os.path.basename(
-        state_path
-    ).startswith(os.path.basename(log_path)):
+    # The directories' real paths: a symlinked alias of the log's directory is the same one.
+    same_dir = os.path.realpath(os.path.dirname(state_path)) == os.path.realpath(
+        os.path.dirname(log_path)
+    )
+    if same_dir and os.path.basename(state_path).startswith(os.path.basename(log_path)):
         raise StartupError(
             f"--state {state}: in the log's directory, a name starting with "
             f"{os.path.basename(log_path)!r} is taken for a rotated log; "
