@@ -1,4 +1,5 @@
-"""Limits and exit codes shared by every stage and command, named once.
+"""Limits and exit codes shared by every stage and command, named once, and the bounded read of
+a named file that every reader of a configured path uses.
 
 Part of the interface: the line limit is a documented default, the overflow label value appears
 on /metrics and in CloudWatch, and the exit codes are what scripts and Kubernetes see.
@@ -6,6 +7,9 @@ on /metrics and in CloudWatch, and the exit codes are what scripts and Kubernete
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from typing import Final
 
 __all__ = [
@@ -17,6 +21,8 @@ __all__ = [
     "EXIT_OK",
     "MAX_LINE_BYTES",
     "OVERFLOW",
+    "open_regular",
+    "read_regular",
 ]
 
 # A longer line is skipped and counted as oversized (serve, replay and the CloudWatch cursor).
@@ -41,3 +47,33 @@ EXIT_CONFIG: Final = 2
 # serve was stopped by a second signal or its drain timeout with lines of the log not yet read
 # into the metrics or not yet shipped to CloudWatch; its last log record says how many.
 EXIT_DRAIN_INCOMPLETE: Final = 3
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A descriptor of ``path``, opened only if it is a regular file; OSError otherwise.
+
+    Opened without blocking, then checked: a FIFO given as a file would otherwise hang the
+    opening thread until a writer comes, and a device such as /dev/zero never ends. The
+    descriptor is blocking again once checked.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", os.fspath(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes``; OSError otherwise."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", os.fspath(path))
+    return data

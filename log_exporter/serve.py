@@ -407,7 +407,8 @@ def _check_state_is_no_sibling(state: str, file: str, globs: tuple[str, ...] = (
     as a log line.
     """
     state_path, log_path = os.path.abspath(state), os.path.abspath(file)
-    if os.path.dirname(state_path) != os.path.dirname(log_path):
+    # The directories' real paths: a symlinked alias of the log's directory is the same one.
+    if os.path.realpath(os.path.dirname(state_path)) != os.path.realpath(os.path.dirname(log_path)):
         return
     state_name, log_name = os.path.basename(state_path), os.path.basename(log_path)
     if state_name.startswith(log_name):

@@ -9,6 +9,7 @@ component's view of its own section. Format in docs/tailing.md.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -17,6 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+
+from log_exporter.limits import read_regular
 
 __all__ = [
     "FORMAT",
@@ -31,6 +34,15 @@ log = logging.getLogger("log_exporter.state")
 
 FORMAT = "log-exporter-state"
 VERSION = 1
+# A state file larger than this is not one this exporter wrote (the store's series caps bound it
+# far below); it is refused before it is read to its end.
+MAX_STATE_BYTES = 1 << 30
+# The deepest a state file nests: a section of a section of a series holds a handful of levels.
+MAX_STATE_NESTING = 16
+# What orjson writes back: a number outside the 64-bit range loads as a float, or fails every
+# save after it, so it is refused at load like any other damage.
+_INT_MIN, _UINT_MAX = -(1 << 63), (1 << 64) - 1
+_BIG = float(1 << 63)
 
 
 class StateFile:
@@ -51,8 +63,7 @@ class StateFile:
         """The saved sections, or None (reason in ``load_error``); never raises for content."""
         self.load_error = None
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
+            raw = read_regular(self.path, MAX_STATE_BYTES)
         except FileNotFoundError:
             self.load_error = "missing"
             return None
@@ -62,6 +73,9 @@ class StateFile:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return self._reject(f"not JSON: {exc}")
+        beyond = _out_of_range(doc, raw)
+        if beyond is not None:
+            return self._reject(beyond)
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             return self._reject(f'not a log-exporter state file (no "format": {FORMAT!r})')
         if doc.get("version") != VERSION:
@@ -114,6 +128,39 @@ class StateFile:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _out_of_range(doc: Any, raw: bytes) -> str | None:
+    """Why ``doc`` (loaded from ``raw``) cannot be saved back as it is, or None.
+
+    orjson loads an integer beyond 64 bits as a float, which the float alone does not tell from
+    a large gauge value; only when such a float is there is the file parsed again, by the
+    standard library, which gives every integer as written.
+    """
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    suspect = False
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_STATE_NESTING:
+            return f"nested deeper than {MAX_STATE_NESTING} levels"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif type(value) is float and abs(value) >= _BIG:
+            suspect = True
+    if not suspect:
+        return None
+    beyond: list[int] = []
+
+    def parse_int(text: str) -> int:
+        number = int(text)
+        if not _INT_MIN <= number <= _UINT_MAX:
+            beyond.append(number)
+        return number
+
+    json.loads(raw, parse_int=parse_int)
+    return f"number {beyond[0]} beyond 64 bits" if beyond else None
 
 
 class StateKeeper:

@@ -16,8 +16,10 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import secrets
 import ssl
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +29,8 @@ from typing import Any
 
 import bcrypt
 import yaml
+
+from log_exporter.limits import read_regular
 
 # The name operators see in the "logger" field and filter on, kept when the module moved.
 log = logging.getLogger("log_exporter.webconfig")
@@ -112,9 +116,19 @@ CHECK_INTERVAL_SECONDS = 1.0
 _CACHE_MAX = 256
 # Each check of a wrong password costs a bcrypt hash (48 ms of CPU at cost 10, 190 ms at 12): a
 # few at a time, so a flood of wrong tries cannot take every core. A try that finds no free slot
-# within CHECK_WAIT_SECONDS is refused like a wrong password; cached successes need no slot.
+# is refused at once like a wrong password (CHECK_WAIT_SECONDS: no wait), so that no handler
+# thread waits behind a flood; cached successes are looked up first and need no slot.
 MAX_CONCURRENT_CHECKS = 2
-CHECK_WAIT_SECONDS = 1.0
+CHECK_WAIT_SECONDS = 0.0
+# The highest bcrypt cost a user's hash may have: one check at 14 takes about 0.8 s of a core, at
+# 16 over 3 s, which a few wrong tries would turn into a denial of service.
+MAX_BCRYPT_COST = 14
+# A bcrypt hash as htpasswd and the bcrypt libraries write it: version, cost, 22 characters of
+# salt and 31 of hash in bcrypt's base64 alphabet.
+_BCRYPT = re.compile(r"\$2[aby]\$([0-9]{2})\$[./A-Za-z0-9]{53}")
+# The web config, the certificate, key and CA files are small; a larger one is a mistake (or
+# /dev/zero), refused before it is read to its end.
+MAX_FILE_BYTES = 1 << 20
 
 
 class WebConfigError(Exception):
@@ -153,6 +167,9 @@ class WebConfig:
     # does and the answer time tells no one which names exist: a hash of a random password at
     # the highest cost among the users (set by parse_web_config).
     dummy_hash: bytes = b""
+    # What one check at that cost took when the dummy was made: every failed check lasts at
+    # least this long, so a user hashed at a lower cost is not told apart by a faster refusal.
+    check_seconds: float = 0.0
     checks: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_CHECKS)
     )
@@ -193,6 +210,13 @@ class WebConfig:
             ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
         else:
             ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+        for name, path in (
+            ("cert_file", tls.cert_file),
+            ("key_file", tls.key_file),
+            ("client_ca_file", tls.client_ca_file),
+        ):
+            if path is not None:
+                _check_regular(path, f"{where} field '{name}'")
         try:
             ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
         except (OSError, ssl.SSLError) as exc:
@@ -221,36 +245,41 @@ class WebConfig:
         with self._lock:
             if key in self._ok:
                 return True
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
+        credentials = _basic_credentials(header)
+        if credentials is None:
             return False
-        try:
-            # ValueError covers binascii.Error, UnicodeDecodeError and non-ASCII header text.
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except ValueError:
-            return False
-        user, sep, password = decoded.partition(":")
-        if not sep:
-            return False
-        hashed = self.users.get(user)
-        if not self.dummy_hash:  # built without parse_web_config
-            self.dummy_hash = _dummy_for(self.users.values())
-        if not self.checks.acquire(timeout=CHECK_WAIT_SECONDS):
-            return False
-        try:
-            ok = bcrypt.checkpw(password.encode(), hashed or self.dummy_hash)
-        except ValueError:
-            # The bcrypt library refuses passwords over 72 bytes rather than checking their first
-            # 72; credentials it cannot check are refused like wrong ones, not a dropped request.
-            return False
-        finally:
-            self.checks.release()
-        ok = ok and hashed is not None
+        ok = self._check(*credentials)
         if ok:
             with self._lock:
                 if len(self._ok) >= _CACHE_MAX:
                     self._ok.clear()
                 self._ok.add(key)
+        return ok
+
+    def _check(self, user: str, password: str) -> bool:
+        """One bcrypt check in a free slot, or False at once when none is free; a failed check
+        lasts as long as one at the highest configured cost, whoever the user."""
+        hashed = self.users.get(user)
+        if not self.dummy_hash:  # built without parse_web_config
+            self.dummy_hash, self.check_seconds = _dummy_for(self.users.values())
+        if not self.checks.acquire(blocking=False):
+            return False
+        started = time.perf_counter()
+        try:
+            try:
+                ok = bcrypt.checkpw(password.encode(), hashed or self.dummy_hash)
+            except ValueError:
+                # The bcrypt library refuses passwords over 72 bytes rather than checking their
+                # first 72; credentials it cannot check are refused like wrong ones.
+                ok = False
+            ok = ok and hashed is not None
+            if not ok:
+                # Held in the slot, so padding costs a slot as the real check would.
+                rest = self.check_seconds - (time.perf_counter() - started)
+                if rest > 0:
+                    time.sleep(rest)
+        finally:
+            self.checks.release()
         return ok
 
 
@@ -259,14 +288,24 @@ def load_web_config(path: str | Path) -> WebConfig:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_FILE_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{source}: cannot read web config: {exc}") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise WebConfigError(f"{source}: invalid YAML: {exc}") from exc
-    config = parse_web_config(data, source=source, base_dir=path.parent)
+    except RecursionError as exc:
+        # PyYAML composes nodes recursively; a web config is three levels deep.
+        raise WebConfigError(f"{source}: invalid YAML: nested too deeply") from exc
+    try:
+        config = parse_web_config(data, source=source, base_dir=path.parent)
+    except WebConfigError:
+        raise
+    except Exception as exc:
+        # Every field is checked by type first; this is the guard should one check miss a shape,
+        # so that a typo is a config error and never a crash of whoever reloads.
+        raise WebConfigError(f"{source}: unusable web config: {exc!r}") from exc
     config.path = path
     return config
 
@@ -288,14 +327,43 @@ def parse_web_config(data: Any, *, source: str, base_dir: Path) -> WebConfig:
     users = data.get("basic_auth_users")
     if users is not None:
         config.users = _parse_users(users, source)
-        config.dummy_hash = _dummy_for(config.users.values())
+        config.dummy_hash, config.check_seconds = _dummy_for(config.users.values())
     return config
 
 
-def _dummy_for(hashes: Iterable[bytes]) -> bytes:
-    """A bcrypt hash of a random password at the highest cost of ``hashes`` (10 if none)."""
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of a Basic ``Authorization`` header, or None when it is not one."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        # ValueError covers binascii.Error, UnicodeDecodeError and non-ASCII header text.
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _dummy_for(hashes: Iterable[bytes]) -> tuple[bytes, float]:
+    """A bcrypt hash of a random password at the highest cost of ``hashes`` (10 if none), and
+    the seconds hashing it took (what a check at that cost takes)."""
     cost = max((int(h[4:6]) for h in hashes), default=10)
-    return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))
+    started = time.perf_counter()
+    dummy = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds=cost))
+    return dummy, time.perf_counter() - started
+
+
+def _check_regular(path: Path, where: str) -> None:
+    """Refuse what is not a small regular file before OpenSSL opens it (a FIFO would hang it)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise WebConfigError(f"{where}: cannot read {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise WebConfigError(f"{where}: {path} is not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise WebConfigError(f"{where}: {path} is larger than {MAX_FILE_BYTES} bytes")
 
 
 def _parse_tls(tls: Any, source: str, base_dir: Path) -> TLSConfig:
@@ -347,6 +415,11 @@ def _client_auth_type(tls: dict[Any, Any], where: str, paths: dict[str, Path]) -
     auth_type = tls.get("client_auth_type")
     if auth_type is None:
         auth_type = "NoClientCert"  # exporter-toolkit's default
+    if not isinstance(auth_type, str):
+        raise WebConfigError(
+            f"{where} field 'client_auth_type': must be one of {', '.join(sorted(_CLIENT_AUTH))}, "
+            f"got {_kind(auth_type)}"
+        )
     if auth_type in _CLIENT_AUTH_REFUSED:
         raise WebConfigError(
             f"{where} field 'client_auth_type': {auth_type} {_CLIENT_AUTH_REFUSED[auth_type]}, "
@@ -376,7 +449,7 @@ def _tls_versions(tls: dict[Any, Any], where: str) -> tuple[str | None, str | No
     versions = {}
     for name in ("min_version", "max_version"):
         value = tls.get(name)
-        if value is not None and value not in _TLS_VERSIONS:
+        if value is not None and (not isinstance(value, str) or value not in _TLS_VERSIONS):
             raise WebConfigError(
                 f"{where} field '{name}': {value!r} is not one of {', '.join(_TLS_VERSIONS)}"
             )
@@ -464,24 +537,23 @@ def _parse_users(users: Any, source: str) -> dict[str, bytes]:
     for user, hashed in users.items():
         if not isinstance(user, str) or not user or ":" in user:
             raise WebConfigError(f"{where} field {user!r}: a user name is a string without ':'")
-        if not isinstance(hashed, str) or not _is_bcrypt(hashed):
+        # Checked by form, not by a bcrypt check per user: a reload with many users at a high
+        # cost would otherwise take seconds of CPU.
+        match = _BCRYPT.fullmatch(hashed) if isinstance(hashed, str) else None
+        if match is None:
             raise WebConfigError(
                 f"{where} field '{user}': must be a bcrypt hash ($2a$/$2b$/$2y$...), "
                 "not a clear-text password"
             )
+        cost = int(match.group(1))
+        if not 4 <= cost <= MAX_BCRYPT_COST:
+            raise WebConfigError(
+                f"{where} field '{user}': bcrypt cost {cost} is outside 4..{MAX_BCRYPT_COST}, "
+                "where every wrong try costs seconds of a core; hash the password again "
+                f"with a cost of at most {MAX_BCRYPT_COST}"
+            )
         parsed[user] = hashed.encode("ascii")
     return parsed
-
-
-def _is_bcrypt(value: str) -> bool:
-    if len(value) != 60 or value[:4] not in ("$2a$", "$2b$", "$2y$"):
-        return False
-    try:
-        # A well-formed hash is accepted by checkpw; a malformed one raises ValueError.
-        bcrypt.checkpw(b"", value.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        return False
-    return True
 
 
 def _reject_unknown(data: dict[Any, Any], known: set[str], source: str, where: str) -> None:
@@ -508,9 +580,13 @@ class LiveWebConfig:
     As exporter-toolkit re-reads its file per request and its certificates per handshake, but
     cheaply: ``current()`` stats the config, certificate, key and CA files at most once per
     ``CHECK_INTERVAL_SECONDS`` and reloads only when one changed (a certificate renewed by
-    cert-manager, a user added). A new config that cannot be used (invalid, a half-written
-    file, TLS switched on or off, which needs a restart) is logged and counted, and the one in
-    force keeps serving; it is tried again when the files change again. Thread-safe.
+    cert-manager, a user added). ``current()`` never waits for a reload: it starts one in a
+    thread of its own (one at a time) and answers with the config in force, which the reload
+    replaces when it succeeds; a slow reload (a FIFO named as a file, users at a high cost)
+    delays no request. A new config that cannot be used (invalid, a half-written file, TLS
+    switched on or off, which needs a restart), or a reload that fails in any other way, is
+    logged and counted, and the one in force keeps serving; it is tried again when the files
+    change again. Thread-safe.
     """
 
     def __init__(self, config: WebConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -521,6 +597,7 @@ class LiveWebConfig:
         self._watched: tuple[WebConfig | None, ...] = (config,)
         self._seen = self._signature(config)
         self._next_check = clock() + CHECK_INTERVAL_SECONDS
+        self._reloading = False  # a reload thread runs
         self.reloads = {"success": 0, "failure": 0}
 
     @property
@@ -529,15 +606,31 @@ class LiveWebConfig:
         return self._state[1] is not None
 
     def current(self) -> tuple[WebConfig, ssl.SSLContext | None]:
-        """The config and TLS context in force, after a reload if a file changed."""
-        config = self._state[0]
-        if config.path is None or self._clock() < self._next_check:
-            return self._state
+        """The config and TLS context in force; starts a reload in the background when due."""
+        state = self._state
+        if state[0].path is None or self._clock() < self._next_check:
+            return state
         with self._lock:
-            if self._clock() >= self._next_check:
+            if self._clock() >= self._next_check and not self._reloading:
+                self._reloading = True
+                threading.Thread(target=self._reload, name="web-config-reload", daemon=True).start()
+        return self._state
+
+    def _reload(self) -> None:
+        try:
+            self._check()
+        except Exception as exc:
+            # Whatever a reload meets, serving goes on with the config in force.
+            self.reloads["failure"] += 1
+            log.error(
+                "web config reload failed, keeping the one in force",
+                extra={"error": f"{exc!r}"},
+            )
+        finally:
+            # The interval counts from the end of a reload, so a slow one is not run back to back.
+            with self._lock:
                 self._next_check = self._clock() + CHECK_INTERVAL_SECONDS
-                self._check()
-            return self._state
+                self._reloading = False
 
     def _check(self) -> None:
         config = self._state[0]

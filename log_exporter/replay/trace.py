@@ -97,6 +97,9 @@ def _print_matches(
                 f"log-exporter trace: {source.path}: cannot read: {exc.strerror or exc}", file=err
             )
             trouble = True
+        except ReplayError as exc:
+            print(f"log-exporter trace: {exc}", file=err)
+            trouble = True
         finally:
             reader.close()
         if reader.damage is not None:

@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import shutil
-import stat
 import sys
 import tempfile
 import zlib
@@ -21,10 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.limits import MAX_LINE_BYTES, open_regular
 from log_exporter.parse import event_time, parse_line
 from log_exporter.sources.framing import LineFramer
-from log_exporter.values import Batch
+from log_exporter.values import FINGERPRINT_BYTES, Batch, fingerprint_of
 
 __all__ = [
     "STDIN",
@@ -63,6 +62,11 @@ class LogFile:
     gzip: bool
     first_time: float | None  # timestamp of its first event that has one
     rotation: int  # the N of "name.N[.gz]", 0 without one
+    # The file checked, by identity: every later open (a replay worker's stretch) must find this
+    # very file at the path, not one renamed into its place since. (0, 0, ""): not checked.
+    dev: int = 0
+    ino: int = 0
+    fingerprint: str = ""
 
 
 def _rotation_number(path: str) -> int:
@@ -95,27 +99,52 @@ def order_sources(sources: Iterable[LogFile]) -> list[LogFile]:
 def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[LogFile]:
     """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
 
-    The same file named twice (by any path) is replayed once.
+    The same file named twice (by any path) is replayed once. What is not a regular file (a
+    FIFO, a device, a directory) is refused without being read: a FIFO would hang the command.
     """
     sources: list[LogFile] = []
     seen: set[tuple[int, int]] = set()
     for path in paths:
         try:
-            with open(path, "rb") as f:
+            with os.fdopen(open_regular(path), "rb") as f:
                 st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise ReplayError(f"{path}: not a regular file")
                 if (st.st_dev, st.st_ino) in seen:
                     continue
                 seen.add((st.st_dev, st.st_ino))
-                is_gzip = f.read(2) == _GZIP_MAGIC
-        except ReplayError:
-            raise
+                head = f.read(FINGERPRINT_BYTES)
         except OSError as exc:
             raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        is_gzip = head[:2] == _GZIP_MAGIC
         first = _first_event_time(path, is_gzip, max_line_bytes)
-        sources.append(LogFile(path, st.st_size, is_gzip, first, _rotation_number(path)))
+        sources.append(
+            LogFile(
+                path,
+                st.st_size,
+                is_gzip,
+                first,
+                _rotation_number(path),
+                st.st_dev,
+                st.st_ino,
+                fingerprint_of(head),
+            )
+        )
     return order_sources(sources)
+
+
+def _check_identity(source: LogFile, f: BinaryIO) -> None:
+    """Refuse a file at ``source.path`` that is not the one checked (replaced since)."""
+    if not source.ino:
+        return
+    st = os.fstat(f.fileno())
+    same = (st.st_dev, st.st_ino) == (source.dev, source.ino)
+    if same:
+        head = os.pread(f.fileno(), FINGERPRINT_BYTES, 0)
+        same = fingerprint_of(head) == source.fingerprint
+    if not same:
+        raise ReplayError(
+            f"{source.path}: replaced or rewritten while replayed (not the file checked at "
+            "start); replay a copy that stays put"
+        )
 
 
 def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
@@ -180,8 +209,14 @@ class FileReader:
         return self._lines
 
     def batches(self) -> Iterator[Batch]:
-        """Whole lines of the file; raises ``OSError`` only when the file cannot be opened."""
-        self._file = open(self.source.path, "rb")  # noqa: SIM115 - closed by close()
+        """Whole lines of the file; raises ``OSError`` only when the file cannot be opened, and
+        ``ReplayError`` when another file than the one checked is at its path."""
+        self._file = os.fdopen(open_regular(self.source.path), "rb")
+        try:
+            _check_identity(self.source, self._file)
+        except BaseException:
+            self.close()
+            raise
         # Counted when seen: the file is read once, and that fixes the batch (and so the replay
         # sample) an oversized line is counted in.
         framer = LineFramer(self.max_line_bytes, count_oversized="when_seen")
@@ -238,6 +273,13 @@ class FileReader:
                 self._damaged(f"read error after {self.raw_done} bytes: {exc.strerror or exc}")
                 return
             if not chunk:
+                # Shorter than when checked: the file was truncated while read (what was cut
+                # away is lost to this replay), which one reading to its end must not hide.
+                expected = self.source.size if end is None else end
+                if self.raw_done < expected:
+                    self._damaged(
+                        f"truncated while read: {self.raw_done} of its {expected} bytes left"
+                    )
                 return
             self.raw_done += len(chunk)
             yield chunk

@@ -7,13 +7,14 @@ No I/O except reading the built-in spec shipped inside the package. The schema i
 from __future__ import annotations
 
 import math
+import os
 import re
 import tomllib
 from importlib import resources
 from itertools import pairwise
 from typing import Any, Final
 
-from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES
+from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES, open_regular
 from log_exporter.spec.cloudwatch import CloudWatchSpec, check_table
 from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
@@ -67,7 +68,8 @@ def read_spec(path: str | None) -> Spec:
     """
     if path is None:
         return load_default_spec()
-    with open(path, "rb") as f:
+    # Opened only when regular: a FIFO named as the spec would hang start-up or a SIGHUP.
+    with os.fdopen(open_regular(path), "rb") as f:
         data = f.read()
     text = data.decode("utf-8")
     if "\r" in text:

@@ -156,3 +156,24 @@ def test_the_emitter_round_trips_the_builtin_spec() -> None:
     """The fuzz's TOML writer is faithful, so mutations reach the loader as intended."""
     assert tomllib.loads(_document(BUILTIN)) == BUILTIN
     load_spec(_document(BUILTIN), SOURCE)
+
+
+def _nest(v: Any, depth: int, key: str) -> Any:
+    for i in range(depth):
+        v = [v] if i % 2 else {key: v}
+    return v
+
+
+@given(
+    st.dictionaries(st.text(min_size=1, max_size=8), values, max_size=3),
+    st.integers(0, 40),
+    st.sampled_from(KEYS),
+)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_metric_tables_of_any_structure_and_depth_give_a_spec_or_named_errors(
+    metrics: dict[str, Any], depth: int, key: str
+) -> None:
+    """Metric tables of any shape, nested up to past the loader's bound in tables and arrays,
+    give a spec or SpecErrors naming the file, never another exception."""
+    doc = {"version": 1, "metrics": {name: _nest(v, depth, key) for name, v in metrics.items()}}
+    _check(_document(doc))
