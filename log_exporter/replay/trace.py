@@ -2,9 +2,9 @@
 
 The trace id an exemplar shows leads here: the files are read as replay reads them (plain or
 gzip, checked, oldest first, the same framer; ``log_exporter.sources``), and each line whose
-``trace_id`` field (or ``--field``) equals the given id is printed as the file holds it. The exit
-status is grep's: 0 some event found, 1 none, 2 an error (a file missing, unreadable or damaged;
-what was found before the damage is still printed).
+``trace_id`` field (or ``--field``, a field path) equals the given id is printed as the file
+holds it. The exit status is grep's: 0 some event found, 1 none, 2 an error (a file missing,
+unreadable or damaged; what was found before the damage is still printed).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import BinaryIO, TextIO
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
 from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
+from log_exporter.spec.paths import Path, parse_path, read_path
 
 __all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "run"]
 
@@ -39,6 +40,11 @@ def run(
     out = sys.stdout.buffer if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
+        path = parse_path(field)
+    except ValueError as exc:
+        print(f"log-exporter trace: --field: {exc}", file=err)
+        return EXIT_TROUBLE
+    try:
         sources = open_sources(paths, max_line_bytes)
     except ReplayError as exc:
         print(f"log-exporter trace: {exc}", file=err)
@@ -47,7 +53,7 @@ def run(
     # are, or a JSON escape that could spell them otherwise (then it is parsed to be sure).
     needle = trace_id.encode("utf-8", "surrogatepass")
     try:
-        return _print_matches(sources, needle, field, trace_id, out, err, max_line_bytes)
+        return _print_matches(sources, needle, path, trace_id, out, err, max_line_bytes)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as grep does.
         if stdout is None:
@@ -59,7 +65,7 @@ def run(
 def _print_matches(
     sources: Sequence[LogFile],
     needle: bytes,
-    field: str,
+    path: Path,
     trace_id: str,
     out: BinaryIO,
     err: TextIO,
@@ -74,7 +80,7 @@ def _print_matches(
                 picked = [
                     raw
                     for raw in batch.lines
-                    if (needle in raw or b"\\" in raw) and _is_of(raw, field, trace_id)
+                    if (needle in raw or b"\\" in raw) and _is_of(raw, path, trace_id)
                 ]
                 if picked:
                     found += len(picked)
@@ -97,6 +103,6 @@ def _print_matches(
     return EXIT_FOUND if found else EXIT_NONE
 
 
-def _is_of(raw: bytes, field: str, trace_id: str) -> bool:
+def _is_of(raw: bytes, path: Path, trace_id: str) -> bool:
     event = parse_line(raw)
-    return type(event) is dict and event.get(field) == trace_id
+    return type(event) is dict and read_path(event, path) == trace_id
