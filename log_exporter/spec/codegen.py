@@ -97,7 +97,8 @@ class Scope:
                 var = self.known[("raw", fld)] = self.gen.name("v")
                 self.gen.prelude.append((var, fld))
             return var
-        return self.value(("raw", fld), lambda _: path_expr(fld, "ev", self.gen.name("t")))
+        tmp = self.gen.name("t") if len(fld) > 1 else ""  # a walrus target, for a path only
+        return self.value(("raw", fld), lambda _: path_expr(fld, "ev", tmp))
 
     def text(self, fld: Path) -> str:
         """The field as label text (``convert_label``), as for an open label or a match."""
