@@ -6,16 +6,26 @@ raises, whatever the bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any, Final, final
 
 import orjson
 
-__all__ = ["MALFORMED", "TIME_FORMATS", "Malformed", "event_time", "parse_line", "time_value"]
+__all__ = [
+    "MALFORMED",
+    "TIME_FORMATS",
+    "Malformed",
+    "event_time",
+    "parse_line",
+    "time_parser",
+    "time_value",
+]
 
 _BOM: Final = b"\xef\xbb\xbf"
 # How orjson says a number does not fit a double; such a line is parsed by the standard library.
@@ -144,3 +154,10 @@ def time_value(v: Any, fmt: str) -> float | None:
     except (OverflowError, ValueError, ZeroDivisionError):
         return None
     return seconds if math.isfinite(seconds) else None
+
+
+def time_parser(fmt: str) -> Callable[[Any], float | None]:
+    """``time_value`` of one format, as a function of the value only."""
+    if fmt == "rfc3339":
+        return _rfc3339
+    return functools.partial(time_value, fmt=fmt)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
-from log_exporter.parse import time_value
+from log_exporter.parse import time_parser
 from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.spec.labels import convert_label
 from log_exporter.spec.model import InputSpec, Match, MetricSpec, Rule
@@ -233,29 +233,41 @@ class Generator:
         raw = scope.raw(spec_input.timestamp_field)
         if spec_input.timestamp_format == "rfc3339":
             return raw
-        fn = self.const(functools.partial(time_value, fmt=spec_input.timestamp_format), "time")
+        fn = self.const(time_parser(spec_input.timestamp_format), "time")
         return scope.value(("time", raw), lambda _: f"{fn}({raw})")
 
     def function(self, name: str, head: list[str], tail: str, filename: str) -> Any:
         """The function ``name(ev)`` of the statements so far, between ``head`` and ``tail``."""
         # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
         # all again with ``get`` in the rare event that lacks one of them.
-        # A nested path is read with subscripts too (``ev['a']['b']``, a TypeError where a value
-        # on the way is no object); a path with an array index is read with its safe expression.
+        # A nested path is read with subscripts too, each object on the way once for all the
+        # paths through it (``p1 = ev['a']``, then ``p1['b']``): a KeyError where a key is missing,
+        # a TypeError where a value on the way is no object. A path with an array index is read
+        # with its safe expression (a subscript would index a string too).
         prelude = []
         if self.prelude:
-            fast = [(var, fast_expr(fld, "ev"), fld) for var, fld in self.prelude]
+            fast: list[str] = []
+            objects: dict[Path, str] = {}  # a path's prefix -> the variable holding its object
+            for var, fld in self.prelude:
+                if fast_expr(fld, "ev") is None:
+                    fast.append(f"{var} = {path_expr(fld, 'ev', self.name('t'))}")
+                    continue
+                base = "ev"
+                for i in range(1, len(fld)):
+                    obj = objects.get(fld[:i])
+                    if obj is None:
+                        obj = objects[fld[:i]] = self.name("p")
+                        fast.append(f"{obj} = {base}[{fld[i - 1]!r}]")
+                    base = obj
+                fast.append(f"{var} = {base}[{fld[-1]!r}]")
             nested = any(len(fld) > 1 for _, fld in self.prelude)
             prelude = [
                 "    try:",
-                *(
-                    f"        {var} = {expr or path_expr(fld, 'ev', self.name('t'))}"
-                    for var, expr, fld in fast
-                ),
+                *(f"        {line}" for line in fast),
                 "    except (KeyError, TypeError):" if nested else "    except KeyError:",
                 *(
                     f"        {var} = {path_expr(fld, 'ev', self.name('t'))}"
-                    for var, _, fld in fast
+                    for var, fld in self.prelude
                 ),
             ]
         lines = [f"def {name}(ev):", *prelude, *(_TOP + h for h in head), *self.lines, _TOP + tail]

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import re2
-
 __all__ = ["RegexError", "compile_regex"]
 
 
@@ -20,6 +18,9 @@ class RegexError(ValueError):
 
 def compile_regex(pattern: str) -> Callable[[str], Any]:
     """The ``search`` of ``pattern`` (unanchored, as ``re.search``); raises RegexError."""
+    # Imported here: RE2 and its libraries cost memory that a spec without regexes never needs.
+    import re2
+
     options = re2.Options()
     options.log_errors = False  # the error is ours to report, not RE2's on stderr
     try:
