@@ -12,7 +12,6 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from fractions import Fraction
 from typing import Any, Final, final
 
 import orjson
@@ -148,6 +147,9 @@ def time_value(v: Any, fmt: str) -> float | None:
         elif t is float:
             seconds = v if div == 1 else v / div
         elif t is str and len(v) <= 64 and _NUMERIC.fullmatch(v):
+            # Imported here: fractions brings decimal, memory a log of numbers never needs.
+            from fractions import Fraction
+
             seconds = float(Fraction(v) / div)
         else:
             return None
