@@ -40,7 +40,7 @@ def run(
     out = sys.stdout.buffer if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
-        path = parse_path(field)
+        parse_path(field)
     except ValueError as exc:
         print(f"log-exporter trace: --field: {exc}", file=err)
         return EXIT_TROUBLE
@@ -53,7 +53,7 @@ def run(
     # are, or a JSON escape that could spell them otherwise (then it is parsed to be sure).
     needle = trace_id.encode("utf-8", "surrogatepass")
     try:
-        return _print_matches(sources, needle, path, trace_id, out, err, max_line_bytes)
+        return _print_matches(sources, needle, field, trace_id, out, err, max_line_bytes)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as grep does.
         if stdout is None:
@@ -65,12 +65,13 @@ def run(
 def _print_matches(
     sources: Sequence[LogFile],
     needle: bytes,
-    path: Path,
+    field: str,
     trace_id: str,
     out: BinaryIO,
     err: TextIO,
     max_line_bytes: int,
 ) -> int:
+    path = parse_path(field)  # checked by ``run``
     found = 0
     trouble = False
     for source in sources:
