@@ -6,13 +6,25 @@ raises, whatever the bytes.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, final
 
 import orjson
 
-__all__ = ["MALFORMED", "Malformed", "event_time", "parse_line"]
+__all__ = [
+    "MALFORMED",
+    "TIME_FORMATS",
+    "Malformed",
+    "event_time",
+    "parse_line",
+    "time_parser",
+    "time_value",
+]
 
 _BOM: Final = b"\xef\xbb\xbf"
 # How orjson says a number does not fit a double; such a line is parsed by the standard library.
@@ -92,7 +104,10 @@ def event_time(event: dict[str, Any]) -> float | None:
 
     A timestamp without a UTC offset is taken as UTC, which is what the contract writes.
     """
-    ts = event.get("timestamp")
+    return _rfc3339(event.get("timestamp"))
+
+
+def _rfc3339(ts: Any) -> float | None:
     if type(ts) is not str:
         return None
     try:
@@ -106,3 +121,45 @@ def event_time(event: dict[str, Any]) -> float | None:
     except (OverflowError, OSError, ValueError):
         # Years near the datetime limits cannot become a Unix time on every platform.
         return None
+
+
+# The time formats of a spec's ``[input]`` timestamp: Unix times by their unit's divisor.
+_UNIX: Final = {"unix": 1, "unix_ms": 10**3, "unix_us": 10**6, "unix_ns": 10**9}
+TIME_FORMATS: Final = ("rfc3339", *_UNIX)
+_NUMERIC: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,3})?")
+
+
+def time_value(v: Any, fmt: str) -> float | None:
+    """An event's time value in format ``fmt`` (one of ``TIME_FORMATS``) as Unix seconds, or
+    None when it does not read as one (the event is then untimed, never malformed).
+
+    ``rfc3339`` reads as ``event_time`` does (a space for the ``T``, and no zone as UTC). The
+    Unix formats take a JSON number or a numeric string; an integer or a string is divided
+    exactly, so the same instant written in any format gives the same float.
+    """
+    if fmt == "rfc3339":
+        return _rfc3339(v)
+    div = _UNIX[fmt]
+    t = type(v)
+    try:
+        if t is int:
+            seconds = v / div
+        elif t is float:
+            seconds = v if div == 1 else v / div
+        elif t is str and len(v) <= 64 and _NUMERIC.fullmatch(v):
+            # Imported here: fractions brings decimal, memory a log of numbers never needs.
+            from fractions import Fraction
+
+            seconds = float(Fraction(v) / div)
+        else:
+            return None
+    except (OverflowError, ValueError, ZeroDivisionError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def time_parser(fmt: str) -> Callable[[Any], float | None]:
+    """``time_value`` of one format, as a function of the value only."""
+    if fmt == "rfc3339":
+        return _rfc3339
+    return functools.partial(time_value, fmt=fmt)

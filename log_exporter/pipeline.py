@@ -18,9 +18,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from log_exporter.parse import MALFORMED, Malformed, event_time, parse_line
+from log_exporter.parse import MALFORMED, Malformed, parse_line
 from log_exporter.spec import Program
 from log_exporter.spec.codegen import Apply
+from log_exporter.spec.program import ANY_EVENT
+from log_exporter.spec.reader import DEFAULT_READER, EventReader
 from log_exporter.store import Store
 from log_exporter.values import Batch, ReadCounts
 
@@ -83,9 +85,13 @@ class Feed:
     """Applies lines to a sink with a program bound to it (event type -> function): parses them,
     counts them and applies each event. Nothing in a line can raise out of it."""
 
-    def __init__(self, sink: Sink, dispatch: Mapping[str, Apply]) -> None:
+    def __init__(
+        self, sink: Sink, dispatch: Mapping[str, Apply], reader: EventReader = DEFAULT_READER
+    ) -> None:
+        """``reader``: where the events' type and time are (the spec's ``[input]``)."""
         self._sink = sink
         self._dispatch = dispatch
+        self._reader = reader
 
     def feed(self, batch: Batch) -> None:
         """Apply a whole batch under one acquisition of the sink's lock.
@@ -96,6 +102,9 @@ class Feed:
         """
         sink = self._sink
         dispatch_get = self._dispatch.get
+        anything = dispatch_get(ANY_EVENT)
+        reader = self._reader
+        key, type_of, time_of = reader.key, reader.type_of, reader.time_of
         parsed = 0
         malformed = 0
         last: dict[str, Any] | None = None
@@ -108,18 +117,17 @@ class Feed:
                         continue
                     parsed += 1
                     last = event
-                    et = event.get("event")
-                    if type(et) is str:
-                        fn = dispatch_get(et)
-                        if fn is not None:
-                            fn(event)
+                    et = event.get(key) if key is not None else type_of(event)
+                    fn = dispatch_get(et, anything) if type(et) is str else anything
+                    if fn is not None:
+                        fn(event)
             finally:
                 ts = None
                 if last is not None:
-                    ts = event_time(last)
+                    ts = time_of(last)
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
-                        ts = _latest_event_time(batch.lines)
+                        ts = _latest_event_time(batch.lines, time_of)
                 sink.record(
                     ReadCounts(
                         parsed,
@@ -143,6 +151,9 @@ class Feed:
         """
         sink = self._sink
         dispatch_get = self._dispatch.get
+        anything = dispatch_get(ANY_EVENT)
+        reader = self._reader
+        key, type_of, time_of = reader.key, reader.type_of, reader.time_of
         cross = steps.cross
         on_time = steps.on_time
         boundary = steps.boundary
@@ -169,7 +180,7 @@ class Feed:
                             malformed += 1
                         nbytes += size
                         continue
-                    t = event_time(event)
+                    t = time_of(event)
                     if t is None:
                         untimed += 1
                     else:
@@ -189,11 +200,10 @@ class Feed:
                                 on_time.append(t)
                     parsed += 1
                     nbytes += size
-                    et = event.get("event")
-                    if type(et) is str:
-                        fn = dispatch_get(et)
-                        if fn is not None:
-                            fn(event)
+                    et = event.get(key) if key is not None else type_of(event)
+                    fn = dispatch_get(et, anything) if type(et) is str else anything
+                    if fn is not None:
+                        fn(event)
             finally:
                 sink.record(ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts))
                 steps.boundary = boundary
@@ -219,7 +229,7 @@ class Pipeline(Feed):
 
     def __init__(self, program: Program, store: Store, *, exemplars: bool = True) -> None:
         """``exemplars=False``: keep no exemplars (replay writes none)."""
-        super().__init__(store, program.bind(store, exemplars=exemplars))
+        super().__init__(store, program.bind(store, exemplars=exemplars), program.reader)
         self.program = program
         self.store = store
         self._exemplars = exemplars
@@ -229,14 +239,17 @@ class Pipeline(Feed):
         with self.store.lock:
             self.store.reconfigure(program.spec.definitions)
             self._dispatch = program.bind(self.store, exemplars=self._exemplars)
+            self._reader = program.reader
             self.program = program
 
 
-def _latest_event_time(lines: list[bytes]) -> float | None:
+def _latest_event_time(
+    lines: list[bytes], time_of: Callable[[dict[str, Any]], float | None]
+) -> float | None:
     for raw in reversed(lines):
         event = parse_line(raw)
         if type(event) is dict:
-            ts = event_time(event)
+            ts = time_of(event)
             if ts is not None:
                 return ts
     return None

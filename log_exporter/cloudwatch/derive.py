@@ -15,6 +15,7 @@ from typing import Any, Final
 from log_exporter.limits import OVERFLOW
 from log_exporter.spec import Program
 from log_exporter.spec.cloudwatch import Dimensions, Observation
+from log_exporter.spec.program import ANY_EVENT
 
 DEFAULT_DIMENSION_CAP: Final = 1000
 
@@ -37,8 +38,11 @@ class ObservationDeriver:
         self.overflowed = 0
 
     def __call__(self, event: dict[str, Any]) -> Sequence[Observation]:
-        et = event.get("event")
-        observe = self._program().observers().get(et) if type(et) is str else None
+        program = self._program()
+        observers = program.observers()
+        anything = observers.get(ANY_EVENT)
+        et = program.reader.type_of(event)
+        observe = observers.get(et, anything) if type(et) is str else anything
         if observe is None:
             return []
         out = observe(event)
@@ -47,6 +51,10 @@ class ObservationDeriver:
             if dims is not o.dimensions:
                 out[i] = Observation(o.metric, dims, o.value, o.unit, o.kind)
         return out
+
+    def event_time(self, event: dict[str, Any]) -> float | None:
+        """The event's time as the spec's ``[input]`` reads it (Unix seconds), or None."""
+        return self._program().reader.time_of(event)
 
     def _capped(self, metric: str, dims: Dimensions) -> Dimensions:
         seen = self._seen.setdefault(metric, set())

@@ -125,7 +125,8 @@ def start(
             "CloudWatch shipping without a state file (--state): a restart ships the whole file"
             " again; set LOG_EXPORTER_STATE to resume where shipping stopped"
         )
-    shipper = Shipper(config, api, ObservationDeriver(program), stats, state=state)
+    deriver = ObservationDeriver(program)
+    shipper = Shipper(config, api, deriver, stats, state=state, event_time=deriver.event_time)
     resume = shipper.restore()
     # Batches no bigger than one PutLogEvents request keep memory bounded during an outage.
     tailer = Tailer(
@@ -187,8 +188,10 @@ def replay(
     api = CloudWatchApi(
         logs_client, metrics_client, config, stats, threading.Event(), wait_for_credentials=False
     )
-    shipper = Shipper(config, api, ObservationDeriver(program), stats)
-    readers = [FileReader(source, max_line_bytes) for source in open_sources(files, max_line_bytes)]
+    deriver = ObservationDeriver(program)
+    shipper = Shipper(config, api, deriver, stats, event_time=deriver.event_time)
+    sources = open_sources(files, max_line_bytes, deriver.event_time)
+    readers = [FileReader(source, max_line_bytes) for source in sources]
     try:
         summary = shipper.replay(reader.batches() for reader in readers)
     finally:

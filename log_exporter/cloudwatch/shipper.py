@@ -143,7 +143,9 @@ class Shipper:
         *,
         state: SectionStore | None = None,
         clock: Callable[[], float] = time.time,
+        event_time: Callable[[dict[str, Any]], float | None] = event_time,
     ) -> None:
+        """``event_time``: an event's time for its log event (the spec's ``[input]``)."""
         self.config = config
         self.summary = Summary(metrics_mode=config.metrics_mode)
         self._api = api
@@ -151,6 +153,7 @@ class Shipper:
         self._stats = stats
         self._state = state
         self._clock = clock
+        self._event_time = event_time
         self._builder = BatchBuilder()
         self._pending_obs: list[tuple[Observation, float]] = []
         self._first_pending: float | None = None
@@ -225,7 +228,7 @@ class Shipper:
             self._skip(position)
             return
         event = parsed if type(parsed) is dict else None
-        when = None if event is None else event_time(event)
+        when = None if event is None else self._event_time(event)
         timestamp_ms = round(when * 1000) if when is not None else read_ms
         log_event = make_event(raw, timestamp_ms, position)
         if log_event is None:

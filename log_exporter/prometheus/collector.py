@@ -325,7 +325,9 @@ def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:
 def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
     value, amount, raw_time = kept
-    return Exemplar({name: value}, float(amount), event_time({"timestamp": raw_time}))
+    # A spec reading Unix times keeps the seconds themselves (``[input]`` timestamp).
+    stamp = raw_time if type(raw_time) is float else event_time({"timestamp": raw_time})
+    return Exemplar({name: value}, float(amount), stamp)
 
 
 def _shell(d: MetricDef) -> Metric:

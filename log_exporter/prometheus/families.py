@@ -158,6 +158,9 @@ def stamp_text(raw: object) -> str:
                 _SECONDS[raw[:19]] = second
             if second:
                 return second + (fraction.rstrip("0") or "0")
+    if type(raw) is float:
+        # A spec reading Unix times keeps the seconds themselves (``[input]`` timestamp).
+        return f" {raw}"
     stamp = event_time({"timestamp": raw})
     return "" if stamp is None else f" {stamp}"
 

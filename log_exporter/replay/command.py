@@ -130,7 +130,7 @@ def _prepare(options: ReplayOptions, err: TextIO) -> _Prepared | int:
         return _fail(err, f"{options.output}: cannot write into {out_dir}")
     try:
         spec = read_spec(options.spec or None)
-        sources = open_sources(options.files)
+        sources = open_sources(options.files, time_of=compile_spec(spec).reader.time_of)
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         return _fail(err, f"{options.spec}: cannot read the spec: {reason}")

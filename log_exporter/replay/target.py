@@ -30,6 +30,7 @@ from log_exporter.spec.codegen import (
     Pairs,
     Scope,
     exemplar_fits,
+    scaled,
     valid_test,
 )
 from log_exporter.spec.model import MetricSpec, Rule
@@ -83,9 +84,10 @@ def _partial_rule(scope: Scope, m: MetricSpec, r: Rule, partial: Partial) -> Non
     body = scope
     amount = "1.0"
     if r.value is not None:
-        v = scope.raw(r.value)
-        body = scope.nested(f"if {valid_test(v, nonnegative=m.kind != 'gauge')}:")
-        amount = v
+        raw = scope.raw(r.value_path)
+        nonnegative = m.kind != "gauge"
+        body = scope.nested(f"if {valid_test(raw, nonnegative, r.scale)}:")
+        v = amount = scaled(body, r.scale, raw)
         if m.kind == "gauge":
             body.emit(f"amount = float({v})")
             amount = "amount"

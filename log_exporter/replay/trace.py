@@ -2,9 +2,9 @@
 
 The trace id an exemplar shows leads here: the files are read as replay reads them (plain or
 gzip, checked, oldest first, the same framer; ``log_exporter.sources``), and each line whose
-``trace_id`` field (or ``--field``) equals the given id is printed as the file holds it. The exit
-status is grep's: 0 some event found, 1 none, 2 an error (a file missing, unreadable or damaged;
-what was found before the damage is still printed).
+``trace_id`` field (or ``--field``, a field path) equals the given id is printed as the file
+holds it. The exit status is grep's: 0 some event found, 1 none, 2 an error (a file missing,
+unreadable or damaged; what was found before the damage is still printed).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
 from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
 from log_exporter.spec import Spec
+from log_exporter.spec.paths import Path, parse_path, read_path
 
 __all__ = ["DEFAULT_FIELD", "EXIT_FOUND", "EXIT_NONE", "EXIT_TROUBLE", "exemplar_field", "run"]
 
@@ -49,6 +50,11 @@ def run(
     out = sys.stdout.buffer if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
+        parse_path(field)
+    except ValueError as exc:
+        print(f"log-exporter trace: --field: {exc}", file=err)
+        return EXIT_TROUBLE
+    try:
         sources = open_sources(paths, max_line_bytes)
     except ReplayError as exc:
         print(f"log-exporter trace: {exc}", file=err)
@@ -75,6 +81,7 @@ def _print_matches(
     err: TextIO,
     max_line_bytes: int,
 ) -> int:
+    path = parse_path(field)  # checked by ``run``
     found = lines = 0
     trouble = False
     for source in sources:
@@ -85,7 +92,7 @@ def _print_matches(
                 picked = [
                     raw
                     for raw in batch.lines
-                    if (needle in raw or b"\\" in raw) and _is_of(raw, field, trace_id)
+                    if (needle in raw or b"\\" in raw) and _is_of(raw, path, trace_id)
                 ]
                 if picked:
                     found += len(picked)
@@ -118,6 +125,6 @@ def _print_matches(
     return EXIT_FOUND if found else EXIT_NONE
 
 
-def _is_of(raw: bytes, field: str, trace_id: str) -> bool:
+def _is_of(raw: bytes, path: Path, trace_id: str) -> bool:
     event = parse_line(raw)
-    return type(event) is dict and event.get(field) == trace_id
+    return type(event) is dict and read_path(event, path) == trace_id

@@ -16,9 +16,9 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from log_exporter.limits import MAX_LINE_BYTES, open_regular
 from log_exporter.parse import event_time, parse_line
@@ -96,11 +96,16 @@ def order_sources(sources: Iterable[LogFile]) -> list[LogFile]:
     return ordered
 
 
-def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> list[LogFile]:
+def open_sources(
+    paths: Sequence[str],
+    max_line_bytes: int = MAX_LINE_BYTES,
+    time_of: Callable[[dict[str, Any]], float | None] = event_time,
+) -> list[LogFile]:
     """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
 
     The same file named twice (by any path) is replayed once. What is not a regular file (a
     FIFO, a device, a directory) is refused without being read: a FIFO would hang the command.
+    ``time_of``: an event's time, as the spec's ``[input]`` reads it.
     """
     sources: list[LogFile] = []
     seen: set[tuple[int, int]] = set()
@@ -115,7 +120,7 @@ def open_sources(paths: Sequence[str], max_line_bytes: int = MAX_LINE_BYTES) -> 
         except OSError as exc:
             raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         is_gzip = head[:2] == _GZIP_MAGIC
-        first = _first_event_time(path, is_gzip, max_line_bytes)
+        first = _first_event_time(path, is_gzip, max_line_bytes, time_of)
         sources.append(
             LogFile(
                 path,
@@ -147,7 +152,12 @@ def _check_identity(source: LogFile, f: BinaryIO) -> None:
         )
 
 
-def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | None:
+def _first_event_time(
+    path: str,
+    is_gzip: bool,
+    max_line_bytes: int,
+    time_of: Callable[[dict[str, Any]], float | None],
+) -> float | None:
     """The timestamp of the file's first event that has a usable one (None when none has)."""
     reader = FileReader(LogFile(path, 0, is_gzip, None, 0), max_line_bytes)
     try:
@@ -155,7 +165,7 @@ def _first_event_time(path: str, is_gzip: bool, max_line_bytes: int) -> float | 
             for raw in batch.lines:
                 event = parse_line(raw)
                 if type(event) is dict:
-                    t = event_time(event)
+                    t = time_of(event)
                     if t is not None:
                         return t
     except OSError as exc:

@@ -60,6 +60,10 @@ class LabelSource(Protocol):
     @property
     def field(self) -> str: ...
 
+    # The field's segments (``log_exporter.spec.paths``).
+    @property
+    def path(self) -> tuple[str, ...]: ...
+
     # A closed value set: a present value outside it becomes "other". None: any value.
     @property
     def values(self) -> tuple[str, ...] | None: ...

@@ -16,9 +16,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
+from log_exporter.parse import time_parser
 from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.spec.labels import convert_label
-from log_exporter.spec.model import MetricSpec, Rule
+from log_exporter.spec.model import InputSpec, Match, MetricSpec, Rule
+from log_exporter.spec.paths import Path, fast_expr, path_expr
+from log_exporter.spec.regex import compile_regex
 from log_exporter.store import CounterState, GaugeState, HistogramState, InfoState, Store
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "Scope",
     "exemplar_fits",
     "observation_function",
+    "scaled",
     "store_function",
     "valid_test",
 ]
@@ -84,7 +88,8 @@ class Scope:
             self.emit(f"{var} = {make(var)}")
         return var
 
-    def raw(self, fld: str) -> str:
+    def raw(self, fld: Path) -> str:
+        """The variable holding the value at path ``fld`` (None when missing)."""
         if self.indent == _TOP:
             # Read in the function's prelude (see ``Generator.function``), not here.
             var = self.known.get(("raw", fld))
@@ -92,14 +97,15 @@ class Scope:
                 var = self.known[("raw", fld)] = self.gen.name("v")
                 self.gen.prelude.append((var, fld))
             return var
-        return self.value(("raw", fld), lambda _: f"ev.get({fld!r})")
+        tmp = self.gen.name("t") if len(fld) > 1 else ""  # a walrus target, for a path only
+        return self.value(("raw", fld), lambda _: path_expr(fld, "ev", tmp))
 
-    def text(self, fld: str) -> str:
+    def text(self, fld: Path) -> str:
         """The field as label text (``convert_label``), as for an open label or a match."""
         r = self.raw(fld)
         return self.value(("text", fld), lambda _: f"{r} if type({r}) is str else convert({r})")
 
-    def label(self, fld: str, values: tuple[str, ...] | None) -> str:
+    def label(self, fld: Path, values: tuple[str, ...] | None) -> str:
         """The field as the text of a label (or dimension) with the closed set ``values``."""
         if values is None:
             return self.text(fld)
@@ -115,7 +121,7 @@ class Scope:
 
     def bounded(self, lb: LabelSource, cut: str, max_bytes: int) -> str:
         """The expression of ``lb``'s value, an open one bounded by ``cut`` (a ``Cut``)."""
-        v = self.label(lb.field, lb.values)
+        v = self.label(lb.path, lb.values)
         if lb.values is not None:
             return v  # a closed set's values are the spec's own
         return f"({v} if len({v}) <= {max_bytes // 4} else {cut}({v}))"
@@ -151,10 +157,19 @@ def _tuple(items: list[str]) -> str:
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def valid_test(v: str, nonnegative: bool) -> str:
-    """The test that ``v`` holds a usable number (docs/spec.md, "Invalid values")."""
-    low = "0" if nonnegative else repr(-_FMAX)
-    return f"(type({v}) is float or type({v}) is int) and {low} <= {v} <= {_FMAX!r}"
+def valid_test(v: str, nonnegative: bool, scale: float = 1.0) -> str:
+    """The test that ``v`` holds a usable number (docs/spec.md, "Invalid values"), one that
+    stays a double once multiplied by ``scale``."""
+    high = _FMAX if scale <= 1.0 else _FMAX / scale
+    low = "0" if nonnegative else repr(-high)
+    return f"(type({v}) is float or type({v}) is int) and {low} <= {v} <= {high!r}"
+
+
+def scaled(scope: Scope, scale: float, v: str) -> str:
+    """The amount of the valid raw value ``v``: itself, or times the rule's ``scale``."""
+    if scale == 1.0:
+        return v
+    return scope.value(("scaled", v, scale), lambda _: f"{v} * {scale!r}")
 
 
 def _closed(text: str, values: frozenset[str]) -> str:
@@ -164,10 +179,11 @@ def _closed(text: str, values: frozenset[str]) -> str:
 class Generator:
     """Python source for one event type's function, and the objects it refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec_input: InputSpec | None = None) -> None:
+        self.input = InputSpec() if spec_input is None else spec_input
         self.lines: list[str] = []
-        # (variable, field) read unconditionally at the start of the function.
-        self.prelude: list[tuple[str, str]] = []
+        # (variable, path) read unconditionally at the start of the function.
+        self.prelude: list[tuple[str, Path]] = []
         self.namespace: dict[str, Any] = {
             "convert": convert_label,
             "_closed": _closed,
@@ -191,37 +207,89 @@ class Generator:
         for m, r in pairs:
             scope = top
             if r.match:
-                tests = [
-                    f"{scope.text(f)} in {self.const(frozenset(vs), 'accepted')}"
-                    for f, vs in r.match
-                ]
+                tests = [self.match_test(scope, t) for t in r.match]
                 scope = scope.nested(f"if {' and '.join(tests)}:")
             rule(scope, m, r)
+
+    def match_test(self, scope: Scope, t: Match) -> str:
+        """The expression of one test of a rule's ``match``."""
+        if t.op == "in":
+            return f"{scope.text(t.path)} in {self.const(frozenset(t.values), 'accepted')}"
+        if t.op == "not":
+            return f"{scope.text(t.path)} not in {self.const(frozenset(t.values), 'refused')}"
+        if t.op == "prefix":
+            return f"{scope.text(t.path)}.startswith({self.const(t.values, 'prefixes')})"
+        if t.op == "regex":
+            search = self.const(compile_regex(t.values[0]), "search")
+            return f"{search}({scope.text(t.path)}) is not None"
+        r = scope.raw(t.path)
+        cmp = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[t.op]
+        return f"(type({r}) is int or type({r}) is float) and {r} {cmp} {t.number!r}"
+
+    def event_time(self, scope: Scope) -> str:
+        """The event's time as an exemplar keeps it: the raw RFC 3339 text (turned into seconds
+        only when rendered), or the Unix seconds of another format (None when unreadable)."""
+        spec_input = self.input
+        raw = scope.raw(spec_input.timestamp_field)
+        if spec_input.timestamp_format == "rfc3339":
+            return raw
+        fn = self.const(time_parser(spec_input.timestamp_format), "time")
+        return scope.value(("time", raw), lambda _: f"{fn}({raw})")
 
     def function(self, name: str, head: list[str], tail: str, filename: str) -> Any:
         """The function ``name(ev)`` of the statements so far, between ``head`` and ``tail``."""
         # For speed, the fields are read with subscripts (much cheaper than calls to ``get``), and
         # all again with ``get`` in the rare event that lacks one of them.
+        # A nested path is read with subscripts too, each object on the way once for all the
+        # paths through it (``p1 = ev['a']``, then ``p1['b']``): a KeyError where a key is missing,
+        # a TypeError where a value on the way is no object. A path with an array index is read
+        # with its safe expression (a subscript would index a string too).
         prelude = []
         if self.prelude:
+            fast: list[str] = []
+            objects: dict[Path, str] = {}  # a path's prefix -> the variable holding its object
+            for var, fld in self.prelude:
+                if fast_expr(fld, "ev") is None:
+                    fast.append(f"{var} = {path_expr(fld, 'ev', self.name('t'))}")
+                    continue
+                base = "ev"
+                for i in range(1, len(fld)):
+                    obj = objects.get(fld[:i])
+                    if obj is None:
+                        obj = objects[fld[:i]] = self.name("p")
+                        fast.append(f"{obj} = {base}[{fld[i - 1]!r}]")
+                    base = obj
+                fast.append(f"{var} = {base}[{fld[-1]!r}]")
+            nested = any(len(fld) > 1 for _, fld in self.prelude)
             prelude = [
                 "    try:",
-                *(f"        {var} = ev[{fld!r}]" for var, fld in self.prelude),
-                "    except KeyError:",
-                *(f"        {var} = ev.get({fld!r})" for var, fld in self.prelude),
+                *(f"        {line}" for line in fast),
+                "    except (KeyError, TypeError):" if nested else "    except KeyError:",
+                *(
+                    f"        {var} = {path_expr(fld, 'ev', self.name('t'))}"
+                    for var, fld in self.prelude
+                ),
             ]
         lines = [f"def {name}(ev):", *prelude, *(_TOP + h for h in head), *self.lines, _TOP + tail]
         exec(builtins.compile("\n".join(lines), filename, "exec"), self.namespace)
         return self.namespace[name]
 
 
-def store_function(event_type: str, pairs: Pairs, store: Store, *, exemplars: bool = True) -> Apply:
+def store_function(
+    event_type: str,
+    pairs: Pairs,
+    store: Store,
+    *,
+    exemplars: bool = True,
+    spec_input: InputSpec | None = None,
+) -> Apply:
     """The function applying an event of ``event_type`` to ``store``'s state of each metric.
 
     ``exemplars=False`` (replay, which writes none) keeps no exemplar and only counts, as the
-    store would, the updates whose exemplar could not be kept.
+    store would, the updates whose exemplar could not be kept. ``spec_input`` says where the
+    event's time is (for exemplars).
     """
-    gen = Generator()
+    gen = Generator(spec_input)
     gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store, exemplars))
     fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
     return fn
@@ -283,11 +351,12 @@ def _histogram_rule(
 ) -> None:
     gen = scope.gen
     assert r.value is not None  # the loader requires it
-    v = scope.raw(r.value)
+    raw = scope.raw(r.value_path)
     series_get = gen.const(state.series.get, "series_get")
     new_series = gen.const(state.new_series, "new_series")
     bounds = gen.const(state.bounds, "bounds")
-    ok = scope.nested(f"if {valid_test(v, nonnegative=True)}:")
+    ok = scope.nested(f"if {valid_test(raw, nonnegative=True, scale=r.scale)}:")
+    v = scaled(ok, r.scale, raw)
     ok.emit(f"k = {key}")
     ok.emit(f"cells = {series_get}(k)")
     ok.emit("if cells is None:")
@@ -323,10 +392,10 @@ def _gauge_rule(
     amount = "1.0"
     body = scope
     if r.value is not None:
-        v = scope.raw(r.value)
-        body = scope.nested(f"if {valid_test(v, nonnegative=False)}:")
+        raw = scope.raw(r.value_path)
+        body = scope.nested(f"if {valid_test(raw, nonnegative=False, scale=r.scale)}:")
         amount = "amount"
-        body.emit(f"amount = float({v})")
+        body.emit(f"amount = float({scaled(body, r.scale, raw)})")
     body.emit(f"k = {key}")
     body.emit(f"current = {series}.get(k)")
     body.emit("if current is None:")
@@ -365,8 +434,9 @@ def _counter_rule(
     add_new = gen.const(state.add_new, "add_new")
     body, amount = scope, "1.0"
     if r.value is not None:
-        v = amount = scope.raw(r.value)
-        body = scope.nested(f"if {valid_test(v, nonnegative=True)}:")
+        raw = scope.raw(r.value_path)
+        body = scope.nested(f"if {valid_test(raw, nonnegative=True, scale=r.scale)}:")
+        amount = scaled(body, r.scale, raw)
     body.emit(f"k = {key}")
     added = body.nested("try:")
     added.emit(f"{series}[k] += {amount}")
@@ -398,7 +468,7 @@ def _counter_rule(
 def _exemplar_fits_key(scope: Scope, m: MetricSpec) -> tuple[str, tuple[Any, ...]]:
     """The exemplar field's variable, and the key under which its test is known on a path."""
     assert m.exemplar is not None
-    t = scope.raw(m.exemplar.field)
+    t = scope.raw(m.exemplar.path)
     return t, ("exemplar fits", t, EXEMPLAR_LABELS_MAX_CHARS - len(m.exemplar.name))
 
 
@@ -417,7 +487,7 @@ def _exemplar_entry(scope: Scope, m: MetricSpec, amount: str) -> tuple[str, str]
     """A counter's exemplar entry, (value, amount, raw timestamp), and the test that it can be
     kept; both computed once per path."""
     t, fits_key = _exemplar_fits_key(scope, m)
-    ts = scope.raw("timestamp")
+    ts = scope.gen.event_time(scope)
     fits = scope.known.get(fits_key)
     if fits is not None:
         return scope.value(
@@ -437,7 +507,7 @@ def _exemplar_shared(scope: Scope, m: MetricSpec, r: Rule) -> None:
         _exemplar_entry(scope, m, "1.0")
     else:
         exemplar_fits(scope, m)
-        scope.raw("timestamp")
+        scope.gen.event_time(scope)
 
 
 def _exemplar_fragment(
@@ -453,7 +523,7 @@ def _exemplar_fragment(
     gen = scope.gen
     assert m.exemplar is not None
     if isinstance(state, HistogramState):
-        t, ts = scope.raw(m.exemplar.field), scope.raw("timestamp")
+        t, ts = scope.raw(m.exemplar.path), scope.gen.event_time(scope)
         keep = scope.nested(f"if {exemplar_fits(scope, m)}:")
         keep.emit(f"x = {gen.const(state.exemplars.get, 'exemplars_get')}(k)")
         keep.emit("if x is None:")
@@ -495,9 +565,10 @@ def _observation_rule(scope: Scope, m: MetricSpec, r: Rule) -> None:
     body = scope
     amount = "1.0"
     if r.value is not None:
-        v = scope.raw(r.value)
-        body = scope.nested(f"if {valid_test(v, nonnegative=m.kind != 'gauge')}:")
-        amount = f"float({v})"
+        raw = scope.raw(r.value_path)
+        nonnegative = m.kind != "gauge"
+        body = scope.nested(f"if {valid_test(raw, nonnegative, r.scale)}:")
+        amount = f"float({scaled(body, r.scale, raw)})"
     kind = _KINDS[r.op]
     body.emit(
         f"out.append(Observation({cw.name!r}, {_tuple(dims)}, {amount}, {cw.unit!r}, {kind!r}))"

@@ -12,11 +12,24 @@ import re
 import tomllib
 from importlib import resources
 from itertools import pairwise
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES, open_regular
+from log_exporter.parse import TIME_FORMATS
 from log_exporter.spec.cloudwatch import CloudWatchSpec, check_table
-from log_exporter.spec.model import ExemplarSpec, LabelSpec, MetricSpec, Op, Rule, Spec
+from log_exporter.spec.model import (
+    ExemplarSpec,
+    InputSpec,
+    LabelSpec,
+    Match,
+    MatchOp,
+    MetricSpec,
+    Op,
+    Rule,
+    Spec,
+)
+from log_exporter.spec.paths import Path, parse_path
+from log_exporter.spec.regex import RegexError, compile_regex
 from log_exporter.store import DEFAULT_SERIES_CAP, MetricDef
 
 __all__ = [
@@ -178,7 +191,9 @@ class _Checker:
 
     def spec(self, doc: dict[str, Any]) -> Spec | None:
         self.unknown_keys(
-            "", doc, {"version", "series_cap", "label_value_max_bytes", "sets", "metrics"}
+            "",
+            doc,
+            {"version", "series_cap", "label_value_max_bytes", "sets", "metrics", "input"},
         )
         if "version" in doc and doc["version"] != SPEC_VERSION:
             self.err("", "version", f"must be {SPEC_VERSION}, not {_show(doc['version'])}")
@@ -189,6 +204,7 @@ class _Checker:
         if "label_value_max_bytes" in doc:
             max_bytes = self.max_bytes("", doc["label_value_max_bytes"]) or max_bytes
         sets = self.sets(doc.get("sets", {}))
+        spec_input = self.input(doc.get("input", {}))
         raw_metrics = doc.get("metrics")
         if type(raw_metrics) is not dict or not raw_metrics:
             self.err("", "metrics", "must be a table with at least one [metrics.NAME] table")
@@ -199,7 +215,57 @@ class _Checker:
             if m is not None:
                 metrics.append(m)
         self.collisions(metrics)
-        return Spec(self.source, tuple(metrics))
+        return Spec(self.source, tuple(metrics), spec_input)
+
+    def path(self, table: str, fld: str, v: Any) -> Path | None:
+        """A field path (``a.b.0``, ``labels."app.kubernetes.io/name"``), or None if broken."""
+        text = self.string(table, fld, v)
+        if text is None:
+            return None
+        try:
+            return parse_path(text)
+        except ValueError as exc:
+            self.err(table, fld, str(exc))
+            return None
+
+    def input(self, doc: Any) -> InputSpec:
+        """The ``[input]`` table: the event type's field and the timestamp's field and format."""
+        default = InputSpec()
+        if type(doc) is not dict:
+            self.err("", "input", f"must be a table, not {_show(doc)}")
+            return default
+        self.unknown_keys("input", doc, {"event_field", "timestamp"})
+        event_field = default.event_field
+        if "event_field" in doc:
+            event_field = self.path("input", "event_field", doc["event_field"]) or event_field
+        ts_field, ts_format = default.timestamp_field, default.timestamp_format
+        if "timestamp" in doc:
+            ts = doc["timestamp"]
+            if type(ts) is not dict:
+                self.err(
+                    "input",
+                    "timestamp",
+                    f"must be an inline table {{ field = ..., format = ... }}, not {_show(ts)}",
+                )
+                return InputSpec(event_field)
+            self.unknown_keys(
+                "input",
+                {f"timestamp.{k}": v for k, v in ts.items()},
+                {"timestamp.field", "timestamp.format"},
+            )
+            if "field" in ts:
+                ts_field = self.path("input", "timestamp.field", ts["field"]) or ts_field
+            if "format" in ts:
+                fmt = ts["format"]
+                if type(fmt) is not str or fmt not in TIME_FORMATS:
+                    self.err(
+                        "input",
+                        "timestamp.format",
+                        f"must be one of {', '.join(TIME_FORMATS)}, not {_show(fmt)}",
+                    )
+                else:
+                    ts_format = fmt
+        return InputSpec(event_field, ts_field, ts_format)
 
     def sets(self, doc: Any) -> dict[str, tuple[str, ...]]:
         if type(doc) is not dict:
@@ -315,9 +381,9 @@ class _Checker:
             return None
         fld = name
         if "field" in doc:
-            fld = self.string(table, "exemplar.field", doc["field"]) or ""
-            if not fld:
+            if self.path(table, "exemplar.field", doc["field"]) is None:
                 return None
+            fld = doc["field"]
         return ExemplarSpec(name, fld)
 
     def gauge_partition(self, table: str, kind: str, body: dict[str, Any]) -> LabelSpec | None:
@@ -327,8 +393,8 @@ class _Checker:
         if kind != "gauge":
             self.err(table, "partition", "only a gauge is kept per partition")
             return None
-        fld = self.string(table, "partition", body["partition"])
-        return None if not fld else LabelSpec("partition", fld)
+        path = self.path(table, "partition", body["partition"])
+        return None if path is None else LabelSpec("partition", body["partition"])
 
     def max_bytes(self, table: str, v: Any) -> int | None:
         """A ``label_value_max_bytes``: an integer within ``_LABEL_VALUE_BYTES``."""
@@ -426,11 +492,11 @@ class _Checker:
         item: dict[str, Any],
         sets: dict[str, tuple[str, ...]],
     ) -> LabelSpec | None:
-        field_name = name
+        field_text = name
         if "field" in item:
-            field_name = self.string(table, f"{fld}.field", item["field"]) or ""
-            if not field_name:
+            if self.path(table, f"{fld}.field", item["field"]) is None:
                 return None
+            field_text = item["field"]
         values: tuple[str, ...] | None = None
         if "values" in item:
             v = item["values"]
@@ -444,7 +510,7 @@ class _Checker:
                 values = self.strings(table, f"{fld}.values", v)
                 if values is None:
                     return None
-        return LabelSpec(name, field_name, values)
+        return LabelSpec(name, field_text, values)
 
     def buckets(self, table: str, v: Any) -> tuple[float, ...]:
         if type(v) is not list or not v:
@@ -480,11 +546,14 @@ class _Checker:
             allowed = {f"{prefix}{k}" for k in ("events", "match", "value", "op")}
             self.unknown_keys(table, {f"{prefix}{k}": v for k, v in doc.items()}, allowed)
         before = len(self.errors)
-        events = self.strings(table, f"{prefix}events", doc.get("events"))
+        events = None
+        if "events" in doc:
+            events = self.strings(table, f"{prefix}events", doc["events"])
         match = self.match(table, f"{prefix}match", doc.get("match", {}))
         value = None
+        scale = 1.0
         if "value" in doc:
-            value = self.string(table, f"{prefix}value", doc["value"])
+            value, scale = self.value(table, f"{prefix}value", doc["value"])
         op: Op
         if kind == "gauge":
             raw_op = doc.get("op")
@@ -508,23 +577,96 @@ class _Checker:
                 self.err(table, f"{prefix}value", "a histogram needs the field it observes")
             if kind == "info" and "value" in doc:
                 self.err(table, f"{prefix}value", "an info metric has no value (it is always 1)")
-        if len(self.errors) != before or events is None:
+        if len(self.errors) != before:
             return None
-        return Rule(events, match, op, value)
+        return Rule(events, match, op, value, scale)
 
-    def match(self, table: str, fld: str, doc: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    def value(self, table: str, fld: str, v: Any) -> tuple[str | None, float]:
+        """A rule's ``value``: a field path, or ``{ field = PATH, scale = NUMBER }``."""
+        if type(v) is not dict:
+            return (v if self.path(table, fld, v) is not None else None), 1.0
+        self.unknown_keys(
+            table, {f"{fld}.{k}": x for k, x in v.items()}, {f"{fld}.field", f"{fld}.scale"}
+        )
+        path = self.path(table, f"{fld}.field", v.get("field"))
+        scale = 1.0
+        if "scale" in v:
+            number = self.number(table, f"{fld}.scale", v["scale"])
+            if number is not None and number <= 0.0:
+                self.err(table, f"{fld}.scale", f"must be positive, not {_show(v['scale'])}")
+            scale = number if number is not None and number > 0.0 else 1.0
+        return (v["field"] if path is not None else None), scale
+
+    def match(self, table: str, fld: str, doc: Any) -> tuple[Match, ...]:
         if type(doc) is not dict:
             self.err(table, fld, f"must be a table of field = value(s), not {_show(doc)}")
             return ()
-        out: list[tuple[str, tuple[str, ...]]] = []
+        out: list[Match] = []
         for key, v in doc.items():
-            if type(v) is str:
-                out.append((key, (v,)))
-            else:
-                vs = self.strings(table, f"{fld}.{key}", v)
-                if vs is not None:
-                    out.append((key, vs))
+            where = f"{fld}.{key}"
+            try:
+                path = parse_path(key)
+            except ValueError as exc:
+                self.err(table, where, str(exc))
+                continue
+            if type(v) is dict:
+                out.extend(self.match_ops(table, where, path, v))
+                continue
+            vs = self.match_values(table, where, v)
+            if vs is not None:
+                out.append(Match(path, "in", vs))
         return tuple(out)
+
+    def match_values(self, table: str, fld: str, v: Any) -> tuple[str, ...] | None:
+        """Values compared with a field's label text: a string, an integer or a boolean (as
+        their label text: ``404`` matches the field's "404"), or a non-empty array of them."""
+        items = v if type(v) is list else [v]
+        texts = [_match_text(x) for x in items]
+        if not items or any(t is None for t in texts):
+            self.err(
+                table,
+                fld,
+                "must be a string, an integer, a boolean, or a non-empty array of them, "
+                f"not {_show(v)}",
+            )
+            return None
+        if len(set(texts)) != len(texts):
+            self.err(table, fld, "has duplicate values")
+            return None
+        return tuple(t for t in texts if t is not None)
+
+    def match_ops(self, table: str, fld: str, path: Path, doc: dict[str, Any]) -> list[Match]:
+        """``{ not = ..., prefix = ..., regex = ..., ge = N, gt = N, le = N, lt = N }``: each
+        operator given is one more test of the field."""
+        self.unknown_keys(
+            table, {f"{fld}.{k}": x for k, x in doc.items()}, {f"{fld}.{k}" for k in _MATCH_OPS}
+        )
+        if not doc:
+            self.err(
+                table, fld, f"an empty table tests nothing (operators: {', '.join(_MATCH_OPS)})"
+            )
+        out: list[Match] = []
+        for op, v in doc.items():
+            where = f"{fld}.{op}"
+            if op == "not" or op == "prefix":
+                vs = self.match_values(table, where, v)
+                if vs is not None:
+                    out.append(Match(path, cast(MatchOp, op), vs))
+            elif op == "regex":
+                pattern = self.string(table, where, v)
+                if pattern is None:
+                    continue
+                try:
+                    compile_regex(pattern)
+                except RegexError as exc:
+                    self.err(table, where, f"not a regular expression RE2 accepts: {exc}")
+                    continue
+                out.append(Match(path, "regex", (pattern,)))
+            elif op == "ge" or op == "gt" or op == "le" or op == "lt":
+                number = self.number(table, where, v)
+                if number is not None:
+                    out.append(Match(path, cast(MatchOp, op), (), number))
+        return out
 
     def collisions(self, metrics: list[MetricSpec]) -> None:
         """Reject two metrics whose exposed names would clash on one /metrics page."""
@@ -539,6 +681,20 @@ class _Checker:
                         f"its series {exposed!r} clash with those of [metrics.{other}]",
                     )
                     break
+
+
+_MATCH_OPS: Final[tuple[MatchOp, ...]] = ("not", "prefix", "regex", "ge", "gt", "le", "lt")
+
+
+def _match_text(v: Any) -> str | None:
+    """A match value as the label text it stands for, or None if it is not one."""
+    if type(v) is str:
+        return v or None
+    if type(v) is bool:
+        return "true" if v else "false"
+    if type(v) is int:
+        return str(v)
+    return None
 
 
 def _exposed_names(d: MetricDef) -> set[str]:

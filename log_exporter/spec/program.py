@@ -7,12 +7,19 @@ worker's partial state, from ``rules_by_event`` (``log_exporter.replay.target``)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from log_exporter.spec.codegen import Apply, Observe, Pairs, observation_function, store_function
 from log_exporter.spec.model import MetricSpec, Rule, Spec
+from log_exporter.spec.reader import EventReader
 from log_exporter.store import Store
 
-__all__ = ["Program", "compile_spec"]
+__all__ = ["ANY_EVENT", "Program", "compile_spec"]
+
+# The key, in ``rules_by_event`` and the bound functions, of the rules without ``events``: what
+# an event whose type no rule names (or that has none) gets. No event type is empty, so "" is
+# free; an event whose type is "" gets exactly these rules, as any unnamed type does.
+ANY_EVENT: Final = ""
 
 
 class Program:
@@ -20,17 +27,24 @@ class Program:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
+        self.reader = EventReader(spec.input)
         by_event: dict[str, list[tuple[MetricSpec, Rule]]] = {}
+        named = {et for m in spec.metrics for r in m.rules for et in r.events or ()}
+        anywhere = any(r.events is None for m in spec.metrics for r in m.rules)
         for m in spec.metrics:
             for r in m.rules:
-                for et in r.events:
+                # A rule without ``events`` joins every event type's rules, in spec order.
+                for et in r.events if r.events is not None else (*named, ANY_EVENT):
                     by_event.setdefault(et, []).append((m, r))
+        if anywhere:
+            by_event.setdefault(ANY_EVENT, [])
         self._by_event = {et: tuple(pairs) for et, pairs in by_event.items()}
         self._observers: dict[str, Observe] | None = None
 
     @property
     def event_types(self) -> frozenset[str]:
-        return frozenset(self._by_event)
+        """The event types named by some rule's ``events``."""
+        return frozenset(self._by_event) - {ANY_EVENT}
 
     @property
     def rules_by_event(self) -> Mapping[str, Pairs]:
@@ -38,7 +52,9 @@ class Program:
         return self._by_event
 
     def bind(self, store: Store, *, exemplars: bool = True) -> dict[str, Apply]:
-        """Event type -> one function that applies such an event to ``store``'s metric state.
+        """Event type -> one function that applies such an event to ``store``'s metric state;
+        under ``ANY_EVENT``, the function for events of any other type (or none), if some rule
+        has no ``events``.
 
         The functions hold the store's state objects: after ``store.reconfigure`` bind again.
         ``exemplars=False`` keeps none (replay writes none) and still counts the skipped ones.
@@ -49,7 +65,7 @@ class Program:
             if state is None or not state.definition.same_shape(m.definition):
                 raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
         return {
-            et: store_function(et, pairs, store, exemplars=exemplars)
+            et: store_function(et, pairs, store, exemplars=exemplars, spec_input=self.spec.input)
             for et, pairs in self._by_event.items()
         }
 

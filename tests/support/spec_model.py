@@ -18,6 +18,8 @@ from typing import Any
 from log_exporter.limits import OVERFLOW
 from log_exporter.spec import MetricSpec, Op, Rule, Spec, convert_label
 from log_exporter.spec.cloudwatch import LabelSource, Observation
+from log_exporter.spec.model import Match
+from log_exporter.spec.paths import read_path
 from log_exporter.store import Snapshot
 
 Event = dict[str, Any]
@@ -62,7 +64,7 @@ class Expected:
 
 def converted(source: LabelSource, event: Event) -> str:
     """A label's (or dimension's) value: the contract's conversion, then the closed set."""
-    v = event.get(source.field)
+    v = read_path(event, source.path)
     if v is None:
         return "unknown"
     out = convert_label(v)
@@ -99,20 +101,21 @@ class SpecModel:
 
     def _fed(self, event: Event) -> Iterator[tuple[MetricSpec, Rule]]:
         """Each (metric, rule) the event feeds, its match passed, in spec order."""
-        et = event.get("event")
-        if type(et) is not str:
-            return
+        et = read_path(event, self.spec.input.event_field)
         for m in self.spec.metrics:
             for r in m.rules:
-                if et in r.events and all(
-                    convert_label(event.get(f)) in accepted for f, accepted in r.match
-                ):
+                if r.events is not None and (type(et) is not str or et not in r.events):
+                    continue
+                if all(_passes(t, event) for t in r.match):
                     yield m, r
 
     def _value(self, m: MetricSpec, r: Rule, event: Event) -> float | None:
         if r.value is None:
             return 1.0
-        return number(event.get(r.value), nonnegative=m.kind != "gauge")
+        v = number(read_path(event, r.value_path), nonnegative=m.kind != "gauge")
+        if v is None or r.scale == 1.0:
+            return v
+        return v * r.scale if abs(v) <= _FMAX / r.scale else None
 
     def derive(self, event: Event) -> list[Derived]:
         """Every metric change ``event`` causes; an invalid value derives nothing."""
@@ -164,6 +167,28 @@ class SpecModel:
             for name in self.invalid(event):
                 out.invalid[name] += 1.0
         return out
+
+
+def _passes(t: Match, event: Event) -> bool:
+    """docs/spec.md's "match" operators, applied directly."""
+    v = read_path(event, t.path)
+    label = convert_label(v)
+    if t.op == "in":
+        return label in t.values
+    if t.op == "not":
+        return label not in t.values
+    if t.op == "prefix":
+        return any(label.startswith(p) for p in t.values)
+    if t.op == "regex":
+        import re
+
+        return re.search(t.values[0], label) is not None
+    if type(v) not in (int, float):
+        return False
+    compared: dict[str, bool] = {
+        "ge": v >= t.number, "gt": v > t.number, "le": v <= t.number, "lt": v < t.number,
+    }  # fmt: skip
+    return compared[t.op]
 
 
 def _apply(series: dict[Key, Any], d: Derived, parts: dict[str, dict[Key, float]]) -> None:

@@ -78,7 +78,7 @@ edge_values = st.sampled_from(
         math.inf, -math.inf, math.nan, "", "unknown", "other", "invalid", "true", "500",
         *sorted(
             {v for m in SPEC.metrics for lb in m.labels if lb.values for v in lb.values}
-            | {v for m in SPEC.metrics for r in m.rules for _, vs in r.match for v in vs}
+            | {v for m in SPEC.metrics for r in m.rules for t in r.match for v in t.values}
         ),
     ]
 )  # fmt: skip
