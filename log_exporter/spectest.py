@@ -24,6 +24,10 @@ from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import StoreCollector
 from log_exporter.spec import Spec, compile_spec, read_spec
 from log_exporter.spec.labels import convert_label
+from log_exporter.spec.model import Match, Rule
+from log_exporter.spec.paths import path_text, read_path
+from log_exporter.spec.program import ANY_EVENT
+from log_exporter.spec.regex import compile_regex
 from log_exporter.store import Store
 from log_exporter.values import Batch
 
@@ -132,10 +136,16 @@ def _explain_event(
     evaluator: Evaluator,
     program: Any,
 ) -> Iterable[str]:
-    et = event.get("event")
-    pairs = program.rules_by_event.get(et, ()) if isinstance(et, str) else ()
+    # The event type where the spec's [input] says it is; rules without `events` take the rest.
+    et = program.reader.type_of(event)
+    by_event = program.rules_by_event
+    anything = by_event.get(ANY_EVENT, ())
+    pairs = by_event.get(et, anything) if isinstance(et, str) else anything
+    field = path_text(program.spec.input.event_field)
     if not isinstance(et, str):
-        yield f"line {number}: no `event` field holding a string: no metric reads it"
+        yield f"line {number}: no `{field}` field holding a string" + (
+            "" if pairs else ": no metric reads it"
+        )
     else:
         yield f"line {number}: event {et!r}" + ("" if pairs else ": no metric reads this event")
     changed_metrics: set[str] = set()
@@ -177,17 +187,50 @@ def _metric_of(sample_name: str, spec: Spec) -> str:
     return sample_name
 
 
-def _why_not(event: Mapping[str, Any], rule: Any) -> str:
+def _why_not(event: Mapping[str, Any], rule: Rule) -> str:
     """Why one rule left its metric as it was: the first match that failed, else no change."""
-    for field, accepted in rule.match:
-        if field not in event:
-            return f"match failed: {field} is missing (wants {_alternatives(accepted)})"
-        value = convert_label(event[field])
-        if value not in accepted:
-            return f"match failed: {field} is {value!r} (wants {_alternatives(accepted)})"
+    for test in rule.match:
+        raw = read_path(event, test.path)
+        if not _passes(test, raw):
+            field = path_text(test.path)
+            if raw is None:
+                return f"match failed: {field} is missing (wants {_wanted(test)})"
+            return f"match failed: {field} is {convert_label(raw)!r} (wants {_wanted(test)})"
     if rule.value is not None:
-        return f"{rule.op} with {rule.value} = {event.get(rule.value)!r} changed nothing"
+        value = read_path(event, rule.value_path)
+        return f"{rule.op} with {rule.value} = {value!r} changed nothing"
     return f"{rule.op} changed nothing"
+
+
+def _passes(test: Match, raw: Any) -> bool:
+    """Whether the field's value passes one test (docs/spec.md, "match"): only to explain; the
+    compiled program is what counts."""
+    label = convert_label(raw)
+    if test.op == "in":
+        return label in test.values
+    if test.op == "not":
+        return label not in test.values
+    if test.op == "prefix":
+        return label.startswith(test.values)
+    if test.op == "regex":
+        return compile_regex(test.values[0])(label) is not None
+    if type(raw) not in (int, float):
+        return False
+    compared: dict[str, bool] = {
+        "ge": raw >= test.number,
+        "gt": raw > test.number,
+        "le": raw <= test.number,
+        "lt": raw < test.number,
+    }
+    return compared[test.op]
+
+
+def _wanted(test: Match) -> str:
+    if test.op == "in":
+        return _alternatives(test.values)
+    if test.op in ("not", "prefix", "regex"):
+        return f"{test.op} {_alternatives(test.values)}"
+    return f"{test.op} {test.number:g}"
 
 
 def _alternatives(values: Sequence[str]) -> str:
