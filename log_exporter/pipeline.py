@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
-from log_exporter.parse import MALFORMED, Malformed, parse_line
+from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.spec import Program
 from log_exporter.spec.codegen import Apply
 from log_exporter.spec.program import ANY_EVENT
@@ -64,21 +64,26 @@ class Steps:
     on_time: array[float] | None = None
 
 
-def _decoded(lines: list[bytes]) -> Iterator[dict[str, Any] | Malformed | None]:
+def _decoded(lines: list[bytes]) -> list[Any]:
     """Each line as ``parse_line`` gives it (the event, None for a blank line, or MALFORMED).
 
-    ``parse_line``'s fast path is inlined here, the one loop both feeds read through: almost
-    every line is a plain JSON object, and only the others pay for the call.
+    ``parse_line``'s fast path, once for both feeds and a whole batch at a time: almost every
+    batch is plain JSON objects, decoded by one list comprehension and checked by one pass of
+    ``type`` in C (a generator or a call per line cost replay about 5% of its time). A batch
+    with a line orjson refuses (blank, BOM, malformed) goes line by line through ``parse_line``.
     """
     loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    for raw in lines:
-        try:
-            event = loads(raw)
-        except decode_error:
-            yield parse_line(raw)
-            continue
-        yield event if type(event) is dict else MALFORMED
+    try:
+        events = [loads(raw) for raw in lines]
+    except orjson.JSONDecodeError:
+        return [parse_line(raw) for raw in lines]
+    if not events or set(map(type, events)) == _ONLY_DICTS:
+        return events
+    # Valid JSON that is no object (a number, an array, null): malformed, as parse_line says.
+    return [e if type(e) is dict else MALFORMED for e in events]
+
+
+_ONLY_DICTS: Final = {dict}
 
 
 class Feed:
