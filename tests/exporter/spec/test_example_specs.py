@@ -106,3 +106,57 @@ def test_examples_are_package_data() -> None:
     for path in (*SPECS, *CASES):
         relative = path.relative_to(PACKAGE).as_posix()
         assert any(g.fullmatch(relative) for g in globs), relative
+
+
+ZAP_HEALTH_CHECK = (
+    '{"level":"info","ts":1796658333.320765,"logger":"access","msg":"request served",'
+    '"request":{"method":"GET","uri":"/healthz","headers":{"User-Agent":["kube-probe/1.29"]}},'
+    '"duration":0.000102,"size":2,"status":200}\n'
+)
+
+
+def test_explain_reads_the_event_field_of_input_and_says_which_operator_failed(
+    tmp_path: Path,
+) -> None:
+    """`check-spec --explain` names the event by `[input]`'s event field and, for each metric
+    left unchanged, the path and operator whose test failed."""
+    sample = tmp_path / "access.jsonl"
+    sample.write_text(ZAP_HEALTH_CHECK)
+    result = run_cli(["check-spec", str(EXAMPLES / "zap.toml"), "--explain", str(sample)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "line 1: event 'request served'"
+    assert '  http_requests_total{method="GET",status="200"} +1' in lines
+    assert (
+        "  http_server_errors_total: unchanged: match failed: status is '200' (wants ge 500)"
+        in lines
+    )
+    assert (
+        "  http_request_duration_seconds: unchanged: match failed: request.uri is '/healthz'"
+        " (wants not '/healthz')" in lines
+    )
+    assert (
+        "  http_curl_requests_total: unchanged: match failed: request.headers.User-Agent.0 is"
+        " 'kube-probe/1.29' (wants regex '^curl/')" in lines
+    )
+
+
+def test_explain_of_a_log_without_event_types_shows_the_metrics_without_events(
+    tmp_path: Path,
+) -> None:
+    """A line with no event field still feeds, and --explain shows, the metrics without
+    `events` (nginx's log has no event type at all)."""
+    sample = tmp_path / "access.jsonl"
+    sample.write_text(
+        '{"time":"2026-12-07T15:45:33+00:00","request_method":"GET","uri":"/ok","status":200,'
+        '"body_bytes_sent":4,"request_time":0.004}\n'
+    )
+    result = run_cli(["check-spec", str(EXAMPLES / "nginx.toml"), "--explain", str(sample)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "line 1: no `event` field holding a string"
+    assert '  nginx_http_requests_total{method="GET",status="200"} +1' in lines
+    assert (
+        "  nginx_http_server_errors_total: unchanged: match failed: status is '200'"
+        " (wants ge 500)" in lines
+    )
