@@ -22,6 +22,7 @@ _PACKAGES = {
     "logrotate": "logrotate",
     "systemd-analyze": "systemd",
     "systemd-sysusers": "systemd",
+    "nginx": "nginx",
 }
 # Settings of SustainBot, the exporter and its CloudWatch shipping that the environment may hold.
 _SETTINGS_PREFIXES = ("SUSTAINBOT_", "LOG_EXPORTER_", "CLOUDWATCH_")
