@@ -20,12 +20,14 @@ the PATH the tests have: a block activates the virtualenv itself, as its reader 
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,7 @@ PAGES = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 SHELLS = ("sh", "bash", "console", "shell")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 MARKER = re.compile(r"<!-- doc-test: (run|skip)(?:, (.+?))? -->")
+LOCK_NAME = "log-exporter-doc-blocks.lock"
 CONTRACT_SAMPLE = REPO / "tests" / "exporter" / "fixtures" / "contract.jsonl"
 # One block's whole run, servers started and stopped included; a block waits for its servers
 # with curl's own bounded retries.
@@ -161,7 +164,13 @@ def test_documented_block_runs_as_written(block: Block, tmp_path: Path) -> None:
         else:
             pytest.fail(f"{block.name}: unknown doc-test condition {given!r}")
     output = tmp_path / "output.txt"
-    with open(output, "wb") as out:
+    # The blocks use the documented fixed ports (5000, 9464): one block at a time on this
+    # machine, even when two runs of the suite share it (CI runs it with and without packages).
+    with (
+        open(os.path.join(tempfile.gettempdir(), LOCK_NAME), "a") as lock,
+        open(output, "wb") as out,
+    ):
+        fcntl.flock(lock, fcntl.LOCK_EX)
         # A file, not a pipe: servers started with `&` keep the block's stdout open after the
         # shell exits, and a pipe would wait for them.
         proc = subprocess.Popen(
