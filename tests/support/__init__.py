@@ -10,7 +10,8 @@ Common to every area (the root conftest also offers them as fixtures):
 
 One area each: ``serve`` (the exporter as a process or in-process, and ``exporter_argv``, its
 one command line), ``pipeline`` (the data path in one process: ``store_for``, ``feed``,
-``render``), ``tail`` (the tailing tests' reader and log writers), ``replay_model`` (generated
+``render``, ``FixedFamilies`` for comparing encoders), ``tail`` (the tailing tests' reader and log
+writers), ``replay_model`` (generated
 logs and an independent model of their metrics), ``spec_model`` (a plain interpreter of the
 spec, the reference both compiled targets must match), ``certs`` (TLS certificates), ``app``
 (the SustainBot tests), ``service`` (the one runner of a real ``sustainbot serve``, for the app's

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from log_exporter.pipeline import Pipeline
@@ -40,3 +41,13 @@ def render(source: Store | Collector) -> bytes:
         StoreCollector(source, build_info=False) if isinstance(source, Store) else source
     )
     return generate_latest(registry)
+
+
+class FixedFamilies:
+    """A registry of families collected once, so two encoders see the very same samples."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> list[Metric]:
+        return self.metrics

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -25,6 +25,7 @@ from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.spec import compile_spec, load_default_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.support.pipeline import FixedFamilies, store_for
 from tests.support.serve import in_process_service, run_beside
 from tests.support.waits import wait_for
 
@@ -33,17 +34,7 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 reference = functools.partial(generate_latest, escaping="allow-utf-8")
 
 
-class _Fixed:
-    """A registry of families collected once, so both encoders see the very same samples."""
-
-    def __init__(self, metrics: Iterable[Metric]) -> None:
-        self.metrics = list(metrics)
-
-    def collect(self) -> list[Metric]:
-        return self.metrics
-
-
-def _same(registry: _Fixed | CollectorRegistry, encoder: Callable[..., bytes]) -> None:
+def _same(registry: FixedFamilies | CollectorRegistry, encoder: Callable[..., bytes]) -> None:
     expected = reference(registry)
     assert encoder(registry) == expected
     # Again: the second render reuses the composed exemplars and must not differ either.
@@ -105,7 +96,7 @@ def _family(draw: st.DrawFn) -> Metric:
 def test_generated_registries_render_to_client_pythons_exact_bytes(metrics: list[Metric]) -> None:
     """Any mix of family types, label values, numbers, timestamps and exemplars renders to the
     same bytes as client_python's encoder, on a first render and on a cached one."""
-    _same(_Fixed(metrics), OpenMetricsEncoder())
+    _same(FixedFamilies(metrics), OpenMetricsEncoder())
 
 
 @given(
@@ -122,7 +113,7 @@ def test_generated_store_pages_render_to_client_pythons_exact_bytes(
     """The store's own families (counters, gauges, histograms, info, self-metrics; exemplars with
     odd trace ids and labels, several labels with ``le`` among them, a negative first bound)
     render identically, scrape after scrape while events arrive."""
-    spec = load_spec(
+    pipeline, store = store_for(
         """
 series_cap = 6
 [metrics.hits_total]
@@ -167,8 +158,6 @@ rules = [{ events = ["request"], op = "set", value = "seconds" }]
 """,
         "gen.toml",
     )
-    store = Store(spec.definitions)
-    pipeline = Pipeline(compile_spec(spec), store)
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     encoder = OpenMetricsEncoder()
@@ -189,9 +178,9 @@ def test_an_exemplar_on_a_gauge_fails_as_client_python_does() -> None:
     gauge = Metric("g", "A gauge.", "gauge")
     gauge.add_sample("g", {}, 1.0, None, Exemplar({"a": "b"}, 1.0))
     with pytest.raises(ValueError, match="has exemplars") as ours:
-        OpenMetricsEncoder()(_Fixed([gauge]))
+        OpenMetricsEncoder()(FixedFamilies([gauge]))
     with pytest.raises(ValueError, match="has exemplars") as theirs:
-        reference(_Fixed([gauge]))
+        reference(FixedFamilies([gauge]))
     assert ours.value.args == theirs.value.args
 
 
@@ -202,7 +191,7 @@ def test_names_outside_the_legacy_charset_render_as_client_python_quotes_them() 
     metric.add_sample("odd.name", {"a.b": "x", "ok": "y"}, 2.0)
     other = Metric("fine", "Fine.", "gauge")
     other.add_sample("fine", {"sp ace": "v"}, 1.0)
-    _same(_Fixed([metric, other]), OpenMetricsEncoder())
+    _same(FixedFamilies([metric, other]), OpenMetricsEncoder())
 
 
 # -- the pages we serve -----------------------------------------------------------------------
@@ -222,7 +211,7 @@ def test_the_golden_contract_page_and_the_standard_collectors_render_identically
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     assert encoder(registry) == (FIXTURES / "contract.expected.om").read_bytes()
     register_standard(registry)
-    _same(_Fixed(registry.collect()), OpenMetricsEncoder())
+    _same(FixedFamilies(registry.collect()), OpenMetricsEncoder())
 
 
 # Families whose numbers move between two collections (CPU time, memory, GC counts, and the

@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
-from prometheus_client.metrics_core import Metric
 
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import Registry, StoreCollector, register_standard
 from log_exporter.prometheus.encoder import TextEncoder
 from log_exporter.prometheus.negotiate import select_encoder
-from log_exporter.spec import compile_spec, load_default_spec, load_spec
+from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
+from tests.support.pipeline import FixedFamilies, store_for
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -29,16 +29,6 @@ _text = st.text(
     ),
     max_size=12,
 )
-
-
-class _Fixed:
-    """Families collected once, so both writers see the very same samples."""
-
-    def __init__(self, metrics: list[Metric]) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> list[Metric]:
-        return self.metrics
 
 
 def _same(registry: CollectorRegistry) -> None:
@@ -99,9 +89,7 @@ def test_generated_store_pages_render_to_client_pythons_exact_bytes(
     negative first bound, info, self-metrics; odd label values and help text) render as
     client_python's text format, scrape after scrape while events arrive, with and without
     exemplars collected."""
-    spec = load_spec(_SPEC, "gen.toml")
-    store = Store(spec.definitions)
-    pipeline = Pipeline(compile_spec(spec), store)
+    pipeline, store = store_for(_SPEC, "gen.toml")
     registry = Registry()
     registry.register(StoreCollector(store))
     encoder, _ = select_encoder("")
@@ -127,7 +115,7 @@ def test_the_golden_contract_page_and_the_standard_collectors_render_identically
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert encoder(registry) == (FIXTURES / "contract.expected.prom").read_bytes()
     register_standard(registry)
-    _same(_Fixed(list(registry.collect())))  # type: ignore[arg-type]
+    _same(FixedFamilies(list(registry.collect())))  # type: ignore[arg-type]
 
 
 def test_the_text_writer_writes_the_store_families_itself() -> None:
@@ -139,5 +127,5 @@ def test_the_text_writer_writes_the_store_families_itself() -> None:
     registry.register(StoreCollector(store, build_info=False))
     families = [m for m in registry.collect(exemplars=False) if hasattr(m, "text_lines")]
     assert families
-    TextEncoder()(_Fixed(families))
+    TextEncoder()(FixedFamilies(families))
     assert all(m._samples is None for m in families)  # type: ignore[attr-defined]
