@@ -67,9 +67,9 @@ def test_rotation_while_stopped_resumes_exactly(tmp_path: Path) -> None:
         assert second.stop() == 0
 
 
-def test_generation_compressed_while_stopped_is_resumed_from_its_offset(tmp_path: Path) -> None:
-    """A generation rotated and compressed while the exporter was stopped is found by its first
-    bytes and read on from the saved offset: no resume miss, every line counted once."""
+def _stopped_after_five(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """An exporter with a state file that counted five lines of its log, then stopped: the log's
+    directory, the log and the exporter's arguments, for the restart."""
     logs = tmp_path / "logs"
     logs.mkdir()
     log, state = logs / "app.jsonl", tmp_path / "state.json"
@@ -80,6 +80,13 @@ def test_generation_compressed_while_stopped_is_resumed_from_its_offset(tmp_path
         first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
         assert sample(first.metrics(), "log_exporter_resume_misses_total") == 0.0
         assert first.stop() == 0
+    return logs, log, args
+
+
+def test_generation_compressed_while_stopped_is_resumed_from_its_offset(tmp_path: Path) -> None:
+    """A generation rotated and compressed while the exporter was stopped is found by its first
+    bytes and read on from the saved offset: no resume miss, every line counted once."""
+    logs, log, args = _stopped_after_five(tmp_path)
 
     append(log, contract_line("auth.failed", failure_type="expired") * 2)  # unread, then compressed
     _rotate(log)
@@ -101,16 +108,7 @@ def test_generation_compressed_while_stopped_is_resumed_from_its_offset(tmp_path
 def test_generation_deleted_while_stopped_is_counted_as_a_resume_miss(tmp_path: Path) -> None:
     """A generation rotated and deleted while the exporter was stopped cannot be resumed: the
     loss shows in log_exporter_resume_misses_total, and the new file is still read."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log, state = logs / "app.jsonl", tmp_path / "state.json"
-    args = ["--file", str(log), "--state", str(state)]
-    append(log, contract_line("auth.failed", failure_type="expired") * 5)
-    with Exporter(tmp_path, args) as first:
-        first.wait_healthy()
-        first.wait_metric("sustainbot_authentication_failures_total", 5.0, failure_type="expired")
-        assert sample(first.metrics(), "log_exporter_resume_misses_total") == 0.0
-        assert first.stop() == 0
+    logs, log, args = _stopped_after_five(tmp_path)
 
     append(log, contract_line("auth.failed", failure_type="expired") * 2)  # unread, then deleted
     _rotate(log)
