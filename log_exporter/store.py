@@ -8,7 +8,9 @@ for the state file.
 
 Counter and gauge series map a label tuple to a float. A histogram series is a list of
 per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
-An info metric holds only its latest series. A counter or histogram with an exemplar setting also
+A histogram with native buckets (the spec's ``native``) also keeps each series' ``NativeBuckets``
+(``log_exporter.native``), saved in ``dump()`` beside the classic cells. An info metric holds only
+its latest series. A counter or histogram with an exemplar setting also
 keeps the latest exemplar of each series (of each bucket): memory only, never in ``dump()``. A
 partitioned gauge (the spec's ``partition``) also keeps each partition's share of every series;
 its series hold the sums of the shares.
@@ -24,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from log_exporter.limits import OVERFLOW
+from log_exporter.native import NativeBuckets, NativeDef
 from log_exporter.values import ReadCounts
 
 __all__ = [
@@ -73,6 +76,8 @@ class MetricDef:
     exemplar: str | None = None
     # A gauge kept per partition (the spec's ``partition``): its state keeps the shares too.
     partitioned: bool = False
+    # A histogram's native bucket settings, None for classic buckets only.
+    native: NativeDef | None = None
 
     def same_shape(self, other: MetricDef) -> bool:
         """True when values of ``other`` mean the same thing here (help and cap may differ)."""
@@ -81,6 +86,7 @@ class MetricDef:
             and self.kind == other.kind
             and self.labels == other.labels
             and self.buckets == other.buckets
+            and self.native == other.native
         )
 
 
@@ -182,18 +188,42 @@ class GaugeState(CounterState):
 
 
 class HistogramState(_SeriesState):
-    """A histogram: label tuple -> [count per bucket..., count above the last bound, sum]."""
+    """A histogram: label tuple -> [count per bucket..., count above the last bound, sum]; with
+    native buckets also label tuple -> ``NativeBuckets`` (only for series observed into since
+    the start or a restore: a series without is an empty one)."""
 
-    __slots__ = ("bounds",)
+    __slots__ = ("bounds", "native", "native_def")
     series: dict[tuple[str, ...], list[float]]
 
     def __init__(self, definition: MetricDef) -> None:
         super().__init__(definition)
         self.bounds = definition.buckets
+        self.native_def = definition.native
+        self.native: dict[tuple[str, ...], NativeBuckets] = {}
         self.series = {}
         if not definition.labels:
             self.series[()] = self.empty()
             self.real = 1
+
+    def new_native(self, key: tuple[str, ...]) -> NativeBuckets:
+        """The native buckets of series ``key``, just observed into (its own, or the overflow
+        series' when the cap turned it away), created empty."""
+        if key not in self.series:
+            key = self.overflow_key
+        buckets = self.native.get(key)
+        if buckets is None:
+            assert self.native_def is not None
+            buckets = self.native[key] = NativeBuckets(self.native_def.schema)
+        return buckets
+
+    def observe_native(self, key: tuple[str, ...], value: float) -> None:
+        """Count ``value`` in the native buckets of the stored series ``key`` (replay's merge)."""
+        native = self.native_def
+        if native is not None:
+            buckets = self.native.get(key)
+            if buckets is None:
+                buckets = self.new_native(key)
+            buckets.observe(value, native)
 
     def empty(self) -> list[float]:
         return [0.0] * (len(self.bounds) + 2)
@@ -250,6 +280,8 @@ class MetricSnapshot:
     overflowed: int
     # Key -> latest exemplar (counter) or list of them per bucket (histogram); see _SeriesState.
     exemplars: dict[tuple[str, ...], Any] = field(default_factory=dict)
+    # A histogram with native buckets: key -> a copy of its ``NativeBuckets`` (absent: empty).
+    native: dict[tuple[str, ...], NativeBuckets] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +414,8 @@ class Store:
             elif isinstance(s, HistogramState):
                 hist = {k: cells[:] for k, cells in s.series.items()}
                 slots = {k: x[:] for k, x in s.exemplars.items()} if exemplars else {}
-                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed, slots))
+                native = {k: b.copy() for k, b in s.native.items()}
+                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed, slots, native))
             else:
                 kept = dict(s.exemplars) if exemplars else {}
                 metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed, kept))
@@ -417,6 +450,12 @@ class Store:
                 entry["series"] = [
                     [list(k), [_num_out(c) for c in cells]] for k, cells in s.series.items()
                 ]
+                if d.native is not None:
+                    entry["native"] = _native_def_out(d.native)
+                    entry["native_series"] = [
+                        [list(k), b.schema, b.zero, [[i, n] for i, n in b.positive.items()]]
+                        for k, b in s.native.items()
+                    ]
             else:
                 entry["overflowed"] = s.overflowed
                 entry["series"] = [[list(k), _num_out(v)] for k, v in s.series.items()]
@@ -470,18 +509,7 @@ class Store:
             if isinstance(s, InfoState):
                 s.current = restored
             else:
-                series, overflowed, parts = restored
-                s.series.clear()
-                s.series.update(series)
-                s.exemplars.clear()
-                s.overflowed = overflowed
-                s._recount(s.series)
-                if isinstance(s, GaugeState):
-                    if parts is None:
-                        s.take_series_as_shares()
-                    else:
-                        s.parts.clear()
-                        s.parts.update(parts)
+                _restore_series(s, *restored)
         self._lines.update(lines)
         self._bytes_read, self._rotations, self._truncations, self._last_event_timestamp = counters
         for name, v in invalid.items():
@@ -493,6 +521,27 @@ class Store:
         for name, v in skipped.items():
             if name in self.exemplars_skipped:
                 self.exemplars_skipped[name] = v
+
+
+def _restore_series(
+    s: CounterState | HistogramState, series: Any, overflowed: int, extra: Any
+) -> None:
+    """A counter's, gauge's or histogram's restored values; ``extra`` a partitioned gauge's
+    shares or a histogram's native buckets (None: none saved)."""
+    s.series.clear()
+    s.series.update(series)
+    s.exemplars.clear()
+    s.overflowed = overflowed
+    s._recount(s.series)
+    if isinstance(s, HistogramState):
+        s.native.clear()
+        s.native.update(extra or {})
+    elif isinstance(s, GaugeState):
+        if extra is None:
+            s.take_series_as_shares()
+        else:
+            s.parts.clear()
+            s.parts.update(extra)
 
 
 def _num_out(v: float) -> float | str:
@@ -507,6 +556,34 @@ def _num_in(v: Any) -> float:
     if type(v) not in (int, float):
         raise TypeError(f"expected a number, got {v!r}")
     return float(v)
+
+
+def _native_def_out(d: NativeDef) -> dict[str, Any]:
+    return {"schema": d.schema, "zero_threshold": d.zero_threshold, "max_buckets": d.max_buckets}
+
+
+def _native_def_in(v: Any) -> NativeDef:
+    schema, threshold, limit = v["schema"], v["zero_threshold"], v["max_buckets"]
+    if type(schema) is not int or type(limit) is not int:
+        raise TypeError(f"bad native settings {v!r}")
+    return NativeDef(schema, _num_in(threshold), limit)
+
+
+def _count_in(v: Any) -> int:
+    if type(v) is not int or v < 0:
+        raise ValueError(f"bad native bucket count {v!r}")
+    return v
+
+
+def _native_in(schema: Any, zero: Any, buckets: Any) -> NativeBuckets:
+    if type(schema) is not int:
+        raise TypeError(f"bad native schema {schema!r}")
+    positive = {}
+    for i, n in buckets:
+        if type(i) is not int:
+            raise TypeError(f"bad native bucket index {i!r}")
+        positive[i] = _count_in(n)
+    return NativeBuckets(schema, _count_in(zero), positive)
 
 
 def _key_in(v: Any, width: int) -> tuple[str, ...]:
@@ -533,6 +610,8 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
             "",
             tuple(entry["labels"]),
             tuple(_num_in(b) for b in entry["buckets"]),
+            # Absent from state files of releases before native buckets, and for classic only.
+            native=_native_def_in(entry["native"]) if "native" in entry else None,
         )
         if not d.same_shape(shape):
             continue
@@ -547,7 +626,13 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                 if not isinstance(cells, list) or len(cells) != cells_len:
                     raise ValueError(f"bad histogram cells for {name}")
                 hist[_key_in(k, width)] = [_num_in(c) for c in cells]
-            values[name] = (hist, int(entry["overflowed"]), None)
+            native = None
+            if d.native is not None:
+                native = {
+                    _key_in(k, width): _native_in(schema, zero, buckets)
+                    for k, schema, zero, buckets in entry["native_series"]
+                }
+            values[name] = (hist, int(entry["overflowed"]), native)
         else:
             plain = {_key_in(k, width): _num_in(v) for k, v in entry["series"]}
             # Absent for an unpartitioned gauge, and from state files of earlier releases.

@@ -181,6 +181,11 @@ def _apply_series(  # noqa: C901
                 if n:
                     cells[i] += n
             cells[-1] = reduce(add, values, cells[-1])
+            if state.native_def is not None:
+                # Where the bucket limit halves the resolution depends on the order of the
+                # values: observed one by one, in order, as one reader would.
+                for v in values:
+                    state.observe_native(target, v)
             continue
         current = series.get(target, 0.0)
         if mode == "count":

@@ -8,7 +8,8 @@ end exactly where one process reading everything in order would, bit for bit:
   exact in any order);
 - a counter series fed a value: the amounts in order (float sums depend on their order and on
   the value they start from, so the merge adds them one by one, as serially);
-- a histogram series: its bucket counts and the observed values in order (for the sum);
+- a histogram series: its bucket counts and the observed values in order (for the sum, and
+  for its native buckets, whose resolution depends on the order of the values);
 - a gauge series of ``inc``/``dec`` rules without a value and a whole-number (or no) floor:
   the net change ``a`` and the least value ``c`` the floor leaves, so the series ends at
   ``max(c, start + a)`` (exact: every value it takes is a whole number);

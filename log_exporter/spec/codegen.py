@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
+from log_exporter.native import NativeDef, bounds, bucket_key
 from log_exporter.parse import time_parser
 from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.spec.labels import convert_label
@@ -361,16 +363,54 @@ def _histogram_rule(
     ok.emit(f"cells = {series_get}(k)")
     ok.emit("if cells is None:")
     ok.emit(f"    cells = {new_series}(k)")
+    # Native buckets only: the classic form has the +Inf bucket alone, no bound to search.
+    where = f"bisect_left({bounds}, {v})" if state.bounds else "0"
     if then is None:
-        ok.emit(f"cells[bisect_left({bounds}, {v})] += 1.0")
+        ok.emit(f"cells[{where}] += 1.0")
     else:
         # The exemplar's slot is the bucket's: found once for both (``_BUCKET``).
-        ok.emit(f"{_BUCKET} = bisect_left({bounds}, {v})")
+        ok.emit(f"{_BUCKET} = {where}")
         ok.emit(f"cells[{_BUCKET}] += 1.0")
     ok.emit(f"cells[-1] += {v}")
+    if state.native_def is not None:
+        _native_observe(ok, state, state.native_def, v)
     if then is not None:
         then(ok, v, False)
     scope.nested("else:").emit(invalid)
+
+
+def _native_observe(scope: Scope, state: HistogramState, native: NativeDef, v: str) -> None:
+    """The statements counting ``v`` in series ``k``'s native buckets, as ``NativeBuckets.observe``
+    does; the bucket index is computed inline while the series keeps the spec's schema (until
+    the bucket limit halves its resolution), by ``bucket_key`` after."""
+    gen = scope.gen
+    gen.namespace["frexp"] = math.frexp
+    native_get = gen.const(state.native.get, "native_get")
+    new_native = gen.const(state.new_native, "new_native")
+    scope.emit(f"nb = {native_get}(k)")
+    scope.emit("if nb is None:")
+    scope.emit(f"    nb = {new_native}(k)")
+    above = scope.nested(f"if {v} > {native.zero_threshold!r}:")
+    schema = native.schema
+    same = above.nested(f"if nb.schema == {schema}:")
+    if schema > 0:
+        b = bounds(schema)
+        same.emit(f"nfrac, nexp = frexp({v})")
+        same.emit(
+            f"ni = bisect_left({gen.const(b, 'native_bounds')}, nfrac) + (nexp - 1) * {len(b)}"
+        )
+    else:
+        same.emit(f"nfrac, nexp = frexp({v})")
+        same.emit(
+            f"ni = ((nexp - 1 if nfrac == 0.5 else nexp) + {(1 << -schema) - 1}) >> {-schema}"
+        )
+    above.nested("else:").emit(f"ni = {gen.const(bucket_key, 'bucket_key')}({v}, nb.schema)")
+    above.emit("npos = nb.positive")
+    above.emit("if ni in npos:")
+    above.emit("    npos[ni] += 1")
+    above.emit("else:")
+    above.emit(f"    nb.create(ni, {native.max_buckets})")
+    scope.nested("else:").emit("nb.zero += 1")
 
 
 def _gauge_rule(

@@ -15,6 +15,13 @@ from itertools import pairwise
 from typing import Any, Final, cast
 
 from log_exporter.limits import DEFAULT_LABEL_VALUE_MAX_BYTES, open_regular
+from log_exporter.native import (
+    DEFAULT_FACTOR,
+    DEFAULT_MAX_BUCKETS,
+    DEFAULT_ZERO_THRESHOLD,
+    NativeDef,
+    pick_schema,
+)
 from log_exporter.parse import TIME_FORMATS
 from log_exporter.spec.cloudwatch import CloudWatchSpec, check_table
 from log_exporter.spec.model import (
@@ -52,6 +59,9 @@ _RESERVED_PREFIX: Final = "log_exporter_"
 _LABEL_VALUE_BYTES: Final = (16, 4096)
 # An exemplar's label name leaves at least this much of OpenMetrics' 128 characters to its value.
 _EXEMPLAR_NAME_MAX: Final = 64
+# A native histogram's bucket limit: each series keeps at most about this many buckets, so the
+# memory of a series stays bounded (client_golang's 0, no limit, is not offered).
+_NATIVE_MAX_BUCKETS: Final = 10_000
 
 
 class SpecError(ValueError):
@@ -297,7 +307,7 @@ class _Checker:
             {
                 "type", "help", "labels", "events", "match", "value", "op", "floor", "buckets",
                 "series_cap", "label_value_max_bytes", "rules", "cloudwatch", "exemplar",
-                "partition",
+                "partition", "native",
             },
         )  # fmt: skip
         self.metric_name(table, name)
@@ -317,7 +327,8 @@ class _Checker:
         max_bytes = default_max_bytes
         if "label_value_max_bytes" in body:
             max_bytes = self.max_bytes(table, body["label_value_max_bytes"]) or max_bytes
-        buckets = self.histogram_buckets(table, kind, body)
+        native = self.native(table, kind, body)
+        buckets = self.histogram_buckets(table, kind, body, native is not None)
         floor = self.gauge_floor(table, kind, body)
         partition = self.gauge_partition(table, kind, body)
         rules = self.rules(table, kind, body)
@@ -338,6 +349,7 @@ class _Checker:
             cap,
             None if exemplar is None else exemplar.name,
             partitioned=partition is not None,
+            native=native,
         )
         return MetricSpec(
             definition, labels, rules, floor, cloudwatch, max_bytes,
@@ -408,12 +420,58 @@ class _Checker:
             return None
         return v
 
-    def histogram_buckets(self, table: str, kind: str, body: dict[str, Any]) -> tuple[float, ...]:
+    def histogram_buckets(
+        self, table: str, kind: str, body: dict[str, Any], native: bool
+    ) -> tuple[float, ...]:
         if kind == "histogram":
+            if native and "buckets" not in body:
+                return ()  # native buckets only: the classic form has only +Inf
             return self.buckets(table, body.get("buckets"))
         if "buckets" in body:
             self.err(table, "buckets", "only a histogram has buckets")
         return ()
+
+    def native(self, table: str, kind: str, body: dict[str, Any]) -> NativeDef | None:
+        """A histogram's ``native``: true, false, or a table of client_golang's settings."""
+        if "native" not in body:
+            return None
+        doc = body["native"]
+        if kind != "histogram":
+            self.err(table, "native", "only a histogram has native buckets")
+            return None
+        if doc is True:
+            doc = {}
+        elif doc is False:
+            return None
+        elif type(doc) is not dict:
+            self.err(table, "native", f"must be true, false or an inline table, not {_show(doc)}")
+            return None
+        self.unknown_keys(table, {f"native.{k}": v for k, v in doc.items()}, {
+            "native.bucket_factor", "native.zero_threshold", "native.max_buckets",
+        })  # fmt: skip
+        factor = doc.get("bucket_factor", DEFAULT_FACTOR)
+        if type(factor) not in (int, float) or not 1 < factor < math.inf:
+            self.err(
+                table, "native.bucket_factor", f"must be a number above 1, not {_show(factor)}"
+            )
+            return None
+        threshold = doc.get("zero_threshold", DEFAULT_ZERO_THRESHOLD)
+        if type(threshold) not in (int, float) or not 0 <= threshold < math.inf:
+            self.err(
+                table,
+                "native.zero_threshold",
+                f"must be a finite number, 0 or more, not {_show(threshold)}",
+            )
+            return None
+        limit = doc.get("max_buckets", DEFAULT_MAX_BUCKETS)
+        if type(limit) is not int or not 1 <= limit <= _NATIVE_MAX_BUCKETS:
+            self.err(
+                table,
+                "native.max_buckets",
+                f"must be an integer from 1 to {_NATIVE_MAX_BUCKETS}, not {_show(limit)}",
+            )
+            return None
+        return NativeDef(pick_schema(float(factor)), float(threshold), limit)
 
     def gauge_floor(self, table: str, kind: str, body: dict[str, Any]) -> float | None:
         if "floor" not in body:
