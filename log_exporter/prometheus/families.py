@@ -75,6 +75,11 @@ class StoreFamily(Metric):
         self._samples: list[Sample] | None = None
 
     @property
+    def snapshot(self) -> MetricSnapshot:
+        """The store's copy this family shows (the protobuf encoder reads it directly)."""
+        return self._snapshot
+
+    @property
     def samples(self) -> list[Sample]:
         if self._samples is None:
             self._samples = self._build().samples

@@ -2,8 +2,11 @@
 its content type and whether exemplars are collected at all; ``Accept-Encoding`` whether the
 answer is gzipped.
 
-The choice of format is client_python's (``choose_encoder``), so a client gets what it would get
-from any client_python exporter. Only the rendering differs: OpenMetrics through our own encoder
+The protobuf exposition is chosen as client_golang chooses it (``expfmt.Negotiate``), which is
+what Prometheus asks for when native histograms are enabled: the media ranges in order of
+quality, the first one of a format we write decides. For the text formats the choice is then
+client_python's (``choose_encoder``), so a client gets what it would get from any client_python
+exporter. Only the rendering differs: OpenMetrics through our own encoder
 (the same bytes), and the text format, which has no exemplars, collected without them
 (``Registry.collect(exemplars=False)``), the choice passed down as an argument.
 """
@@ -19,8 +22,10 @@ from prometheus_client.metrics_core import Metric
 
 from log_exporter.prometheus.collector import Registry
 from log_exporter.prometheus.encoder import OpenMetricsEncoder, TextEncoder
+from log_exporter.prometheus.protobuf import CONTENT_TYPE as PROTOBUF
+from log_exporter.prometheus.protobuf import ProtobufEncoder
 
-__all__ = ["Encoder", "accepts_gzip", "select_encoder"]
+__all__ = ["Encoder", "accepts_gzip", "select_encoder", "wants_protobuf"]
 
 # Renders a registry to the bytes of one page, as client_python's encoders do.
 Encoder = Callable[[CollectorRegistry], bytes]
@@ -46,6 +51,39 @@ def accepts_gzip(header: str | None) -> bool:
     return False
 
 
+def wants_protobuf(accept: str) -> bool:
+    """True when the highest-quality media range of ``accept`` among the formats served is
+    length-delimited ``io.prometheus.client.MetricFamily`` protobuf (ties in header order)."""
+    if "protobuf" not in accept:
+        return False  # the common case, decided without parsing
+    ranges: list[tuple[float, int, bool]] = []
+    for i, part in enumerate(accept.split(",")):
+        media, *raw = part.split(";")
+        params = {}
+        for p in raw:
+            k, _, v = p.partition("=")
+            params[k.strip().lower()] = v.strip().strip('"')
+        media = media.strip().lower()
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            continue
+        if q <= 0:
+            continue
+        if media == "application/vnd.google.protobuf":
+            if params.get("proto") == "io.prometheus.client.MetricFamily":
+                ranges.append((q, i, params.get("encoding") == "delimited"))
+        elif media in ("text/plain", "application/openmetrics-text"):
+            ranges.append((q, i, False))
+    if not ranges:
+        return False
+    ranges.sort(key=lambda r: (-r[0], r[1]))
+    return ranges[0][2]
+
+
+_PROTOBUF = ProtobufEncoder()
+
+
 def select_encoder(accept: str) -> tuple[Encoder, str]:
     """``choose_encoder``'s format for an Accept header, rendered without needless escaping.
 
@@ -55,6 +93,8 @@ def select_encoder(accept: str) -> tuple[Encoder, str]:
     (the spec loader accepts no other), so ``allow-utf-8`` renders the very same bytes; the
     tests pin that equality.
     """
+    if wants_protobuf(accept):
+        return _PROTOBUF, PROTOBUF
     try:
         encoder, content_type = choose_encoder(accept)
     except Exception:
