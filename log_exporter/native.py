@@ -25,7 +25,9 @@ __all__ = [
     "bounds",
     "bucket_key",
     "pick_schema",
+    "rebuilt",
     "spans_and_deltas",
+    "upper_bound",
 ]
 
 SCHEMA_MIN: Final = -4
@@ -361,12 +363,24 @@ class NativeBuckets:
         else:
             self.zero += 1
 
-    def create(self, key: int, max_buckets: int) -> None:
-        """A first observation in bucket ``key``; past ``max_buckets`` buckets, the resolution
-        halves once (client_golang's ``doubleBucketWidth``): each pair of buckets becomes one,
-        so no observation is lost. At schema -4 nothing is left to halve and the buckets stay."""
+    def add(self, value: float, n: int, native: NativeDef) -> None:
+        """Count ``value`` ``n`` times at once (the approximations of ``rebuilt``)."""
+        if value > native.zero_threshold:
+            key = bucket_key(value, self.schema)
+            if key in self.positive:
+                self.positive[key] += n
+            else:
+                self.create(key, native.max_buckets, n)
+        else:
+            self.zero += n
+
+    def create(self, key: int, max_buckets: int, n: int = 1) -> None:
+        """A first observation (or ``n``) in bucket ``key``; past ``max_buckets`` buckets, the
+        resolution halves once (client_golang's ``doubleBucketWidth``): each pair of buckets
+        becomes one, so no observation is lost. At schema -4 nothing is left to halve and the
+        buckets stay."""
         positive = self.positive
-        positive[key] = 1
+        positive[key] = n
         if max_buckets and len(positive) > max_buckets and self.schema > SCHEMA_MIN:
             self.schema -= 1
             merged: dict[int, int] = {}
@@ -382,6 +396,48 @@ class NativeBuckets:
     @property
     def count(self) -> int:
         return self.zero + sum(self.positive.values())
+
+
+def upper_bound(index: int, schema: int) -> float:
+    """The upper bound of bucket ``index`` of ``schema``: 2^(index / 2^schema), from the same
+    table as ``bucket_key`` (so ``bucket_key(upper_bound(i, s), s) == i``)."""
+    if schema <= 0:
+        return math.ldexp(1.0, index << -schema)
+    octave, step = divmod(index, 1 << schema)
+    if step == 0:
+        return math.ldexp(1.0, octave)
+    return math.ldexp(_BOUNDS[schema][step], octave + 1)
+
+
+def rebuilt(
+    native: NativeDef,
+    old: NativeBuckets | None,
+    old_native: NativeDef | None,
+    classic: tuple[float, ...],
+    cells: list[float],
+) -> NativeBuckets | None:
+    """A series' native buckets under new settings ``native``, from what was kept under others:
+    its old native buckets (each count placed at its bucket's upper bound: exact for a coarser
+    schema, as halving is), else its classic buckets (each count at the bucket's bound, those
+    above the last bound just above it). Only the buckets are approximated; the count and sum
+    stay exact, so the native histogram agrees with itself and rates over later ranges are
+    exact. None when there is nothing to place."""
+    out = NativeBuckets(native.schema)
+    if old_native is not None:
+        if old is None:
+            return None
+        if old.zero:
+            out.add(old_native.zero_threshold, old.zero, native)
+        for i, n in sorted(old.positive.items()):
+            out.add(upper_bound(i, old.schema), n, native)
+    elif classic:
+        for bound, count in zip(classic, cells, strict=False):
+            if count:
+                out.add(max(bound, 0.0), int(count), native)
+        above = int(cells[len(classic)])
+        if above:
+            out.add(math.nextafter(max(classic[-1], 0.0), math.inf), above, native)
+    return out if out.zero or out.positive else None
 
 
 def spans_and_deltas(positive: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from log_exporter.limits import OVERFLOW
-from log_exporter.native import NativeBuckets, NativeDef
+from log_exporter.native import NativeBuckets, NativeDef, rebuilt
 from log_exporter.values import ReadCounts
 
 __all__ = [
@@ -80,13 +80,14 @@ class MetricDef:
     native: NativeDef | None = None
 
     def same_shape(self, other: MetricDef) -> bool:
-        """True when values of ``other`` mean the same thing here (help and cap may differ)."""
+        """True when values of ``other`` mean the same thing here (help and cap may differ; a
+        histogram's native settings too: its classic values stay, ``HistogramState.renative``
+        rebuilds the native buckets)."""
         return (
             self.name == other.name
             and self.kind == other.kind
             and self.labels == other.labels
             and self.buckets == other.buckets
-            and self.native == other.native
         )
 
 
@@ -215,6 +216,24 @@ class HistogramState(_SeriesState):
             assert self.native_def is not None
             buckets = self.native[key] = NativeBuckets(self.native_def.schema)
         return buckets
+
+    def renative(
+        self,
+        native: NativeDef | None,
+        old: dict[tuple[str, ...], NativeBuckets],
+        was: NativeDef | None,
+    ) -> None:
+        """Take native settings ``native`` (None: none), the buckets rebuilt from ``old`` (kept
+        under ``was``) or from the classic cells (``log_exporter.native.rebuilt``)."""
+        self.native_def = native
+        fresh: dict[tuple[str, ...], NativeBuckets] = {}
+        if native is not None:
+            for key, cells in self.series.items():
+                b = rebuilt(native, old.get(key), was, self.bounds, cells)
+                if b is not None:
+                    fresh[key] = b
+        self.native.clear()
+        self.native.update(fresh)
 
     def observe_native(self, key: tuple[str, ...], value: float) -> None:
         """Count ``value`` in the native buckets of the stored series ``key`` (replay's merge)."""
@@ -371,8 +390,11 @@ class Store:
                 if not isinstance(old, InfoState) and old.definition.exemplar != d.exemplar:
                     old.exemplars.clear()  # another label name, or none: the old ones would lie
                 was_partitioned = old.definition.partitioned
+                was_native = old.definition.native
                 old.definition = d
                 states[d.name] = old
+                if isinstance(old, HistogramState) and was_native != d.native:
+                    old.renative(d.native, dict(old.native), was_native)
                 if isinstance(old, GaugeState) and d.partitioned != was_partitioned:
                     old.take_series_as_shares()
             else:
@@ -509,7 +531,10 @@ class Store:
             if isinstance(s, InfoState):
                 s.current = restored
             else:
-                _restore_series(s, *restored)
+                _restore_series(s, *restored[:3])
+                if isinstance(s, HistogramState) and restored[3] != s.native_def:
+                    # Saved under other native settings (or none, by an earlier release).
+                    s.renative(s.native_def, dict(s.native), restored[3])
         self._lines.update(lines)
         self._bytes_read, self._rotations, self._truncations, self._last_event_timestamp = counters
         for name, v in invalid.items():
@@ -627,12 +652,12 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                     raise ValueError(f"bad histogram cells for {name}")
                 hist[_key_in(k, width)] = [_num_in(c) for c in cells]
             native = None
-            if d.native is not None:
+            if shape.native is not None:
                 native = {
                     _key_in(k, width): _native_in(schema, zero, buckets)
                     for k, schema, zero, buckets in entry["native_series"]
                 }
-            values[name] = (hist, int(entry["overflowed"]), native)
+            values[name] = (hist, int(entry["overflowed"]), native or {}, shape.native)
         else:
             plain = {_key_in(k, width): _num_in(v) for k, v in entry["series"]}
             # Absent for an unpartitioned gauge, and from state files of earlier releases.
@@ -642,7 +667,7 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                     str(p): {_key_in(k, width): _num_in(v) for k, v in shares}
                     for p, shares in entry["parts"]
                 }
-            values[name] = (plain, int(entry["overflowed"]), parts)
+            values[name] = (plain, int(entry["overflowed"]), parts, None)
     lines = {k: _num_in(dump["lines"][k]) for k in LINE_RESULTS}
     ts = dump["last_event_timestamp"]
     counters = (

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from log_exporter.native import SCHEMA_MAX, SCHEMA_MIN, bounds, pick_schema
+from log_exporter.native import SCHEMA_MAX, SCHEMA_MIN, bounds, bucket_key, pick_schema
 from log_exporter.replay.merge import Merger
 from log_exporter.replay.partial import Partial, TooWide
 from log_exporter.replay.target import bind_partial
@@ -173,15 +173,56 @@ def test_state_file_round_trip_keeps_native_buckets_exactly() -> None:
     assert restored.states["wait_seconds"].series == store.states["wait_seconds"].series  # type: ignore[union-attr]
 
 
-def test_state_of_other_native_settings_is_not_taken() -> None:
-    """Buckets saved under other native settings (another schema) are not restored into a spec
-    with new ones: the histogram starts empty, as when its classic buckets change."""
-    old = spec_with(native_table(1.1, 0.0, 160))
-    store = feed(old, [1.0, 2.0])
-    new = spec_with(native_table(1.01, 0.0, 160))
-    restored = Store.load(new.definitions, json.loads(json.dumps(store.dump())))
-    assert native_of(restored) == {}
-    assert restored.states["wait_seconds"].series == {}  # type: ignore[union-attr]
+def test_state_under_a_finer_schema_is_rebuilt_exactly_at_a_coarser_one() -> None:
+    """Buckets saved under a finer schema, restored into a spec with a coarser one, are what the
+    coarser schema would have counted from the start; the classic values stay."""
+    rng = random.Random(3)
+    values = [rng.lognormvariate(0, 2) for _ in range(300)] + [0.0]
+    fine = spec_with("buckets = [1.0]\n" + native_table(1.01, 0.0, 1000))
+    coarse = spec_with("buckets = [1.0]\n" + native_table(1.1, 0.0, 1000))
+    store = feed(fine, values)
+    restored = Store.load(coarse.definitions, json.loads(json.dumps(store.dump())))
+    assert native_of(restored) == native_of(feed(coarse, values))
+    assert restored.states["wait_seconds"].series == store.states["wait_seconds"].series  # type: ignore[union-attr]
+
+
+def test_state_of_an_earlier_release_keeps_classic_values_and_seeds_native_buckets() -> None:
+    """A state file without native buckets (an earlier release, or native just turned on) keeps
+    the classic values exactly; the native buckets hold the same count, each classic bucket's
+    observations at its bound, so count, sum and buckets agree."""
+    classic = spec_with("buckets = [0.1, 1.0]")
+    store = feed(classic, [0.0, 0.05, 0.3, 0.7, 7.0, 9.0])
+    dump = json.loads(json.dumps(store.dump()))
+    assert "native" not in dump["metrics"]["wait_seconds"]
+    both = spec_with("buckets = [0.1, 1.0]\n" + native_table(1.1, 0.0, 160))
+    restored = Store.load(both.definitions, dump)
+    assert restored.states["wait_seconds"].series == store.states["wait_seconds"].series  # type: ignore[union-attr]
+    schema, zero, positive = native_of(restored)[("a",)]
+    assert schema == 3
+    assert zero + sum(positive.values()) == 6
+    assert positive == {
+        bucket_key(0.1, 3): 2,
+        bucket_key(1.0, 3): 2,
+        bucket_key(math.nextafter(1.0, 2.0), 3): 2,
+    }
+
+
+def test_reload_turning_native_on_keeps_classic_values() -> None:
+    """A spec reload that adds ``native`` to a histogram keeps its classic values (as a reload
+    keeps any metric of the same shape) and seeds its native buckets."""
+    classic = spec_with("buckets = [0.1, 1.0]")
+    store = feed(classic, [0.05, 0.3])
+    state = store.states["wait_seconds"]
+    assert isinstance(state, HistogramState)
+    total = state.series[("a",)][-1]
+    both = spec_with("buckets = [0.1, 1.0]\nnative = true")
+    store.reconfigure(both.definitions)
+    apply = compile_spec(both).bind(store)["done"]
+    apply({"event": "done", "seconds": 2.0, "who": "a"})
+    state = store.states["wait_seconds"]
+    assert isinstance(state, HistogramState)
+    assert state.series[("a",)] == [1.0, 1.0, 1.0, total + 2.0]
+    assert native_of(store)[("a",)][2] == {bucket_key(0.1, 3): 1, bucket_key(1.0, 3): 1, 8: 1}
 
 
 def test_damaged_native_state_is_refused_as_a_whole() -> None:
