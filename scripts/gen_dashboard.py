@@ -199,14 +199,20 @@ def governance_panels() -> list[Any]:
         _timeseries(
             3,
             "Governed workflow duration p50 / p95 / p99",
-            "Quantiles estimated from the duration histogram. The red line is the alert "
+            "Quantiles estimated from the duration histogram (its native buckets where "
+            "Prometheus ingests them, else the classic ones). The red line is the alert "
             "threshold (p95 above 30 s for 10 minutes). Exemplars are single slow or fast "
             "requests: follow one to its events.",
             _grid(0, 8, 12, 8),
             [
                 _q(
                     ref,
-                    f"histogram_quantile({q}, sum by (le) (rate("
+                    # The native histogram where Prometheus ingested one (it asked for
+                    # protobuf), the classic buckets where it did not: either way one line.
+                    f"histogram_quantile({q}, sum(rate("
+                    f"sustainbot_governed_workflow_duration_seconds{{{aim}}}"
+                    "[$__rate_interval])))"
+                    f" or histogram_quantile({q}, sum by (le) (rate("
                     f"sustainbot_governed_workflow_duration_seconds_bucket{{{aim}}}"
                     "[$__rate_interval])))",
                     label,

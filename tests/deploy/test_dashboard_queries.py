@@ -24,6 +24,7 @@ from tests.support.deploy import CLOUDWATCH_ONLY_METRICS, DEPLOY, REPO, load_yam
 from tests.support.event_history import Generated, write_events
 from tests.support.processes import run, spawn, terminate
 from tests.support.prometheus import Prometheus
+from tests.support.protobuf_decode import decode_delimited
 from tests.support.serve import exporter_argv
 from tests.support.waits import wait_for
 
@@ -37,6 +38,9 @@ NAMESPACES = {"staging": 7, "production": 11}
 # The health panels whose metrics only a running sidecar serves (lag, state saves, CloudWatch,
 # process): tests/deploy/test_dashboard_health.py runs those against live sidecars.
 LIVE_ONLY_PANELS = {11, 14, 15, 16, 17}
+PROTOBUF = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+)
 
 
 @dataclass
@@ -311,7 +315,18 @@ def _served_by_serve(jsonl: Path, port: int) -> str:
         wait_for(ready, "log-exporter serve to answer /readyz", timeout=120)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             text: str = r.read().decode()
-        return text
+        # A native histogram is stored under its own name by a Prometheus that asks for
+        # protobuf: that name is served too, on the protobuf page.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"Accept": PROTOBUF}
+        )
+        with urllib.request.urlopen(request, timeout=30) as r:
+            native = [
+                f.name
+                for f in decode_delimited(r.read())
+                if any(m.histogram.zero_threshold or m.histogram.positive_span for m in f.metric)
+            ]
+        return text + "".join(f"{name}\n" for name in native)
     finally:
         terminate(proc)
 
