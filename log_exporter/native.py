@@ -9,6 +9,7 @@ values at or below the zero threshold go to the zero bucket. Observations here a
 
 from __future__ import annotations
 
+import functools
 import math
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "NativeDef",
     "bounds",
     "bucket_key",
+    "fast_bounds",
     "pick_schema",
     "rebuilt",
     "spans_and_deltas",
@@ -438,6 +440,24 @@ def rebuilt(
         if above:
             out.add(math.nextafter(max(classic[-1], 0.0), math.inf), above, native)
     return out if out.zero or out.positive else None
+
+
+# The values the hot path places with one search (``fast_bounds``): 2^-32 to 2^32, nanoseconds
+# to a century in seconds; anything outside, and the zero bucket, takes ``observe``.
+_FAST_OCTAVES: Final = 32
+
+
+@functools.cache
+def fast_bounds(native: NativeDef) -> tuple[tuple[float, ...], float, float, int]:
+    """For the generated hot path: the upper bounds of the spec schema's buckets over a wide
+    range, the range ``(low, high]`` they cover (above the zero threshold), and the offset of
+    the first: a value in the range is in bucket ``bisect_left(bounds, value) + offset``,
+    exactly as ``bucket_key`` places it (the bounds are the same table, scaled by powers of 2)."""
+    schema = native.schema
+    first = bucket_key(max(native.zero_threshold, math.ldexp(1.0, -_FAST_OCTAVES)), schema)
+    last = max(bucket_key(math.ldexp(1.0, _FAST_OCTAVES), schema), first)
+    table = tuple(upper_bound(i, schema) for i in range(first - 1, last + 1))
+    return table, max(table[0], native.zero_threshold), table[-1], first - 1
 
 
 def spans_and_deltas(positive: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:

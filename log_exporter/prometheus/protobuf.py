@@ -56,6 +56,12 @@ _KEPT: Final = 8  # names kept per encoder, beyond which its kept bytes are drop
 
 def varint(n: int) -> bytes:
     """``n`` (unsigned, or a negative int64 as two's complement) as a protobuf varint."""
+    if 0 <= n < _SMALL:
+        return _VARINTS[n]
+    return _varint(n)
+
+
+def _varint(n: int) -> bytes:
     if n < 0:
         n += 1 << 64
     if n < 0x80:
@@ -70,6 +76,21 @@ def varint(n: int) -> bytes:
 
 def _zigzag(n: int) -> int:
     return (n << 1) ^ (n >> 63)
+
+
+# Most lengths, counts and deltas are small: their varints (and a delta's zigzag varint) come
+# from tables instead of a call each, which was most of a page's time.
+_SMALL: Final = 1 << 14
+_VARINTS: Final = tuple(_varint(i) for i in range(_SMALL))
+_ZIGZAGS: Final = tuple(_varint(_zigzag(i)) for i in range(-_SMALL // 2, _SMALL // 2))
+_HALF: Final = _SMALL // 2
+
+
+def _sint(n: int) -> bytes:
+    """A zigzag varint (sint32, sint64)."""
+    if -_HALF <= n < _HALF:
+        return _ZIGZAGS[n + _HALF]
+    return _varint(_zigzag(n))
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -135,11 +156,17 @@ class _Kept:
     """One store metric's bytes kept from scrape to scrape: per series, the ``label`` fields and
     the exemplar messages last built (by identity of the kept entry)."""
 
-    __slots__ = ("definition", "exemplars", "heads", "les")
+    __slots__ = ("definition", "exemplars", "heads", "les", "natives", "prefixes")
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
         self.heads: dict[tuple[str, ...], bytes] = {}
+        # A counter's or gauge's whole Metric up to its value's 8 bytes (without an exemplar).
+        self.prefixes: dict[tuple[str, ...], bytes] = {}
+        # A histogram's native fields, with the (schema, zero count, count) they were written
+        # at: counts only grow (a halving changes the schema), so while those three are the
+        # same, so are the buckets.
+        self.natives: dict[tuple[str, ...], tuple[tuple[int, int, int], bytes]] = {}
         self.exemplars: dict[tuple[str, ...], tuple[Any, list[tuple[bytes, float | None]]]] = {}
         # A histogram's classic bounds as ``upper_bound`` fields, +Inf last.
         self.les = [_double_field(2, b) for b in (*definition.buckets, math.inf)]
@@ -151,6 +178,14 @@ class _Kept:
                 self.heads.clear()  # series gone after a reset or reload: start again
             head = self.heads[key] = _label_pairs(self.definition.labels, key)
         return head
+
+    def prefix(self, key: tuple[str, ...], field: bytes) -> bytes:
+        """``Metric{label..., field{value = ``, 8 bytes of the value to follow."""
+        if len(self.prefixes) >= 4 * self.definition.cap + 64:
+            self.prefixes.clear()
+        h = self.head(key)
+        prefix = self.prefixes[key] = b"\x22" + varint(len(h) + 11) + h + field + b"\x09\x09"
+        return prefix
 
 
 class ProtobufEncoder:
@@ -180,26 +215,23 @@ class ProtobufEncoder:
         if d.kind == "histogram":
             metrics = _store_histograms(m, kept)
             return _family(d.name, d.help, _HISTOGRAM, metrics, "")
-        pack, head = _double, kept.head
-        if d.kind == "counter":
-            label = d.exemplar if m.exemplars else None
-            metrics = []
-            for key, value in m.series.items():
-                h = head(key)
-                body = b"\t" + pack(value)
-                if label is not None:
-                    x = m.exemplars.get(key)
-                    if x is not None:
-                        body += _field(2, _kept_exemplar(label, x)[0])
-                metric = h + b"\x1a" + varint(len(body)) + body
-                metrics.append(b"\x22" + varint(len(metric)) + metric)
-            return _family(d.name, d.help, _COUNTER, metrics, "")  # its name ends in _total
-        # A gauge: Metric{label..., gauge{value}}, 11 bytes after the labels.
-        metrics = [
-            b"\x22" + varint(len(h) + 11) + h + b"\x12\x09\x09" + pack(value)
-            for h, value in ((head(key), value) for key, value in m.series.items())
-        ]
-        return _family(d.name, d.help, _GAUGE, metrics, "")
+        pack, get, make = _double, kept.prefixes.get, kept.prefix
+        field = b"\x1a" if d.kind == "counter" else b"\x12"  # Metric.counter, Metric.gauge
+        exemplars = m.exemplars if d.kind == "counter" and m.exemplars else None
+        metrics = []
+        for key, value in m.series.items():
+            x = None if exemplars is None else exemplars.get(key)
+            if x is None:
+                prefix = get(key)
+                if prefix is None:
+                    prefix = make(key, field)
+                metrics.append(prefix + pack(value))
+                continue
+            assert d.exemplar is not None
+            body = b"\t" + pack(value) + _field(2, _kept_exemplar(d.exemplar, x)[0])
+            metrics.append(_field(4, kept.head(key) + _field(3, body)))
+        # A counter's name ends in _total already (the spec requires it).
+        return _family(d.name, d.help, _COUNTER if d.kind == "counter" else _GAUGE, metrics, "")
 
 
 def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
@@ -210,6 +242,7 @@ def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
     label = d.exemplar if m.exemplars else None
     les = kept.les
     out = []
+    small, varints, natives = _SMALL, _VARINTS, kept.natives
     for key, cells in m.series.items():
         parts: list[bytes] = []
         total = 0
@@ -221,13 +254,30 @@ def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
         for i, count in enumerate(cells[:-1]):
             total += int(count)
             if classic:
-                bucket = b"\x08" + varint(total) + les[i]
+                # Bucket{cumulative_count, upper_bound[, exemplar]}: 10 bytes besides the count.
+                vt = varints[total] if total < small else varint(total)
                 if examples and examples[i][0]:
-                    bucket += _field(3, examples[i][0])
-                parts.append(b"\x1a" + varint(len(bucket)) + bucket)
-        head = [b"\x08" + varint(total), _double_field(2, cells[-1])]
+                    bucket = b"\x08" + vt + les[i] + _field(3, examples[i][0])
+                    parts.append(b"\x1a" + varint(len(bucket)) + bucket)
+                else:
+                    parts.append(b"\x1a" + varints[10 + len(vt)] + b"\x08" + vt + les[i])
+        head = [b"\x08" + varint(total), b"\x11" + _double(cells[-1])]
         if native_def is not None:
-            parts.append(_native(m, key, native_def.zero_threshold))
+            buckets = m.native.get(key)
+            mark = (
+                (native_def.schema, 0, 0)
+                if buckets is None
+                else (buckets.schema, buckets.zero, total)
+            )
+            known = natives.get(key)
+            if known is not None and known[0] == mark:
+                parts.append(known[1])
+            else:
+                if len(natives) >= 4 * d.cap + 64:
+                    natives.clear()
+                written = _native(m, key, native_def.zero_threshold)
+                natives[key] = (mark, written)
+                parts.append(written)
         if examples and native_def is not None:
             # A native histogram's consumer reads the list, in time order, timestamps required.
             timed = sorted((s, x) for x, s in examples if x and s is not None)
@@ -265,14 +315,16 @@ def _native(m: MetricSnapshot, key: tuple[str, ...], threshold: float) -> bytes:
     assert m.definition.native is not None
     schema = m.definition.native.schema if buckets is None else buckets.schema
     zero = 0 if buckets is None else buckets.zero
-    out = [b"\x28" + varint(_zigzag(schema)), _double_field(6, threshold), _uint_field(7, zero)]
+    out = [b"\x28" + _sint(schema), b"\x31" + _double(threshold), b"\x38" + varint(zero)]
     spans, deltas = spans_and_deltas({} if buckets is None else buckets.positive)
     if not spans and threshold == 0 and zero == 0:
         spans = [(0, 0)]
     for offset, length in spans:
-        out.append(_field(12, b"\x08" + varint(_zigzag(offset)) + _uint_field(2, length)))
+        span = b"\x08" + _sint(offset) + b"\x10" + varint(length)
+        out.append(b"\x62" + varint(len(span)) + span)
     if deltas:
-        out.append(_field(13, b"".join(varint(_zigzag(n)) for n in deltas)))
+        packed = b"".join([_sint(n) for n in deltas])
+        out.append(b"\x6a" + varint(len(packed)) + packed)
     return b"".join(out)
 
 

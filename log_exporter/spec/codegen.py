@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import builtins
 import functools
-import math
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
 
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
-from log_exporter.native import NativeDef, bounds, bucket_key
+from log_exporter.native import NativeDef, fast_bounds
 from log_exporter.parse import time_parser
 from log_exporter.spec.cloudwatch import LabelSource, Observation
 from log_exporter.spec.labels import convert_label
@@ -381,36 +380,23 @@ def _histogram_rule(
 
 def _native_observe(scope: Scope, state: HistogramState, native: NativeDef, v: str) -> None:
     """The statements counting ``v`` in series ``k``'s native buckets, as ``NativeBuckets.observe``
-    does; the bucket index is computed inline while the series keeps the spec's schema (until
-    the bucket limit halves its resolution), by ``bucket_key`` after."""
+    does. For speed, a value in the wide range of ``fast_bounds`` finds its bucket with one
+    search, into an existing bucket of a series still at the spec's schema; everything else
+    (the zero bucket, a new bucket, a series whose resolution was halved) calls ``observe``."""
     gen = scope.gen
-    gen.namespace["frexp"] = math.frexp
+    table, low, high, offset = fast_bounds(native)
     native_get = gen.const(state.native.get, "native_get")
     new_native = gen.const(state.new_native, "new_native")
+    settings = gen.const(native, "native")
     scope.emit(f"nb = {native_get}(k)")
     scope.emit("if nb is None:")
     scope.emit(f"    nb = {new_native}(k)")
-    above = scope.nested(f"if {v} > {native.zero_threshold!r}:")
-    schema = native.schema
-    same = above.nested(f"if nb.schema == {schema}:")
-    if schema > 0:
-        b = bounds(schema)
-        same.emit(f"nfrac, nexp = frexp({v})")
-        same.emit(
-            f"ni = bisect_left({gen.const(b, 'native_bounds')}, nfrac) + (nexp - 1) * {len(b)}"
-        )
-    else:
-        same.emit(f"nfrac, nexp = frexp({v})")
-        same.emit(
-            f"ni = ((nexp - 1 if nfrac == 0.5 else nexp) + {(1 << -schema) - 1}) >> {-schema}"
-        )
-    above.nested("else:").emit(f"ni = {gen.const(bucket_key, 'bucket_key')}({v}, nb.schema)")
-    above.emit("npos = nb.positive")
-    above.emit("if ni in npos:")
-    above.emit("    npos[ni] += 1")
-    above.emit("else:")
-    above.emit(f"    nb.create(ni, {native.max_buckets})")
-    scope.nested("else:").emit("nb.zero += 1")
+    fast = scope.nested(f"if {low!r} < {v} <= {high!r} and nb.schema == {native.schema}:")
+    fast.emit("npos = nb.positive")
+    placed = fast.nested("try:")
+    placed.emit(f"npos[bisect_left({gen.const(table, 'native_bounds')}, {v}) + {offset}] += 1")
+    fast.nested("except KeyError:").emit(f"nb.observe({v}, {settings})")
+    scope.nested("else:").emit(f"nb.observe({v}, {settings})")
 
 
 def _gauge_rule(

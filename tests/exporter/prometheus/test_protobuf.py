@@ -350,3 +350,23 @@ def test_decoded_spans_and_deltas_equal_a_plain_reference(
     assert (h.schema, h.zero_count, native_counts(h)) == (schema, zero, counts)
     assert h.sample_count == len(values)
     assert h.sample_sum == sum(float(v) for v in values) or not values
+
+
+def test_each_scrape_shows_the_buckets_of_its_moment() -> None:
+    """Scrape after scrape, with observations (and a halving) in between, the page shows the
+    store's buckets at that scrape, not those written for an earlier one."""
+    spec = load_spec(NATIVE_SPEC.format(factor=1.1, threshold=0.0, limit=3), "p")
+    store = Store(spec.definitions)
+    apply = compile_spec(spec).bind(store)["x"]
+    registry = Registry()
+    registry.register(StoreCollector(store, build_info=False))
+    encoder = select_encoder(PROMETHEUS_NATIVE)[0]
+    seen = []
+    for v in [1.0, 1.0, 2.0, 0.0, 5.0, 300.0, 0.5]:
+        apply({"event": "x", "v": v})
+        (m,) = by_name(decode_delimited(encoder(registry)))["h_seconds"].metric
+        b = store.states["h_seconds"].native[()]  # type: ignore[union-attr]
+        h = m.histogram
+        assert (h.schema, h.zero_count, native_counts(h)) == (b.schema, b.zero, b.positive)
+        seen.append(h.schema)
+    assert seen[0] == 3 and seen[-1] < 3  # the limit of 3 buckets halved the resolution
