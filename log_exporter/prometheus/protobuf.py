@@ -109,10 +109,22 @@ def _uint_field(number: int, value: int) -> bytes:
 def _label_pairs(names: Iterable[str], values: Iterable[str]) -> bytes:
     """The ``label`` fields of a metric (LabelPair, field 1), sorted by name as Prometheus keeps
     them."""
-    return b"".join(
-        _field(1, _field(1, n.encode()) + _field(2, v.encode("utf-8", "surrogatepass")))
-        for n, v in sorted(zip(names, values, strict=True))
-    )
+    out = []
+    for n, v in sorted(zip(names, values, strict=True)):
+        name = _NAMES.get(n)
+        if name is None:
+            if len(_NAMES) >= _NAMES_KEPT:
+                _NAMES.clear()
+            name = _NAMES[n] = _field(1, n.encode())
+        value = v.encode("utf-8", "surrogatepass")
+        pair = name + b"\x12" + varint(len(value)) + value
+        out.append(b"\x0a" + varint(len(pair)) + pair)
+    return b"".join(out)
+
+
+# A label name's LabelPair.name field: the names come from the spec and the collectors, few.
+_NAMES: dict[str, bytes] = {}
+_NAMES_KEPT: Final = 4096
 
 
 def _timestamp(seconds: float) -> bytes:
@@ -156,7 +168,7 @@ class _Kept:
     """One store metric's bytes kept from scrape to scrape: per series, the ``label`` fields and
     the exemplar messages last built (by identity of the kept entry)."""
 
-    __slots__ = ("definition", "exemplars", "heads", "les", "natives", "prefixes")
+    __slots__ = ("definition", "exemplars", "heads", "les", "natives", "order", "prefixes")
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
@@ -170,13 +182,24 @@ class _Kept:
         self.exemplars: dict[tuple[str, ...], tuple[Any, list[tuple[bytes, float | None]]]] = {}
         # A histogram's classic bounds as ``upper_bound`` fields, +Inf last.
         self.les = [_double_field(2, b) for b in (*definition.buckets, math.inf)]
+        # The label values' positions in name order, each with its LabelPair.name field.
+        names = definition.labels
+        self.order = [
+            (i, _field(1, names[i].encode()))
+            for i in sorted(range(len(names)), key=names.__getitem__)
+        ]
 
     def head(self, key: tuple[str, ...]) -> bytes:
         head = self.heads.get(key)
         if head is None:
             if len(self.heads) >= 4 * self.definition.cap + 64:
                 self.heads.clear()  # series gone after a reset or reload: start again
-            head = self.heads[key] = _label_pairs(self.definition.labels, key)
+            pairs = []
+            for i, name in self.order:
+                value = key[i].encode("utf-8", "surrogatepass")
+                pair = name + b"\x12" + varint(len(value)) + value
+                pairs.append(b"\x0a" + varint(len(pair)) + pair)
+            head = self.heads[key] = b"".join(pairs)
         return head
 
     def prefix(self, key: tuple[str, ...], field: bytes) -> bytes:
