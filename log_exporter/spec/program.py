@@ -62,7 +62,11 @@ class Program:
         """
         for m in self.spec.metrics:
             state = store.states.get(m.name)
-            if state is None or not state.definition.same_shape(m.definition):
+            if (
+                state is None
+                or not state.definition.same_shape(m.definition)
+                or state.definition.native != m.definition.native
+            ):
                 raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
         return {
             et: store_function(et, pairs, store, exemplars=exemplars, spec_input=self.spec.input)
