@@ -199,6 +199,71 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
         assert exporter.stop() == 0
 
 
+def test_prometheus_asks_for_protobuf_through_tls_and_basic_auth(
+    tmp_path: Path,
+    prometheus_factory: PrometheusFactory,
+    contract_line: Callable[..., bytes],
+) -> None:
+    """A Prometheus with native histograms on gets the protobuf page through the same TLS and
+    basic auth: the request durations arrive as a native histogram with the log's count."""
+    certs = make_certs(tmp_path)
+    password = "scrape-secret"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {certs.server_cert.name}\n"
+        f"  key_file: {certs.server_key.name}\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+    )
+    log = tmp_path / "app.jsonl"
+    durations = [0.002, 0.004, 0.03, 0.7]
+    append(
+        log,
+        b"".join(
+            contract_line(
+                "http.request", method="GET", endpoint="/x", status_code=200, duration_seconds=d
+            )
+            for d in durations
+        ),
+    )
+    client = ssl.create_default_context(cafile=str(certs.ca))
+    with Exporter(
+        tmp_path,
+        ["--file", str(log), "--web.config.file", str(web)],
+        scheme="https",
+        context=client,
+        auth=("prometheus", password),
+    ) as exporter:
+        exporter.wait_healthy()
+        (tmp_path / "password").write_text(password)
+        prom = prometheus_factory(
+            config={
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "sidecar",
+                        "scheme": "https",
+                        "tls_config": {"ca_file": str(certs.ca), "server_name": "localhost"},
+                        "basic_auth": {
+                            "username": "prometheus",
+                            "password_file": str(tmp_path / "password"),
+                        },
+                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                    }
+                ],
+            },
+            flags=("--enable-feature=native-histograms",),
+        )
+        expr = "histogram_count(sustainbot_http_request_duration_seconds)"
+        wait_for(
+            lambda: [float(x["value"][1]) for x in prom.query(expr)] == [float(len(durations))],
+            "Prometheus to hold the native histogram scraped through TLS and basic auth",
+            explain=prom.log,
+        )
+        assert prom.query("sustainbot_http_request_duration_seconds_bucket") == []
+        assert exporter.stop() == 0
+
+
 def test_prometheus_with_a_wrong_password_is_refused(
     tmp_path: Path,
     scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
