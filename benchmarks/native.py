@@ -36,7 +36,7 @@ from log_exporter.native import spans_and_deltas
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import Registry, StoreCollector
 from log_exporter.prometheus.negotiate import select_encoder
-from log_exporter.prometheus.protobuf import ProtobufEncoder, varint
+from log_exporter.prometheus.protobuf import varint
 from log_exporter.spec import compile_spec, load_spec
 from log_exporter.store import Store
 from log_exporter.values import Batch
@@ -190,6 +190,16 @@ def with_protobuf_package(registry: Registry) -> bytes:
     return b"".join(out)
 
 
+def _registry(store: Store) -> Registry:
+    registry = Registry()
+    registry.register(StoreCollector(store, build_info=False))
+    return registry
+
+
+def _cold(encoder: Callable[[Any], bytes], store: Store, _registry_: Registry) -> bytes:
+    return encoder(_registry(store))
+
+
 def _timed(encoders: dict[str, Callable[[Any], bytes]], registry: Registry, name: str) -> float:
     start = time.perf_counter()
     encoders[name](registry)
@@ -200,13 +210,12 @@ def bench_render(rounds: int, series: int) -> None:
     om, pb = select_encoder(OPENMETRICS)[0], select_encoder(PROTOBUF)[0]
     for native in (False, True):
         store, exposed = render_store(series, native)
-        registry = Registry()
-        registry.register(StoreCollector(store, build_info=False))
+        registry = _registry(store)
         encoders: dict[str, Callable[[Any], bytes]] = {
             "OpenMetrics": om,
             "protobuf": pb,
             # Nothing kept from an earlier scrape: every label set and native part written anew.
-            "protobuf cold": lambda r: ProtobufEncoder()(r),
+            "protobuf cold": functools.partial(_cold, pb, store),
             "protobuf pkg": with_protobuf_package,
         }
         pages = {name: enc(registry) for name, enc in encoders.items()}

@@ -9,9 +9,11 @@ for the state file.
 Counter and gauge series map a label tuple to a float. A histogram series is a list of
 per-bucket counts (not cumulative; the last bucket is +Inf) followed by the sum of observations.
 A histogram with native buckets (the spec's ``native``) also keeps each series' ``NativeBuckets``
-(``log_exporter.native``), saved in ``dump()`` beside the classic cells. An info metric holds only
-its latest series. A counter or histogram with an exemplar setting also
-keeps the latest exemplar of each series (of each bucket): memory only, never in ``dump()``. A
+(``log_exporter.native``), saved in ``dump()`` beside the classic cells. Every series also keeps
+the time it was created (its start, which the protobuf exposition sends as a counter's or
+histogram's created timestamp), saved too. An info metric holds only its latest series. A
+counter or histogram with an exemplar setting also keeps the latest exemplar of each series (of
+each bucket): memory only, never in ``dump()``. A
 partitioned gauge (the spec's ``partition``) also keeps each partition's share of every series;
 its series hold the sums of the shares.
 """
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
@@ -94,10 +97,23 @@ class MetricDef:
 class _SeriesState:
     """Shared by counters, gauges and histograms: a dict of series with a cap."""
 
-    __slots__ = ("definition", "exemplars", "overflow_key", "overflowed", "real", "series")
+    __slots__ = (
+        "clock",
+        "definition",
+        "exemplars",
+        "overflow_key",
+        "overflowed",
+        "real",
+        "series",
+        "started",
+    )
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
+        # When each series was created (Unix seconds, by ``clock``, the store's): its start.
+        # Absent for a series restored from a state file of a release that did not save it.
+        self.started: dict[tuple[str, ...], float] = {}
+        self.clock: Callable[[], float] = time.time
         # With an exemplar setting, the latest exemplar per series key (a counter's), or per
         # bucket (a histogram's list, one slot per bucket, +Inf last): (label value, value, the
         # event's raw timestamp). Keys are the series' own, so the series cap bounds them too.
@@ -112,9 +128,13 @@ class _SeriesState:
         """The key under which a new series ``key`` is stored: itself, or the overflow key."""
         if self.real < self.definition.cap:
             self.real += 1
+            self.started[key] = self.clock()
             return key
         self.overflowed += 1
-        return self.overflow_key
+        overflow = self.overflow_key
+        if overflow not in self.started:
+            self.started[overflow] = self.clock()
+        return overflow
 
     def _recount(self, keys: Iterable[tuple[str, ...]]) -> None:
         ok = self.overflow_key
@@ -301,6 +321,8 @@ class MetricSnapshot:
     exemplars: dict[tuple[str, ...], Any] = field(default_factory=dict)
     # A histogram with native buckets: key -> a copy of its ``NativeBuckets`` (absent: empty).
     native: dict[tuple[str, ...], NativeBuckets] = field(default_factory=dict)
+    # A counter's or histogram's series -> its start (see ``_SeriesState.started``).
+    started: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +347,12 @@ class Store:
     to take a ``snapshot()``.
     """
 
-    def __init__(self, definitions: Sequence[MetricDef]) -> None:
+    def __init__(
+        self, definitions: Sequence[MetricDef], clock: Callable[[], float] = time.time
+    ) -> None:
         self.lock = threading.Lock()
+        # The wall clock of series' start times.
+        self._clock = clock
         self.states: dict[str, MetricState] = {}
         self._lines: dict[str, float] = dict.fromkeys(LINE_RESULTS, 0.0)
         self._bytes_read = 0.0
@@ -398,7 +424,11 @@ class Store:
                 if isinstance(old, GaugeState) and d.partitioned != was_partitioned:
                     old.take_series_as_shares()
             else:
-                states[d.name] = _new_state(d)
+                new = states[d.name] = _new_state(d)
+                if not isinstance(new, InfoState):
+                    new.clock = self._clock
+                    for key in new.series:  # a label-less metric's one series
+                        new.started[key] = self._clock()
         self.states = states
         self.invalid_values = {n: self.invalid_values.get(n, 0.0) for n in states}
         self.label_values_too_long = {n: self.label_values_too_long.get(n, 0.0) for n in states}
@@ -437,10 +467,17 @@ class Store:
                 hist = {k: cells[:] for k, cells in s.series.items()}
                 slots = {k: x[:] for k, x in s.exemplars.items()} if exemplars else {}
                 native = {k: b.copy() for k, b in s.native.items()}
-                metrics.append(MetricSnapshot(s.definition, hist, s.overflowed, slots, native))
+                metrics.append(
+                    MetricSnapshot(s.definition, hist, s.overflowed, slots, native, dict(s.started))
+                )
             else:
                 kept = dict(s.exemplars) if exemplars else {}
-                metrics.append(MetricSnapshot(s.definition, dict(s.series), s.overflowed, kept))
+                started = {} if isinstance(s, GaugeState) else dict(s.started)
+                metrics.append(
+                    MetricSnapshot(
+                        s.definition, dict(s.series), s.overflowed, kept, started=started
+                    )
+                )
         return Snapshot(
             metrics=tuple(metrics),
             lines=dict(self._lines),
@@ -469,6 +506,7 @@ class Store:
                 entry["current"] = None if s.current is None else list(s.current)
             elif isinstance(s, HistogramState):
                 entry["overflowed"] = s.overflowed
+                entry["started"] = [[list(k), t] for k, t in s.started.items()]
                 entry["series"] = [
                     [list(k), [_num_out(c) for c in cells]] for k, cells in s.series.items()
                 ]
@@ -481,6 +519,8 @@ class Store:
             else:
                 entry["overflowed"] = s.overflowed
                 entry["series"] = [[list(k), _num_out(v)] for k, v in s.series.items()]
+                if not isinstance(s, GaugeState):
+                    entry["started"] = [[list(k), t] for k, t in s.started.items()]
                 if isinstance(s, GaugeState) and d.partitioned:
                     entry["parts"] = [
                         [p, [[list(k), _num_out(v)] for k, v in shares.items()]]
@@ -532,6 +572,8 @@ class Store:
                 s.current = restored
             else:
                 _restore_series(s, *restored[:3])
+                s.started.clear()
+                s.started.update({k: t for k, t in restored[4].items() if k in s.series})
                 if isinstance(s, HistogramState) and restored[3] != s.native_def:
                     # Saved under other native settings (or none, by an earlier release).
                     s.renative(s.native_def, dict(s.native), restored[3])
@@ -581,6 +623,16 @@ def _num_in(v: Any) -> float:
     if type(v) not in (int, float):
         raise TypeError(f"expected a number, got {v!r}")
     return float(v)
+
+
+def _started_in(entry: dict[str, Any], width: int) -> dict[tuple[str, ...], float]:
+    """A metric's saved series starts (absent from earlier releases' state files: none)."""
+    started = {}
+    for k, t in entry.get("started", ()):
+        if type(t) not in (int, float) or not math.isfinite(t):
+            raise ValueError(f"bad series start {t!r}")
+        started[_key_in(k, width)] = float(t)
+    return started
 
 
 def _native_def_out(d: NativeDef) -> dict[str, Any]:
@@ -657,7 +709,13 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                     _key_in(k, width): _native_in(schema, zero, buckets)
                     for k, schema, zero, buckets in entry["native_series"]
                 }
-            values[name] = (hist, int(entry["overflowed"]), native or {}, shape.native)
+            values[name] = (
+                hist,
+                int(entry["overflowed"]),
+                native or {},
+                shape.native,
+                _started_in(entry, width),
+            )
         else:
             plain = {_key_in(k, width): _num_in(v) for k, v in entry["series"]}
             # Absent for an unpartitioned gauge, and from state files of earlier releases.
@@ -667,7 +725,7 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                     str(p): {_key_in(k, width): _num_in(v) for k, v in shares}
                     for p, shares in entry["parts"]
                 }
-            values[name] = (plain, int(entry["overflowed"]), parts, None)
+            values[name] = (plain, int(entry["overflowed"]), parts, None, _started_in(entry, width))
     lines = {k: _num_in(dump["lines"][k]) for k in LINE_RESULTS}
     ts = dump["last_event_timestamp"]
     counters = (

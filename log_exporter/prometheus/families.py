@@ -39,10 +39,12 @@ class SeriesTexts:
     """What one metric's series texts are, kept from scrape to scrape (one per metric of a
     collector; a new one when the metric's definition changes)."""
 
-    __slots__ = ("definition", "texts")
+    __slots__ = ("definition", "protobuf", "texts")
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
+        # The protobuf encoder's bytes of the same series (``protobuf._Kept``), kept alike.
+        self.protobuf: Any = None
         # Key -> a counter's or gauge's (head, kept exemplar, its text), or a histogram's
         # (bucket head up to the le value, the rest, _count head, _sum head, kept, texts).
         self.texts: dict[Key, tuple[Any, ...]] = {}
@@ -78,6 +80,11 @@ class StoreFamily(Metric):
     def snapshot(self) -> MetricSnapshot:
         """The store's copy this family shows (the protobuf encoder reads it directly)."""
         return self._snapshot
+
+    @property
+    def kept(self) -> SeriesTexts:
+        """What is kept of this metric's series between scrapes, by its collector."""
+        return self._texts
 
     @property
     def samples(self) -> list[Sample]:

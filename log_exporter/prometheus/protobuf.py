@@ -1,14 +1,15 @@
 """The protobuf exposition (``io.prometheus.client.MetricFamily``, length-delimited): the only
 format that carries native histograms, written by hand on the protobuf wire format.
 
-Every family of a page goes out: the store's from its snapshot (``StoreFamily.snapshot``), with
-each series' label bytes kept between scrapes; any other (self-metrics, client_python's process,
-platform and GC collectors) from its samples, grouped into metrics as client_golang would write
-them: a counter named with its ``_total``, its ``_created`` as the start timestamp, an info metric
-as a gauge of 1, a state set as gauges. Histograms carry their classic buckets (cumulative, with
-their exemplars) and, with native buckets, the schema, zero bucket, spans and deltas; the kept
-exemplars go into the histogram's own exemplar list too, with their timestamps, where a native
-histogram's consumer looks.
+Every family of a page goes out: the store's from its snapshot (``StoreFamily.snapshot``), each
+series with its start as the created timestamp of a counter or histogram, its bytes kept between
+scrapes by its collector beside the OpenMetrics texts; any other (self-metrics, client_python's
+process, platform and GC collectors) from its samples, grouped into metrics as client_golang
+would write them: a counter named with its ``_total``, its ``_created`` as the start timestamp,
+an info metric as a gauge of 1, a state set as gauges. Histograms carry their classic buckets
+(cumulative, with their exemplars) and, with native buckets, the schema, zero bucket, spans and
+deltas; the kept exemplars go into the histogram's own exemplar list too, with their timestamps,
+where a native histogram's consumer looks.
 
 Hand-written rather than through the ``protobuf`` package: the messages are few and fixed
 (``metrics.proto`` of client_model), the writer is a few varints, and the page is composed from
@@ -51,7 +52,6 @@ _TYPES: Final = {
     "stateset": _GAUGE,
 }
 _double = struct.Struct("<d").pack
-_KEPT: Final = 8  # names kept per encoder, beyond which its kept bytes are dropped
 
 
 def varint(n: int) -> bytes:
@@ -168,11 +168,21 @@ class _Kept:
     """One store metric's bytes kept from scrape to scrape: per series, the ``label`` fields and
     the exemplar messages last built (by identity of the kept entry)."""
 
-    __slots__ = ("definition", "exemplars", "heads", "les", "natives", "order", "prefixes")
+    __slots__ = (
+        "created",
+        "definition",
+        "exemplars",
+        "heads",
+        "les",
+        "natives",
+        "order",
+        "prefixes",
+    )
 
     def __init__(self, definition: MetricDef) -> None:
         self.definition = definition
         self.heads: dict[tuple[str, ...], bytes] = {}
+        self.created: dict[tuple[str, ...], tuple[float, bytes]] = {}
         # A counter's or gauge's whole Metric up to its value's 8 bytes (without an exemplar).
         self.prefixes: dict[tuple[str, ...], bytes] = {}
         # A histogram's native fields, with the (schema, zero count, count) they were written
@@ -202,21 +212,22 @@ class _Kept:
             head = self.heads[key] = b"".join(pairs)
         return head
 
-    def prefix(self, key: tuple[str, ...], field: bytes) -> bytes:
-        """``Metric{label..., field{value = ``, 8 bytes of the value to follow."""
+    def prefix(self, key: tuple[str, ...], field: bytes, started: float | None) -> bytes:
+        """``Metric{label..., field{[created_timestamp,] value = ``, the value's 8 bytes to
+        follow (fields may come in any order: the start goes first, so the rest is kept)."""
         if len(self.prefixes) >= 4 * self.definition.cap + 64:
             self.prefixes.clear()
         h = self.head(key)
-        prefix = self.prefixes[key] = b"\x22" + varint(len(h) + 11) + h + field + b"\x09\x09"
+        created = b"" if started is None else _field(3, _timestamp(started))
+        inner = created + b"\x09"
+        prefix = h + field + varint(len(inner) + 8) + inner
+        prefix = self.prefixes[key] = b"\x22" + varint(len(prefix) + 8) + prefix
         return prefix
 
 
 class ProtobufEncoder:
     """Renders a registry as length-delimited ``MetricFamily`` messages; one instance serves
     every scrape (two at once may both build a series' bytes; they build the same)."""
-
-    def __init__(self) -> None:
-        self._kept: dict[str, _Kept] = {}
 
     def __call__(self, registry: Collector) -> bytes:
         out: list[bytes] = []
@@ -230,28 +241,31 @@ class ProtobufEncoder:
     def _store(self, family: StoreFamily) -> bytes:
         m = family.snapshot
         d = m.definition
-        kept = self._kept.get(d.name)
+        texts = family.kept  # the collector's, so two stores never share bytes
+        kept = texts.protobuf
         if kept is None or kept.definition is not d:
-            if len(self._kept) >= _KEPT * 64:
-                self._kept.clear()
-            kept = self._kept[d.name] = _Kept(d)
+            kept = texts.protobuf = _Kept(d)
         if d.kind == "histogram":
             metrics = _store_histograms(m, kept)
             return _family(d.name, d.help, _HISTOGRAM, metrics, "")
         pack, get, make = _double, kept.prefixes.get, kept.prefix
         field = b"\x1a" if d.kind == "counter" else b"\x12"  # Metric.counter, Metric.gauge
         exemplars = m.exemplars if d.kind == "counter" and m.exemplars else None
+        started = m.started.get
         metrics = []
         for key, value in m.series.items():
             x = None if exemplars is None else exemplars.get(key)
             if x is None:
                 prefix = get(key)
                 if prefix is None:
-                    prefix = make(key, field)
+                    prefix = make(key, field, started(key))
                 metrics.append(prefix + pack(value))
                 continue
             assert d.exemplar is not None
             body = b"\t" + pack(value) + _field(2, _kept_exemplar(d.exemplar, x)[0])
+            start = started(key)
+            if start is not None:
+                body += _field(3, _timestamp(start))
             metrics.append(_field(4, kept.head(key) + _field(3, body)))
         # A counter's name ends in _total already (the spec requires it).
         return _family(d.name, d.help, _COUNTER if d.kind == "counter" else _GAUGE, metrics, "")
@@ -285,6 +299,9 @@ def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
                 else:
                     parts.append(b"\x1a" + varints[10 + len(vt)] + b"\x08" + vt + les[i])
         head = [b"\x08" + varint(total), b"\x11" + _double(cells[-1])]
+        start = m.started.get(key)
+        if start is not None:
+            head.append(_created(kept, key, start))
         if native_def is not None:
             buckets = m.native.get(key)
             mark = (
@@ -309,6 +326,18 @@ def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
         metric = kept.head(key) + b"\x3a" + varint(len(body)) + body
         out.append(b"\x22" + varint(len(metric)) + metric)
     return out
+
+
+def _created(kept: _Kept, key: tuple[str, ...], start: float) -> bytes:
+    """A histogram's ``created_timestamp`` field (15), kept per series while its start is."""
+    known = kept.created.get(key)
+    if known is not None and known[0] == start:
+        return known[1]
+    if len(kept.created) >= 4 * kept.definition.cap + 64:
+        kept.created.clear()
+    written = _field(15, _timestamp(start))
+    kept.created[key] = (start, written)
+    return written
 
 
 def _slot_exemplars(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -370,3 +371,37 @@ def test_each_scrape_shows_the_buckets_of_its_moment() -> None:
         assert (h.schema, h.zero_count, native_counts(h)) == (b.schema, b.zero, b.positive)
         seen.append(h.schema)
     assert seen[0] == 3 and seen[-1] < 3  # the limit of 3 buckets halved the resolution
+
+
+def test_counters_and_histograms_carry_their_series_start_across_a_restart() -> None:
+    """Each counter and histogram series has its creation time (the store's clock) as its
+    created timestamp; a store restored from the state file keeps them, and a series from a
+    state file without starts (an earlier release) has none rather than a wrong one."""
+    spec = load_spec(SPEC, "t.toml")
+    now = iter(float(1_767_225_600 + i) for i in range(1000))
+    store = Store(spec.definitions, clock=lambda: next(now))
+    fns = compile_spec(spec).bind(store)
+    for route in ("/a", "/b"):
+        fns["done"]({"event": "done", "route": route, "seconds": 0.5, "trace_id": "t"})
+
+    def starts(s: Store) -> dict[tuple[str, str], int]:
+        out = {}
+        for f in protobuf_page(registry_of(s)):
+            for m in f.metric:
+                value = m.counter if f.type == 0 else m.histogram
+                if f.name.startswith("t_") and value.HasField("created_timestamp"):
+                    out[(f.name, labels_of(m)["route"])] = value.created_timestamp.seconds
+        return out
+
+    before = starts(store)
+    assert set(before) == {
+        (n, r)
+        for n in ("t_requests_total", "t_classic_seconds", "t_native_seconds", "t_both_seconds")
+        for r in ("/a", "/b")
+    }
+    assert before[("t_requests_total", "/a")] < before[("t_requests_total", "/b")]
+    dump = json.loads(json.dumps(store.dump()))
+    assert starts(Store.load(spec.definitions, dump)) == before
+    for entry in dump["metrics"].values():
+        entry.pop("started", None)
+    assert starts(Store.load(spec.definitions, dump)) == {}
