@@ -128,7 +128,8 @@ _NAMES_KEPT: Final = 4096
 
 
 def _timestamp(seconds: float) -> bytes:
-    """A ``google.protobuf.Timestamp`` message of Unix ``seconds``."""
+    """A ``google.protobuf.Timestamp`` message of Unix ``seconds`` (a series start is rounded
+    to the millisecond first, Prometheus' precision: fewer distinct bytes for gzip)."""
     whole = math.floor(seconds)
     nanos = round((seconds - whole) * 1e9)
     if nanos >= 1_000_000_000:
@@ -218,7 +219,7 @@ class _Kept:
         if len(self.prefixes) >= 4 * self.definition.cap + 64:
             self.prefixes.clear()
         h = self.head(key)
-        created = b"" if started is None else _field(3, _timestamp(started))
+        created = b"" if started is None else _field(3, _timestamp(round(started, 3)))
         inner = created + b"\x09"
         prefix = h + field + varint(len(inner) + 8) + inner
         prefix = self.prefixes[key] = b"\x22" + varint(len(prefix) + 8) + prefix
@@ -265,7 +266,7 @@ class ProtobufEncoder:
             body = b"\t" + pack(value) + _field(2, _kept_exemplar(d.exemplar, x)[0])
             start = started(key)
             if start is not None:
-                body += _field(3, _timestamp(start))
+                body += _field(3, _timestamp(round(start, 3)))
             metrics.append(_field(4, kept.head(key) + _field(3, body)))
         # A counter's name ends in _total already (the spec requires it).
         return _family(d.name, d.help, _COUNTER if d.kind == "counter" else _GAUGE, metrics, "")
@@ -335,7 +336,7 @@ def _created(kept: _Kept, key: tuple[str, ...], start: float) -> bytes:
         return known[1]
     if len(kept.created) >= 4 * kept.definition.cap + 64:
         kept.created.clear()
-    written = _field(15, _timestamp(start))
+    written = _field(15, _timestamp(round(start, 3)))
     kept.created[key] = (start, written)
     return written
 
