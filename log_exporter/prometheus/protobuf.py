@@ -134,8 +134,19 @@ def _timestamp(seconds: float) -> bytes:
     nanos = round((seconds - whole) * 1e9)
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
-    out = _uint_field(1, whole) if whole else b""
+    out = b""
+    if whole:
+        out = _WHOLE.get(whole, b"")
+        if not out:
+            if len(_WHOLE) >= _STAMPS_KEPT:
+                _WHOLE.clear()
+            out = _WHOLE[whole] = _uint_field(1, whole)
     return out + (_uint_field(2, nanos) if nanos else b"")
+
+
+# The seconds fields of timestamps: series starts and exemplars fall in few distinct seconds.
+_WHOLE: dict[int, bytes] = {}
+_STAMPS_KEPT: Final = 4096
 
 
 def _exemplar(labels: dict[str, str], value: float, stamp: float | None) -> bytes:
