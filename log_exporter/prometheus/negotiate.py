@@ -52,11 +52,12 @@ def accepts_gzip(header: str | None) -> bool:
 
 
 def wants_protobuf(accept: str) -> bool:
-    """True when the highest-quality media range of ``accept`` among the formats served is
-    length-delimited ``io.prometheus.client.MetricFamily`` protobuf (ties in header order)."""
+    """True when the first media range of ``accept`` among the formats served, in client_golang's
+    order (higher ``q`` first, then the one with more parameters, then header order), is
+    length-delimited ``io.prometheus.client.MetricFamily`` protobuf."""
     if "protobuf" not in accept:
         return False  # the common case, decided without parsing
-    ranges: list[tuple[float, int, bool]] = []
+    ranges: list[tuple[float, int, int, bool]] = []
     for i, part in enumerate(accept.split(",")):
         media, *raw = part.split(";")
         params = {}
@@ -65,20 +66,17 @@ def wants_protobuf(accept: str) -> bool:
             params[k.strip().lower()] = v.strip().strip('"')
         media = media.strip().lower()
         try:
-            q = float(params.get("q", "1"))
+            q = float(params.pop("q", "1"))
         except ValueError:
             continue
         if q <= 0:
             continue
         if media == "application/vnd.google.protobuf":
             if params.get("proto") == "io.prometheus.client.MetricFamily":
-                ranges.append((q, i, params.get("encoding") == "delimited"))
+                ranges.append((-q, -len(params), i, params.get("encoding") == "delimited"))
         elif media in ("text/plain", "application/openmetrics-text"):
-            ranges.append((q, i, False))
-    if not ranges:
-        return False
-    ranges.sort(key=lambda r: (-r[0], r[1]))
-    return ranges[0][2]
+            ranges.append((-q, -len(params), i, False))
+    return bool(ranges) and min(ranges)[3]
 
 
 _PROTOBUF = ProtobufEncoder()

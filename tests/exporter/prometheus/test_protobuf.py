@@ -267,6 +267,12 @@ def test_text_formats_show_a_native_only_histogram_as_count_sum_and_inf() -> Non
          "encoding=text", False),
         ("*/*;q=0.9,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
          "encoding=delimited;q=0.5", True),
+        # Equal quality: the range with more parameters first, as goautoneg sorts them.
+        ("text/plain;version=0.0.4,application/vnd.google.protobuf;"
+         "proto=io.prometheus.client.MetricFamily;encoding=delimited", True),
+        ("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;x=y,"
+         "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+         "encoding=delimited", False),
     ],
 )  # fmt: skip
 def test_protobuf_is_negotiated_as_client_golang_does(accept: str, protobuf: bool) -> None:
