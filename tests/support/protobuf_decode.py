@@ -1,9 +1,8 @@
 """Reads the protobuf exposition back with the ``protobuf`` package over client_model's own
-``metrics.proto`` (vendored beside this module), independently of the exporter's encoder.
+``metrics.proto`` (vendored beside this module), independently of the exporter's encoder."""
 
-No ``protoc`` is needed: the schema's few constructs (proto2 messages of scalar, enum and message
-fields, one enum, one import) are read into a ``FileDescriptorProto`` here.
-"""
+# No ``protoc`` is needed: the schema's few constructs (proto2 messages of scalar, enum and
+# message fields, one enum, one import) are read into a ``FileDescriptorProto`` here.
 
 from __future__ import annotations
 
