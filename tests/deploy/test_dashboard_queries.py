@@ -1,10 +1,11 @@
 """Every dashboard query runs against a real Prometheus holding backfilled exporter data.
 
 Contract events from a day ago, written for two namespaces (staging and production, different
-traffic), go through `log-exporter replay --format openmetrics`, get the target labels a scrape
-would attach (namespace, pod, job, instance), then `promtool tsdb create-blocks-from openmetrics`,
-then a real `prometheus` on those blocks; each panel target, variable and annotation query is run
-through the HTTP API the way Grafana runs it, with its variables substituted.
+traffic), go through `log-exporter replay --format openmetrics` with the target labels a scrape
+would attach given as `--label` (namespace, pod, job, instance), then `promtool tsdb
+create-blocks-from openmetrics`, then a real `prometheus` on those blocks; each panel target,
+variable and annotation query is run through the HTTP API the way Grafana runs it, with its
+variables substituted.
 """
 
 from __future__ import annotations
@@ -58,20 +59,6 @@ def pod_of(namespace: str) -> str:
     return f"sustainbot-{namespace}-0"
 
 
-def _with_target_labels(openmetrics: str, namespace: str) -> str:
-    """Add the labels a scrape of that namespace's pod attaches to every sample line."""
-    labels = (
-        f'namespace="{namespace}",pod="{pod_of(namespace)}",job="{JOB}",instance="10.0.0.1:9464"'
-    )
-    out = []
-    for line in openmetrics.splitlines():
-        if line and not line.startswith("#"):
-            name, sep, rest = re.split(r"([{ ])", line, maxsplit=1)
-            line = f"{name}{{{labels},{rest}" if sep == "{" else f"{name}{{{labels}}} {rest}"
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
 @pytest.fixture(scope="module")
 def backfilled(
     tmp_path_factory: pytest.TempPathFactory, promtool_binary: str, prometheus_binary: str
@@ -86,10 +73,12 @@ def backfilled(
         events[namespace] = write_events(jsonl, float(start), seed=seed)
         openmetrics = tmp / f"{namespace}.om"
         replay_args = ["--quiet", "--format", "openmetrics", "--step", str(STEP)]
-        replay_args += ["-o", str(openmetrics), str(jsonl)]
+        # The labels a scrape of that namespace's pod attaches, as docs/backfill.md gives them.
+        for label in (f"namespace={namespace}", f"pod={pod_of(namespace)}", f"job={JOB}"):
+            replay_args += ["--label", label]
+        replay_args += ["--label", "instance=10.0.0.1:9464", "-o", str(openmetrics), str(jsonl)]
         replay = run(exporter_argv("replay", *replay_args))
         assert replay.returncode == 0, replay.stderr
-        openmetrics.write_text(_with_target_labels(openmetrics.read_text(), namespace))
         # Two runs into one directory: two sets of blocks over the same hours, which
         # Prometheus merges at query time.
         create = ["tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
