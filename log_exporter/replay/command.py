@@ -27,7 +27,7 @@ from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.backfill import Labels, SpillingWriter
 from log_exporter.prometheus.collector import build_info_family, families
 from log_exporter.replay.engine import ReplayStats, replay_final, replay_steps
-from log_exporter.replay.parallel import default_jobs
+from log_exporter.replay.parallel import Workers, default_jobs
 from log_exporter.replay.partial import unsupported
 from log_exporter.replay.progress import ProgressBar
 from log_exporter.replay.sets import Families, LabelledSet, SetProgress, add_stats, metric_labels
@@ -186,11 +186,31 @@ def _replay_to_output(
     stats, and the sets without a sample (openmetrics); ReplayError or OSError when it fails."""
     total = ReplayStats()
     unsampled: list[str] = []
+    step = None if options.format == "prometheus" else options.step
+    with contextlib.ExitStack() as stack:
+        workers = None
+        if jobs > 1 and len(prepared.sets) > 1:
+            # Started once for all the sets, not once per set.
+            workers = stack.enter_context(Workers(prepared.spec, jobs, step))
+        _replay_sets(options, prepared, progress, stdout, jobs, workers, total, unsampled)
+    return total, unsampled
+
+
+def _replay_sets(
+    options: ReplayOptions,
+    prepared: _Prepared,
+    progress: SetProgress,
+    stdout: BinaryIO,
+    jobs: int,
+    workers: Workers | None,
+    total: ReplayStats,
+    unsampled: list[str],
+) -> None:
     if options.format == "prometheus":
         merged = Families()
         for labelled in prepared.sets:
             store, pipeline = _store_and_pipeline(prepared.spec)
-            one = replay_final(labelled.sources, pipeline, progress, jobs=jobs)
+            one = replay_final(labelled.sources, pipeline, progress, jobs=jobs, workers=workers)
             progress.next_set(sum(s.size for s in labelled.sources), int(store.lines["parsed"]))
             merged.add(families(store.snapshot(exemplars=False)), dict(labelled.labels))
             add_stats(total, one)
@@ -199,7 +219,7 @@ def _replay_to_output(
         registry.register(merged)
         text = generate_latest(registry)
         write_output(options.output, lambda out: out.write(text), stdout)
-        return total, unsampled
+        return
     with SpillingWriter() as writer:
         for labelled in prepared.sets:
             store, pipeline = _store_and_pipeline(prepared.spec)
@@ -208,13 +228,14 @@ def _replay_to_output(
                 # No exemplars: the blocks promtool builds cannot hold them (docs/backfill.md).
                 writer.add(families(store.snapshot_unlocked(exemplars=False)), t, labels)
 
-            one = replay_steps(labelled.sources, pipeline, options.step, emit, progress, jobs=jobs)
+            one = replay_steps(
+                labelled.sources, pipeline, options.step, emit, progress, jobs=jobs, workers=workers
+            )
             progress.next_set(sum(s.size for s in labelled.sources), int(store.lines["parsed"]))
             if one.last_time is None and len(prepared.sets) > 1:
                 unsampled.append(labels_text(labelled.labels))
             add_stats(total, one)
         write_output(options.output, writer.write, stdout)
-    return total, unsampled
 
 
 def _store_and_pipeline(spec: Spec) -> tuple[Store, Pipeline]:
