@@ -3,7 +3,6 @@ each ordered on its own, every series labelled, exact with ``--jobs``, conflicts
 
 from __future__ import annotations
 
-import gzip
 import io
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ from log_exporter.cli import main
 from log_exporter.limits import EXIT_CONFIG
 from log_exporter.replay.command import ReplayOptions, run
 from log_exporter.replay.trace import run as trace
-from tests.support.event_history import Generated, write_events
+from tests.support.event_history import Generated, write_pod_logs
 from tests.support.processes import binary
 from tests.support.processes import run as run_process
 
@@ -32,21 +31,10 @@ DETECTIONS = "sustainbot_prescriptive_language_detections"
 def _pods_tree(root: Path) -> dict[str, tuple[Generated, int]]:
     """A /var/log/pods-shaped tree, each pod's history in three generations (one gzipped);
     each pod's generated traffic and its number of lines."""
-    out = {}
-    for pod, (seed, names) in PODS.items():
-        directory = root / f"staging_{pod}_{seed:08x}-uid" / "app"
-        directory.mkdir(parents=True)
-        whole = directory / "whole"
-        generated = write_events(whole, START, hours=1.5, seed=seed)
-        lines = whole.read_bytes().splitlines(keepends=True)
-        whole.unlink()
-        third = len(lines) // 3
-        parts = [lines[:third], lines[third : 2 * third], lines[2 * third :]]
-        for name, part in zip(names, parts, strict=True):
-            data = b"".join(part)
-            (directory / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-        out[pod] = (generated, len(lines))
-    return out
+    return {
+        pod: write_pod_logs(root / f"staging_{pod}_{seed:08x}-uid" / "app", START, names, seed=seed)
+        for pod, (seed, names) in PODS.items()
+    }
 
 
 def _replay(*args: str, stdout: io.BytesIO | None = None) -> tuple[int, str, str]:
