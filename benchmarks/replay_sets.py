@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from replay import generate, run_tree  # noqa: E402  (benchmarks/replay.py)
+from replay import generate, run_tree  # benchmarks/replay.py
 
 
 def split_into_pods(whole: Path, root: Path, sets: int, files: int) -> None:
