@@ -8,11 +8,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from log_exporter.cli import main
 from log_exporter.limits import EXIT_CONFIG
-from log_exporter.replay.command import ReplayOptions, run
+from log_exporter.prometheus.backfill import SpillingWriter
+from log_exporter.replay.command import ReplayOptions, run, run_shipping
 from log_exporter.replay.trace import run as trace
 from tests.support.event_history import Generated, write_pod_logs
 from tests.support.processes import binary
@@ -231,3 +233,61 @@ def test_trace_over_pods_prints_each_event_after_its_pods_labels(
         b'{namespace="staging",pod="sustainbot-1"}',
     ]
     assert all(trace_id.encode() in line.split(b"\t", 1)[1] for line in lines)
+
+
+def test_a_set_without_any_timestamp_exits_1_naming_it(
+    tree: tuple[str, dict[str, tuple[Generated, int]]], tmp_path: Path
+) -> None:
+    """In a backfill, a pod whose lines carry no usable timestamp gives no samples: the others
+    are written, and the exit status 1 and a message name the pod."""
+    pattern, _ = tree
+    untimed = tmp_path / "pods" / "staging_sustainbot-9_x" / "app"
+    untimed.mkdir(parents=True)
+    (untimed / "0.log").write_bytes(b'{"event": "aim.request"}\n' * 3)
+    code, out, err = _replay(f"--file={pattern}", "--om")
+    assert code == 1
+    assert 'the files of {namespace="staging",pod="sustainbot-9"}: no event has a usable' in err
+    assert 'pod="sustainbot-0"' in out and 'pod="sustainbot-9"' not in out
+
+
+def test_cloudwatch_replay_refuses_patterns_and_labels(tmp_path: Path) -> None:
+    """replay --cloudwatch ships files named alone: --file and --label stop it before shipping."""
+    shipped: list[object] = []
+    options = ReplayOptions(files=[], patterns=[str(tmp_path / "*.log")], labels=["job=x"])
+    err = io.StringIO()
+    assert run_shipping(options, shipped.append, stderr=err) == EXIT_CONFIG
+    assert shipped == []
+    assert "--cloudwatch ships the files named alone" in err.getvalue()
+
+
+def test_trace_of_a_pattern_without_captures_prints_lines_as_they_are(
+    tree: tuple[str, dict[str, tuple[Generated, int]]], tmp_path: Path
+) -> None:
+    """Without captures there is one unlabelled set: lines are printed with no prefix."""
+    directory = next((tmp_path / "pods").glob("staging_sustainbot-0_*")) / "app"
+    out, err = io.BytesIO(), io.StringIO()
+    code = trace(f"{5:032x}", [], patterns=[str(directory / "*.log")], stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert out.getvalue().startswith(b'{"timestamp"')
+
+
+def test_backfill_writer_takes_each_logs_snapshots_in_its_own_time() -> None:
+    """Snapshots of two logs, each in increasing time, make one family holding both logs'
+    series, each series' points in time order; time going back within one log is refused."""
+    family = GaugeMetricFamily("g", "a gauge", value=1.0)
+    out = io.BytesIO()
+    with SpillingWriter() as writer:
+        writer.add([family], 10.0, (("pod", "a"),))
+        writer.add([family], 20.0, (("pod", "a"),))
+        writer.add([family], 5.0, (("pod", "b"),))
+        with pytest.raises(ValueError, match="timestamps must increase"):
+            writer.add([family], 15.0, (("pod", "a"),))
+        writer.write(out)
+    assert out.getvalue().decode().splitlines() == [
+        "# TYPE g gauge",
+        "# HELP g a gauge",
+        'g{pod="a"} 1 10',
+        'g{pod="a"} 1 20',
+        'g{pod="b"} 1 5',
+        "# EOF",
+    ]
