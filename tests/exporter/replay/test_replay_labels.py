@@ -16,6 +16,7 @@ from log_exporter.limits import EXIT_CONFIG
 from log_exporter.prometheus.backfill import SpillingWriter
 from log_exporter.replay.command import ReplayOptions, run, run_shipping
 from log_exporter.replay.trace import run as trace
+from log_exporter.spec import Spec
 from tests.support.event_history import Generated, write_pod_logs
 from tests.support.processes import binary
 from tests.support.processes import run as run_process
@@ -252,10 +253,15 @@ def test_a_set_without_any_timestamp_exits_1_naming_it(
 
 def test_cloudwatch_replay_refuses_patterns_and_labels(tmp_path: Path) -> None:
     """replay --cloudwatch ships files named alone: --file and --label stop it before shipping."""
-    shipped: list[object] = []
+    shipped: list[Spec] = []
+
+    def ship(spec: Spec) -> int:
+        shipped.append(spec)
+        return 0
+
     options = ReplayOptions(files=[], patterns=[str(tmp_path / "*.log")], labels=["job=x"])
     err = io.StringIO()
-    assert run_shipping(options, shipped.append, stderr=err) == EXIT_CONFIG
+    assert run_shipping(options, ship, stderr=err) == EXIT_CONFIG
     assert shipped == []
     assert "--cloudwatch ships the files named alone" in err.getvalue()
 
