@@ -22,6 +22,11 @@ For each: CPU seconds of the process from the write to the moment the count was 
 data waited), CPU microseconds per event; peak RSS of serve. Then ``--samples`` write-to-scrape
 latencies of single events spaced ``--sample-gap`` seconds (OpenMetrics scrapes), per serve.
 
+``--steady R1,R2`` also writes the events one write each (as a logging handler does) at R
+events/s, in 10 ms slices, for ``--steady-seconds``, to a serve and to mtail: the CPU seconds
+per event of an app that logs all the time, where each wake-up of the tailer finds only a few
+lines (``--no-burst`` runs only these).
+
 ``--tree DIR`` (repeatable) runs serve and replay from another checkout (its own ``.venv`` when
 it has one, its source tree first on ``PYTHONPATH``), so a before and an after alternate in one
 run. Figures depend on the machine and its load: quote them with it.
@@ -139,6 +144,7 @@ def running(
 class Burst:
     cpu: float
     wall: float
+    events: int = 0  # events this run read (0: the burst's)
     # Of the main thread's wall time: the share it slept (neither ran nor waited for a CPU
     # that other processes held): the idle gaps while data waited.
     idle: float | None = None
@@ -173,7 +179,7 @@ def burst(
     done = time.monotonic()
     run, wait = main_thread_times(pid)
     idle = 1.0 - ((run - run0) + (wait - wait0)) / (done - written)
-    return Burst(cpu_seconds(pid) - cpu0, done - t0, idle)
+    return Burst(cpu_seconds(pid) - cpu0, done - t0, idle=idle)
 
 
 def latency(log: Path, url: str, samples: int, gap: float, base: float) -> tuple[float, float]:
@@ -207,6 +213,72 @@ def run_serve(tree: Path, work: Path, data: bytes, n: int, args: argparse.Namesp
         if args.samples:
             result.p50, result.p99 = latency(log, url, args.samples, args.sample_gap, n)
         result.rss = peak_rss_mb(proc.pid)
+    log.unlink()
+    return result
+
+
+def steady(
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    lines: list[bytes],
+    rate: int,
+    url: str,
+    count: Callable[[str], float] | None,
+) -> Burst:
+    """Append ``lines`` one write each (as a logging handler does), ``rate`` a second in 10 ms
+    slices; CPU seconds until all are read (counted, for serve), and the wall time."""
+    time.sleep(0.3)
+    pid = proc.pid
+    cpu0, read0 = cpu_seconds(pid), read_chars(pid)
+    per_slice = max(1, rate // 100)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    t0 = time.monotonic()
+    try:
+        for i in range(0, len(lines), per_slice):
+            for line in lines[i : i + per_slice]:
+                os.write(fd, line)
+            pause = t0 + (i + per_slice) / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    finally:
+        os.close(fd)
+    total = sum(map(len, lines))
+    end = time.monotonic() + DEADLINE
+    while read_chars(pid) - read0 < total or (count is not None and count(url) < len(lines)):
+        if time.monotonic() > end:
+            raise SystemExit("the steady writes were not all read")
+        time.sleep(0.01)
+    if count is None:
+        time.sleep(0.2)  # mtail: no line count to wait on; its reads are done, let it finish
+    return Burst(cpu_seconds(pid) - cpu0, time.monotonic() - t0, events=len(lines))
+
+
+def run_steady_serve(tree: Path, work: Path, lines: list[bytes], rate: int) -> Burst:
+    py, env = python_of(tree)
+    log = work / "steady.jsonl"
+    log.write_bytes(b"")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    cmd = [py, "-m", "log_exporter", "serve", "--file", str(log),
+           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]  # fmt: skip
+    with running(cmd, env, url, serve_count) as proc:
+        result = steady(proc, log, lines, rate, url, serve_count)
+    log.unlink()
+    return result
+
+
+def run_steady_mtail(mtail: str, work: Path, lines: list[bytes], rate: int) -> Burst:
+    log = work / "steady-mtail.jsonl"
+    log.write_bytes(b"")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    logs = work / "mtail-logs"
+    logs.mkdir(exist_ok=True)
+    cmd = [mtail, "--progs", str(HERE / "mtail"), "--logs", str(log), "--emit_prog_label=false",
+           "--address=127.0.0.1", f"--port={port}", "--stderrthreshold=FATAL",
+           f"--log_dir={logs}"]  # fmt: skip
+    with running(cmd, None, url, mtail_count) as proc:
+        result = steady(proc, log, lines, rate, url, None)
     log.unlink()
     return result
 
@@ -251,6 +323,30 @@ def spread(xs: list[float], fmt: str) -> str:
     return f"{format(statistics.median(xs), fmt)} ({format(min(xs), fmt)}-{format(max(xs), fmt)})"
 
 
+def report(results: dict[str, list[Burst]], n: int, rounds: int) -> None:
+    """Medians and ranges of every contender's runs."""
+    print(f"\n{n} events, medians (min-max) of {rounds} alternated rounds")
+    for name, bs in results.items():
+        cpu = [b.cpu for b in bs]
+        line = (
+            f"{name:28} CPU s {spread(cpu, '.2f')}"
+            f", wall s {spread([b.wall for b in bs], '.2f')}"
+            f", CPU/wall {spread([b.cpu / b.wall for b in bs], '.2f')}"
+            f", us/event {spread([b.cpu / (b.events or n) * 1e6 for b in bs], '.2f')}"
+            f", events per CPU s {statistics.median((b.events or n) / b.cpu for b in bs):,.0f}"
+        )
+        if bs[0].idle is not None:
+            line += f", main thread idle {spread([b.idle or 0.0 for b in bs], '.0%')}"
+        if bs[0].rss:
+            line += f", peak RSS {max(b.rss for b in bs):.1f} MiB"
+        if bs[0].p50:
+            line += (
+                f", latency p50 {spread([b.p50 for b in bs], '.1f')} ms"
+                f", p99 {spread([b.p99 for b in bs], '.1f')} ms"
+            )
+        print(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -259,6 +355,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="latency samples per serve run")
     parser.add_argument("--sample-gap", type=float, default=0.02, help="seconds between samples")
     parser.add_argument("--no-mtail", action="store_true", help="leave mtail out")
+    parser.add_argument(
+        "--steady",
+        default="",
+        help="comma-separated rates (events/s): also write the events one by one at each rate",
+    )
+    parser.add_argument("--no-burst", action="store_true", help="only the --steady rates")
+    parser.add_argument("--steady-seconds", type=float, default=5.0, help="seconds of each rate")
     args = parser.parse_args()
     mtail = shutil.which("mtail")
     if mtail is None and not args.no_mtail:
@@ -277,15 +380,27 @@ def main() -> None:
         empty.write_bytes(b"")
         print(f"{n} events, {len(data) / 1e6:.1f} MB", flush=True)
         contenders: dict[str, Callable[[], Burst]] = {}
-        for tree in trees:
-            contenders[f"serve [{tree.name}]"] = functools.partial(
-                run_serve, tree, work, data, n, args
-            )
-            contenders[f"replay --jobs 1 [{tree.name}]"] = functools.partial(
-                run_replay, tree, source, empty
-            )
-        if mtail is not None and not args.no_mtail:
-            contenders["mtail"] = lambda: run_mtail(mtail, work, data, requests)
+        if not args.no_burst:
+            for tree in trees:
+                contenders[f"serve [{tree.name}]"] = functools.partial(
+                    run_serve, tree, work, data, n, args
+                )
+                contenders[f"replay --jobs 1 [{tree.name}]"] = functools.partial(
+                    run_replay, tree, source, empty
+                )
+            if mtail is not None and not args.no_mtail:
+                contenders["mtail"] = lambda: run_mtail(mtail, work, data, requests)
+        all_lines = [line + b"\n" for line in data.split(b"\n")[:-1]]
+        for rate in [int(r) for r in args.steady.split(",") if r]:
+            some = all_lines[: int(rate * args.steady_seconds)]
+            for tree in trees:
+                contenders[f"serve steady {rate}/s [{tree.name}]"] = functools.partial(
+                    run_steady_serve, tree, work, some, rate
+                )
+            if mtail is not None and not args.no_mtail:
+                contenders[f"mtail steady {rate}/s"] = functools.partial(
+                    run_steady_mtail, mtail, work, some, rate
+                )
         results: dict[str, list[Burst]] = {name: [] for name in contenders}
         names = list(contenders)
         for r in range(args.rounds):
@@ -296,26 +411,7 @@ def main() -> None:
                 lat = f", p50 {b.p50:.1f} ms, p99 {b.p99:.1f} ms" if b.p50 else ""
                 print(f"  round {r + 1} {name}: {b.cpu:.2f} CPU s, {b.wall:.2f} s wall{lat}",
                       flush=True)  # fmt: skip
-        print(f"\n{n} events, medians (min-max) of {args.rounds} alternated rounds")
-        for name, bs in results.items():
-            cpu = [b.cpu for b in bs]
-            line = (
-                f"{name:28} CPU s {spread(cpu, '.2f')}"
-                f", wall s {spread([b.wall for b in bs], '.2f')}"
-                f", CPU/wall {spread([b.cpu / b.wall for b in bs], '.2f')}"
-                f", us/event {spread([b.cpu / n * 1e6 for b in bs], '.2f')}"
-                f", events per CPU s {statistics.median(n / c for c in cpu):,.0f}"
-            )
-            if bs[0].idle is not None:
-                line += f", main thread idle {spread([b.idle or 0.0 for b in bs], '.0%')}"
-            if bs[0].rss:
-                line += f", peak RSS {max(b.rss for b in bs):.1f} MiB"
-            if bs[0].p50:
-                line += (
-                    f", latency p50 {spread([b.p50 for b in bs], '.1f')} ms"
-                    f", p99 {spread([b.p99 for b in bs], '.1f')} ms"
-                )
-            print(line)
+        report(results, n, args.rounds)
     finally:
         shutil.rmtree(work)
 
