@@ -2,7 +2,8 @@
 
 Every self-counter of reading (lines by result, bytes, rotations, truncations, the last event's
 time) is counted here and written into the sink as one ``ReadCounts``; what a blank or malformed
-line is comes from ``parse.parse_line``, whose fast path is inlined once, in ``_decoded``.
+line is comes from ``parse.parse_line``, whose fast path is inlined in ``Feed.feed``'s loop
+and, for ``feed_steps``, in ``_decoded``.
 ``Feed`` writes into any ``Sink`` (a store, or a replay worker's partial state) through a program
 bound to it; ``Pipeline`` is the feed into a store, which a reloaded spec can switch.
 """
