@@ -19,6 +19,8 @@ from typing import Any, Final, Protocol
 import orjson
 
 from log_exporter.parse import MALFORMED, parse_line
+from log_exporter.sources import cri
+from log_exporter.sources.cri import PARTIAL, UNSTRUCTURED, cri_event, cri_time
 from log_exporter.spec import Program
 from log_exporter.spec.codegen import Apply
 from log_exporter.spec.program import ANY_EVENT
@@ -112,13 +114,19 @@ class Feed:
         key, type_of, time_of = reader.key, reader.type_of, reader.time_of
         parsed = 0
         malformed = 0
+        unstructured = 0
+        partial = 0
         last: dict[str, Any] | None = None
         with sink.lock:
             try:
-                for event in _decoded(batch.lines):
+                for event in (cri.decode if batch.cri else _decoded)(batch.lines):
                     if type(event) is not dict:
                         if event is MALFORMED:
                             malformed += 1
+                        elif event is UNSTRUCTURED:
+                            unstructured += 1
+                        elif event is PARTIAL:
+                            partial += 1
                         continue
                     parsed += 1
                     last = event
@@ -132,7 +140,7 @@ class Feed:
                     ts = time_of(last)
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
-                        ts = _latest_event_time(batch.lines, time_of)
+                        ts = _latest_event_time(batch.lines, time_of, cri=batch.cri)
                 sink.record(
                     ReadCounts(
                         parsed,
@@ -142,6 +150,8 @@ class Feed:
                         batch.rotations,
                         batch.truncations,
                         ts,
+                        unstructured,
+                        partial,
                     )
                 )
 
@@ -168,6 +178,8 @@ class Feed:
         # Counted since the last write into the sink.
         parsed = 0
         malformed = 0
+        unstructured = 0
+        partial = 0
         oversized = batch.oversized
         nbytes = 0
         last_ts: float | None = None
@@ -175,17 +187,27 @@ class Feed:
         newline = 1 if batch.bytes_read else 0
         claimed = 0
         lines = batch.lines
+        is_cri = batch.cri
         with sink.lock:
             try:
-                for raw, event in zip(lines, _decoded(lines), strict=True):
+                for raw, event in zip(
+                    lines, (cri.decode if is_cri else _decoded)(lines), strict=True
+                ):
                     size = len(raw) + newline
                     claimed += size
                     if type(event) is not dict:
                         if event is MALFORMED:
                             malformed += 1
+                        elif event is UNSTRUCTURED:
+                            unstructured += 1
+                        elif event is PARTIAL:
+                            partial += 1
                         nbytes += size
                         continue
                     t = time_of(event)
+                    if t is None and is_cri:
+                        # The runtime's time stands in for the event's own (docs/node.md).
+                        t = cri_time(raw)
                     if t is None:
                         untimed += 1
                     else:
@@ -195,9 +217,20 @@ class Feed:
                         else:
                             if t > boundary:
                                 sink.record(
-                                    ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                                    ReadCounts(
+                                        parsed,
+                                        malformed,
+                                        oversized,
+                                        nbytes,
+                                        0,
+                                        0,
+                                        last_ts,
+                                        unstructured,
+                                        partial,
+                                    )
                                 )
                                 parsed = malformed = oversized = nbytes = 0
+                                unstructured = partial = 0
                                 last_ts = None
                                 boundary = cross(t)
                             now = t
@@ -210,7 +243,11 @@ class Feed:
                     if fn is not None:
                         fn(event)
             finally:
-                sink.record(ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts))
+                sink.record(
+                    ReadCounts(
+                        parsed, malformed, oversized, nbytes, 0, 0, last_ts, unstructured, partial
+                    )
+                )
                 steps.boundary = boundary
                 steps.now = now
                 steps.untimed += untimed
@@ -249,12 +286,14 @@ class Pipeline(Feed):
 
 
 def _latest_event_time(
-    lines: list[bytes], time_of: Callable[[dict[str, Any]], float | None]
+    lines: list[bytes], time_of: Callable[[dict[str, Any]], float | None], *, cri: bool = False
 ) -> float | None:
     for raw in reversed(lines):
-        event = parse_line(raw)
+        event = cri_event(raw) if cri else parse_line(raw)
         if type(event) is dict:
             ts = time_of(event)
+            if ts is None and cri:
+                ts = cri_time(raw)
             if ts is not None:
                 return ts
     return None

@@ -28,6 +28,7 @@ from log_exporter.replay.engine import ReplayStats, replay_final, replay_steps
 from log_exporter.replay.parallel import default_jobs
 from log_exporter.replay.partial import unsupported
 from log_exporter.replay.progress import ProgressBar
+from log_exporter.sources.cri import InputFormat
 from log_exporter.sources.files import LogFile, ReplayError, open_sources
 from log_exporter.spec import Spec, SpecError, compile_spec, read_spec
 from log_exporter.store import Store
@@ -48,6 +49,8 @@ class ReplayOptions:
     # Worker processes (``--jobs``); None: the CPUs this process may use. 1 replays in this
     # process alone; more give the same output (log_exporter.replay.parallel).
     jobs: int | None = None
+    # "cri": container runtime logs (log_exporter.sources.cri).
+    input_format: InputFormat = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,11 @@ def _prepare(options: ReplayOptions, err: TextIO) -> _Prepared | int:
         return _fail(err, f"{options.output}: cannot write into {out_dir}")
     try:
         spec = read_spec(options.spec or None)
-        sources = open_sources(options.files, time_of=compile_spec(spec).reader.time_of)
+        sources = open_sources(
+            options.files,
+            time_of=compile_spec(spec).reader.time_of,
+            input_format=options.input_format,
+        )
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc
         return _fail(err, f"{options.spec}: cannot read the spec: {reason}")

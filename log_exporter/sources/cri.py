@@ -20,7 +20,6 @@ the partial is given up (counted ``partial``) and the rest of its chunks dropped
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final, Literal, final
 
 import orjson
@@ -29,11 +28,14 @@ from log_exporter.parse import MALFORMED, Malformed, parse_line, time_parser
 
 __all__ = [
     "INPUT_FORMATS",
+    "LOOK_BACK_BYTES",
     "PARTIAL",
     "UNSTRUCTURED",
     "CriFramer",
+    "InputFormat",
     "Partial",
     "Unstructured",
+    "cri_event",
     "cri_time",
     "decode",
 ]
@@ -114,9 +116,14 @@ def decode(lines: list[bytes]) -> list[Any]:
     return out
 
 
+def cri_event(raw: bytes) -> Any:
+    """One logical line as ``decode`` gives it."""
+    return decode([raw])[0]
+
+
 def _content(content: bytes) -> dict[str, Any] | Unstructured | None:
     event = parse_line(content)
-    return UNSTRUCTURED if event is MALFORMED else event
+    return UNSTRUCTURED if isinstance(event, Malformed) else event
 
 
 def _odd(raw: bytes, i: int) -> dict[str, Any] | Unstructured | Partial | Malformed | None:

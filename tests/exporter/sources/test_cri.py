@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from log_exporter.parse import MALFORMED
 from log_exporter.sources.cri import (
     PARTIAL,
     UNSTRUCTURED,
@@ -16,7 +17,6 @@ from log_exporter.sources.cri import (
     cri_time,
     decode,
 )
-from log_exporter.parse import MALFORMED
 
 STREAMS = ("stdout", "stderr")
 
