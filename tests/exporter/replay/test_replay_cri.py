@@ -86,9 +86,7 @@ def test_trace_finds_the_event_of_a_split_line_in_gzipped_generations(tmp_path: 
     gzipped generations alike."""
     c, _ = pod_history(tmp_path / "pods")
     out, err = io.BytesIO(), io.StringIO()
-    code = trace.run(
-        TRACE, [str(p) for p in c.files()], stdout=out, stderr=err, input_format="cri"
-    )
+    code = trace.run(TRACE, [str(p) for p in c.files()], stdout=out, stderr=err, input_format="cri")
     assert code == trace.EXIT_FOUND, err.getvalue()
     found = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(found) == 3

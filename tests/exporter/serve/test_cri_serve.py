@@ -111,8 +111,7 @@ def test_kill_9_inside_a_split_line_and_kubelet_rotations_count_every_line_once(
         assert sample(samples, "log_exporter_lines_total", result="unstructured") == noise
         assert sample(samples, "log_exporter_lines_total", result="malformed") == 0
         assert sample(samples, "log_exporter_lines_total", result="oversized") == 0
-        assert sample(
-            samples, "sustainbot_jwt_validations_total", outcome="success"
-        ) == float(events)
+        assert sample(samples, "sustainbot_jwt_validations_total", outcome="success") == float(
+            events
+        )
         assert second.stop() == 0
-

@@ -4,6 +4,7 @@ offset a reader saves never splitting a line, against a plain reference."""
 from __future__ import annotations
 
 import random
+from collections.abc import Set
 from dataclasses import dataclass
 
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ class Written:
 
 
 def cri_file(
-    lines: list[tuple[str, bytes]], split: int, seed: int, cut_last: set[str] = frozenset()
+    lines: list[tuple[str, bytes]], split: int, seed: int, cut_last: Set[str] = frozenset()
 ) -> Written:
     """The file a runtime writes for ``lines`` (stream, content), each cut into ``split``-byte P
     chunks ended by an F, the streams' chunks interleaved at random (each stream in order); a
