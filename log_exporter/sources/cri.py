@@ -46,8 +46,9 @@ InputFormat = Literal["json", "cri"]
 _STREAMS: Final = (b"stdout", b"stderr")
 _WHOLE_HEADS: Final = frozenset((b"stdout F ", b"stderr F "))
 _P_HEADS: Final = frozenset((b"stdout P ", b"stderr P "))
-# A chunk holding neither needs no joining: its lines go out as they are.
-_P_MARKS: Final = (b" stdout P ", b" stderr P ")
+# A chunk without it holds no P chunk's line: its lines go out as they are. One short needle
+# scans a read once (content holding it only sends the read the slow way).
+_P_MARK: Final = b" P "
 # How far back a reader starting inside a file looks for the streams' last chunks.
 LOOK_BACK_BYTES: Final = 64 << 10
 # What is kept of a physical line over the limit: enough for its time, stream and tag.
@@ -236,8 +237,7 @@ class CriFramer:
                 not self._groups
                 and not self._skipping
                 and not self._skip_to_end
-                and _P_MARKS[0] not in chunk
-                and _P_MARKS[1] not in chunk
+                and _P_MARK not in chunk
                 and first[j + 1 : j + 10] not in _P_HEADS
                 and first_len <= limit
                 and (len(chunk) <= limit or max(map(len, lines)) <= limit)
