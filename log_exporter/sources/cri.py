@@ -346,7 +346,7 @@ class CriFramer:
         self._waiting_bytes = sum(64 + (0 if i is None else len(i)) for _, i in keep)
 
     def _give_up(self, stream: bytes) -> None:
-        """Count a partial as never ended and drop it (and, with ``skip``, its later chunks)."""
+        """Count a partial as never ended (``partial``) and drop what it gathered."""
         group = self._groups.pop(stream)
         self._release()
         self._ended(group.start, group.head + b" P")

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from log_exporter import settings
 from log_exporter.parse import MALFORMED
 from log_exporter.sources.cri import (
+    INPUT_FORMATS,
     PARTIAL,
     UNSTRUCTURED,
     CriFramer,
@@ -233,3 +235,8 @@ def test_content_that_is_no_json_object_is_unstructured_and_a_non_cri_line_malfo
     ]
     assert cri_time(lines[0]) == 1796638500.123456
     assert cri_time(lines[4]) is None
+
+
+def test_input_format_flag_offers_the_formats_the_sources_read() -> None:
+    """--input-format's choices, written out in the settings table, are the formats read."""
+    assert settings.INPUT_FORMAT.choices == INPUT_FORMATS
