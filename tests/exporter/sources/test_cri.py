@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from log_exporter import settings
+from log_exporter import settings as exporter_settings
 from log_exporter.parse import MALFORMED
 from log_exporter.sources.cri import (
     INPUT_FORMATS,
@@ -239,4 +239,4 @@ def test_content_that_is_no_json_object_is_unstructured_and_a_non_cri_line_malfo
 
 def test_input_format_flag_offers_the_formats_the_sources_read() -> None:
     """--input-format's choices, written out in the settings table, are the formats read."""
-    assert settings.INPUT_FORMAT.choices == INPUT_FORMATS
+    assert exporter_settings.INPUT_FORMAT.choices == INPUT_FORMATS
