@@ -93,7 +93,11 @@ def per_stream(lines: list[bytes]) -> tuple[dict[str, list[bytes]], dict[str, in
     return whole, partials
 
 
-contents = st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
+contents = st.one_of(
+    st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+    # Content that looks like the framing itself: " P ", " F ", "stdout".
+    st.text(alphabet=" PFstdou{}", max_size=40).map(str.encode),
+)
 written_lines = st.lists(st.tuples(st.sampled_from(STREAMS), contents), max_size=25)
 
 
