@@ -241,11 +241,15 @@ class Siblings:
                 continue
             key = (st.st_dev, st.st_ino)
             present.add(key)
-            if key in skip or key in self._seen:
+            if key in skip:
                 continue
             fp = gzip_fingerprint(name)
             if fp is None:
                 continue  # not gzip, or being written: looked at again on the next scan
+            if key in self._seen and self._seen[key] == fp:
+                # Known by identity and bytes: the inode number of a file deleted since (the
+                # original a rotator compressed) may be reused by a new compressed generation.
+                continue
             if not fp or fp in known_fps or not self.read_gzip:
                 # Known: its compressed form. Empty: nothing to read, or a lone partial line
                 # too short to tell apart from one read; either way not a new generation.

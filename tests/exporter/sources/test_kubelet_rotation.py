@@ -3,6 +3,7 @@ file, known to the tailer as generations of ``N.log`` and ordered by replay."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ from log_exporter.sources.files import LogFile, _rotation_number, order_sources
 from log_exporter.sources.tail import Tailer
 from log_exporter.sources.tail.siblings import Siblings, is_rotated_name
 from log_exporter.testing import ManualClock
+from log_exporter.values import FileId, Position, fingerprint_of
 from tests.support.contract import contract_line
 from tests.support.kubelet import ContainerLog
 
@@ -67,3 +69,23 @@ def test_replay_orders_kubelet_generations_oldest_first() -> None:
         "0.log.20261207-101502",
         "0.log",
     ]
+
+
+def test_gzip_generation_on_a_reused_inode_number_is_read_on_resume(tmp_path: Path) -> None:
+    """A generation gzipped while the exporter was stopped, its .gz given the inode number of a
+    file the state file knew (the original the kubelet deleted after compressing it), is read
+    on resume: an inode number alone does not make it known, its bytes decide."""
+    log = tmp_path / "0.log"
+    log.write_bytes(b'2026-12-07T10:15:00.000000001Z stdout F {"event": "a"}\n')
+    rotated = tmp_path / "0.log.20261207-101504.gz"
+    with gzip.open(rotated, "wb") as f:
+        f.write(b'2026-12-07T10:14:00.000000001Z stdout F {"event": "b"}\n')
+    st, gz = log.stat(), rotated.stat()
+    current = FileId(st.st_dev, st.st_ino, fingerprint_of(log.read_bytes()))
+    # What the state file knew under that inode number: another file, since deleted.
+    gone = FileId(gz.st_dev, gz.st_ino, "0" * 32)
+    position = Position(current, st.st_size, (), (current, gone))
+    tailer = Tailer(log, resume=position, clock=ManualClock(), input_format="cri")
+    lines = tailer.poll().lines
+    tailer.close()
+    assert decode(lines) == [{"event": "b"}]
