@@ -246,7 +246,7 @@ class CriFramer:
                 out = lines
             else:
                 self._physical(lines, start, first_len)
-                out, self._out = self._out, []
+                out = []
             self._line_end = self._fed - len(rest)
             self._skipping = False
         else:
@@ -259,7 +259,11 @@ class CriFramer:
                 self._skipping = True
         elif rest and len(self._skip_head) < _HEAD_BYTES:
             self._skip_head += rest[:_HEAD_BYTES]
+        # Before the lines are handed over: giving a partial up hands over what it held back.
         self._settle()
+        if self._out:
+            out.extend(self._out)
+            self._out = []
         oversized, self._oversized = self._oversized, 0
         return out, oversized
 

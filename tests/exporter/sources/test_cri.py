@@ -7,7 +7,7 @@ import random
 from collections.abc import Set
 from dataclasses import dataclass
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from log_exporter import settings as exporter_settings
@@ -138,6 +138,10 @@ def test_chunks_joined_per_stream_whatever_the_reads(
     cuts=st.lists(st.integers(1, 50), min_size=1, max_size=8),
     stop=st.integers(0, 10_000),
     limit=st.sampled_from([10_000, 200, 60]),
+)
+# A partial given up in the read that stops: what it held back is handed over in that read.
+@example(
+    lines=[("stdout", b""), ("stderr", b"\x00\x00")], split=1, seed=115, cuts=[6], stop=14, limit=60
 )
 def test_restart_at_the_saved_offset_reads_every_line_once(
     lines: list[tuple[str, bytes]], split: int, seed: int, cuts: list[int], stop: int, limit: int
