@@ -82,9 +82,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     # replay --------------------------------------------------------------------------------
     replay = sub.add_parser("replay", help="turn historical log files into metrics")
-    replay.add_argument(
-        "files", nargs="+", metavar="FILE", help="a log file, plain or gzip; - for stdin"
-    )
+    _add_files(replay, labels=True)
     settings.add_arguments(replay, (settings.SPEC,), environ)
     replay.add_argument(
         "--format",
@@ -123,9 +121,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Exit status as grep's: 0 found, 1 none found, 2 an error.",
     )
     trace.add_argument("trace_id", metavar="TRACE_ID")
-    trace.add_argument(
-        "files", nargs="+", metavar="FILE", help="a log file, plain or gzip; - for stdin"
-    )
+    _add_files(trace, labels=False)
     trace.add_argument(
         "--field",
         default=None,
@@ -148,6 +144,31 @@ def _add_input_format(parser: argparse.ArgumentParser) -> None:
         help="json (one event per line) or cri (container runtime logs: /var/log/pods, "
         "rotated and gzip generations too) [default json]",
     )
+
+
+def _add_files(parser: argparse.ArgumentParser, *, labels: bool) -> None:
+    """replay's and trace's inputs: files named alone, ``--file`` patterns, ``--label`` pairs."""
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="a log file, plain or gzip; - for stdin"
+    )
+    parser.add_argument(
+        "--file",
+        dest="patterns",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="a log (glob; {name} captures a label from the path, {_} drops it) read with its "
+        "rotated generations; repeatable (docs/replay.md) [default: the FILEs only]",
+    )
+    if labels:
+        parser.add_argument(
+            "--label",
+            dest="labels",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a label on every series, self-metrics included; repeatable [default: none]",
+        )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -277,6 +298,8 @@ def _replay(args: argparse.Namespace, files: list[str]) -> int:
         quiet=args.quiet,
         jobs=args.jobs,
         input_format=args.input_format,
+        patterns=args.patterns,
+        labels=args.labels,
     )
     if args.cloudwatch_enabled is None:
         return run(options)
@@ -308,7 +331,13 @@ def _cmd_trace(args: argparse.Namespace) -> int:
             return EXIT_TROUBLE
     try:
         with stdin_as_file(args.files) as files:
-            return run(args.trace_id, files, field=field, input_format=args.input_format)
+            return run(
+                args.trace_id,
+                files,
+                field=field,
+                patterns=args.patterns,
+                input_format=args.input_format,
+            )
     except ReplayError as exc:
         print(f"log-exporter trace: {exc}", file=sys.stderr)
         return EXIT_TROUBLE
@@ -322,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: argparse.ArgumentParser = args.parser
     if unknown:
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command in ("replay", "trace") and not (args.files or args.patterns):
+        command.error("a FILE or a --file pattern is required")
     if args.command == "replay" and args.step is not None and args.format != "openmetrics":
         # Only OpenMetrics output carries samples over time; a silently ignored step would leave
         # the operator believing the output was sampled.

@@ -79,7 +79,8 @@ Credentials, and an endpoint for emulators (`AWS_ENDPOINT_URL`), come from boto3
 ## log-exporter replay
 
 `log-exporter replay [--spec PATH] [--format prometheus|openmetrics] [--step SECONDS] [--jobs N]
-[-o OUT] [--quiet] FILE...` takes only flags (it is a one-off command); see `docs/replay.md`.
+[-o OUT] [--quiet] [--file PATTERN]... [--label NAME=VALUE]... [FILE...]` takes only flags (it is
+a one-off command); see `docs/replay.md`.
 """
 
 

@@ -7,6 +7,10 @@ arrive the other way round: all series at one instant, then all series at the ne
 snapshot's values are appended to one spill file per family (binary records: series index, step
 index, values) and transposed at the end, a group of series at a time, so memory holds at most
 ``budget_values`` values plus one entry per series, whatever the number of steps.
+
+Snapshots of several logs (replay's file sets) may be added one log after the other, each with
+its labels: every family is still written once, holding the series of every log, and time need
+only increase within one log's snapshots.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from prometheus_client.metrics_core import Metric
 
 from log_exporter.prometheus.text import escape
 
-__all__ = ["SpillingWriter"]
+__all__ = ["Labels", "SpillingWriter"]
 
 _HEAD = struct.Struct("<II")
 _READ_SIZE = 1 << 20
 # Labels that tell the points of one sample set apart, not the series they belong to.
 _POINT_LABELS = frozenset({"le", "quantile"})
+
+Labels = tuple[tuple[str, str], ...]
 
 
 def _prefix(name: str, labels: tuple[tuple[str, str], ...]) -> str:
@@ -55,10 +61,8 @@ class _Family:
     help: str
     unit: str
     file: BinaryIO
-    # Identity of a series (its sample names and label sets) -> its index.
-    index: dict[tuple[tuple[str, tuple[tuple[str, str], ...]], ...], int] = field(
-        default_factory=dict
-    )
+    # Identity of a series (the labels its log adds, its sample names and label sets) -> index.
+    index: dict[tuple[Labels, tuple[tuple[str, Labels], ...]], int] = field(default_factory=dict)
     # Per series index: the rendered "name{labels}" of each of its samples, and its point count.
     prefixes: list[tuple[str, ...]] = field(default_factory=list)
     points: list[int] = field(default_factory=list)
@@ -73,24 +77,27 @@ class SpillingWriter:
         self._families: dict[str, _Family] = {}
         # One float per step: memory grows with steps only, never with events.
         self._times = array("d")
-        self._last_time: float | None = None
+        # The latest time of each log's snapshots (by the labels they are added with).
+        self._last_time: dict[Labels, float] = {}
 
     @property
     def steps(self) -> int:
         return len(self._times)
 
-    def add(self, families: Iterable[Metric], timestamp: float) -> None:
-        """Record every series of ``families`` at ``timestamp`` (strictly after the previous)."""
-        if self._last_time is not None and timestamp <= self._last_time:
-            raise ValueError(f"timestamps must increase: {timestamp} after {self._last_time}")
-        self._last_time = timestamp
+    def add(self, families: Iterable[Metric], timestamp: float, labels: Labels = ()) -> None:
+        """Record every series of ``families`` at ``timestamp`` (strictly after the previous
+        snapshot added with the same ``labels``), each series carrying ``labels`` first."""
+        last = self._last_time.get(labels)
+        if last is not None and timestamp <= last:
+            raise ValueError(f"timestamps must increase: {timestamp} after {last}")
+        self._last_time[labels] = timestamp
         step = len(self._times)
         self._times.append(timestamp)
         for metric in families:
             fam = self._families.get(metric.name)
             if fam is None:
                 fam = self._new_family(metric)
-            self._add_points(fam, metric, step)
+            self._add_points(fam, metric, step, labels)
 
     def _new_family(self, metric: Metric) -> _Family:
         n = len(self._families)
@@ -102,7 +109,7 @@ class SpillingWriter:
         return fam
 
     @staticmethod
-    def _add_points(fam: _Family, metric: Metric, step: int) -> None:
+    def _add_points(fam: _Family, metric: Metric, step: int, extra: Labels) -> None:
         # Group the samples of this instant by series: a histogram series is its labels without
         # "le" and owns every bucket, _count and _sum sample carrying those labels.
         groups: dict[tuple[tuple[str, str], ...], list[tuple[str, tuple[tuple[str, str], ...]]]]
@@ -122,11 +129,11 @@ class SpillingWriter:
             values[ident].append(s.value)
         write = fam.file.write
         for ident, shape in groups.items():
-            key = tuple(shape)
+            key = (extra, tuple(shape))
             idx = fam.index.get(key)
             if idx is None:
                 idx = fam.index[key] = len(fam.prefixes)
-                fam.prefixes.append(tuple(_prefix(n, lb) for n, lb in shape))
+                fam.prefixes.append(tuple(_prefix(n, extra + lb) for n, lb in shape))
                 fam.points.append(0)
             fam.points[idx] += 1
             vals = values[ident]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.pipeline import Pipeline, Steps
-from log_exporter.replay.parallel import STRETCH_BYTES, replay_parallel
+from log_exporter.replay.parallel import STRETCH_BYTES, Workers, replay_parallel
 from log_exporter.replay.serial import FedFiles, ShowsProgress, feed_files
 from log_exporter.replay.steps import StepClock
 from log_exporter.sources.files import READ_SIZE, LogFile
@@ -45,11 +45,13 @@ def replay_final(
     jobs: int = 1,
     read_size: int = READ_SIZE,
     stretch_bytes: int = STRETCH_BYTES,
+    workers: Workers | None = None,
 ) -> ReplayStats:
     """Feed every file through ``pipeline.feed``, the path ``serve`` takes, oldest file first.
 
-    ``jobs`` > 1 replays in that many worker processes, with the same result (``read_size``
-    and ``stretch_bytes`` are there for tests: small files cut into many stretches).
+    ``jobs`` > 1 replays in that many worker processes (``workers``, when given, started for
+    several replays), with the same result (``read_size`` and ``stretch_bytes`` are there for
+    tests: small files cut into many stretches).
     """
     stats = ReplayStats()
     _feed(
@@ -63,6 +65,7 @@ def replay_final(
         read_size,
         stretch_bytes,
         stats,
+        workers,
     )
     return stats
 
@@ -78,6 +81,7 @@ def replay_steps(
     jobs: int = 1,
     read_size: int = READ_SIZE,
     stretch_bytes: int = STRETCH_BYTES,
+    workers: Workers | None = None,
 ) -> ReplayStats:
     """Replay event by event, calling ``emit(T)`` at every multiple T of ``step`` and at the end.
 
@@ -103,6 +107,7 @@ def replay_steps(
         read_size,
         stretch_bytes,
         stats,
+        workers,
     )
     clock.finish(steps.now)
     stats.steps = clock.samples
@@ -124,6 +129,7 @@ def _feed(
     read_size: int,
     stretch_bytes: int,
     stats: ReplayStats,
+    workers: Workers | None = None,
 ) -> None:
     fed: FedFiles
     if jobs > 1:
@@ -137,6 +143,7 @@ def _feed(
             max_line_bytes=max_line_bytes,
             read_size=read_size,
             stretch_bytes=stretch_bytes,
+            workers=workers,
         )
     else:
         fed = feed_files(

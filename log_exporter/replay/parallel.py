@@ -42,6 +42,7 @@ __all__ = [
     "STRETCH_BYTES",
     "ParallelOutcome",
     "Stretch",
+    "Workers",
     "cut",
     "default_jobs",
     "replay_parallel",
@@ -198,23 +199,61 @@ def _context() -> Any:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+class Workers:
+    """Worker processes kept across the replays of one command (replay's file sets), each
+    replaying stretches of any of them: started once, not once per set."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        jobs: int,
+        step: float | None,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        read_size: int = READ_SIZE,
+    ) -> None:
+        self.jobs = jobs
+        self.initargs = (spec, step, max_line_bytes, read_size)
+        self.pool = _context().Pool(jobs, initializer=_init, initargs=self.initargs)
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
 def _answers(
-    stretches: Sequence[Stretch], jobs: int, initargs: tuple[Any, ...]
+    stretches: Sequence[Stretch],
+    jobs: int,
+    initargs: tuple[Any, ...],
+    workers: Workers | None = None,
 ) -> Generator[tuple[Stretch, Answer], None, None]:
-    """The workers' answers in log order, at most twice ``jobs`` stretches in flight."""
+    """The workers' answers in log order, at most twice ``jobs`` stretches in flight; from
+    ``workers`` when given (their ``initargs`` must be these), else from a pool of its own."""
+    if workers is not None:
+        assert workers.initargs == initargs, "the workers run this replay's spec and step"
+        yield from _answers_from(workers.pool, stretches, workers.jobs)
+        return
     with _context().Pool(jobs, initializer=_init, initargs=initargs) as pool:
-        pending: deque[tuple[Stretch, Any]] = deque()
-        it = iter(stretches)
-        for s in it:
-            pending.append((s, pool.apply_async(_work, (s,))))
-            if len(pending) >= 2 * jobs:
-                break
-        while pending:
-            s, result = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.apply_async(_work, (nxt,))))
-            yield s, result.get()
+        yield from _answers_from(pool, stretches, jobs)
+
+
+def _answers_from(
+    pool: Any, stretches: Sequence[Stretch], jobs: int
+) -> Generator[tuple[Stretch, Answer], None, None]:
+    pending: deque[tuple[Stretch, Any]] = deque()
+    it = iter(stretches)
+    for s in it:
+        pending.append((s, pool.apply_async(_work, (s,))))
+        if len(pending) >= 2 * jobs:
+            break
+    while pending:
+        s, result = pending.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append((nxt, pool.apply_async(_work, (nxt,))))
+        yield s, result.get()
 
 
 def replay_parallel(
@@ -227,12 +266,14 @@ def replay_parallel(
     max_line_bytes: int = MAX_LINE_BYTES,
     read_size: int = READ_SIZE,
     stretch_bytes: int = STRETCH_BYTES,
+    workers: Workers | None = None,
 ) -> ParallelOutcome:
     """Replay ``sources`` into ``pipeline``'s store with ``jobs`` workers, exactly as one.
 
     With ``steps`` (the caller's clock, its ``cross`` taking the samples every ``step``
     seconds), in event time as ``Pipeline.feed_steps`` does, ``end_file`` included; else as
-    ``Pipeline.feed``.
+    ``Pipeline.feed``. ``workers``: processes already started for this spec and step, used
+    instead of a pool of this call's own.
     """
     spec = pipeline.program.spec
     merger = Merger(spec)
@@ -241,9 +282,11 @@ def replay_parallel(
     if steps is not None and step is None:
         raise ValueError("a replay in steps needs its step")
     # No idle worker: a few small files start fewer processes than the CPUs.
-    workers = max(1, min(jobs, len(stretches)))
     answers: Generator[tuple[Stretch, Answer], None, None] = _answers(
-        stretches, workers, (spec, step, max_line_bytes, read_size)
+        stretches,
+        max(1, min(jobs, len(stretches))),
+        (spec, step, max_line_bytes, read_size),
+        workers,
     )
     try:
         _consume(answers, merger, pipeline, steps, progress, max_line_bytes, read_size, out)

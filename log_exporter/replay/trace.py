@@ -5,6 +5,11 @@ gzip, checked, oldest first, the same framer; ``log_exporter.sources``), and eac
 ``trace_id`` field (or ``--field``, a field path) equals the given id is printed as the file
 holds it. The exit status is grep's: 0 some event found, 1 none, 2 an error (a file missing,
 unreadable or damaged; what was found before the damage is still printed).
+
+With ``--file`` patterns the files form file sets by the labels they capture
+(``log_exporter.sources.filesets``), read set after set, each oldest first; when any set has
+labels, each line is printed after its set's labels and a tab (``{namespace="a",pod="b"}<TAB>``),
+as grep prefixes the file name: ``cut -f2-`` gives back the lines as the files hold them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
 from log_exporter.sources.cri import InputFormat, cri_event
 from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
+from log_exporter.sources.filesets import Labels, gather, labels_text
+from log_exporter.sources.patterns import PatternError, parse_pattern
 from log_exporter.spec import Spec
 from log_exporter.spec.paths import Path, parse_path, read_path
 
@@ -43,12 +50,14 @@ def run(
     paths: Sequence[str],
     *,
     field: str = DEFAULT_FIELD,
+    patterns: Sequence[str] = (),
     stdout: BinaryIO | None = None,
     stderr: TextIO | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
     input_format: InputFormat = "json",
 ) -> int:
-    """Print the lines of ``paths`` whose ``field`` is ``trace_id``; grep's exit status.
+    """Print the lines of ``paths`` and of the files of ``patterns`` whose ``field`` is
+    ``trace_id``; grep's exit status.
 
     With ``input_format`` ``cri`` (container runtime logs) the event of each line is printed,
     the runtime's split lines joined, without the runtime's time and stream before it."""
@@ -60,15 +69,19 @@ def run(
         print(f"log-exporter trace: --field: {exc}", file=err)
         return EXIT_TROUBLE
     try:
-        sources = open_sources(paths, max_line_bytes, input_format=input_format)
-    except ReplayError as exc:
+        filesets = gather(paths, [parse_pattern(p) for p in patterns])
+        sets = [
+            (f.labels, open_sources(f.paths, max_line_bytes, input_format=input_format))
+            for f in filesets
+        ]
+    except (ReplayError, PatternError) as exc:
         print(f"log-exporter trace: {exc}", file=err)
         return EXIT_TROUBLE
     # Most lines are told apart without parsing: one of the request's has the id's bytes as they
     # are, or a JSON escape that could spell them otherwise (then it is parsed to be sure).
     needle = trace_id.encode("utf-8", "surrogatepass")
     try:
-        return _print_matches(sources, needle, field, trace_id, out, err, max_line_bytes)
+        return _print_matches(sets, needle, field, trace_id, out, err, max_line_bytes)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as grep does.
         if stdout is None:
@@ -78,7 +91,7 @@ def run(
 
 
 def _print_matches(
-    sources: Sequence[LogFile],
+    sets: Sequence[tuple[Labels, Sequence[LogFile]]],
     needle: bytes,
     field: str,
     trace_id: str,
@@ -89,7 +102,10 @@ def _print_matches(
     path = parse_path(field)  # checked by ``run``
     found = lines = 0
     trouble = False
-    for source in sources:
+    labelled = any(labels for labels, _ in sets)
+    sources = [(labels, source) for labels, files in sets for source in files]
+    for labels, source in sources:
+        prefix = (labels_text(labels) + "\t").encode() if labelled else b""
         reader = FileReader(source, max_line_bytes)
         try:
             for batch in reader.batches():
@@ -103,7 +119,7 @@ def _print_matches(
                     picked = [_content(raw) for raw in picked]
                 if picked:
                     found += len(picked)
-                    out.write(b"".join(raw + b"\n" for raw in picked))
+                    out.write(b"".join(prefix + raw + b"\n" for raw in picked))
         except BrokenPipeError:
             raise  # the reader's end, not the file's: see run
         except OSError as exc:

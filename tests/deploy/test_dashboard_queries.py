@@ -1,10 +1,11 @@
 """Every dashboard query runs against a real Prometheus holding backfilled exporter data.
 
 Contract events from a day ago, written for two namespaces (staging and production, different
-traffic), go through `log-exporter replay --format openmetrics`, get the target labels a scrape
-would attach (namespace, pod, job, instance), then `promtool tsdb create-blocks-from openmetrics`,
-then a real `prometheus` on those blocks; each panel target, variable and annotation query is run
-through the HTTP API the way Grafana runs it, with its variables substituted.
+traffic), go through `log-exporter replay --format openmetrics` with the target labels a scrape
+would attach given as `--label` (namespace, pod, job, instance), then `promtool tsdb
+create-blocks-from openmetrics`, then a real `prometheus` on those blocks; each panel target,
+variable and annotation query is run through the HTTP API the way Grafana runs it, with its
+variables substituted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.deploy import CLOUDWATCH_ONLY_METRICS, DEPLOY, REPO, load_yaml
-from tests.support.event_history import Generated, write_events
+from tests.support.event_history import Generated, write_events, write_pod_logs
 from tests.support.processes import run, spawn, terminate
 from tests.support.prometheus import Prometheus
 from tests.support.serve import exporter_argv
@@ -58,20 +59,6 @@ def pod_of(namespace: str) -> str:
     return f"sustainbot-{namespace}-0"
 
 
-def _with_target_labels(openmetrics: str, namespace: str) -> str:
-    """Add the labels a scrape of that namespace's pod attaches to every sample line."""
-    labels = (
-        f'namespace="{namespace}",pod="{pod_of(namespace)}",job="{JOB}",instance="10.0.0.1:9464"'
-    )
-    out = []
-    for line in openmetrics.splitlines():
-        if line and not line.startswith("#"):
-            name, sep, rest = re.split(r"([{ ])", line, maxsplit=1)
-            line = f"{name}{{{labels},{rest}" if sep == "{" else f"{name}{{{labels}}} {rest}"
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
 @pytest.fixture(scope="module")
 def backfilled(
     tmp_path_factory: pytest.TempPathFactory, promtool_binary: str, prometheus_binary: str
@@ -86,10 +73,12 @@ def backfilled(
         events[namespace] = write_events(jsonl, float(start), seed=seed)
         openmetrics = tmp / f"{namespace}.om"
         replay_args = ["--quiet", "--format", "openmetrics", "--step", str(STEP)]
-        replay_args += ["-o", str(openmetrics), str(jsonl)]
+        # The labels a scrape of that namespace's pod attaches, as docs/backfill.md gives them.
+        for label in (f"namespace={namespace}", f"pod={pod_of(namespace)}", f"job={JOB}"):
+            replay_args += ["--label", label]
+        replay_args += ["--label", "instance=10.0.0.1:9464", "-o", str(openmetrics), str(jsonl)]
         replay = run(exporter_argv("replay", *replay_args))
         assert replay.returncode == 0, replay.stderr
-        openmetrics.write_text(_with_target_labels(openmetrics.read_text(), namespace))
         # Two runs into one directory: two sets of blocks over the same hours, which
         # Prometheus merges at query time.
         create = ["tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
@@ -338,3 +327,52 @@ def test_query_names_metric_the_exporter_never_serves(
     assert {
         u for u in used if not u.startswith("log_exporter_cloudwatch_")
     } - served - CLOUDWATCH_ONLY_METRICS == set()
+
+
+def test_pod_logs_backfilled_by_pattern_are_found_by_the_pod_variables(
+    tmp_path: Path, promtool_binary: str, prometheus_binary: str
+) -> None:
+    """A node's pod logs (rotated, gzipped), replayed with --file capturing namespace and pod,
+    land in the series the dashboard's namespace, job and pod variables find, each pod's
+    detections counted exactly."""
+    start = (int(time.time()) // 3600 - 27) * 3600
+    pods = {
+        "sustainbot-0": ("staging", 7, ["0.log.2.gz", "0.log.1", "0.log"]),
+        "sustainbot-1": ("production", 11, ["0.log.20260101-010000.gz", "0.log"]),
+    }
+    events: dict[str, Generated] = {}
+    for pod, (namespace, seed, names) in pods.items():
+        directory = tmp_path / "pods" / f"{namespace}_{pod}_{seed:08x}-uid" / "sustainbot"
+        events[pod], _ = write_pod_logs(directory, float(start), names, hours=2, seed=seed)
+    pattern = str(tmp_path / "pods" / "{namespace}_{pod}_{_}" / "sustainbot" / "*.log")
+    openmetrics = tmp_path / "pods.om"
+    replay_args = ["--quiet", "--format", "openmetrics", "--step", str(STEP), "--jobs", "2"]
+    replay_args += ["--file", pattern, "--label", f"job={JOB}", "-o", str(openmetrics)]
+    replay = run(exporter_argv("replay", *replay_args))
+    assert replay.returncode == 0, replay.stderr
+    data = tmp_path / "data"
+    create = ["tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)]
+    blocks = run([promtool_binary, *create])
+    assert blocks.returncode == 0, blocks.stdout + blocks.stderr
+    prom = Prometheus(prometheus_binary, tmp_path, data=data)
+    try:
+        backfilled = Backfilled(prom, events, tmp_path)
+        variables = {
+            v["name"]: v["query"]["query"]
+            for v in _dashboard()["templating"]["list"]
+            if v["type"] == "query"
+        }
+        everywhere = Selection()
+        assert _variable_values(backfilled, variables["namespace"], everywhere) == {
+            "staging",
+            "production",
+        }
+        assert _variable_values(backfilled, variables["job"], everywhere) == {JOB}
+        assert _variable_values(backfilled, variables["pod"], everywhere) == set(pods)
+        staging = Selection(namespace="staging", job=JOB)
+        assert _variable_values(backfilled, variables["pod"], staging) == {"sustainbot-0"}
+        for pod, (namespace, _, _) in pods.items():
+            chosen = Selection(namespace=namespace, job=JOB, pod=pod)
+            assert _detections(backfilled, chosen) == len(events[pod].detections), pod
+    finally:
+        prom.stop()

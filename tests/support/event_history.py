@@ -6,6 +6,7 @@ produces the same file. The generator also returns the facts the tests check aga
 
 from __future__ import annotations
 
+import gzip
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,3 +135,22 @@ def write_events(path: Path, start: float, hours: float = 3.0, seed: int = 7) ->
         t += 20.0
     path.write_bytes(b"".join(lines))
     return out
+
+
+def write_pod_logs(
+    directory: Path, start: float, names: list[str], *, hours: float = 1.5, seed: int = 7
+) -> tuple[Generated, int]:
+    """One container's log history as the kubelet or logrotate leaves it: `write_events`'s
+    lines cut into consecutive generations named `names` (oldest first; `.gz` ones gzipped).
+
+    Returns what was written and its number of lines."""
+    directory.mkdir(parents=True)
+    whole = directory / ".whole"
+    generated = write_events(whole, start, hours=hours, seed=seed)
+    lines = whole.read_bytes().splitlines(keepends=True)
+    whole.unlink()
+    size = -(-len(lines) // len(names))
+    for i, name in enumerate(names):
+        data = b"".join(lines[i * size : (i + 1) * size])
+        (directory / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return generated, len(lines)

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -159,7 +159,11 @@ def render(spec: Spec, files: list[Path], jobs: int, k: Knobs) -> tuple[bytes, s
     store = Store(spec.definitions)
     pipeline = Pipeline(compile_spec(spec), store)
     max_line_bytes, step = k.max_line_bytes, k.step
-    knobs = {"jobs": jobs, "read_size": k.read_size, "stretch_bytes": k.stretch_bytes}
+    knobs: dict[str, Any] = {
+        "jobs": jobs,
+        "read_size": k.read_size,
+        "stretch_bytes": k.stretch_bytes,
+    }
     if k.fmt == "prometheus":
         stats = replay_final(sources, pipeline, _Quiet(), max_line_bytes, **knobs)
         registry = CollectorRegistry()
