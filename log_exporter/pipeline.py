@@ -2,7 +2,8 @@
 
 Every self-counter of reading (lines by result, bytes, rotations, truncations, the last event's
 time) is counted here and written into the sink as one ``ReadCounts``; what a blank or malformed
-line is comes from ``parse.parse_line``, whose fast path is inlined once, in ``_decoded``.
+line is comes from ``parse.parse_line``, whose fast path is inlined in ``Feed.feed``'s loop
+and, for ``feed_steps``, in ``_decoded``.
 ``Feed`` writes into any ``Sink`` (a store, or a replay worker's partial state) through a program
 bound to it; ``Pipeline`` is the feed into a store, which a reloaded spec can switch.
 """
@@ -106,41 +107,95 @@ class Feed:
         ``log_exporter_last_event_timestamp_seconds`` takes the timestamp of the batch's last
         event that has a valid one (the gauge shows the latest anyway), so where a batch splits
         never changes the value.
+
+        Each line is decoded and applied in one loop, so only one event's objects are alive at a
+        time (decoding a whole batch first kept all of its dicts: more memory, and each event's
+        objects cold again by the time it was applied). A line orjson refuses (blank, BOM,
+        malformed) leaves the loop for ``parse_line`` and the loop goes on after it. A batch of
+        CRI lines goes through ``_feed_cri``.
         """
+        if batch.cri:
+            self._feed_cri(batch)
+            return
         sink = self._sink
         dispatch_get = self._dispatch.get
         anything = dispatch_get(ANY_EVENT)
         reader = self._reader
         key, type_of, time_of = reader.key, reader.type_of, reader.time_of
+        loads = orjson.loads
         parsed = 0
         malformed = 0
-        unstructured = 0
-        partial = 0
         last: dict[str, Any] | None = None
+        lines = iter(batch.lines)
         with sink.lock:
             try:
-                for event in (cri.decode if batch.cri else _decoded)(batch.lines):
-                    if type(event) is not dict:
-                        if event is MALFORMED:
+                while True:
+                    try:
+                        for raw in lines:
+                            event = loads(raw)
+                            if type(event) is not dict:
+                                malformed += 1  # valid JSON, but no object
+                                continue
+                            parsed += 1
+                            last = event
+                            et = event.get(key) if key is not None else type_of(event)
+                            fn = dispatch_get(et, anything) if type(et) is str else anything
+                            if fn is not None:
+                                fn(event)
+                        break
+                    except orjson.JSONDecodeError:
+                        # Only ``loads`` raises it: ``raw`` is the line it refused.
+                        slow = parse_line(raw)
+                        if type(slow) is dict:
+                            parsed += 1
+                            last = slow
+                            self._apply(slow)
+                        elif slow is MALFORMED:
                             malformed += 1
-                        elif event is UNSTRUCTURED:
-                            unstructured += 1
-                        elif event is PARTIAL:
-                            partial += 1
-                        continue
-                    parsed += 1
-                    last = event
-                    et = event.get(key) if key is not None else type_of(event)
-                    fn = dispatch_get(et, anything) if type(et) is str else anything
-                    if fn is not None:
-                        fn(event)
             finally:
                 ts = None
                 if last is not None:
                     ts = time_of(last)
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
-                        ts = _latest_event_time(batch.lines, time_of, cri=batch.cri)
+                        ts = _latest_event_time(batch.lines, time_of)
+                sink.record(
+                    ReadCounts(
+                        parsed,
+                        malformed,
+                        batch.oversized,
+                        batch.bytes_read,
+                        batch.rotations,
+                        batch.truncations,
+                        ts,
+                    )
+                )
+
+    def _feed_cri(self, batch: Batch) -> None:
+        """``feed`` for a batch of CRI lines (``log_exporter.sources.cri``): content that is no
+        JSON object counts as ``unstructured``, a partial given up as ``partial``, and the
+        runtime's time stands in for an event's missing one."""
+        sink = self._sink
+        apply = self._apply
+        parsed = malformed = unstructured = partial = 0
+        last: dict[str, Any] | None = None
+        with sink.lock:
+            try:
+                for event in cri.decode(batch.lines):
+                    if type(event) is dict:
+                        parsed += 1
+                        last = event
+                        apply(event)
+                    elif event is MALFORMED:
+                        malformed += 1
+                    elif event is UNSTRUCTURED:
+                        unstructured += 1
+                    elif event is PARTIAL:
+                        partial += 1
+            finally:
+                ts = None
+                if last is not None:
+                    ts = _latest_event_time(batch.lines, self._reader.time_of, cri=True)
                 sink.record(
                     ReadCounts(
                         parsed,
@@ -154,6 +209,15 @@ class Feed:
                         partial,
                     )
                 )
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        """Apply one event with the function its type is bound to (``feed``'s loop inlines it)."""
+        reader = self._reader
+        et = event.get(reader.key) if reader.key is not None else reader.type_of(event)
+        anything = self._dispatch.get(ANY_EVENT)
+        fn = self._dispatch.get(et, anything) if type(et) is str else anything
+        if fn is not None:
+            fn(event)
 
     def feed_steps(self, batch: Batch, steps: Steps) -> None:
         """Apply a batch line by line in event time, calling ``steps.cross`` at its boundaries.

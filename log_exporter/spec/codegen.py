@@ -110,12 +110,15 @@ class Scope:
         if values is None:
             return self.text(fld)
         r = self.raw(fld)
-        vs = self.gen.const(frozenset(values), "closed")
+        # The set's own string for a value in it (interned): the label tuple built from it then
+        # matches a series key by identity, not by comparing the event's fresh string byte by
+        # byte; one dict lookup in C does both the test and the swap.
+        canonical = self.gen.const({v: v for v in values}.get, "closed")
         return self.value(
             ("closed", fld, values),
             lambda _: (
-                f"({r} if {r} in {vs} else 'other') if type({r}) is str else "
-                f"'unknown' if {r} is None else _closed(convert({r}), {vs})"
+                f"{canonical}({r}, 'other') if type({r}) is str else "
+                f"'unknown' if {r} is None else {canonical}(convert({r}), 'other')"
             ),
         )
 
@@ -172,10 +175,6 @@ def scaled(scope: Scope, scale: float, v: str) -> str:
     return scope.value(("scaled", v, scale), lambda _: f"{v} * {scale!r}")
 
 
-def _closed(text: str, values: frozenset[str]) -> str:
-    return text if text in values else "other"
-
-
 class Generator:
     """Python source for one event type's function, and the objects it refers to."""
 
@@ -186,7 +185,6 @@ class Generator:
         self.prelude: list[tuple[str, Path]] = []
         self.namespace: dict[str, Any] = {
             "convert": convert_label,
-            "_closed": _closed,
             "bisect_left": bisect_left,
             "len": len,  # found in the namespace, before the builtins
         }

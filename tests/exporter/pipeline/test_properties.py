@@ -238,3 +238,24 @@ def test_label_conversion_follows_contract(value: Any) -> None:
         assert int(text) == value
     else:
         assert text == "invalid"
+
+
+def _jwt_samples(store: Store) -> list[bytes]:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, build_info=False))
+    return [s for s in generate_latest(registry).splitlines() if s.startswith(b"sustainbot_jwt")]
+
+
+def test_lines_orjson_refuses_mid_batch_leave_the_events_after_them_applied_once() -> None:
+    """Blank, malformed and BOM-prefixed lines inside a batch neither drop nor repeat an event."""
+    events = [
+        orjson.dumps({"event": "auth.jwt_validated", "outcome": outcome})
+        for outcome in ("success", "failure", "success", "failure")
+    ]
+    mixed = [events[0], b"", b"{not json", b"\xef\xbb\xbf" + events[1], b"  \r"]
+    mixed += [events[2], b"[1]", events[3], b"{"]
+    alone, interleaved = Store(SPEC.definitions), Store(SPEC.definitions)
+    Pipeline(PROGRAM, alone).feed(Batch(lines=events))
+    Pipeline(PROGRAM, interleaved).feed(Batch(lines=mixed))
+    assert _jwt_samples(interleaved) == _jwt_samples(alone) != []
+    assert dict(interleaved.lines) == {"parsed": 4, "malformed": 3, "oversized": 0}
