@@ -99,6 +99,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "with --format openmetrics only [default 60]",
     )
     replay.add_argument("-o", "--output", default="-", help="output file [default - (stdout)]")
+    _add_input_format(replay)
     replay.add_argument(
         "--quiet", action="store_true", help="no progress bar [default: a bar on a terminal]"
     )
@@ -128,10 +129,21 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "trace_id for the built-in spec]",
     )
     settings.add_arguments(trace, (settings.SPEC,), environ)
+    _add_input_format(trace)
     trace.set_defaults(func=_cmd_trace)
     for command in sub.choices.values():
         command.set_defaults(parser=command)
     return parser
+
+
+def _add_input_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--input-format",
+        choices=list(settings.INPUT_FORMAT.choices),
+        default="json",
+        help="json (one event per line) or cri (container runtime logs: /var/log/pods, "
+        "rotated and gzip generations too) [default json]",
+    )
 
 
 def _add_files(parser: argparse.ArgumentParser, *, labels: bool) -> None:
@@ -254,6 +266,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     # Imported here so that other subcommands do not pay for replay's machinery.
     from log_exporter.sources.files import ReplayError, stdin_as_file
 
+    if args.cloudwatch_enabled is not None and args.input_format == "cri":
+        print(
+            "log-exporter replay: --cloudwatch ships JSON logs only: no --input-format cri",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     if args.jobs is not None and args.jobs > 1 and args.cloudwatch_enabled is not None:
         # CloudWatch takes each log stream in order: that shipping stays in one process.
         print(
@@ -279,6 +297,7 @@ def _replay(args: argparse.Namespace, files: list[str]) -> int:
         output=args.output,
         quiet=args.quiet,
         jobs=args.jobs,
+        input_format=args.input_format,
         patterns=args.patterns,
         labels=args.labels,
     )
@@ -312,7 +331,13 @@ def _cmd_trace(args: argparse.Namespace) -> int:
             return EXIT_TROUBLE
     try:
         with stdin_as_file(args.files) as files:
-            return run(args.trace_id, files, field=field, patterns=args.patterns)
+            return run(
+                args.trace_id,
+                files,
+                field=field,
+                patterns=args.patterns,
+                input_format=args.input_format,
+            )
     except ReplayError as exc:
         print(f"log-exporter trace: {exc}", file=sys.stderr)
         return EXIT_TROUBLE

@@ -20,6 +20,8 @@ from typing import Any, Final, Protocol
 import orjson
 
 from log_exporter.parse import MALFORMED, parse_line
+from log_exporter.sources import cri
+from log_exporter.sources.cri import PARTIAL, UNSTRUCTURED, cri_event, cri_time
 from log_exporter.spec import Program
 from log_exporter.spec.codegen import Apply
 from log_exporter.spec.program import ANY_EVENT
@@ -109,8 +111,12 @@ class Feed:
         Each line is decoded and applied in one loop, so only one event's objects are alive at a
         time (decoding a whole batch first kept all of its dicts: more memory, and each event's
         objects cold again by the time it was applied). A line orjson refuses (blank, BOM,
-        malformed) leaves the loop for ``parse_line`` and the loop goes on after it.
+        malformed) leaves the loop for ``parse_line`` and the loop goes on after it. A batch of
+        CRI lines goes through ``_feed_cri``.
         """
+        if batch.cri:
+            self._feed_cri(batch)
+            return
         sink = self._sink
         dispatch_get = self._dispatch.get
         anything = dispatch_get(ANY_EVENT)
@@ -165,6 +171,45 @@ class Feed:
                     )
                 )
 
+    def _feed_cri(self, batch: Batch) -> None:
+        """``feed`` for a batch of CRI lines (``log_exporter.sources.cri``): content that is no
+        JSON object counts as ``unstructured``, a partial given up as ``partial``, and the
+        runtime's time stands in for an event's missing one."""
+        sink = self._sink
+        apply = self._apply
+        parsed = malformed = unstructured = partial = 0
+        last: dict[str, Any] | None = None
+        with sink.lock:
+            try:
+                for event in cri.decode(batch.lines):
+                    if type(event) is dict:
+                        parsed += 1
+                        last = event
+                        apply(event)
+                    elif event is MALFORMED:
+                        malformed += 1
+                    elif event is UNSTRUCTURED:
+                        unstructured += 1
+                    elif event is PARTIAL:
+                        partial += 1
+            finally:
+                ts = None
+                if last is not None:
+                    ts = _latest_event_time(batch.lines, self._reader.time_of, cri=True)
+                sink.record(
+                    ReadCounts(
+                        parsed,
+                        malformed,
+                        batch.oversized,
+                        batch.bytes_read,
+                        batch.rotations,
+                        batch.truncations,
+                        ts,
+                        unstructured,
+                        partial,
+                    )
+                )
+
     def _apply(self, event: dict[str, Any]) -> None:
         """Apply one event with the function its type is bound to (``feed``'s loop inlines it)."""
         reader = self._reader
@@ -197,6 +242,8 @@ class Feed:
         # Counted since the last write into the sink.
         parsed = 0
         malformed = 0
+        unstructured = 0
+        partial = 0
         oversized = batch.oversized
         nbytes = 0
         last_ts: float | None = None
@@ -204,17 +251,27 @@ class Feed:
         newline = 1 if batch.bytes_read else 0
         claimed = 0
         lines = batch.lines
+        is_cri = batch.cri
         with sink.lock:
             try:
-                for raw, event in zip(lines, _decoded(lines), strict=True):
+                for raw, event in zip(
+                    lines, (cri.decode if is_cri else _decoded)(lines), strict=True
+                ):
                     size = len(raw) + newline
                     claimed += size
                     if type(event) is not dict:
                         if event is MALFORMED:
                             malformed += 1
+                        elif event is UNSTRUCTURED:
+                            unstructured += 1
+                        elif event is PARTIAL:
+                            partial += 1
                         nbytes += size
                         continue
                     t = time_of(event)
+                    if t is None and is_cri:
+                        # The runtime's time stands in for the event's own (docs/node.md).
+                        t = cri_time(raw)
                     if t is None:
                         untimed += 1
                     else:
@@ -224,9 +281,20 @@ class Feed:
                         else:
                             if t > boundary:
                                 sink.record(
-                                    ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts)
+                                    ReadCounts(
+                                        parsed,
+                                        malformed,
+                                        oversized,
+                                        nbytes,
+                                        0,
+                                        0,
+                                        last_ts,
+                                        unstructured,
+                                        partial,
+                                    )
                                 )
                                 parsed = malformed = oversized = nbytes = 0
+                                unstructured = partial = 0
                                 last_ts = None
                                 boundary = cross(t)
                             now = t
@@ -239,7 +307,11 @@ class Feed:
                     if fn is not None:
                         fn(event)
             finally:
-                sink.record(ReadCounts(parsed, malformed, oversized, nbytes, 0, 0, last_ts))
+                sink.record(
+                    ReadCounts(
+                        parsed, malformed, oversized, nbytes, 0, 0, last_ts, unstructured, partial
+                    )
+                )
                 steps.boundary = boundary
                 steps.now = now
                 steps.untimed += untimed
@@ -278,12 +350,14 @@ class Pipeline(Feed):
 
 
 def _latest_event_time(
-    lines: list[bytes], time_of: Callable[[dict[str, Any]], float | None]
+    lines: list[bytes], time_of: Callable[[dict[str, Any]], float | None], *, cri: bool = False
 ) -> float | None:
     for raw in reversed(lines):
-        event = parse_line(raw)
+        event = cri_event(raw) if cri else parse_line(raw)
         if type(event) is dict:
             ts = time_of(event)
+            if ts is None and cri:
+                ts = cri_time(raw)
             if ts is not None:
                 return ts
     return None

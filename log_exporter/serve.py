@@ -39,6 +39,7 @@ from log_exporter.prometheus.collector import (
 )
 from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
+from log_exporter.sources.cri import InputFormat
 from log_exporter.sources.tail import Tailer, count_lines_after
 from log_exporter.sources.tail.ledger import RotationLedger
 from log_exporter.sources.tail.siblings import is_rotated_name
@@ -73,6 +74,8 @@ class ServeOptions:
     drain_quiet: float = 2.0
     drain_timeout: float = 20.0
     rotated_globs: tuple[str, ...] = ()
+    # "cri": a container runtime's log (log_exporter.sources.cri).
+    input_format: InputFormat = "json"
 
 
 def read_spec(path: str | None) -> Spec:
@@ -129,6 +132,7 @@ class Service:
             resume=self._fed,
             max_line_bytes=options.max_line_bytes,
             rotated_globs=options.rotated_globs,
+            input_format=options.input_format,
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
         self.ledger = RotationLedger(options.file, clock=clock, rotated_globs=options.rotated_globs)
@@ -379,6 +383,7 @@ class Service:
                 start_at=self.options.start_at,
                 max_line_bytes=self.options.max_line_bytes,
                 rotated_globs=self.options.rotated_globs,
+                input_format=self.options.input_format,
             )
         return code
 
@@ -463,10 +468,15 @@ def main(
                 drain_quiet=args.drain_quiet,
                 drain_timeout=args.drain_timeout,
                 rotated_globs=settings.globs(args.rotated_glob),
+                input_format=args.input_format,
             )
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
-        shipping = start_for_serve(load_cloudwatch(environ, args), service.attachment())
+        cloudwatch = load_cloudwatch(environ, args)
+        if cloudwatch.enabled and args.input_format == "cri":
+            # Its shipper sends the file's lines as they are: CRI framing would reach CloudWatch.
+            raise StartupError("--input-format cri: CloudWatch shipping reads JSON logs only")
+        shipping = start_for_serve(cloudwatch, service.attachment())
         if shipping is not None:
             service.ledger.watch("cloudwatch", shipping.progress)
     except (settings.SettingError, StartupError, ConfigError) as exc:

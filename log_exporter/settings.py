@@ -241,7 +241,25 @@ FILE: Final = Setting(
     help="JSONL file to tail",
     doc_value="PATH",
     doc="the JSONL file to tail. `JSON_LOG_PATH` is the service's own setting, so a sidecar "
-    "sharing the service's environment finds the log without more configuration.",
+    "sharing the service's environment finds the log without more configuration; its `-` "
+    "(the service logs to stdout) is refused at start: read the node's container logs instead "
+    "(`docs/node.md`).",
+    problem=lambda path: _file_problem(path),
+)
+INPUT_FORMAT: Final = Setting(
+    dest="input_format",
+    flag="--input-format",
+    env=("LOG_EXPORTER_INPUT_FORMAT",),
+    default="json",
+    # log_exporter.sources.cri.INPUT_FORMATS, written out: `--version` imports no orjson.
+    choices=("json", "cri"),
+    metavar="FORMAT",
+    help="json (one event per line) or cri (a container runtime's log of stdout and stderr)",
+    doc_value="json\\|cri",
+    doc="`json`: one JSON event per line. `cri`: the kubelet's container logs "
+    "(`/var/log/pods/...`, `<time> <stream> <P|F> <content>`), split lines joined, content that "
+    "is no JSON object counted as `unstructured`, the runtime's time standing in for a missing "
+    "event timestamp (`docs/node.md`).",
 )
 LISTEN: Final = Setting(
     dest="listen",
@@ -426,6 +444,16 @@ LOG_FORMAT: Final = Setting(
 )
 
 
+def _file_problem(path: str) -> str | None:
+    if path == "-":
+        return (
+            "'-' is standard output (JSON_LOG_PATH=- makes SustainBot log to stdout), not a file "
+            "to tail: read the container logs the kubelet writes (--input-format cri, "
+            "docs/node.md), or set LOG_EXPORTER_FILE"
+        )
+    return None
+
+
 def _telemetry_path_problem(path: str) -> str | None:
     if not path.startswith("/") or "?" in path or "#" in path:
         return f"{path!r} is not an absolute URL path like /metrics"
@@ -439,6 +467,7 @@ RESERVED_PATHS: Final = ("/", "/healthz", "/readyz")
 
 SERVE: Final = (
     FILE,
+    INPUT_FORMAT,
     LISTEN,
     TELEMETRY_PATH,
     SPEC,

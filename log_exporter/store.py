@@ -33,6 +33,7 @@ from log_exporter.native import NativeBuckets, NativeDef, rebuilt
 from log_exporter.values import ReadCounts
 
 __all__ = [
+    "CRI_LINE_RESULTS",
     "DEFAULT_SERIES_CAP",
     "LINE_RESULTS",
     "OVERFLOW",
@@ -51,6 +52,9 @@ __all__ = [
 
 DEFAULT_SERIES_CAP: Final = 1000
 LINE_RESULTS: Final = ("parsed", "malformed", "oversized")
+# Results of CRI input only (docs/node.md): present once one is counted, so a JSON log's
+# exposition stays as it was.
+CRI_LINE_RESULTS: Final = ("unstructured", "partial")
 DUMP_VERSION: Final = 1
 # The partition of events without the partition's field (the label text of a missing field).
 # Values a gauge had before it was partitioned (an earlier release's state file, a reload that
@@ -379,6 +383,10 @@ class Store:
         lines["parsed"] += counts.parsed
         lines["malformed"] += counts.malformed
         lines["oversized"] += counts.oversized
+        if counts.unstructured:
+            lines["unstructured"] = lines.get("unstructured", 0.0) + counts.unstructured
+        if counts.partial:
+            lines["partial"] = lines.get("partial", 0.0) + counts.partial
         self._bytes_read += counts.bytes_read
         self._rotations += counts.rotations
         self._truncations += counts.truncations
@@ -727,6 +735,7 @@ def _parse_dump(dump: dict[str, Any], states: dict[str, MetricState]) -> tuple[A
                 }
             values[name] = (plain, int(entry["overflowed"]), parts, None, _started_in(entry, width))
     lines = {k: _num_in(dump["lines"][k]) for k in LINE_RESULTS}
+    lines.update({k: _num_in(dump["lines"][k]) for k in CRI_LINE_RESULTS if k in dump["lines"]})
     ts = dump["last_event_timestamp"]
     counters = (
         _num_in(dump["bytes_read"]),

@@ -80,6 +80,8 @@ class Batch:
     rotations: int = 0
     truncations: int = 0
     position: Position | None = None
+    # The lines are a container runtime's (``log_exporter.sources.cri``), not JSON.
+    cri: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,9 @@ class ReadCounts:
     truncations: int = 0
     # The latest event time in the stretch, in Unix seconds; None keeps the sink's.
     last_event_timestamp: float | None = None
+    # CRI input only: content that is no JSON object, and partial lines never ended.
+    unstructured: int = 0
+    partial: int = 0
 
 
 def fingerprint_of(head: bytes) -> str:

@@ -8,6 +8,11 @@ writer reopens the path when the file it holds was renamed or deleted (logrotate
 continued: the next line written, by any process, starts on a line of its own. For that each
 write first reads the file's last byte, under an exclusive ``flock`` that every writer takes
 for its check and write, so no writer mistakes another's write in progress for a torn line.
+
+The path ``-`` (``STDOUT``) writes to the process's standard output instead, still one
+``write()`` per line: in a container the runtime frames stdout into the node's CRI log
+(docs/node.md). A pipe writes up to ``PIPE_BUF`` (4096) bytes atomically, so lines of workers
+sharing the pipe never tear below that; there is no file to reopen or to check for a torn line.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 import orjson
 
 SCHEMA_VERSION = 1
+# The path that means the process's standard output.
+STDOUT = "-"
 # Read as well as write, to see whether the file ends mid-line; write-only where reading is denied.
 _OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _WRITE_ONLY_FLAGS = (_OPEN_FLAGS & ~os.O_RDWR) | os.O_WRONLY
@@ -48,6 +55,8 @@ class EventWriter:
 
     def __init__(self, path: Path | str, file_mode: int = 0o644) -> None:
         self._path = os.fspath(path)
+        # Standard output is the process's, inherited by every worker: never closed nor reopened.
+        self._stdout = self._path == STDOUT
         self._file_mode = file_mode
         self._lock = threading.Lock()
         self._fd: int | None = None
@@ -152,6 +161,9 @@ class EventWriter:
             self._close_locked()
 
     def _current_fd(self) -> int:
+        if self._stdout:
+            self._fd = 1
+            return self._fd
         pid = os.getpid()
         if self._fd is not None and self._pid != pid:
             # Inherited across fork (gunicorn preloads the app): each process opens its own fd

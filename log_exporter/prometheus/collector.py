@@ -55,7 +55,14 @@ from log_exporter.prometheus.selfmetrics import (
     WEB_CONFIG_RELOADS,
     SelfMetric,
 )
-from log_exporter.store import LINE_RESULTS, MetricDef, MetricSnapshot, Snapshot, Store
+from log_exporter.store import (
+    CRI_LINE_RESULTS,
+    LINE_RESULTS,
+    MetricDef,
+    MetricSnapshot,
+    Snapshot,
+    Store,
+)
 
 __all__ = [
     "Registry",
@@ -179,6 +186,9 @@ def _reading_families(snap: Snapshot) -> list[Metric]:
     lines = LINES.family()
     for result in LINE_RESULTS:
         lines.add_metric((result,), snap.lines.get(result, 0.0))
+    for result in CRI_LINE_RESULTS:
+        if result in snap.lines:
+            lines.add_metric((result,), snap.lines[result])
     out: list[Metric] = [
         lines,
         BYTES_READ.family(snap.bytes_read),

@@ -31,6 +31,7 @@ from log_exporter.replay.parallel import Workers, default_jobs
 from log_exporter.replay.partial import unsupported
 from log_exporter.replay.progress import ProgressBar
 from log_exporter.replay.sets import Families, LabelledSet, SetProgress, add_stats, metric_labels
+from log_exporter.sources.cri import InputFormat
 from log_exporter.sources.files import ReplayError, open_sources
 from log_exporter.sources.filesets import gather, labels_text
 from log_exporter.sources.patterns import (
@@ -62,6 +63,8 @@ class ReplayOptions:
     # ``--label NAME=VALUE`` pairs, as given.
     patterns: Sequence[str] = ()
     labels: Sequence[str] = ()
+    # "cri": container runtime logs (log_exporter.sources.cri).
+    input_format: InputFormat = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +164,7 @@ def _prepare(options: ReplayOptions, err: TextIO) -> _Prepared | int:
         sets = [
             LabelledSet(
                 fileset.labels + tuple(constant.items()),
-                open_sources(fileset.paths, time_of=time_of),
+                open_sources(fileset.paths, time_of=time_of, input_format=options.input_format),
             )
             for fileset in gather(options.files, patterns)
         ]

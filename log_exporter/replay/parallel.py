@@ -79,15 +79,16 @@ def cut(
     sources: Sequence[LogFile], jobs: int, most: int = STRETCH_BYTES, read_size: int = READ_SIZE
 ) -> list[Stretch]:
     """The stretches of ``sources`` in log order: plain files cut (at multiples of
-    ``read_size``, where one reader's reads start), gzip files whole."""
-    plain = sum(s.size for s in sources if not s.gzip)
+    ``read_size``, where one reader's reads start), gzip and CRI files whole (a CRI line's
+    chunks may lie on both sides of any cut)."""
+    plain = sum(s.size for s in sources if not s.gzip and not s.cri)
     # Several stretches per worker, so that an uneven one does not leave the others idle.
     size = min(most, max(read_size, plain // (jobs * 4)))
     size -= size % read_size
     out: list[Stretch] = []
     for s in sources:
         start = 0
-        if not s.gzip:
+        if not s.gzip and not s.cri:
             while s.size - start > size:
                 out.append(Stretch(s, start, start + size))
                 start += size

@@ -302,6 +302,7 @@ class Partial:
         self.label_values_too_long: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self.exemplars_skipped: dict[str, float] = dict.fromkeys(self.states, 0.0)
         self._parsed = self._malformed = self._oversized = self._bytes = 0
+        self._unstructured = self._partial = 0
         self._last: float | None = None
 
     def record(self, counts: ReadCounts) -> None:
@@ -310,6 +311,8 @@ class Partial:
         self._malformed += counts.malformed
         self._oversized += counts.oversized
         self._bytes += counts.bytes_read
+        self._unstructured += counts.unstructured
+        self._partial += counts.partial
         if counts.last_event_timestamp is not None:
             self._last = counts.last_event_timestamp
 
@@ -332,7 +335,15 @@ class Partial:
         delta = Delta(
             series,
             ReadCounts(
-                self._parsed, self._malformed, self._oversized, self._bytes, 0, 0, self._last
+                self._parsed,
+                self._malformed,
+                self._oversized,
+                self._bytes,
+                0,
+                0,
+                self._last,
+                self._unstructured,
+                self._partial,
             ),
             {k: v for k, v in self.invalid_values.items() if v},
             {k: v for k, v in self.label_values_too_long.items() if v},
@@ -352,4 +363,5 @@ class Partial:
             for k in d:
                 d[k] = 0.0
         self._parsed = self._malformed = self._oversized = self._bytes = 0
+        self._unstructured = self._partial = 0
         self._last = None

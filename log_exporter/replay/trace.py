@@ -21,6 +21,7 @@ from typing import BinaryIO, TextIO
 
 from log_exporter.limits import MAX_LINE_BYTES
 from log_exporter.parse import parse_line
+from log_exporter.sources.cri import InputFormat, cri_event
 from log_exporter.sources.files import FileReader, LogFile, ReplayError, open_sources
 from log_exporter.sources.filesets import Labels, gather, labels_text
 from log_exporter.sources.patterns import PatternError, parse_pattern
@@ -53,9 +54,13 @@ def run(
     stdout: BinaryIO | None = None,
     stderr: TextIO | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    input_format: InputFormat = "json",
 ) -> int:
     """Print the lines of ``paths`` and of the files of ``patterns`` whose ``field`` is
-    ``trace_id``; grep's exit status."""
+    ``trace_id``; grep's exit status.
+
+    With ``input_format`` ``cri`` (container runtime logs) the event of each line is printed,
+    the runtime's split lines joined, without the runtime's time and stream before it."""
     out = sys.stdout.buffer if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
@@ -65,7 +70,10 @@ def run(
         return EXIT_TROUBLE
     try:
         filesets = gather(paths, [parse_pattern(p) for p in patterns])
-        sets = [(f.labels, open_sources(f.paths, max_line_bytes)) for f in filesets]
+        sets = [
+            (f.labels, open_sources(f.paths, max_line_bytes, input_format=input_format))
+            for f in filesets
+        ]
     except (ReplayError, PatternError) as exc:
         print(f"log-exporter trace: {exc}", file=err)
         return EXIT_TROUBLE
@@ -105,8 +113,10 @@ def _print_matches(
                 picked = [
                     raw
                     for raw in batch.lines
-                    if (needle in raw or b"\\" in raw) and _is_of(raw, path, trace_id)
+                    if (needle in raw or b"\\" in raw) and _is_of(raw, path, trace_id, batch.cri)
                 ]
+                if batch.cri:
+                    picked = [_content(raw) for raw in picked]
                 if picked:
                     found += len(picked)
                     out.write(b"".join(prefix + raw + b"\n" for raw in picked))
@@ -138,6 +148,11 @@ def _print_matches(
     return EXIT_FOUND if found else EXIT_NONE
 
 
-def _is_of(raw: bytes, path: Path, trace_id: str) -> bool:
-    event = parse_line(raw)
+def _is_of(raw: bytes, path: Path, trace_id: str, cri: bool = False) -> bool:
+    event = cri_event(raw) if cri else parse_line(raw)
     return type(event) is dict and read_path(event, path) == trace_id
+
+
+def _content(raw: bytes) -> bytes:
+    """The event of a CRI line (one ``decode`` took for an event): after time, stream, tag."""
+    return raw.split(b" ", 3)[3]

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Final
 
 from log_exporter.limits import MAX_LINE_BYTES, open_regular
 from log_exporter.parse import event_time, parse_line
+from log_exporter.sources.cri import CriFramer, InputFormat, cri_event, cri_time
 from log_exporter.sources.framing import LineFramer
 from log_exporter.values import FINGERPRINT_BYTES, Batch, fingerprint_of
 
@@ -47,6 +48,10 @@ _GZIP_OUT_MAX: Final = 256 << 10
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 # "name.3" or "name.3.gz": the rotation number, higher is older.
 _ROTATION_NUMBER = re.compile(r"\.(\d+)(?:\.gz)?$")
+# The kubelet's "0.log.20261207-101500[.gz]": the time of the rotation, later is newer.
+_KUBELET_STAMP = re.compile(r"\.log\.(\d{8})-(\d{6})(?:\.gz)?$")
+# Above every stamp: a rotation number falling as the stamp grows, as logrotate's numbers do.
+_STAMP_CEILING = 10**14
 
 
 class ReplayError(Exception):
@@ -67,18 +72,25 @@ class LogFile:
     dev: int = 0
     ino: int = 0
     fingerprint: str = ""
+    # A container runtime's log (log_exporter.sources.cri), read whole by one reader.
+    cri: bool = False
 
 
 def _rotation_number(path: str) -> int:
-    m = _ROTATION_NUMBER.search(os.path.basename(path))
+    name = os.path.basename(path)
+    stamp = _KUBELET_STAMP.search(name)
+    if stamp:
+        return _STAMP_CEILING - int(stamp.group(1) + stamp.group(2))
+    m = _ROTATION_NUMBER.search(name)
     return int(m.group(1)) if m else 0
 
 
 def order_sources(sources: Iterable[LogFile]) -> list[LogFile]:
     """Oldest first: by the time of each file's first timed event, ties by rotation order.
 
-    Rotation order is the usual one: a higher ``.N`` is older, a name without a number is the
-    newest, then the name decides. A file without any timed event cannot be placed by time: it
+    Rotation order is the usual one: a higher ``.N`` is older, an earlier kubelet stamp
+    (``0.log.20261207-101500``) is older, a name without either is the newest, then the name
+    decides. A file without any timed event cannot be placed by time: it
     goes just before the first file that rotation order says is newer (at the end if none is).
     """
     timed = sorted(
@@ -100,13 +112,16 @@ def open_sources(
     paths: Sequence[str],
     max_line_bytes: int = MAX_LINE_BYTES,
     time_of: Callable[[dict[str, Any]], float | None] = event_time,
+    input_format: InputFormat = "json",
 ) -> list[LogFile]:
     """Check every file can be read and return them oldest first; ``ReplayError`` names a bad one.
 
     The same file named twice (by any path) is replayed once. What is not a regular file (a
     FIFO, a device, a directory) is refused without being read: a FIFO would hang the command.
-    ``time_of``: an event's time, as the spec's ``[input]`` reads it.
+    ``time_of``: an event's time, as the spec's ``[input]`` reads it; ``input_format`` ``cri``
+    reads container runtime logs, the runtime's time standing in for a missing event time.
     """
+    cri = input_format == "cri"
     sources: list[LogFile] = []
     seen: set[tuple[int, int]] = set()
     for path in paths:
@@ -120,7 +135,7 @@ def open_sources(
         except OSError as exc:
             raise ReplayError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         is_gzip = head[:2] == _GZIP_MAGIC
-        first = _first_event_time(path, is_gzip, max_line_bytes, time_of)
+        first = _first_event_time(path, is_gzip, max_line_bytes, time_of, cri)
         sources.append(
             LogFile(
                 path,
@@ -131,6 +146,7 @@ def open_sources(
                 st.st_dev,
                 st.st_ino,
                 fingerprint_of(head),
+                cri,
             )
         )
     return order_sources(sources)
@@ -157,15 +173,18 @@ def _first_event_time(
     is_gzip: bool,
     max_line_bytes: int,
     time_of: Callable[[dict[str, Any]], float | None],
+    cri: bool = False,
 ) -> float | None:
     """The timestamp of the file's first event that has a usable one (None when none has)."""
-    reader = FileReader(LogFile(path, 0, is_gzip, None, 0), max_line_bytes)
+    reader = FileReader(LogFile(path, 0, is_gzip, None, 0, cri=cri), max_line_bytes)
     try:
         for batch in reader.batches():
             for raw in batch.lines:
-                event = parse_line(raw)
+                event = cri_event(raw) if cri else parse_line(raw)
                 if type(event) is dict:
                     t = time_of(event)
+                    if t is None and cri:
+                        t = cri_time(raw)
                     if t is not None:
                         return t
     except OSError as exc:
@@ -229,7 +248,12 @@ class FileReader:
             raise
         # Counted when seen: the file is read once, and that fixes the batch (and so the replay
         # sample) an oversized line is counted in.
-        framer = LineFramer(self.max_line_bytes, count_oversized="when_seen")
+        framer: LineFramer | CriFramer = (
+            CriFramer(self.max_line_bytes)
+            if self.source.cri
+            else LineFramer(self.max_line_bytes, count_oversized="when_seen")
+        )
+        cri = self.source.cri
         if self.source.gzip:
             chunks = self._gunzip(self._file)
         else:
@@ -241,13 +265,13 @@ class FileReader:
         for chunk in chunks:
             lines, oversized = feed(chunk)
             self._lines += len(lines) + oversized
-            yield Batch(lines, oversized=oversized, bytes_read=len(chunk))
+            yield Batch(lines, oversized=oversized, bytes_read=len(chunk), cri=cri)
         if self.end is None or self.damage_what is not None or self.raw_done < self.end:
             lines, oversized = framer.finish()
             if lines or oversized:
                 # The final line without its newline, in a batch of its own that read no bytes.
                 self._lines += len(lines) + oversized
-                yield Batch(lines, oversized=oversized)
+                yield Batch(lines, oversized=oversized, cri=cri)
         self.close()
 
     def _line_before(self, f: BinaryIO) -> tuple[bytes, bool]:

@@ -39,6 +39,7 @@ class Follower:
         rotation_grace: float,
         clock: Callable[[], float],
         rotated_globs: Sequence[str] = (),
+        cri: bool = False,
     ) -> None:
         self.path = path
         self.grace = rotation_grace
@@ -49,6 +50,7 @@ class Follower:
             max_line_bytes=max_line_bytes,
             clock=clock,
             globs=rotated_globs,
+            cri=cri,
         )
         self.current: Generation | None = None
         self.draining: list[Generation] = []
@@ -60,6 +62,7 @@ class Follower:
         self.released: list[tuple[FileId, int]] = []
         self._max_line = max_line_bytes
         self._read_size = read_size
+        self._cri = cri
 
     def generations(self) -> list[Generation]:
         """Every open generation, oldest first (the current one last)."""
@@ -67,7 +70,7 @@ class Follower:
 
     def open(self, name: str, offset: int) -> Generation | None:
         """The regular file at ``name`` as a generation read from ``offset``; None if none."""
-        return Generation.open(name, offset, self._max_line)
+        return Generation.open(name, offset, self._max_line, self._cri)
 
     def open_keys(self) -> set[Key]:
         keys = {g.key for g in self.draining}

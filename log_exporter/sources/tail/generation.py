@@ -16,6 +16,7 @@ import tempfile
 import zlib
 from typing import Literal
 
+from log_exporter.sources.cri import LOOK_BACK_BYTES, CriFramer
 from log_exporter.sources.framing import LineFramer
 from log_exporter.values import FINGERPRINT_BYTES, Batch, FileId, fingerprint_of
 
@@ -63,7 +64,13 @@ class Generation:
     )
 
     def __init__(
-        self, fd: int, st: os.stat_result, offset: int, name: str, max_line_bytes: int
+        self,
+        fd: int,
+        st: os.stat_result,
+        offset: int,
+        name: str,
+        max_line_bytes: int,
+        cri: bool = False,
     ) -> None:
         self.fd = fd
         self.dev = st.st_dev
@@ -77,14 +84,28 @@ class Generation:
         self.mtime = st.st_mtime_ns
         self.size_seen = st.st_size  # the size at the last look, for a resume's loss estimate
         self.read_pos = offset  # next byte to read
-        self.framer = LineFramer(max_line_bytes)  # holds the partial line read so far
+        # Holds the partial line read so far; a CRI log's joins the runtime's partial lines.
+        self.framer: LineFramer | CriFramer = (
+            CriFramer(max_line_bytes) if cri else LineFramer(max_line_bytes)
+        )
+        if cri and offset:
+            self._look_back()
         self.deadline: float | None = None  # set once rotated away: read until then
         self.lines = 0  # lines delivered from it (oversized ones included)
         # Read from its first byte and never truncated: ``lines`` is then all it ever held.
         self.whole = offset == 0
 
+    def _look_back(self) -> None:
+        """Start a CRI framer inside the file, knowing which stream is inside a line there."""
+        assert isinstance(self.framer, CriFramer)
+        start = max(0, self.read_pos - LOOK_BACK_BYTES)
+        before = os.pread(self.fd, self.read_pos - start, start)
+        self.framer.start_after(before, at_file_start=start == 0)
+
     @classmethod
-    def open(cls, name: str, offset: int, max_line_bytes: int) -> Generation | None:
+    def open(
+        cls, name: str, offset: int, max_line_bytes: int, cri: bool = False
+    ) -> Generation | None:
         """The regular file at ``name``, to be read from ``offset``; None when there is none."""
         try:
             # O_NONBLOCK: a FIFO put at the path must not hang the open.
@@ -96,13 +117,15 @@ class Generation:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 return None
-            return cls(fd, st, offset, name, max_line_bytes)
+            return cls(fd, st, offset, name, max_line_bytes, cri)
         except OSError:
             os.close(fd)
             raise
 
     @classmethod
-    def open_gzip(cls, name: str, offset: int, max_line_bytes: int) -> Generation | None:
+    def open_gzip(
+        cls, name: str, offset: int, max_line_bytes: int, cri: bool = False
+    ) -> Generation | None:
         """The gzip file at ``name`` decompressed, to be read from ``offset``, under the gzip
         file's identity; None when it is gone, incomplete or not gzip.
 
@@ -126,7 +149,7 @@ class Generation:
         finally:
             tmp.close()
         try:
-            gen = cls(fd, os.fstat(fd), offset, name, max_line_bytes)
+            gen = cls(fd, os.fstat(fd), offset, name, max_line_bytes, cri)
         except OSError:
             os.close(fd)
             raise
@@ -216,6 +239,8 @@ class Generation:
             newline = os.pread(self.fd, pos - lo, lo).rfind(b"\n")
             if newline >= 0:
                 self.read_pos = lo + newline + 1
+                if isinstance(self.framer, CriFramer):
+                    self._look_back()
                 return
             pos = lo
         if floor == 0:

@@ -133,8 +133,10 @@ def _take(follow: Follower, saved: Position) -> Generation | None:
     """Open the generation ``saved`` names at its offset: at the path or a sibling, or its
     compressed form among the gzip siblings (rotated, then compressed while we were down)."""
     gen = _take_plain(follow, saved)
-    if gen is None and saved.offset > 0:
-        # At offset 0 nothing was consumed: the sibling scan reads a compressed one from 0.
+    if gen is None and (saved.offset > 0 or saved.file.fingerprint):
+        # Also at offset 0 once its first line is known: nothing was consumed, yet its lines
+        # were read (a CRI line held back whole, an oversized one being skipped), so the
+        # sibling scan takes its compressed form for one already read.
         gen = follow.siblings.find_gzip(saved.file.fingerprint, saved.offset, follow.open_keys())
         if gen is not None:
             log.info(

@@ -2,9 +2,11 @@
 
 A sibling is a file in the log's directory named as a rotator names a generation of the log:
 a name starting with the log's name (``app.jsonl.1`` of logrotate and RotatingFileHandler,
-``app.jsonl-20261127`` of logrotate's dateext), lumberjack's ``STEM-TIMESTAMP.EXT``
+``app.jsonl-20261127`` of logrotate's dateext, ``0.log.20261207-101500`` of the kubelet),
+lumberjack's ``STEM-TIMESTAMP.EXT``
 (``access.log`` -> ``access-2026-12-07T15-45-33.123.log``), or a name matching one of the
-operator's globs; each may end in ``.gz``. Every generation read, or present at start and so
+operator's globs; each may end in ``.gz`` (the kubelet's ``NAME.tmp``, a compression under
+way, is none). Every generation read, or present at start and so
 history, is remembered by identity; a sibling not remembered is a generation that came and went
 between two looks, and is read from 0. The copy copytruncate leaves is found (and remembered)
 when its truncation is noticed, so no scan takes it for a new generation.
@@ -39,6 +41,10 @@ log = logging.getLogger("log_exporter.tail")
 # ones (every common rotator's default) are read decompressed; the others are never candidates.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".Z", ".zip")
 GZIP_SUFFIX = ".gz"
+
+# The kubelet compresses a rotated generation into NAME.tmp, renamed NAME.gz once complete: gzip
+# bytes, never a generation to read as text.
+_PART_SUFFIX = ".tmp"
 
 # lumberjack's backup name: the time of the rotation between the stem and the extension, in
 # its fixed layout "2006-01-02T15-04-05.000".
@@ -79,8 +85,10 @@ class Siblings:
         max_line_bytes: int,
         clock: Callable[[], float],
         globs: Sequence[str] = (),
+        cri: bool = False,
     ) -> None:
         self._dir = os.path.dirname(path)
+        self._cri = cri
         self._base = os.path.basename(path)
         self._globs = tuple(globs)
         self._grace = grace
@@ -102,7 +110,9 @@ class Siblings:
         return [
             os.path.join(self._dir, n)
             for n in self._listing()
-            if not n.endswith(COMPRESSED_SUFFIXES) and is_rotated_name(n, self._base, self._globs)
+            if not n.endswith(COMPRESSED_SUFFIXES)
+            and not n.endswith(_PART_SUFFIX)
+            and is_rotated_name(n, self._base, self._globs)
         ]
 
     def gzip_names(self) -> list[str]:
@@ -118,10 +128,10 @@ class Siblings:
         ]
 
     def open(self, name: str, offset: int) -> Generation | None:
-        return Generation.open(name, offset, self._max_line)
+        return Generation.open(name, offset, self._max_line, self._cri)
 
     def open_gzip(self, name: str, offset: int) -> Generation | None:
-        return Generation.open_gzip(name, offset, self._max_line)
+        return Generation.open_gzip(name, offset, self._max_line, self._cri)
 
     def find_gzip(self, fingerprint: str, offset: int, open_keys: set[Key]) -> Generation | None:
         """The compressed form of the generation with ``fingerprint``, at least ``offset``
@@ -231,11 +241,15 @@ class Siblings:
                 continue
             key = (st.st_dev, st.st_ino)
             present.add(key)
-            if key in skip or key in self._seen:
+            if key in skip:
                 continue
             fp = gzip_fingerprint(name)
             if fp is None:
                 continue  # not gzip, or being written: looked at again on the next scan
+            if key in self._seen and self._seen[key] == fp:
+                # Known by identity and bytes: the inode number of a file deleted since (the
+                # original a rotator compressed) may be reused by a new compressed generation.
+                continue
             if not fp or fp in known_fps or not self.read_gzip:
                 # Known: its compressed form. Empty: nothing to read, or a lone partial line
                 # too short to tell apart from one read; either way not a new generation.

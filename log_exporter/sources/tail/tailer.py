@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from log_exporter.limits import MAX_LINE_BYTES
+from log_exporter.sources.cri import InputFormat
 from log_exporter.sources.tail.follow import Follower
 from log_exporter.sources.tail.resume import resume_from
 from log_exporter.sources.tail.wakeup import FileEvents, Wakeup
@@ -149,7 +150,9 @@ class Tailer:
         wakeup: Wakeup | None = None,
         warning_interval: float = 60.0,
         rotated_globs: Sequence[str] = (),
+        input_format: InputFormat = "json",
     ) -> None:
+        """``input_format``: ``cri`` for a container runtime's log (``sources.cri``)."""
         if start_at not in ("beginning", "end"):
             raise ValueError(f"start_at must be 'beginning' or 'end', not {start_at!r}")
         if max_line_bytes < 1 or read_size < 1 or max_batch_bytes < 1:
@@ -170,10 +173,14 @@ class Tailer:
             rotation_grace=rotation_grace,
             clock=clock,
             rotated_globs=rotated_globs,
+            cri=input_format == "cri",
         )
 
+        self._cri = input_format == "cri"
         self._started = False
-        self._pending = Batch(lines=[])  # what start() noticed, reported by the next poll
+        self._pending = Batch(
+            lines=[], cri=self._cri
+        )  # what start() noticed, reported by the next poll
         self._more = False  # the last poll stopped at its byte budget, not at EOF
         self._at_end = False  # the last poll read every open generation to its end
 
@@ -272,7 +279,7 @@ class Tailer:
     def poll(self) -> Batch:
         """Read what is available now, up to ``max_batch_bytes``; never blocks, never raises
         for I/O errors (they are logged, counted and retried on the next poll)."""
-        batch, self._pending = self._pending, Batch(lines=[])
+        batch, self._pending = self._pending, Batch(lines=[], cri=self._cri)
         with self._lock:
             self._polling = True
         self._follow.budget = self._max_batch
@@ -402,6 +409,7 @@ def count_lines_after(
     start_at: Literal["beginning", "end"] = "beginning",
     max_line_bytes: int = MAX_LINE_BYTES,
     rotated_globs: Sequence[str] = (),
+    input_format: InputFormat = "json",
 ) -> int:
     """How many whole lines a tailer resumed at ``position`` would still read (oversized ones
     included): what a reader stopped there leaves behind. Reads to the end of every file."""
@@ -411,6 +419,7 @@ def count_lines_after(
         resume=position,
         max_line_bytes=max_line_bytes,
         rotated_globs=rotated_globs,
+        input_format=input_format,
     )
     count = 0
     try:

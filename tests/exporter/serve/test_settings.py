@@ -46,6 +46,7 @@ def test_variable_is_converted_like_its_flag() -> None:
         ({"LOG_EXPORTER_START_AT": "middle"}, "--start-at / LOG_EXPORTER_START_AT: 'middle' is"),
         ({"LOG_EXPORTER_STATE_INTERVAL": "0"}, "--state-interval / LOG_EXPORTER_STATE_INTERVAL"),
         ({"LOG_EXPORTER_MAX_LINE_BYTES": "0"}, "--max-line-bytes / LOG_EXPORTER_MAX_LINE_BYTES"),
+        ({"LOG_EXPORTER_INPUT_FORMAT": "xml"}, "--input-format / LOG_EXPORTER_INPUT_FORMAT: 'xml'"),
     ],
 )
 def test_check_names_flag_and_variable(environ: dict[str, str], message: str) -> None:
@@ -66,3 +67,10 @@ def test_every_row_has_a_flag_variable_and_meaning() -> None:
     rows = (*settings.SERVE, *settings.CLOUDWATCH)
     assert all(row.flag.startswith("--") and row.env and row.doc for row in rows)
     assert len({row.flag for row in rows}) == len({row.dest for row in rows}) == len(rows)
+
+
+def test_stdout_log_path_from_the_service_is_refused_naming_it() -> None:
+    """SustainBot's JSON_LOG_PATH=- (its events on stdout) shared by a sidecar is no file to
+    tail: refused at start, naming the variable and where to read such logs instead."""
+    with pytest.raises(SettingError, match=r"--file / LOG_EXPORTER_FILE: .*JSON_LOG_PATH=-.*cri"):
+        settings.check(_parse([], {"JSON_LOG_PATH": "-"}), settings.SERVE)
