@@ -168,7 +168,9 @@ class FileSet:
         for path, match in found.items():
             saved = self._resume.pop(path, None)
             resume = None if saved is None else saved[1]
-            self._follow(path, self._pairs_of(match), resume=resume, start_at=self._start_at)
+            # A file the state knows but had not read yet (found empty) is read from its start.
+            start_at = self._start_at if saved is None else "beginning"
+            self._follow(path, self._pairs_of(match), resume=resume, start_at=start_at)
             self._initial.add(path)
         # Files of the state no pattern finds now: resumed all the same, so a generation rotated
         # away while the exporter was down is read to its end before the file is forgotten.

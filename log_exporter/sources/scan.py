@@ -49,9 +49,14 @@ class Scanner:
         self._globs = tuple(rotated_globs)
         self._full_every = full_every
         self._scans = 0
-        # directory -> (mtime_ns, ino, [(name, is_dir, is_file)]); directories not seen in a
-        # scan are dropped after it, so the cache follows the tree.
-        self._listings: dict[str, tuple[int, int, list[tuple[str, bool, bool]]]] = {}
+        # directory -> (mtime_ns, ino, [(name, path, is_dir, is_file)]); directories not seen
+        # in a scan are dropped after it, so the cache follows the tree.
+        self._listings: dict[str, tuple[int, int, list[_Entry]]] = {}
+        # The label values of each path matched (a pure function of the path), and the last
+        # scan's answer: an idle tree's scan allocates next to nothing, so it triggers no
+        # garbage collection over the stores' objects.
+        self._values: dict[tuple[int, str], tuple[str, ...] | None] = {}
+        self._last: tuple[dict[str, Match], dict[str, Match]] = ({}, {})
         self.errors = 0  # directories that could not be listed (other than missing)
 
     def scan(self) -> dict[str, Match]:
@@ -68,12 +73,23 @@ class Scanner:
                     found.setdefault(pattern.text, Match(index, ()))
                 continue
             for path in self._walk(segments, full, seen):
-                values = pattern.match(path)
-                if values is not None:
-                    found.setdefault(path, Match(index, values))
-        for directory in self._listings.keys() - seen:
-            del self._listings[directory]
-        return _without_rotated(found, self._globs)
+                key = (index, path)
+                if key in self._values:
+                    values = self._values[key]
+                else:
+                    values = self._values[key] = pattern.match(path)
+                if values is not None and path not in found:
+                    found[path] = Match(index, values)
+        if len(self._listings) > len(seen):
+            for directory in self._listings.keys() - seen:
+                del self._listings[directory]
+        if len(self._values) > 2 * len(found) + 64:
+            self._values = {}
+        previous, answer = self._last
+        if found != previous:
+            answer = _without_rotated(found, self._globs)
+            self._last = (found, answer)
+        return dict(answer)
 
     def _walk(self, segments: list[_Segment], full: bool, seen: set[str]) -> list[str]:
         """The regular files the segments reach, one directory level per segment."""
@@ -86,19 +102,20 @@ class Scanner:
                     path = os.path.join(directory, segment.text) if directory else segment.text
                     nxt.append(path)
                     continue
-                for name, is_dir, is_file in self._list(directory, full, seen):
+                fullmatch, dots = segment.regex.fullmatch, segment.text.startswith(".")
+                for name, path, is_dir, is_file in self._list(directory, full, seen):
                     if (last and not is_file) or (not last and not is_dir):
                         continue
-                    if name.startswith(".") and not segment.text.startswith("."):
+                    if name.startswith(".") and not dots:
                         continue  # as the shell's glob: a wildcard never matches a leading dot
-                    if segment.regex.fullmatch(name):
-                        nxt.append(os.path.join(directory, name) if directory else name)
+                    if fullmatch(name):
+                        nxt.append(path)
             current = nxt
         if segments[-1].regex is None:
             return [p for p in current if os.path.isfile(p)]
         return current
 
-    def _list(self, directory: str, full: bool, seen: set[str]) -> list[tuple[str, bool, bool]]:
+    def _list(self, directory: str, full: bool, seen: set[str]) -> list[_Entry]:
         where = directory or "."
         seen.add(where)
         try:
@@ -108,7 +125,7 @@ class Scanner:
         kept = self._listings.get(where)
         if not full and kept is not None and kept[0] == st.st_mtime_ns and kept[1] == st.st_ino:
             return kept[2]
-        entries: list[tuple[str, bool, bool]] = []
+        entries: list[_Entry] = []
         try:
             with os.scandir(where) as it:
                 for entry in it:
@@ -116,7 +133,8 @@ class Scanner:
                         mode = entry.stat().st_mode  # follows symlinks, as glob does
                     except OSError:
                         continue
-                    entries.append((entry.name, stat.S_ISDIR(mode), stat.S_ISREG(mode)))
+                    path = os.path.join(directory, entry.name) if directory else entry.name
+                    entries.append((entry.name, path, stat.S_ISDIR(mode), stat.S_ISREG(mode)))
         except FileNotFoundError:
             return []
         except OSError:
@@ -124,6 +142,10 @@ class Scanner:
             return []
         self._listings[where] = (st.st_mtime_ns, st.st_ino, entries)
         return entries
+
+
+# A directory's entry: its name, its path as the pattern spells it, directory?, regular file?
+_Entry = tuple[str, str, bool, bool]
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,6 +196,7 @@ def test_a_label_name_given_twice_is_refused_at_start_naming_both(
     exporter at start with the configuration exit code and a message naming both sources."""
     done = run_cli(["serve", "--file", PATTERN, *args], cwd=tmp_path)
     assert done.returncode == EXIT_CONFIG, done.stderr
+    assert "is given twice" in done.stderr
     for source in sources:
         assert source in done.stderr
 
@@ -205,4 +206,23 @@ def test_cloudwatch_with_a_pattern_is_refused_at_start_naming_the_flags(tmp_path
     done = run_cli(["serve", "--file", PATTERN, "--cloudwatch"], cwd=tmp_path)
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert "--cloudwatch" in done.stderr
+    assert "follows one file" in done.stderr
     assert "--file" in done.stderr
+
+
+def test_sigterm_drains_every_file_and_a_restart_counts_nothing_twice(tmp_path: Path) -> None:
+    """Stopped with SIGTERM, the exporter reads every pod's file to its end, exits 0 and saves
+    each position, so the restarted exporter shows the same counts and reads on from there."""
+    args = ["--file", PATTERN, "--state", "state.json", "--drain-quiet", "0.2"]
+    for i in range(4):
+        append(_pod_file(tmp_path, f"web-{i}"), _lines(10 + i))
+    with Exporter(tmp_path, args) as exporter:
+        exporter.wait_healthy()
+        _wait_parsed(exporter, "web-3", 13)
+        assert exporter.stop(signal.SIGTERM) == 0
+    append(_pod_file(tmp_path, "web-0"), _lines(5, start=10))
+    with Exporter(tmp_path, args) as exporter:
+        exporter.wait_healthy()
+        wait_for(lambda: exporter.get("/readyz")[0] == 200, "readiness after the restart")
+        _wait_parsed(exporter, "web-0", 15)
+        assert [_parsed(exporter, f"web-{i}") for i in range(1, 4)] == [11, 12, 13]
