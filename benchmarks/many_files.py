@@ -90,19 +90,21 @@ class _Serve:
         except OSError:
             return False
 
-    def wait_ready(self, n: int, timeout: float = 600) -> float:
+    def wait_ready(self, n: int, timeout: float = 600) -> tuple[float, float]:
         """Seconds from now until /readyz says every file is read and counted (a scrape of a
         page of many label sets costs enough to slow the reading down: /readyz costs nothing),
-        checked against ``n`` parsed lines on /metrics."""
+        checked against ``n`` parsed lines on /metrics; with the process's CPU seconds then (the
+        check's scrape left out)."""
         start = time.monotonic()
         while not self.ready():
             if time.monotonic() - start > timeout or self.proc.poll() is not None:
                 raise SystemExit("gave up waiting for readiness")
             time.sleep(0.02)
         elapsed = time.monotonic() - start
+        cpu = self.cpu_seconds()
         if self.parsed() != n:
             raise SystemExit(f"ready with {self.parsed()} lines counted, not {n}")
-        return elapsed
+        return elapsed, cpu
 
     def scrape_seconds(self) -> float:
         start = time.perf_counter()
@@ -153,11 +155,39 @@ def _catch_up(root: Path, file_arg: str, n: int, port: int) -> tuple[float, floa
     seconds after."""
     serve = _Serve(root, file_arg, port)
     try:
-        rate = n / serve.wait_ready(n)
-        cpu_rate = n / serve.cpu_seconds()
+        elapsed, cpu = serve.wait_ready(n)
+        rate, cpu_rate = n / elapsed, n / cpu
         return rate, cpu_rate, min(serve.scrape_seconds() for _ in range(3))
     finally:
         serve.stop()
+
+
+def _idle_figures(work: Path, args: argparse.Namespace) -> None:
+    """The idle CPU and RSS of many files against one, and the memory per label set."""
+    idle_lines = make_lines(args.idle_files * 10)
+    many, one = work / "idle-many", work / "idle-one"
+    _write_tree(many, args.idle_files, idle_lines)
+    one.mkdir()
+    _write_one(one, idle_lines[:10])
+    shares: dict[str, list[float]] = {"many": [], "one": []}
+    rss: dict[str, list[int]] = {"many": [], "one": []}
+    for _ in range(args.rounds):
+        share, size = _idle(many, PATTERN, len(idle_lines), args.seconds, args.port)
+        shares["many"].append(share)
+        rss["many"].append(size)
+        share, size = _idle(one, "one.jsonl", 10, args.seconds, args.port)
+        shares["one"].append(share)
+        rss["one"].append(size)
+    for key, label in (("many", f"{args.idle_files} files"), ("one", "1 file")):
+        rounds = ", ".join(f"{100 * s:.2f}%" for s in shares[key])
+        print(
+            f"idle, {label}: CPU median {100 * statistics.median(shares[key]):.2f}% of one "
+            f"core ({rounds}); RSS median {statistics.median(rss[key]) / 2**20:.1f} MiB"
+        )
+    per_set = (statistics.median(rss["many"]) - statistics.median(rss["one"])) / (
+        args.idle_files - 1
+    )
+    print(f"memory per label set (one file each): {per_set / 1024:.1f} KiB")
 
 
 def main() -> None:
@@ -168,34 +198,12 @@ def main() -> None:
     parser.add_argument("--catchup-files", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=19555)
+    parser.add_argument("--no-idle", action="store_true", help="only the catch-up")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="many-files-"))
     try:
-        idle_lines = make_lines(args.idle_files * 10)
-        many, one = work / "idle-many", work / "idle-one"
-        _write_tree(many, args.idle_files, idle_lines)
-        one.mkdir()
-        _write_one(one, idle_lines[:10])
-        shares: dict[str, list[float]] = {"many": [], "one": []}
-        rss: dict[str, list[int]] = {"many": [], "one": []}
-        for _ in range(args.rounds):
-            share, size = _idle(many, PATTERN, len(idle_lines), args.seconds, args.port)
-            shares["many"].append(share)
-            rss["many"].append(size)
-            share, size = _idle(one, "one.jsonl", 10, args.seconds, args.port)
-            shares["one"].append(share)
-            rss["one"].append(size)
-        for key, label in (("many", f"{args.idle_files} files"), ("one", "1 file")):
-            rounds = ", ".join(f"{100 * s:.2f}%" for s in shares[key])
-            print(
-                f"idle, {label}: CPU median {100 * statistics.median(shares[key]):.2f}% of one "
-                f"core ({rounds}); RSS median {statistics.median(rss[key]) / 2**20:.1f} MiB"
-            )
-        per_set = (statistics.median(rss["many"]) - statistics.median(rss["one"])) / (
-            args.idle_files - 1
-        )
-        print(f"memory per label set (one file each): {per_set / 1024:.1f} KiB")
-
+        if not args.no_idle:
+            _idle_figures(work, args)
         lines = make_lines(args.events)
         tree, flat = work / "catch-many", work / "catch-one"
         _write_tree(tree, args.catchup_files, lines)
