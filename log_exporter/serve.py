@@ -20,30 +20,42 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
 from log_exporter.drain import Drain, Outcome
+from log_exporter.fileset import STATE_SECTION as FILES_SECTION
+from log_exporter.fileset import FileSet, Followed, metric_label_names, restore_error_types
 from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus import selfmetrics
 from log_exporter.prometheus.collector import (
     Registry,
     ServeCollector,
     ServeValues,
     StateValues,
     StoreCollector,
+    StoreSetCollector,
     register_standard,
 )
+from log_exporter.prometheus.families import Pairs
 from log_exporter.prometheus.server import MetricsServer
 from log_exporter.prometheus.webconfig import WebConfig, WebConfigError, load_web_config
 from log_exporter.sources.cri import InputFormat
+from log_exporter.sources.patterns import (
+    FilePattern,
+    PatternError,
+    check_label_names,
+    parse_label,
+    parse_pattern,
+)
 from log_exporter.sources.tail import Tailer, count_lines_after
 from log_exporter.sources.tail.ledger import RotationLedger
 from log_exporter.sources.tail.siblings import is_rotated_name
-from log_exporter.spec import Spec, SpecError, compile_spec
+from log_exporter.spec import Program, Spec, SpecError, compile_spec
 from log_exporter.spec import read_spec as read_spec_file
 from log_exporter.statefile import StateFile, StateKeeper, StateSection
 from log_exporter.store import Store, StoreError
@@ -76,6 +88,14 @@ class ServeOptions:
     rotated_globs: tuple[str, ...] = ()
     # "cri": a container runtime's log (log_exporter.sources.cri).
     input_format: InputFormat = "json"
+    # Every --file given (``file`` is the first); several, or a pattern, serve many files.
+    files: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # the --label NAME=VALUE items
+    grace_period: float = 300.0
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return self.files or (self.file,)
 
 
 def read_spec(path: str | None) -> Spec:
@@ -120,11 +140,19 @@ class Service:
 
         spec = read_spec(options.spec)
         self.web_config = _web_config(options.web_config)
+        self.constant = constant_labels(options, spec)
+        self.keeper: StateKeeper | None = None
+        self._sections: dict[str, Any] = {}
+        self._setup_reading(spec, clock)
+        self.registry = self._build_registry()
+        self.server = self._build_server()
+
+    def _setup_reading(self, spec: Spec, clock: Callable[[], float]) -> None:
+        """The store, the pipeline and the tailer of the one file, resumed from the state."""
+        options = self.options
         self.store = Store(spec.definitions)
         self.pipeline = Pipeline(compile_spec(spec), self.store)
         _check_paths(options)
-        self.keeper: StateKeeper | None = None
-        self._sections: dict[str, Any] = {}
         self._fed = self._open_state()
         self.tailer = Tailer(
             options.file,
@@ -136,8 +164,6 @@ class Service:
         )
         # Counts what the rotator deletes before a slower reader (CloudWatch's) has read it.
         self.ledger = RotationLedger(options.file, clock=clock, rotated_globs=options.rotated_globs)
-        self.registry = self._build_registry()
-        self.server = self._build_server()
 
     def _open_state(self) -> Position | None:
         """With ``--state``: open the state file, restore the metrics it holds and have it save
@@ -156,8 +182,8 @@ class Service:
     def _build_registry(self) -> Registry:
         """What /metrics shows, in its order: the store's metrics and self-metrics, serve's own,
         then client_python's process, platform and GC collectors."""
-        registry = Registry()
-        registry.register(StoreCollector(self.store))
+        registry = Registry(self.constant)
+        registry.register(StoreCollector(self.store, constant=self.constant))
         registry.register(ServeCollector(self._serve_values))
         register_standard(registry)
         return registry
@@ -253,6 +279,10 @@ class Service:
         self.ledger.check(self.tailer)
         if not self._ready and self.tailer.caught_up:
             self._ready = True
+        self._after_tick(self.tailer.at_end)
+
+    def _after_tick(self, at_end: bool) -> None:
+        """What every tick does once the positions are noted: reload, save, drain."""
         if self._reload.is_set():
             self._reload.clear()
             self.reload_spec()
@@ -266,7 +296,7 @@ class Service:
                 extra={"drain_quiet": self.drain.quiet, "drain_timeout": self.drain.timeout},
             )
         if self.drain.requested and self.drain_outcome is None:
-            self.drain_outcome = self._drain_reader.outcome(self.tailer.at_end)
+            self.drain_outcome = self._drain_reader.outcome(at_end)
             if self.drain_outcome is not None:
                 self._stop.set()
 
@@ -278,8 +308,15 @@ class Service:
             self.reloads["failure"] += 1
             log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
             return False
+        try:
+            # A reloaded metric may now use a --label's or a capture's name.
+            constant_labels(self.options, spec)
+        except StartupError as exc:
+            self.reloads["failure"] += 1
+            log.error("spec reload failed, keeping the current spec", extra={"error": str(exc)})
+            return False
         with self._consistency:
-            self.pipeline.reload(compile_spec(spec))
+            self._reload_program(compile_spec(spec))
         self.reloads["success"] += 1
         log.info("spec reloaded", extra={"spec": spec.source, "metrics": len(spec.metrics)})
         return True
@@ -331,18 +368,18 @@ class Service:
         if self.drain.forced and self.drain_outcome is None:
             self.drain_outcome = "forced"
             self._stop.set()
-        self.tailer.wake()
+        self._wake_reader()
 
     def request_reload(self) -> None:
         """Make ``run`` reload the spec between two batches; safe from any thread or handler."""
         self._reload.set()
-        self.tailer.wake()
+        self._wake_reader()
 
     def run(self) -> int:
         """Serve until ``request_stop``; returns the exit code."""
         # Before /healthz answers: a generation rotated once the exporter is seen running must be
         # read, not taken for history present at start.
-        self.tailer.start()
+        self._start_reader()
         self.server.start()
         self._warn_exposure()
         log.info(
@@ -359,7 +396,7 @@ class Service:
         )
         code = EXIT_OK
         try:
-            self.tailer.run(self._on_batch, self._stop, on_tick=self._on_tick)
+            self._follow()
         except Exception:
             # A half-applied batch must not be saved with either position: keep the last save.
             if self.keeper is not None:
@@ -373,19 +410,235 @@ class Service:
             if self.keeper is not None and code == EXIT_OK:
                 self.keeper.save()
             self.server.shutdown()
-            self.tailer.close()
+            self._close_reader()
         if code == EXIT_OK and self.drain_outcome in ("forced", "timeout"):
             # Counted after the save, so a slow count never delays it; the lines are counted
             # by reading the rest of the log, which is local and quick.
-            self.unread_lines = count_lines_after(
-                self.options.file,
-                self._fed,
-                start_at=self.options.start_at,
-                max_line_bytes=self.options.max_line_bytes,
-                rotated_globs=self.options.rotated_globs,
-                input_format=self.options.input_format,
-            )
+            self.unread_lines = self._count_unread()
         return code
+
+    # -- what the subclass for many files replaces ---------------------------------------------
+
+    def _follow(self) -> None:
+        """The tail loop, until stopped."""
+        self.tailer.run(self._on_batch, self._stop, on_tick=self._on_tick)
+
+    def _reload_program(self, program: Program) -> None:
+        self.pipeline.reload(program)
+
+    def _start_reader(self) -> None:
+        self.tailer.start()
+
+    def _close_reader(self) -> None:
+        self.tailer.close()
+
+    def _wake_reader(self) -> None:
+        self.tailer.wake()
+
+    def _count_unread(self) -> int:
+        return count_lines_after(
+            self.options.file,
+            self._fed,
+            start_at=self.options.start_at,
+            max_line_bytes=self.options.max_line_bytes,
+            rotated_globs=self.options.rotated_globs,
+            input_format=self.options.input_format,
+        )
+
+
+class ManyService(Service):
+    """serve over many files: several ``--file`` or a pattern, each file followed by its own
+    tailer, one store per label set (``log_exporter.fileset``); no CloudWatch shipping."""
+
+    def _setup_reading(self, spec: Spec, clock: Callable[[], float]) -> None:
+        options = self.options
+        self.files = FileSet(
+            _patterns(options),
+            compile_spec(spec),
+            consistency=self._consistency,
+            start_at=options.start_at,
+            max_line_bytes=options.max_line_bytes,
+            rotated_globs=options.rotated_globs,
+            grace=options.grace_period,
+            clock=clock,
+            input_format=options.input_format,
+        )
+        _check_state_path(options)
+        if options.state is None:
+            return
+        self.keeper = StateKeeper(
+            StateFile(options.state, target=_target(options)), interval=options.state_interval
+        )
+        self._sections = self.keeper.load()
+        section = self._sections.get(FILES_SECTION)
+        if section is not None:
+            try:
+                self.files.restore(section)
+            except restore_error_types() as exc:
+                log.warning(
+                    "state file not usable, starting fresh",
+                    extra={"path": options.state, "error": str(exc)},
+                )
+                self.keeper.state_file.load_failures += 1
+            else:
+                log.info(
+                    "resuming from the state file",
+                    extra={"path": options.state, "files": len(section.get("files", ()))},
+                )
+        self.keeper.provide(FILES_SECTION, self._state_section)
+
+    def _build_registry(self) -> Registry:
+        registry = Registry(self.constant)
+        files = self.files
+        registry.register(
+            StoreSetCollector(
+                lambda: files.view,
+                lambda: files.program.spec.definitions,
+                constant=self.constant,
+            )
+        )
+        registry.register(ServeCollector(self._serve_values))
+        register_standard(registry)
+        return registry
+
+    def _state_section(self) -> Any:
+        with self._consistency:
+            if self._broken:
+                return self._frozen
+            return self.files.section()
+
+    def attachment(self) -> Attachment:
+        raise StartupError(CLOUDWATCH_MANY)
+
+    def _on_file_batch(self, followed: Followed, batch: Batch) -> None:
+        with self._consistency:
+            self.files.feed(followed, batch)
+        self._drain_reader.read(batch.bytes_read)
+
+    def _on_tick(self) -> None:
+        with self._consistency:
+            self.files.note_positions()
+        if not self._ready and self.files.caught_up:
+            self._ready = True
+        self._after_tick(self.files.at_end)
+
+    def _serve_values(self) -> ServeValues:
+        keeper, files = self.keeper, self.files
+        return ServeValues(
+            lag_bytes=float(files.lag_bytes()),
+            io_errors=float(files.io_errors),
+            spec_reloads=self.reloads,
+            web_config_reloads=self.server.web_config_reloads,
+            http_requests=self.server.http_requests,
+            http_connection_errors=float(self.server.http_connection_errors),
+            tls_handshake_failures=self.server.tls_handshake_failures,
+            state=None
+            if keeper is None
+            else StateValues(
+                saves=keeper.saves_total,
+                load_failures=float(keeper.state_file.load_failures),
+                resume_misses=float(files.resume_misses),
+                resume_lost_bytes=float(files.resume_lost_bytes),
+            ),
+        )
+
+    def _follow(self) -> None:
+        self.files.run(self._on_file_batch, self._stop, on_tick=self._on_tick)
+
+    def _count_unread(self) -> int:
+        options = self.options
+        return sum(
+            count_lines_after(
+                path,
+                fed,
+                start_at=options.start_at,
+                max_line_bytes=options.max_line_bytes,
+                rotated_globs=options.rotated_globs,
+                input_format=options.input_format,
+            )
+            for path, fed in self.files.positions()
+        )
+
+    def _reload_program(self, program: Program) -> None:
+        self.files.reload(program)
+
+    def _start_reader(self) -> None:
+        self.files.start()
+
+    def _close_reader(self) -> None:
+        self.files.close()
+
+    def _wake_reader(self) -> None:
+        self.files.wake()
+
+
+CLOUDWATCH_MANY = (
+    "--cloudwatch / CLOUDWATCH_ENABLED: CloudWatch shipping follows one file; it cannot be "
+    "used with several --file or a --file pattern (docs/node.md)"
+)
+
+
+def service_for(options: ServeOptions, *, clock: Callable[[], float] = time.monotonic) -> Service:
+    """The one-file ``Service`` for one plain ``--file`` path (today's exporter, its state file
+    unchanged), else the ``ManyService``."""
+    patterns = _patterns(options)
+    if len(patterns) == 1 and patterns[0].literal:
+        return Service(options, clock=clock)
+    return ManyService(options, clock=clock)
+
+
+def _patterns(options: ServeOptions) -> list[FilePattern]:
+    try:
+        return [parse_pattern(text) for text in options.patterns]
+    except PatternError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def constant_labels(options: ServeOptions, spec: Spec) -> Pairs:
+    """The ``--label`` pairs, once no label name has two sources (a metric's label, a capture,
+    another ``--label``); ``StartupError`` naming both otherwise."""
+    try:
+        pairs = [parse_label(item) for item in options.labels]
+        labels = check_label_names(
+            pairs,
+            _patterns(options),
+            metric_label_names(spec.definitions, _SELF_LABELS),
+        )
+    except PatternError as exc:
+        raise StartupError(str(exc)) from exc
+    return tuple(labels.items())
+
+
+# The labels of the exporter's own metrics and of client_python's python_info and GC ones,
+# which a --label or a capture of the same name would clash with.
+_SELF_LABELS: Final = {
+    **{m.name: m.labels for m in selfmetrics.SELF_METRICS if m.labels},
+    "python_info": ("implementation", "major", "minor", "patchlevel", "version"),
+    "python_gc_objects_collected_total": ("generation",),
+    "python_gc_objects_uncollectable_total": ("generation",),
+    "python_gc_collections_total": ("generation",),
+}
+
+
+def _target(options: ServeOptions) -> str:
+    """What the state file says it belongs to: every --file, in order."""
+    return " ".join(os.path.abspath(p) for p in options.patterns)
+
+
+def _check_state_path(options: ServeOptions) -> None:
+    if options.state is None:
+        return
+    state_dir = Path(options.state).absolute().parent
+    if not state_dir.is_dir():
+        raise StartupError(f"--state {options.state}: directory {state_dir} does not exist")
+    for pattern in _patterns(options):
+        if pattern.match(os.path.abspath(options.state)) is not None or (
+            pattern.match(options.state) is not None
+        ):
+            raise StartupError(
+                f"--state {options.state}: matches --file {pattern.text}; the state file "
+                "would be read as a log"
+            )
 
 
 def _check_paths(options: ServeOptions) -> None:
@@ -454,9 +707,13 @@ def main(
         log.warning(f"{alias} is deprecated, use {flag}", extra={"flag": alias, "use": flag})
     try:
         settings.check(args, settings.SERVE)
-        service = Service(
+        files = tuple(args.file)
+        service = service_for(
             ServeOptions(
-                file=args.file,
+                file=files[0] if files else "",
+                files=files,
+                labels=tuple(args.label or ()),
+                grace_period=args.file_grace_period,
                 listen=args.listen,
                 spec=args.spec,
                 web_config=args.web_config,
@@ -473,10 +730,16 @@ def main(
         )
         # CloudWatch shipping, when enabled: its own thread, tailer and cursor (docs/cloudwatch.md).
         cloudwatch = load_cloudwatch(environ, args)
-        if cloudwatch.enabled and args.input_format == "cri":
-            # Its shipper sends the file's lines as they are: CRI framing would reach CloudWatch.
-            raise StartupError("--input-format cri: CloudWatch shipping reads JSON logs only")
-        shipping = start_for_serve(cloudwatch, service.attachment())
+        shipping = None
+        if isinstance(service, ManyService):
+            if cloudwatch.enabled:
+                raise StartupError(CLOUDWATCH_MANY)
+        else:
+            if cloudwatch.enabled and args.input_format == "cri":
+                # Its shipper sends the file's lines as they are: CRI framing would reach
+                # CloudWatch.
+                raise StartupError("--input-format cri: CloudWatch shipping reads JSON logs only")
+            shipping = start_for_serve(cloudwatch, service.attachment())
         if shipping is not None:
             service.ledger.watch("cloudwatch", shipping.progress)
     except (settings.SettingError, StartupError, ConfigError) as exc:

@@ -50,6 +50,10 @@ class Setting:
     problem: Callable[[Any], str | None] | None = None
     aliases: tuple[str, ...] = ()  # earlier spellings of the flag, accepted but deprecated
     once: bool = False  # given twice is an error, not "the last one wins"
+    # Given several times, each adds a value (argparse keeps the list); the variables named in
+    # ``several`` hold several values separated by commas, the others one.
+    repeat: bool = False
+    several: tuple[str, ...] = ()
 
     @property
     def documented_default(self) -> str:
@@ -77,10 +81,15 @@ class _Store(argparse.Action):
     """argparse's ``store``, noting when the flag was given in a deprecated spelling."""
 
     def __init__(
-        self, *args: Any, aliases: tuple[str, ...] = (), once: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        aliases: tuple[str, ...] = (),
+        once: bool = False,
+        repeat: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.aliases, self.once = aliases, once
+        self.aliases, self.once, self.repeat = aliases, once, repeat
 
     def __call__(
         self,
@@ -93,6 +102,10 @@ class _Store(argparse.Action):
         if self.once and self.dest in seen:
             parser.error(f"{self.option_strings[0]} given twice: only one address is served")
         setattr(namespace, _GIVEN_DEST, seen | {self.dest})
+        if self.repeat:
+            # The flags given replace the environment's values; each further one adds to them.
+            earlier = getattr(namespace, self.dest) if self.dest in seen else []
+            values = [*earlier, values]
         setattr(namespace, self.dest, values)
         if option_string in self.aliases:
             used = getattr(namespace, _DEPRECATED_DEST, ())
@@ -116,6 +129,18 @@ def lookup(setting: Setting, flag: str | None, environ: Mapping[str, str]) -> st
         if value:
             return value
     return setting.default
+
+
+def lookup_many(setting: Setting, environ: Mapping[str, str]) -> list[str]:
+    """A repeatable setting's values from the environment (``lookup``'s order): a variable of
+    ``several`` split at its commas, blanks around them dropped; else the default, if any."""
+    for name in setting.env:
+        value = environ.get(name)
+        if value:
+            if name in setting.several:
+                return [v.strip() for v in value.split(",") if v.strip()]
+            return [value]
+    return [] if setting.default is None else [setting.default]
 
 
 # A duration as Prometheus writes one (model.ParseDuration): units largest first, each once.
@@ -179,7 +204,9 @@ def add_arguments(
     and calls ``lookup`` itself.
     """
     for setting in settings:
-        default = None if environ is None else lookup(setting, None, environ)
+        default: Any = None if environ is None else lookup(setting, None, environ)
+        if setting.repeat and environ is not None:
+            default = lookup_many(setting, environ)
         if setting.switch:
             parser.add_argument(
                 setting.flag,
@@ -197,6 +224,7 @@ def add_arguments(
             action=_Store,
             aliases=setting.aliases,
             once=setting.once,
+            repeat=setting.repeat,
             default=default,
             metavar=setting.metavar,
             choices=list(setting.choices) or None,
@@ -238,13 +266,18 @@ FILE: Final = Setting(
     env=("LOG_EXPORTER_FILE", "JSON_LOG_PATH"),
     default="./logs/sustainbot.jsonl",
     metavar="PATH",
-    help="JSONL file to tail",
+    help="JSONL file to tail, or a pattern of files ({name} captures a label); repeatable",
     doc_value="PATH",
-    doc="the JSONL file to tail. `JSON_LOG_PATH` is the service's own setting, so a sidecar "
-    "sharing the service's environment finds the log without more configuration; its `-` "
-    "(the service logs to stdout) is refused at start: read the node's container logs instead "
-    "(`docs/node.md`).",
-    problem=lambda path: _file_problem(path),
+    doc="the JSONL file to tail, or a pattern of files to follow (`*`, `?`, `[...]` within a "
+    "path segment; `{name}` matches like `*` and makes the text it matched the label `name` "
+    "of every series from that file, `{_}` matches without a label; `docs/node.md`). "
+    "Repeatable; `LOG_EXPORTER_FILE` holds several separated by commas, `JSON_LOG_PATH` one "
+    "path. `JSON_LOG_PATH` is the service's own setting, so a sidecar sharing the service's "
+    "environment finds the log without more configuration; its `-` (the service logs to "
+    "stdout) is refused at start: read the node's container logs instead (`docs/node.md`).",
+    repeat=True,
+    several=("LOG_EXPORTER_FILE",),
+    problem=lambda paths: _files_problem(paths),
 )
 INPUT_FORMAT: Final = Setting(
     dest="input_format",
@@ -260,6 +293,36 @@ INPUT_FORMAT: Final = Setting(
     "(`/var/log/pods/...`, `<time> <stream> <P|F> <content>`), split lines joined, content that "
     "is no JSON object counted as `unstructured`, the runtime's time standing in for a missing "
     "event timestamp (`docs/node.md`).",
+)
+LABEL: Final = Setting(
+    dest="label",
+    flag="--label",
+    env=("LOG_EXPORTER_LABELS",),
+    default=None,
+    metavar="NAME=VALUE",
+    help="a constant label on every series, self-metrics included; repeatable",
+    doc_value="NAME=VALUE",
+    doc_default="none",
+    doc="a label every series on /metrics carries (the spec's metrics, the self-metrics, "
+    "`process_*` and `python_*`), as a Prometheus target label; repeatable, "
+    "`LOG_EXPORTER_LABELS` holds several separated by commas (`job=sustainbot,cluster=eu`). "
+    "A name that a metric or a `--file` capture also gives is refused at start, naming both.",
+    repeat=True,
+    several=("LOG_EXPORTER_LABELS",),
+)
+FILE_GRACE_PERIOD: Final = Setting(
+    dest="file_grace_period",
+    flag="--file-grace-period",
+    env=("LOG_EXPORTER_FILE_GRACE_PERIOD",),
+    default="5m",
+    kind=seconds,
+    metavar="SECONDS",
+    problem=lambda seconds: None if seconds >= 0 else "must be >= 0",
+    help="how long a label set's series stay after its last file is gone",
+    doc_value="SECONDS",
+    doc="with a `--file` pattern: once every file of a label set (the values its captures "
+    "took) has been gone this long, its series leave /metrics and the state file, so a node "
+    "does not accumulate dead pods; seconds, or a duration as Prometheus writes one (`5m`).",
 )
 LISTEN: Final = Setting(
     dest="listen",
@@ -444,8 +507,8 @@ LOG_FORMAT: Final = Setting(
 )
 
 
-def _file_problem(path: str) -> str | None:
-    if path == "-":
+def _files_problem(paths: Sequence[str]) -> str | None:
+    if "-" in paths:
         return (
             "'-' is standard output (JSON_LOG_PATH=- makes SustainBot log to stdout), not a file "
             "to tail: read the container logs the kubelet writes (--input-format cri, "
@@ -468,6 +531,8 @@ RESERVED_PATHS: Final = ("/", "/healthz", "/readyz")
 SERVE: Final = (
     FILE,
     INPUT_FORMAT,
+    LABEL,
+    FILE_GRACE_PERIOD,
     LISTEN,
     TELEMETRY_PATH,
     SPEC,

@@ -10,8 +10,9 @@ between events. Every self-metric's name, type, help and labels come from ``self
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -28,7 +29,7 @@ from prometheus_client.utils import floatToGoString
 from log_exporter import buildinfo
 from log_exporter.parse import event_time
 from log_exporter.prometheus import selfmetrics
-from log_exporter.prometheus.families import SeriesTexts, StoreFamily
+from log_exporter.prometheus.families import Pairs, SeriesTexts, StoreFamily
 from log_exporter.prometheus.selfmetrics import (
     BUILD_INFO,
     BYTES_READ,
@@ -65,48 +66,100 @@ from log_exporter.store import (
 )
 
 __all__ = [
+    "Pairs",
     "Registry",
     "ServeCollector",
     "ServeValues",
     "StateValues",
     "StoreCollector",
+    "StoreSetCollector",
     "build_info_family",
     "families",
+    "merged_families",
     "register_standard",
     "serve_families",
+    "with_labels",
 ]
 
 
-class StoreCollector(Collector):
-    """A custom collector for a registry: the store's metrics and the exporter's self-metrics.
+class StoreSetCollector(Collector):
+    """A custom collector for a registry: the metrics and self-metrics of several stores, one per
+    label set, each family once with every set's series (Prometheus refuses a family twice).
 
-    ``log_exporter_build_info`` is included unless ``build_info`` is False.
+    ``sets`` gives, at each scrape, each label set's pairs with its store (in the order shown);
+    every series of a set carries its pairs and the ``constant`` ones. ``definitions`` are the
+    metrics ``describe`` names. ``log_exporter_build_info`` is included unless ``build_info`` is
+    False, with the constant pairs.
     """
 
-    def __init__(self, store: Store, build_info: bool = True) -> None:
-        self._store = store
+    def __init__(
+        self,
+        sets: Callable[[], Sequence[tuple[Pairs, Store]]],
+        definitions: Callable[[], Sequence[MetricDef]],
+        *,
+        build_info: bool = True,
+        constant: Pairs = (),
+    ) -> None:
+        self._sets = sets
+        self._definitions = definitions
         self._build_info = build_info
-        # Each metric's series texts, kept between OpenMetrics scrapes (families.SeriesTexts).
-        self._texts: dict[str, SeriesTexts] = {}
+        self.constant = constant
+        # Each label set's metrics' series texts, kept between OpenMetrics scrapes
+        # (families.SeriesTexts); a set gone from ``sets`` takes its texts with it.
+        self._texts: dict[Pairs, dict[str, SeriesTexts]] = {}
 
     def collect(self, exemplars: bool = True) -> Iterator[Metric]:
         """The families; without ``exemplars`` (for a format that has none) they are neither
         copied nor built, so such a scrape costs what it did before exemplars existed."""
-        if exemplars:
-            yield from families(self._store.snapshot(), self._texts)
-        else:
-            # The same families, which write text-format lines too, sharing the series texts.
-            yield from families(self._store.snapshot(exemplars=False), self._texts)
+        constant = self.constant
+        kept: dict[Pairs, dict[str, SeriesTexts]] = {}
+        parts: list[Part] = []
+        for pairs, store in self._sets():
+            texts = kept[pairs] = self._texts.get(pairs) or {}
+            # The same families, which write text-format lines too, share the series texts.
+            snap = store.snapshot() if exemplars else store.snapshot(exemplars=False)
+            parts.append((pairs + constant, snap, texts))
+        # Replaced whole: two scrapes at once each keep a consistent dict.
+        self._texts = kept
+        yield from merged_families(parts)
         if self._build_info:
-            yield build_info_family()
+            yield with_labels(build_info_family(), constant)
 
     def describe(self) -> list[Metric]:
         """The families ``collect`` yields, without values: the spec's, then the self-metrics."""
-        out = [_shell(d) for d in self._store.definitions]
+        out = [_shell(d) for d in self._definitions()]
         out += [m.described() for m in selfmetrics.STORE if m is not BUILD_INFO]
         if self._build_info:
             out.append(BUILD_INFO.described())
         return out
+
+
+class StoreCollector(StoreSetCollector):
+    """A custom collector for a registry: one store's metrics and the exporter's self-metrics,
+    each series with the ``constant`` pairs (none by default).
+
+    ``log_exporter_build_info`` is included unless ``build_info`` is False.
+    """
+
+    def __init__(self, store: Store, build_info: bool = True, *, constant: Pairs = ()) -> None:
+        sets: list[tuple[Pairs, Store]] = [((), store)]
+        super().__init__(
+            lambda: sets,
+            lambda: store.definitions,
+            build_info=build_info,
+            constant=constant,
+        )
+        self._store = store
+
+
+def with_labels(metric: Metric, pairs: Pairs) -> Metric:
+    """``metric`` with ``pairs`` added to every sample's labels (itself when there are none)."""
+    if not pairs:
+        return metric
+    extra = dict(pairs)
+    out = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+    out.samples = [s._replace(labels={**s.labels, **extra}) for s in metric.samples]
+    return out
 
 
 def build_info_family() -> Metric:
@@ -133,10 +186,13 @@ class Registry(CollectorRegistry):
     text encoder then drops.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, constant: Pairs = ()) -> None:
         super().__init__()
         # In registration order, the order client_python's own collect() asks them in.
         self._members: dict[Collector, None] = {}
+        # The ``--label`` pairs, added here to every family of every collector but the stores'
+        # (which compose them into their series texts once): serve's own, client_python's.
+        self.constant = constant
 
     def register(self, collector: Collector) -> None:
         super().register(collector)
@@ -147,37 +203,92 @@ class Registry(CollectorRegistry):
         self._members.pop(collector, None)
 
     def collect(self, exemplars: bool = True) -> Iterator[Metric]:
-        if exemplars or self.get_target_info():
+        if self.get_target_info():
             # Target info is a family client_python's registry writes itself.
             yield from super().collect()
             return
+        constant = self.constant
         for collector in list(self._members):
-            if isinstance(collector, StoreCollector):
-                yield from collector.collect(exemplars=False)
+            if isinstance(collector, StoreSetCollector):
+                yield from collector.collect(exemplars=exemplars)
+            elif constant:
+                for metric in collector.collect():
+                    yield with_labels(metric, constant)
             else:
                 yield from collector.collect()
 
 
-def families(snap: Snapshot, texts: dict[str, SeriesTexts] | None = None) -> list[Metric]:
-    """Every metric family of a snapshot: the spec's metrics, then the self-metrics.
+def families(
+    snap: Snapshot, texts: dict[str, SeriesTexts] | None = None, extra: Pairs = ()
+) -> list[Metric]:
+    """Every metric family of a snapshot: the spec's metrics, then the self-metrics, each series
+    with the ``extra`` label pairs.
 
     With ``texts`` (serve's OpenMetrics scrapes: each metric's series texts, kept in it from
     scrape to scrape), counters and histogram buckets carry their exemplars, and the spec's
     counters, gauges and histograms are ``StoreFamily`` objects, which write their own lines;
     without (replay, text scrapes), ordinary families without exemplars.
     """
-    if texts is None:
-        out = [_family(m) for m in snap.metrics]
-    else:
-        out = [_store_family(m, texts) for m in snap.metrics]
-        if len(texts) > len(snap.metrics):
+    return merged_families([(extra, snap, texts)])
+
+
+# One label set at a scrape: its pairs (with the constant ones), its snapshot, its texts.
+Part = tuple[Pairs, Snapshot, "dict[str, SeriesTexts] | None"]
+
+
+def merged_families(parts: Sequence[Part]) -> list[Metric]:
+    """``families`` of several label sets' snapshots, each family once holding every set's
+    series in the sets' order; a family only some sets have (an optional self-metric, or a
+    metric a reload changed between two snapshots) holds theirs."""
+    groups: dict[str, list[tuple[MetricSnapshot, Pairs, dict[str, SeriesTexts] | None]]] = {}
+    for extra, snap, texts in parts:
+        for m in snap.metrics:
+            groups.setdefault(m.definition.name, []).append((m, extra, texts))
+        if texts is not None and len(texts) > len(snap.metrics):
             # A reload dropped metrics: forget their texts.
             for name in texts.keys() - {m.definition.name for m in snap.metrics}:
                 del texts[name]
+    out = [_merged_metric(group) for group in groups.values()]
+    selves: dict[str, Metric] = {}
+    for extra, snap, _texts in parts:
+        for family in [*_reading_families(snap), *_per_metric_families(snap)]:
+            family = with_labels(family, extra)
+            first = selves.setdefault(family.name, family)
+            if first is not family:
+                first.samples += family.samples
+    return out + list(selves.values())
 
-    out += _reading_families(snap)
-    out += _per_metric_families(snap)
-    return out
+
+def _merged_metric(
+    group: Sequence[tuple[MetricSnapshot, Pairs, dict[str, SeriesTexts] | None]],
+) -> Metric:
+    """One spec metric's family over its label sets (``merged_families``)."""
+    m, _, texts = group[0]
+    d = m.definition
+    pairs = [(g[0], g[1]) for g in group]
+    if texts is None or d.kind == "info":
+        return _joined(pairs, texts is not None)
+    # Every part of one scrape keeps texts, or none does (``merged_families``' callers).
+    own = [(g[0], _own_texts(g[0], g[1], g[2] if g[2] is not None else {})) for g in group]
+    build = functools.partial(_joined, pairs, True)
+    return StoreFamily(_shell(d), m, own[0][1], build, own[1:])
+
+
+def _own_texts(m: MetricSnapshot, extra: Pairs, texts: dict[str, SeriesTexts]) -> SeriesTexts:
+    d = m.definition
+    own = texts.get(d.name)
+    if own is None or own.definition is not d or own.extra != extra:
+        # A new metric, or a reload changed it: its old texts may be wrong.
+        own = texts[d.name] = SeriesTexts(d, extra)
+    return own
+
+
+def _joined(group: Sequence[tuple[MetricSnapshot, Pairs]], exemplars: bool) -> Metric:
+    """The ordinary families of one metric's label sets as one family."""
+    first = _family(group[0][0], exemplars, group[0][1])
+    for m, extra in group[1:]:
+        first.samples += _family(m, exemplars, extra).samples
+    return first
 
 
 def _reading_families(snap: Snapshot) -> list[Metric]:
@@ -321,17 +432,6 @@ def _by_label(metric: selfmetrics.SelfMetric, counts: Mapping[str, float]) -> Me
     return family
 
 
-def _store_family(m: MetricSnapshot, texts: dict[str, SeriesTexts]) -> Metric:
-    d = m.definition
-    if d.kind == "info":
-        return _family(m, exemplars=True)
-    own = texts.get(d.name)
-    if own is None or own.definition is not d:
-        # A new metric, or a reload changed it: its old texts may be wrong.
-        own = texts[d.name] = SeriesTexts(d)
-    return StoreFamily(_shell(d), m, own, functools.partial(_family, m, True))
-
-
 def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     """A kept exemplar (label value, value, the event's raw timestamp) as client_python's."""
     value, amount, raw_time = kept
@@ -340,39 +440,46 @@ def _exemplar(name: str, kept: tuple[str, float, object]) -> Exemplar:
     return Exemplar({name: value}, float(amount), stamp)
 
 
-def _shell(d: MetricDef) -> Metric:
-    """The metric's family, without samples."""
+def _shell(d: MetricDef, extra: tuple[str, ...] = ()) -> Metric:
+    """The metric's family, without samples; ``extra``: label names after the metric's own."""
+    labels = (*d.labels, *extra)
     if d.kind == "counter":
-        return CounterMetricFamily(d.name, d.help, labels=d.labels)
+        return CounterMetricFamily(d.name, d.help, labels=labels)
     if d.kind == "gauge":
-        return GaugeMetricFamily(d.name, d.help, labels=d.labels)
+        return GaugeMetricFamily(d.name, d.help, labels=labels)
     if d.kind == "info":
         # client_python appends the _info suffix itself.
-        return InfoMetricFamily(d.name.removesuffix("_info"), d.help, labels=d.labels)
-    return HistogramMetricFamily(d.name, d.help, labels=d.labels)
+        return InfoMetricFamily(d.name.removesuffix("_info"), d.help, labels=labels)
+    return HistogramMetricFamily(d.name, d.help, labels=labels)
 
 
-def _family(m: MetricSnapshot, exemplars: bool = False) -> Metric:
-    """The metric's family with its samples; with ``exemplars``, a counter's series and a
-    histogram's buckets carry the exemplars kept for them (only OpenMetrics has any)."""
+def _family(m: MetricSnapshot, exemplars: bool = False, extra: Pairs = ()) -> Metric:
+    """The metric's family with its samples, each series with the ``extra`` pairs; with
+    ``exemplars``, a counter's series and a histogram's buckets carry the exemplars kept for
+    them (only OpenMetrics has any)."""
     d = m.definition
-    family = _shell(d)
+    family = _shell(d, tuple(n for n, _ in extra))
+    if extra:
+        values = tuple(v for _, v in extra)
+        series: Mapping[tuple[str, ...], Any] = {k + values: v for k, v in m.series.items()}
+        kept_of: Mapping[tuple[str, ...], Any] = {k + values: v for k, v in m.exemplars.items()}
+    else:
+        series, kept_of = m.series, m.exemplars
     label = d.exemplar if exemplars and m.exemplars else None
-    kept_of = m.exemplars
     if isinstance(family, CounterMetricFamily):
-        for key, value in m.series.items():
+        for key, value in series.items():
             kept = kept_of.get(key) if label is not None else None
             exemplar = None if kept is None or label is None else _exemplar(label, kept)
             family.add_metric(key, value, exemplar=exemplar)
     elif isinstance(family, GaugeMetricFamily):
-        for key, value in m.series.items():
+        for key, value in series.items():
             family.add_metric(key, value)
     elif isinstance(family, InfoMetricFamily):
-        for key in m.series:
+        for key in series:
             family.add_metric(key, {})
     elif isinstance(family, HistogramMetricFamily):
         les = [floatToGoString(b) for b in d.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
-        for key, cells in m.series.items():
+        for key, cells in series.items():
             cumulative = 0.0
             buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
             slots = kept_of.get(key) if label is not None else None

@@ -17,7 +17,7 @@ tuples replaced whole, so two scrapes at once may both compose a text, never mix
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
@@ -28,9 +28,11 @@ from log_exporter.parse import event_time
 from log_exporter.prometheus.text import escape, go_number
 from log_exporter.store import MetricDef, MetricSnapshot
 
-__all__ = ["SeriesTexts", "StoreFamily", "exemplar_text", "stamp_text"]
+__all__ = ["Pairs", "SeriesTexts", "StoreFamily", "exemplar_text", "stamp_text"]
 
 Key = tuple[str, ...]
+# Label pairs added to every series of a store: (name, value), the names unique.
+Pairs = tuple[tuple[str, str], ...]
 # A kept exemplar, as the store keeps it: (label value, amount, the event's raw timestamp).
 Kept = tuple[str, float, object]
 
@@ -39,10 +41,13 @@ class SeriesTexts:
     """What one metric's series texts are, kept from scrape to scrape (one per metric of a
     collector; a new one when the metric's definition changes)."""
 
-    __slots__ = ("definition", "protobuf", "texts")
+    __slots__ = ("definition", "extra", "protobuf", "texts")
 
-    def __init__(self, definition: MetricDef) -> None:
+    def __init__(self, definition: MetricDef, extra: Pairs = ()) -> None:
         self.definition = definition
+        # Label pairs every series of this metric carries besides its own: its label set's (the
+        # captures of the file it came from) and the constant ``--label`` ones.
+        self.extra = extra
         # The protobuf encoder's bytes of the same series (``protobuf._Kept``), kept alike.
         self.protobuf: Any = None
         # Key -> a counter's or gauge's (head, kept exemplar, its text), or a histogram's
@@ -61,6 +66,8 @@ class StoreFamily(Metric):
 
     ``shell`` is the collector's ordinary family without samples (for client_python's name,
     type and help), ``build`` makes that family with its samples when anything reads them.
+    ``more``: the same metric's snapshots of further label sets, each with its texts (whose
+    ``extra`` pairs tell the sets apart), written after the first: a family appears once.
     """
 
     def __init__(
@@ -69,22 +76,18 @@ class StoreFamily(Metric):
         snapshot: MetricSnapshot,
         texts: SeriesTexts,
         build: Callable[[], Metric],
+        more: Sequence[tuple[MetricSnapshot, SeriesTexts]] = (),
     ) -> None:
         super().__init__(shell.name, shell.documentation, shell.type, shell.unit)
-        self._snapshot = snapshot
-        self._texts = texts
+        self._parts = [(snapshot, texts), *more]
         self._build = build
         self._samples: list[Sample] | None = None
 
     @property
-    def snapshot(self) -> MetricSnapshot:
-        """The store's copy this family shows (the protobuf encoder reads it directly)."""
-        return self._snapshot
-
-    @property
-    def kept(self) -> SeriesTexts:
-        """What is kept of this metric's series between scrapes, by its collector."""
-        return self._texts
+    def parts(self) -> list[tuple[MetricSnapshot, SeriesTexts]]:
+        """The store copies this family shows, one per label set, each with what its collector
+        keeps of its series between scrapes (the protobuf encoder reads them directly)."""
+        return self._parts
 
     @property
     def samples(self) -> list[Sample]:
@@ -102,14 +105,14 @@ class StoreFamily(Metric):
         out = [f"# HELP {name} {escape(self.documentation)}\n", f"# TYPE {name} {self.type}\n"]
         if self.unit:
             out.append(f"# UNIT {name} {self.unit}\n")
-        m = self._snapshot
-        label = m.definition.exemplar if m.exemplars else None
-        texts = self._texts.bounded(len(m.series))
-        if self.type == "histogram":
-            _histogram(out, name, m, texts, label)
-        else:
-            sample = f"{name}_total" if self.type == "counter" else name
-            _plain(out, sample, m, texts, label)
+        for m, own in self._parts:
+            label = m.definition.exemplar if m.exemplars else None
+            texts = own.bounded(len(m.series))
+            if self.type == "histogram":
+                _histogram(out, name, m, texts, label, own.extra)
+            else:
+                sample = f"{name}_total" if self.type == "counter" else name
+                _plain(out, sample, m, texts, label, own.extra)
         return out
 
     def text_lines(self) -> list[str]:
@@ -119,12 +122,12 @@ class StoreFamily(Metric):
         shown = f"{name}_total" if self.type == "counter" else name
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         out = [f"# HELP {shown} {doc}\n", f"# TYPE {shown} {self.type}\n"]
-        m = self._snapshot
-        texts = self._texts.bounded(len(m.series))
-        if self.type == "histogram":
-            _histogram(out, name, m, texts, None)
-        else:
-            _plain(out, shown, m, texts, None)
+        for m, own in self._parts:
+            texts = own.bounded(len(m.series))
+            if self.type == "histogram":
+                _histogram(out, name, m, texts, None, own.extra)
+            else:
+                _plain(out, shown, m, texts, None, own.extra)
         return out
 
 
@@ -189,10 +192,11 @@ def _second(prefix: str) -> str:
     return f" {int(start)}."
 
 
-def _head(sample: str, names: tuple[str, ...], key: Key) -> str:
-    if not names:
+def _head(sample: str, names: tuple[str, ...], key: Key, extra: Pairs = ()) -> str:
+    if not names and not extra:
         return sample
-    inner = ",".join([f'{n}="{escape(v)}"' for n, v in sorted(zip(names, key, strict=True))])
+    pairs = sorted([*zip(names, key, strict=True), *extra])
+    inner = ",".join([f'{n}="{escape(v)}"' for n, v in pairs])
     return f"{sample}{{{inner}}}"
 
 
@@ -202,6 +206,7 @@ def _plain(
     m: MetricSnapshot,
     texts: dict[Key, tuple[Any, ...]],
     label: str | None,
+    extra: Pairs = (),
 ) -> None:
     """A counter's or gauge's lines: one per series, a counter's with its exemplar if kept."""
     names = m.definition.labels
@@ -210,7 +215,7 @@ def _plain(
         for key, value in m.series.items():
             t = get(key)
             if t is None:
-                t = texts[key] = (_head(sample, names, key), None, "")
+                t = texts[key] = (_head(sample, names, key, extra), None, "")
             add(f"{t[0]} {go(value)}\n")
         return
     kept_of = m.exemplars.get
@@ -218,7 +223,7 @@ def _plain(
         t = get(key)
         kept = kept_of(key)
         if t is None or t[1] is not kept:
-            head = _head(sample, names, key) if t is None else t[0]
+            head = _head(sample, names, key, extra) if t is None else t[0]
             t = texts[key] = (head, kept, "" if kept is None else exemplar_text(label, kept))
         add(f"{t[0]} {go(value)}{t[2]}\n")
 
@@ -229,6 +234,7 @@ def _histogram(
     m: MetricSnapshot,
     texts: dict[Key, tuple[Any, ...]],
     label: str | None,
+    extra: Pairs = (),
 ) -> None:
     """A histogram's lines: per series its cumulative buckets (each with its exemplar if kept),
     then _count and _sum, which client_python leaves out when the first bound is negative."""
@@ -242,7 +248,7 @@ def _histogram(
         t = get(key)
         slots = kept_of(key) if kept_of is not None else None
         if t is None or (slots is not None and t[4] != slots):
-            t = texts[key] = _histogram_texts(name, d.labels, key, slots, label, t)
+            t = texts[key] = _histogram_texts(name, d.labels, key, slots, label, t, extra)
         bucket, rest, bucket_texts = t[0], t[1], t[5]
         cumulative = 0.0
         if bucket_texts is None or slots is None:
@@ -265,13 +271,17 @@ def _histogram_texts(
     slots: list[Kept | None] | None,
     label: str | None,
     old: tuple[Any, ...] | None,
+    extra: Pairs = (),
 ) -> tuple[Any, ...]:
     if old is None:
-        pairs = sorted(zip(names, key, strict=True))
+        pairs = sorted([*zip(names, key, strict=True), *extra])
         before = "".join(f'{n}="{escape(v)}",' for n, v in pairs if n < "le")
         after = "".join(f',{n}="{escape(v)}"' for n, v in pairs if n > "le")
         heads = (f'{name}_bucket{{{before}le="', f"{after}}}")
-        totals = (_head(f"{name}_count", names, key), _head(f"{name}_sum", names, key))
+        totals = (
+            _head(f"{name}_count", names, key, extra),
+            _head(f"{name}_sum", names, key, extra),
+        )
     else:
         heads, totals = old[:2], old[2:4]
     bucket_texts = None

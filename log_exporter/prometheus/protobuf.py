@@ -1,7 +1,7 @@
 """The protobuf exposition (``io.prometheus.client.MetricFamily``, length-delimited): the only
 format that carries native histograms, written by hand on the protobuf wire format.
 
-Every family of a page goes out: the store's from its snapshot (``StoreFamily.snapshot``), each
+Every family of a page goes out: the store's from its snapshots (``StoreFamily.parts``), each
 series with its start as the created timestamp of a counter or histogram, its bytes kept between
 scrapes by its collector beside the OpenMetrics texts; any other (self-metrics, client_python's
 process, platform and GC collectors) from its samples, grouped into metrics as client_golang
@@ -31,7 +31,7 @@ from prometheus_client.samples import Exemplar, Sample
 
 from log_exporter.native import spans_and_deltas
 from log_exporter.parse import event_time
-from log_exporter.prometheus.families import StoreFamily
+from log_exporter.prometheus.families import Pairs, StoreFamily
 from log_exporter.store import MetricDef, MetricSnapshot
 
 __all__ = ["CONTENT_TYPE", "ProtobufEncoder", "varint"]
@@ -184,6 +184,7 @@ class _Kept:
         "created",
         "definition",
         "exemplars",
+        "extra",
         "heads",
         "les",
         "natives",
@@ -191,8 +192,9 @@ class _Kept:
         "prefixes",
     )
 
-    def __init__(self, definition: MetricDef) -> None:
+    def __init__(self, definition: MetricDef, extra: Pairs = ()) -> None:
         self.definition = definition
+        self.extra = extra
         self.heads: dict[tuple[str, ...], bytes] = {}
         self.created: dict[tuple[str, ...], tuple[float, bytes]] = {}
         # A counter's or gauge's whole Metric up to its value's 8 bytes (without an exemplar).
@@ -204,12 +206,12 @@ class _Kept:
         self.exemplars: dict[tuple[str, ...], tuple[Any, list[tuple[bytes, float | None]]]] = {}
         # A histogram's classic bounds as ``upper_bound`` fields, +Inf last.
         self.les = [_double_field(2, b) for b in (*definition.buckets, math.inf)]
-        # The label values' positions in name order, each with its LabelPair.name field.
+        # Every label in name order, each with its LabelPair.name field: a series' own by its
+        # value's position in the key, the label set's and constant ones with their value.
         names = definition.labels
-        self.order = [
-            (i, _field(1, names[i].encode()))
-            for i in sorted(range(len(names)), key=names.__getitem__)
-        ]
+        labels: list[tuple[str, int, bytes]] = [(n, i, b"") for i, n in enumerate(names)]
+        labels += [(n, -1, v.encode("utf-8", "surrogatepass")) for n, v in extra]
+        self.order = [(i, _field(1, n.encode()), v) for n, i, v in sorted(labels)]
 
     def head(self, key: tuple[str, ...]) -> bytes:
         head = self.heads.get(key)
@@ -217,8 +219,8 @@ class _Kept:
             if len(self.heads) >= 4 * self.definition.cap + 64:
                 self.heads.clear()  # series gone after a reset or reload: start again
             pairs = []
-            for i, name in self.order:
-                value = key[i].encode("utf-8", "surrogatepass")
+            for i, name, fixed in self.order:
+                value = key[i].encode("utf-8", "surrogatepass") if i >= 0 else fixed
                 pair = name + b"\x12" + varint(len(value)) + value
                 pairs.append(b"\x0a" + varint(len(pair)) + pair)
             head = self.heads[key] = b"".join(pairs)
@@ -251,36 +253,45 @@ class ProtobufEncoder:
         return b"".join(out)
 
     def _store(self, family: StoreFamily) -> bytes:
-        m = family.snapshot
-        d = m.definition
-        texts = family.kept  # the collector's, so two stores never share bytes
-        kept = texts.protobuf
-        if kept is None or kept.definition is not d:
-            kept = texts.protobuf = _Kept(d)
+        d = family.parts[0][0].definition
+        metrics: list[bytes] = []
+        for m, texts in family.parts:  # one part per label set, each with its own kept bytes
+            kept = texts.protobuf
+            if kept is None or kept.definition is not m.definition or kept.extra != texts.extra:
+                kept = texts.protobuf = _Kept(m.definition, texts.extra)
+            if d.kind == "histogram":
+                metrics += _store_histograms(m, kept)
+            else:
+                metrics += _store_plain(m, kept)
         if d.kind == "histogram":
-            metrics = _store_histograms(m, kept)
             return _family(d.name, d.help, _HISTOGRAM, metrics, "")
-        pack, get, make = _double, kept.prefixes.get, kept.prefix
-        field = b"\x1a" if d.kind == "counter" else b"\x12"  # Metric.counter, Metric.gauge
-        exemplars = m.exemplars if d.kind == "counter" and m.exemplars else None
-        started = m.started.get
-        metrics = []
-        for key, value in m.series.items():
-            x = None if exemplars is None else exemplars.get(key)
-            if x is None:
-                prefix = get(key)
-                if prefix is None:
-                    prefix = make(key, field, started(key))
-                metrics.append(prefix + pack(value))
-                continue
-            assert d.exemplar is not None
-            body = b"\t" + pack(value) + _field(2, _kept_exemplar(d.exemplar, x)[0])
-            start = started(key)
-            if start is not None:
-                body += _field(3, _timestamp(round(start, 3)))
-            metrics.append(_field(4, kept.head(key) + _field(3, body)))
         # A counter's name ends in _total already (the spec requires it).
         return _family(d.name, d.help, _COUNTER if d.kind == "counter" else _GAUGE, metrics, "")
+
+
+def _store_plain(m: MetricSnapshot, kept: _Kept) -> list[bytes]:
+    """The ``Metric`` fields of a store counter's or gauge's series."""
+    d = m.definition
+    pack, get, make = _double, kept.prefixes.get, kept.prefix
+    field = b"\x1a" if d.kind == "counter" else b"\x12"  # Metric.counter, Metric.gauge
+    exemplars = m.exemplars if d.kind == "counter" and m.exemplars else None
+    started = m.started.get
+    metrics = []
+    for key, value in m.series.items():
+        x = None if exemplars is None else exemplars.get(key)
+        if x is None:
+            prefix = get(key)
+            if prefix is None:
+                prefix = make(key, field, started(key))
+            metrics.append(prefix + pack(value))
+            continue
+        assert d.exemplar is not None
+        body = b"\t" + pack(value) + _field(2, _kept_exemplar(d.exemplar, x)[0])
+        start = started(key)
+        if start is not None:
+            body += _field(3, _timestamp(round(start, 3)))
+        metrics.append(_field(4, kept.head(key) + _field(3, body)))
+    return metrics
 
 
 def _store_histograms(m: MetricSnapshot, kept: _Kept) -> list[bytes]:

@@ -221,6 +221,11 @@ class Tailer:
         return self._at_end
 
     @property
+    def more(self) -> bool:
+        """True when the last poll stopped at its byte budget, with more to read now."""
+        return self._more
+
+    @property
     def caught_up(self) -> bool:
         """True once a poll has read every open file to its end (the data present at start)."""
         return self._caught_up

@@ -20,15 +20,27 @@ def _parse(argv: list[str], environ: dict[str, str]) -> argparse.Namespace:
 def test_flag_then_variables_in_order_then_default() -> None:
     """--file beats LOG_EXPORTER_FILE, which beats JSON_LOG_PATH, which beats the default."""
     environ = {"LOG_EXPORTER_FILE": "a.jsonl", "JSON_LOG_PATH": "b.jsonl"}
-    assert _parse(["--file", "f.jsonl"], environ).file == "f.jsonl"
-    assert _parse([], environ).file == "a.jsonl"
-    assert _parse([], {"JSON_LOG_PATH": "b.jsonl"}).file == "b.jsonl"
-    assert _parse([], {}).file == "./logs/sustainbot.jsonl"
+    assert _parse(["--file", "f.jsonl"], environ).file == ["f.jsonl"]
+    assert _parse([], environ).file == ["a.jsonl"]
+    assert _parse([], {"JSON_LOG_PATH": "b.jsonl"}).file == ["b.jsonl"]
+    assert _parse([], {}).file == ["./logs/sustainbot.jsonl"]
+
+
+def test_repeated_file_and_label_add_up_and_their_variables_split_at_commas() -> None:
+    """--file and --label given twice keep both values (the flags replacing the variable's);
+    LOG_EXPORTER_FILE and LOG_EXPORTER_LABELS hold several, JSON_LOG_PATH one path."""
+    environ = {"LOG_EXPORTER_FILE": "a.log, b/*.log", "LOG_EXPORTER_LABELS": "job=x,env=y"}
+    args = _parse(["--file", "f.log", "--file", "g/*.log", "--label", "job=z"], environ)
+    assert (args.file, args.label) == (["f.log", "g/*.log"], ["job=z"])
+    args = _parse([], environ)
+    assert (args.file, args.label) == (["a.log", "b/*.log"], ["job=x", "env=y"])
+    assert _parse([], {"JSON_LOG_PATH": "logs/a,b.jsonl"}).file == ["logs/a,b.jsonl"]
+    assert _parse([], {}).label == []
 
 
 def test_empty_variable_counts_as_unset() -> None:
     """An empty variable falls through to the next one, then to the default."""
-    assert _parse([], {"LOG_EXPORTER_FILE": "", "JSON_LOG_PATH": "b.jsonl"}).file == "b.jsonl"
+    assert _parse([], {"LOG_EXPORTER_FILE": "", "JSON_LOG_PATH": "b.jsonl"}).file == ["b.jsonl"]
     assert _parse([], {"LOG_EXPORTER_STATE_INTERVAL": ""}).state_interval == 5.0
 
 
