@@ -15,8 +15,15 @@ from log_exporter.prometheus.collector import (
     register_standard,
 )
 from log_exporter.prometheus.encoder import OpenMetricsEncoder, TextEncoder
+from log_exporter.prometheus.negotiate import select_encoder
+from log_exporter.prometheus.protobuf import CONTENT_TYPE
 from log_exporter.store import Store
 from tests.support.pipeline import FixedFamilies, feed, store_for
+from tests.support.protobuf_decode import decode_delimited
+
+PROTOBUF_FIRST = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+)
 
 SPEC = """
 [metrics.requests_total]
@@ -99,3 +106,28 @@ def test_the_constant_label_is_on_every_series_self_and_process_metrics_included
     assert lines == {"web-0": 2.0, "web-1": 3.0}
     assert any(s.name.startswith("process_") for s in samples)
     assert any(s.name == "log_exporter_build_info" for s in samples)
+
+
+def test_protobuf_page_carries_every_label_sets_pairs_on_its_series() -> None:
+    """A protobuf scrape of two pods' stores gives one family per metric whose series carry
+    their pod, the constant job and their own labels, in name order, with their own counts."""
+    registry, _ = _two_pods()
+    encoder, content_type = select_encoder(PROTOBUF_FIRST)
+    assert content_type == CONTENT_TYPE
+    for _ in range(2):  # the second scrape writes from the bytes kept by the first
+        families = {f.name: f for f in decode_delimited(encoder(registry))}
+        requests = families["requests_total"]
+        seen = {
+            tuple((lp.name, lp.value) for lp in m.label): m.counter.value for m in requests.metric
+        }
+        assert seen == {
+            (("job", "sustainbot"), ("namespace", "prod"), ("pod", "web-0"), ("route", "/a")): 2,
+            (("job", "sustainbot"), ("namespace", "prod"), ("pod", "web-1"), ("route", "/a")): 3,
+        }
+        latency = families["latency_seconds"]
+        assert sorted(
+            (dict((lp.name, lp.value) for lp in m.label)["pod"], m.histogram.sample_count)
+            for m in latency.metric
+        ) == [("web-0", 2), ("web-1", 3)]
+        process = families["process_cpu_seconds_total"].metric[0]
+        assert ("job", "sustainbot") in [(lp.name, lp.value) for lp in process.label]
