@@ -79,7 +79,8 @@ def test_a_pattern_matching_nothing_at_start_is_watched_not_fatal(tmp_path: Path
     first pod's file once the directory appears."""
     with Exporter(tmp_path, ["--file", PATTERN]) as exporter:
         exporter.wait_healthy()
-        assert exporter.get("/readyz")[0] == 200
+        # Ready once the first scan (of nothing) is done: a moment after /healthz answers.
+        wait_for(lambda: exporter.get("/readyz")[0] == 200, what="/readyz with no file yet")
         append(_pod_file(tmp_path, "late-0"), _lines(2))
         _wait_parsed(exporter, "late-0", 2)
     assert "no file matches --file yet" in exporter.stderr()
