@@ -48,6 +48,7 @@ WORKFLOW_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Key = tuple[str, frozenset[tuple[str, str]]]
+PID = 4242  # one app process writes the file
 
 
 class Model:
@@ -102,13 +103,22 @@ def generate(path: Path, n: int, seed: int = 7) -> Model:
                 f.write(b"\n".join(out) + b"\n")
                 out.clear()
 
+        # As the app writes them: its process id on the app and HTTP events (the spec keeps
+        # active requests per process), the app's signing algorithm on app.started.
         emit(
-            "app.started", {"version": "1.0.0", "phase": "phase-2", "compliance_spec": "CSRD-2025"}
+            "app.started",
+            {
+                "version": "1.0.0",
+                "phase": "phase-2",
+                "compliance_spec": "CSRD-2025",
+                "pid": PID,
+                "auth_algorithm": "RS256",
+            },
         )
         while written < n:
             method, endpoint = rng.choice(ROUTES)
             drag, wf = rng.choice(DRAG), rng.choice(WORKFLOWS)
-            emit("http.request_started", {"method": method, "endpoint": endpoint})
+            emit("http.request_started", {"method": method, "endpoint": endpoint, "pid": PID})
             model.active += 1
             ok = rng.random() < 0.9
             emit("auth.jwt_validated", {"outcome": "success" if ok else "failure"})
@@ -184,6 +194,7 @@ def generate(path: Path, n: int, seed: int = 7) -> Model:
                     "endpoint": endpoint,
                     "status_code": status,
                     "duration_seconds": http_duration,
+                    "pid": PID,
                 },
             )
             model.inc(

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import platform
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Final
 
@@ -34,6 +30,11 @@ _HEX = frozenset("0123456789abcdef")
 
 def version() -> str:
     """The distribution's version, from its metadata (the package's own when not installed)."""
+    # importlib.metadata (with the email package it parses with), platform and subprocess are
+    # imported where they are used, not with this module: every command line imports it for
+    # ``--version``, which most never give.
+    from importlib import metadata
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
@@ -49,11 +50,15 @@ def revision() -> str:
 
 
 def python_version() -> str:
+    import platform
+
     return platform.python_version()
 
 
 def version_text(program: str) -> str:
     """What ``PROGRAM --version`` prints, in the shape of the Prometheus tools' version output."""
+    import platform
+
     return (
         f"{program}, version {version()} (revision: {revision()})\n"
         f"  python version:   {python_version()} ({platform.python_implementation()})\n"
@@ -112,6 +117,9 @@ def _recorded() -> str | None:
 
 
 def _pip_recorded() -> str | None:
+    import json
+    from importlib import metadata
+
     try:
         text = metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
     except metadata.PackageNotFoundError:
@@ -128,6 +136,8 @@ def _checkout() -> str | None:
     if not (root / ".git").exists():
         # An installed copy in site-packages: git would find whatever repository is around it.
         return None
+    import subprocess
+
     try:
         result = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

@@ -17,7 +17,6 @@ exactly what one reader's would.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from array import array
@@ -58,7 +57,7 @@ def default_jobs() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not every platform has sched_getaffinity
-        return max(1, multiprocessing.cpu_count())
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +190,9 @@ class ParallelOutcome(FedFiles):
 
 
 def _context() -> Any:
+    # Imported here, not with the module: --jobs 1 starts no worker and need not pay for it.
+    import multiprocessing
+
     # fork starts workers fastest and shares the compiled spec; it is safe only while this
     # process has a single thread.
     methods = multiprocessing.get_all_start_methods()
