@@ -46,6 +46,39 @@ def sample(
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
+def saved_offsets(state: Path) -> list[int]:
+    """Every read offset a state file holds (each file's and its rotated generations')."""
+    found: list[int] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "offset" in node and "fingerprint" in node:
+                found.append(node["offset"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        walk(json.loads(state.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return []
+    return found
+
+
+def saved_label_sets(state: Path) -> list[dict[str, str]] | None:
+    """The labels of every label set a many-file state file holds; None while it does not read
+    (not written yet, or written by a one-file exporter)."""
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if "sections" not in saved or "files" not in saved["sections"]:
+        return None
+    return [dict(s["labels"]) for s in saved["sections"]["files"]["sets"]]
+
+
 class Exporter:
     """A ``log-exporter serve`` subprocess on an ephemeral loopback port."""
 

@@ -3,14 +3,12 @@ rotates it, killed with kill -9 and restarted from its state: every line counted
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import Any
 
 from tests.support.contract import contract_line
 from tests.support.kubelet import SPLIT, ContainerLog
-from tests.support.serve import Exporter, sample
+from tests.support.serve import Exporter, sample, saved_offsets
 from tests.support.waits import wait_for
 
 EVENT = contract_line("auth.jwt_validated", outcome="success").rstrip(b"\n")
@@ -19,27 +17,6 @@ BIG = contract_line("auth.jwt_validated", outcome="success", padding="x" * (3 * 
     b"\n"
 )
 TRACEBACK = b"Traceback (most recent call last):"
-
-
-def offsets(state: Path) -> list[int]:
-    """Every read offset the state file holds (the file's and its rotated generations')."""
-    found: list[int] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "offset" in node and "fingerprint" in node:
-                found.append(node["offset"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    try:
-        walk(json.loads(state.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return []
-    return found
 
 
 def test_kill_9_inside_a_split_line_and_kubelet_rotations_count_every_line_once(
@@ -75,7 +52,7 @@ def test_kill_9_inside_a_split_line_and_kubelet_rotations_count_every_line_once(
         size = c.path.stat().st_size
         unstructured_before = noise - 2
         first.wait_metric("log_exporter_bytes_read_total", float(c.written))
-        wait_for(lambda: start in offsets(state), f"a state save at the split line's {start}")
+        wait_for(lambda: start in saved_offsets(state), f"a state save at the split line's {start}")
         assert size > start
         # The stderr lines after the split line's start are held back with it.
         samples = first.metrics()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from log_exporter.limits import EXIT_CONFIG
-from tests.support.serve import Exporter, append, run_cli, sample
+from tests.support.serve import Exporter, append, run_cli, sample, saved_label_sets
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
@@ -142,16 +142,10 @@ def test_a_deleted_pods_series_leave_metrics_and_state_after_the_grace_period(
         )
         assert _parsed(exporter, "web-0") == 3
 
-        def saved_pods() -> set[str]:
-            try:
-                state = json.loads((tmp_path / "state.json").read_text())
-            except (OSError, ValueError):
-                return {"?"}
-            sets = state["sections"]["files"]["sets"] if "sections" in state else []
-            return {dict(s["labels"]).get("pod", "") for s in sets}
-
         wait_for(
-            saved_pods, "the state file without the deleted pod", until=lambda p: p == {"web-0"}
+            lambda: saved_label_sets(tmp_path / "state.json"),
+            "the state file without the deleted pod",
+            until=lambda sets: sets is not None and [s.get("pod") for s in sets] == ["web-0"],
         )
 
 
