@@ -48,8 +48,11 @@ def _exporter(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _serve_args(docs: dict[str, dict[str, Any]]) -> Any:
-    """The exporter's arguments as its own command line parses and checks them."""
-    args = build_parser({}).parse_args(["serve", *_exporter(docs)["args"]])
+    """The exporter's arguments and environment as its own command line parses and checks
+    them."""
+    exporter = _exporter(docs)
+    environ = {e["name"]: e["value"] for e in exporter.get("env", [])}
+    args = build_parser(environ).parse_args(["serve", *exporter["args"]])
     settings.check(args, settings.SERVE)
     return args
 
@@ -84,8 +87,8 @@ def test_exporter_reads_the_apps_container_logs_read_only(docs: dict[str, dict[s
     pattern's container directory and logs to stdout, with no log volume."""
     args = _serve_args(docs)
     assert args.input_format == "cri"
-    pattern = args.file if isinstance(args.file, str) else args.file[0]
-    assert pattern == "/var/log/pods/{namespace}_{pod}_{_}/sustainbot/*.log"
+    assert args.file == ["/var/log/pods/{namespace}_{pod}_{_}/sustainbot/*.log"]
+    (pattern,) = args.file
     exporter = _exporter(docs)
     mounts = {m["mountPath"]: m for m in exporter["volumeMounts"]}
     assert mounts["/var/log/pods"]["readOnly"] is True
@@ -102,6 +105,29 @@ def test_exporter_reads_the_apps_container_logs_read_only(docs: dict[str, dict[s
     assert fnmatch.fnmatchcase(
         f"/var/log/pods/prod_sustainbot-5d9c-x2x_7c1e/{app['name']}/0.log", glob
     )
+
+
+def test_no_constant_label_overrides_the_podmonitors_job_or_the_pods_labels(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    """With honorLabels an exposed label wins over the target's: the exporter adds no --label
+    job (which would replace the job the alert rules select), namespace or pod."""
+    args = _serve_args(docs)
+    names = {label.split("=", 1)[0] for label in args.label}
+    assert not names & {"job", "namespace", "pod", "instance"}
+
+
+def test_a_deleted_pods_last_counts_stay_for_several_scrapes(
+    docs: dict[str, dict[str, Any]],
+) -> None:
+    """A deleted pod's series stay on /metrics for --file-grace-period after its logs are gone:
+    long enough for several scrapes to take its last counts (and rate() its last increase)."""
+    args = _serve_args(docs)
+    (endpoint,) = docs["PodMonitor"]["spec"]["podMetricsEndpoints"]
+    match = re.fullmatch(r"(\d+)s", endpoint["interval"])
+    assert match, endpoint["interval"]
+    interval = float(match.group(1))
+    assert args.file_grace_period >= 4 * interval
 
 
 def test_state_lives_on_the_node(docs: dict[str, dict[str, Any]]) -> None:

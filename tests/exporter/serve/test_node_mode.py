@@ -97,12 +97,15 @@ class Pod:
         }
 
     def wait_counted(self, exporter: Exporter) -> None:
-        wait_for(
+        """Wait until /metrics shows exactly ``want()``; a count past it fails at once."""
+        want = self.want()
+        got = wait_for(
             lambda: self.seen(exporter),
-            f"{self.namespace}/{self.name}'s counts == {self.want()}",
-            until=lambda got: got == self.want(),
+            f"{self.namespace}/{self.name}'s counts == {want}",
+            until=lambda got: got == want or any(got[k] > want[k] for k in want),
             explain=exporter.diagnosis,
         )
+        assert got == want, f"{self.namespace}/{self.name}"
 
 
 def _pods_on_metrics(exporter: Exporter) -> set[tuple[str, str]]:
