@@ -9,10 +9,14 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.support.contract import contract_line
 from tests.support.kubelet import SPLIT, ContainerLog
 from tests.support.serve import Exporter, sample, saved_label_sets, saved_offsets
 from tests.support.waits import wait_for
+
+pytestmark = pytest.mark.slow
 
 PATTERN = "pods/{namespace}_{pod}_{_}/sustainbot/*.log"
 # Events of the built-in SustainBot spec: sustainbot_jwt_validations_total{outcome} and
