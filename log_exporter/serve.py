@@ -20,16 +20,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from log_exporter import buildinfo, logs, settings
 from log_exporter.cloudwatch.config import ConfigError
 from log_exporter.cloudwatch.config import load as load_cloudwatch
 from log_exporter.cloudwatch.hook import SECTION, Attachment, start_for_serve
 from log_exporter.drain import Drain, Outcome
-from log_exporter.fileset import STATE_SECTION as FILES_SECTION
-from log_exporter.fileset import FileSet, Followed, metric_label_names, restore_error_types
 from log_exporter.limits import EXIT_CONFIG, EXIT_DRAIN_INCOMPLETE, EXIT_ERROR, EXIT_OK
+from log_exporter.manyfiles import STATE_SECTION as FILES_SECTION
+from log_exporter.manyfiles import Followed, ManyFiles, restore_error_types
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus import selfmetrics
 from log_exporter.prometheus.collector import (
@@ -448,11 +448,11 @@ class Service:
 
 class ManyService(Service):
     """serve over many files: several ``--file`` or a pattern, each file followed by its own
-    tailer, one store per label set (``log_exporter.fileset``); no CloudWatch shipping."""
+    tailer, one store per label set (``log_exporter.manyfiles``); no CloudWatch shipping."""
 
     def _setup_reading(self, spec: Spec, clock: Callable[[], float]) -> None:
         options = self.options
-        self.files = FileSet(
+        self.files = ManyFiles(
             _patterns(options),
             compile_spec(spec),
             consistency=self._consistency,
@@ -602,22 +602,13 @@ def constant_labels(options: ServeOptions, spec: Spec) -> Pairs:
         labels = check_label_names(
             pairs,
             _patterns(options),
-            metric_label_names(spec.definitions, _SELF_LABELS),
+            selfmetrics.taken_label_names(
+                spec.definitions, selfmetrics.SELF_METRICS, standard=True
+            ),
         )
     except PatternError as exc:
         raise StartupError(str(exc)) from exc
     return tuple(labels.items())
-
-
-# The labels of the exporter's own metrics and of client_python's python_info and GC ones,
-# which a --label or a capture of the same name would clash with.
-_SELF_LABELS: Final = {
-    **{m.name: m.labels for m in selfmetrics.SELF_METRICS if m.labels},
-    "python_info": ("implementation", "major", "minor", "patchlevel", "version"),
-    "python_gc_objects_collected_total": ("generation",),
-    "python_gc_objects_uncollectable_total": ("generation",),
-    "python_gc_collections_total": ("generation",),
-}
 
 
 def _target(options: ServeOptions) -> str:

@@ -8,11 +8,14 @@ the family builder gives client_python the base name it expects.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
+
+from log_exporter.store import MetricDef
 
 __all__ = [
     "BUILD_INFO",
@@ -47,12 +50,14 @@ __all__ = [
     "SERVE",
     "SPEC_RELOADS",
     "STANDARD",
+    "STANDARD_LABELS",
     "STATE_LOAD_FAILURES",
     "STATE_SAVES",
     "STORE",
     "TLS_HANDSHAKE_FAILURES",
     "WEB_CONFIG_RELOADS",
     "SelfMetric",
+    "taken_label_names",
 ]
 
 
@@ -299,3 +304,27 @@ STANDARD: Final = (
     "python_gc_objects_uncollectable_total",
     "python_gc_collections_total",
 )
+# The label names of those families: a --label or a capture of the same name would clash.
+STANDARD_LABELS: Final = {
+    "python_info": ("implementation", "major", "minor", "patchlevel", "version"),
+    "python_gc_objects_collected_total": ("generation",),
+    "python_gc_objects_uncollectable_total": ("generation",),
+    "python_gc_collections_total": ("generation",),
+}
+
+
+def taken_label_names(
+    definitions: Iterable[MetricDef], own: Iterable[SelfMetric], *, standard: bool = False
+) -> dict[str, tuple[str, ...]]:
+    """Each metric's name -> the label names its series already have: the spec's metrics (a
+    histogram's ``le`` included), the exporter's ``own`` self-metrics and, with ``standard``,
+    client_python's collectors; the names no ``--label`` or ``--file`` capture may take."""
+    out: dict[str, tuple[str, ...]] = {}
+    for d in definitions:
+        out[d.name] = (*d.labels, "le") if d.kind == "histogram" else tuple(d.labels)
+    for m in own:
+        if m.labels:
+            out[m.name] = tuple(m.labels)
+    if standard:
+        out.update(STANDARD_LABELS)
+    return out

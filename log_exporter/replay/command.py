@@ -24,13 +24,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
 from log_exporter.pipeline import Pipeline
+from log_exporter.prometheus import selfmetrics
 from log_exporter.prometheus.backfill import Labels, SpillingWriter
 from log_exporter.prometheus.collector import build_info_family, families
 from log_exporter.replay.engine import ReplayStats, replay_final, replay_steps
 from log_exporter.replay.parallel import Workers, default_jobs
 from log_exporter.replay.partial import unsupported
 from log_exporter.replay.progress import ProgressBar
-from log_exporter.replay.sets import Families, LabelledSet, SetProgress, add_stats, metric_labels
+from log_exporter.replay.sets import Families, LabelledSet, SetProgress, add_stats
 from log_exporter.sources.cri import InputFormat
 from log_exporter.sources.files import ReplayError, open_sources
 from log_exporter.sources.filesets import gather, labels_text
@@ -159,7 +160,9 @@ def _prepare(options: ReplayOptions, err: TextIO) -> _Prepared | int:
         patterns = [parse_pattern(p) for p in options.patterns]
         pairs = [parse_label(item) for item in options.labels]
         spec = read_spec(options.spec or None)
-        constant = check_label_names(pairs, patterns, metric_labels(spec))
+        constant = check_label_names(
+            pairs, patterns, selfmetrics.taken_label_names(spec.definitions, selfmetrics.STORE)
+        )
         time_of = compile_spec(spec).reader.time_of
         sets = [
             LabelledSet(

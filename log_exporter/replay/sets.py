@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from log_exporter.prometheus import selfmetrics
 from log_exporter.prometheus.backfill import Labels
 from log_exporter.replay.engine import ReplayStats
 from log_exporter.replay.serial import ShowsProgress
 from log_exporter.sources.files import LogFile
-from log_exporter.spec import Spec
 
-__all__ = ["Families", "LabelledSet", "SetProgress", "add_stats", "metric_labels"]
+__all__ = ["Families", "LabelledSet", "SetProgress", "add_stats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +31,6 @@ class LabelledSet:
 
     labels: Labels
     sources: list[LogFile]
-
-
-def metric_labels(spec: Spec) -> dict[str, tuple[str, ...]]:
-    """Every metric replay writes -> the label names its series already have (a histogram's
-    ``le`` included): the names no ``--label`` or capture may take."""
-    out: dict[str, tuple[str, ...]] = {}
-    for d in spec.definitions:
-        out[d.name] = (*d.labels, "le") if d.kind == "histogram" else d.labels
-    for m in selfmetrics.STORE:
-        out[m.name] = m.labels
-    return out
 
 
 class SetProgress:

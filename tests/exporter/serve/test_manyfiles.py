@@ -7,7 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from log_exporter.fileset import MISSING_SECONDS, FileSet
+from log_exporter.manyfiles import MISSING_SECONDS, ManyFiles
 from log_exporter.sources.patterns import parse_pattern
 from log_exporter.spec import compile_spec, load_default_spec
 from log_exporter.testing import ManualClock
@@ -21,9 +21,9 @@ def append(path: Path, data: bytes) -> None:
     append_to(path, data)
 
 
-def _files(tmp_path: Path, clock: ManualClock, grace: float = 60.0) -> FileSet:
+def _files(tmp_path: Path, clock: ManualClock, grace: float = 60.0) -> ManyFiles:
     pattern = parse_pattern(f"{tmp_path}/{{pod}}/*.log")
-    return FileSet(
+    return ManyFiles(
         [pattern],
         compile_spec(load_default_spec()),
         consistency=threading.Lock(),
@@ -33,13 +33,13 @@ def _files(tmp_path: Path, clock: ManualClock, grace: float = 60.0) -> FileSet:
     )
 
 
-def _parsed(files: FileSet) -> dict[str, float]:
+def _parsed(files: ManyFiles) -> dict[str, float]:
     return {
         dict(pairs)["pod"]: store.snapshot().lines.get("parsed", 0.0) for pairs, store in files.view
     }
 
 
-def _step(files: FileSet, clock: ManualClock, seconds: float) -> None:
+def _step(files: ManyFiles, clock: ManualClock, seconds: float) -> None:
     clock.advance(seconds)
     files.poll(files.feed)
 

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from log_exporter.spec import Program
 from log_exporter.store import Store, StoreError
 from log_exporter.values import Batch, Position, position_from_json, position_to_json
 
-__all__ = ["STATE_SECTION", "FileSet", "Followed", "LabelSet", "Pairs"]
+__all__ = ["STATE_SECTION", "Followed", "LabelSet", "ManyFiles", "Pairs"]
 
 log = logging.getLogger("log_exporter.files")
 
@@ -75,7 +75,7 @@ class Followed:
     missing_since: float | None = None  # when its path was first seen missing
 
 
-class FileSet:
+class ManyFiles:
     """The tailers of every matching file and the label sets' stores; driven by ``run`` in one
     thread. ``view`` (the label sets' pairs and stores) and the counters may be read from others.
     """
@@ -405,17 +405,5 @@ def _pairs(saved: Iterable[Any]) -> Pairs:
 
 
 def restore_error_types() -> tuple[type[Exception], ...]:
-    """What ``FileSet.restore`` raises for a section it cannot use."""
+    """What ``ManyFiles.restore`` raises for a section it cannot use."""
     return (KeyError, TypeError, ValueError, StoreError)
-
-
-def metric_label_names(
-    definitions: Iterable[Any], self_labels: Mapping[str, Iterable[str]]
-) -> dict[str, tuple[str, ...]]:
-    """Each metric's label names, a histogram's ``le`` included, with ``self_labels``'."""
-    out: dict[str, tuple[str, ...]] = {}
-    for d in definitions:
-        out[d.name] = (*d.labels, "le") if d.kind == "histogram" else tuple(d.labels)
-    for name, labels in self_labels.items():
-        out[name] = tuple(labels)
-    return out
