@@ -4,9 +4,7 @@ exemplar leads to that request's events in the JSONL (docs/exporter.md, "Exempla
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -17,54 +15,27 @@ import pytest
 
 from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
+from tests.support.load import scraping_sidecar, send_governed
 from tests.support.prometheus import Prometheus
 from tests.support.serve import Exporter
 from tests.support.service import SECRET, Service
-from tests.support.waits import DEADLINE, wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
-EXECUTE = "/workflows/governed/execute"
 CLIENTS = 6
 REQUESTS_PER_CLIENT = 60
 DURATION = "sustainbot_governed_workflow_duration_seconds"
 DETECTIONS = "sustainbot_prescriptive_language_detections_total"
 # Governed executions of several workflows, modes and outcomes; most texts hold prescriptive
 # phrases ("should", "must"), one asks the workflow to fail.
-BODIES: tuple[tuple[str, dict[str, Any]], ...] = tuple(
-    (
-        role,
-        {"workflow_name": w, "drag_mode": m, "aim": {"actor": "a", "input": t, "mission": "e2e"}},
-    )
-    for role, w, m, t in (
-        ("approver", "deploy_staging", "execute", "Deploy api@1.4.2. You must check it."),
-        ("analyst", "carbon_audit", "analysis", "We used 1,200 kWh. You should always check."),
-        ("engineer", "generate_report", "draft", "You should always check the meters."),
-        ("admin", "generate_report", "execute", "Board summary #simulate-failure"),
-        ("admin", "summarise_incident", "research", "Sev1 at 09:14. You must restore it."),
-    )
+BODIES = (
+    ("approver", "deploy_staging", "execute", "Deploy api@1.4.2. You must check it."),
+    ("analyst", "carbon_audit", "analysis", "We used 1,200 kWh. You should always check."),
+    ("engineer", "generate_report", "draft", "You should always check the meters."),
+    ("admin", "generate_report", "execute", "Board summary #simulate-failure"),
+    ("admin", "summarise_incident", "research", "Sev1 at 09:14. You must restore it."),
 )
-
-
-def _load(port: int, tokens: dict[str, str], errors: list[str], offset: int) -> None:
-    """One keep-alive client sending its share of governed executions."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
-    try:
-        for i in range(REQUESTS_PER_CLIENT):
-            role, body = BODIES[(i + offset) % len(BODIES)]
-            headers = {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {tokens[role]}",
-            }
-            conn.request("POST", EXECUTE, body=json.dumps(body).encode(), headers=headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors.append(f"{response.status} for {body['workflow_name']}")
-    except Exception as exc:  # reported by the test
-        errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        conn.close()
 
 
 def _events_by_trace(log: Path) -> dict[str, list[dict[str, Any]]]:
@@ -87,7 +58,7 @@ def test_prometheus_exemplars_lead_to_the_requests_events_in_the_log(
     exemplar's value and timestamp) and audit entry are in the JSONL."""
     log = tmp_path / "logs" / "sustainbot.jsonl"
     settings = Settings(jwt_secret=SECRET)
-    tokens = {r: mint_token(settings, actor="Dana Operator", role=r) for r, _ in BODIES}
+    tokens = {r: mint_token(settings, actor="Dana Operator", role=r) for r, *_ in BODIES}
     start = time.time() - 60
     with (
         Exporter(tmp_path, ["--file", str(log)]) as exporter,
@@ -95,35 +66,18 @@ def test_prometheus_exemplars_lead_to_the_requests_events_in_the_log(
     ):
         exporter.wait_healthy()
         service.start()
-        (tmp_path / "prometheus").mkdir()
         # Prometheus 2.42 asks for OpenMetrics first in its Accept header (exemplars exist only
         # there); newer ones take scrape_protocols, older ones would fail on the unknown key.
-        prom = Prometheus(
+        prom = scraping_sidecar(
             prometheus_binary,
             tmp_path / "prometheus",
-            config={
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "sidecar",
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                    }
-                ],
-            },
+            exporter.port,
             flags=("--enable-feature=exemplar-storage",),
         )
         try:
-            errors: list[str] = []
-            clients = [
-                threading.Thread(target=_load, args=(service.port, tokens, errors, n))
-                for n in range(CLIENTS)
-            ]
-            for thread in clients:
-                thread.start()
-            for thread in clients:
-                thread.join(timeout=240)
-            assert not errors, errors[:5]
-            assert not any(t.is_alive() for t in clients), "a client hung"
+            send_governed(
+                service.port, tokens, BODIES, clients=CLIENTS, requests=REQUESTS_PER_CLIENT
+            )
             # Only a scrape after the last event is sure to show each series' latest exemplar,
             # and every series' exemplars must be in: wait until the counts stop growing.
             counts: list[tuple[int, int]] = []

@@ -4,10 +4,8 @@ scraper still gets the classic buckets (docs/exporter.md, "Native histograms")."
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -17,11 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sustainbot.auth import mint_token
 from sustainbot.settings import Settings
+from tests.support.load import scraping_sidecar, send_governed
 from tests.support.prometheus import Prometheus
 from tests.support.protobuf_decode import decode_delimited
 from tests.support.serve import Exporter
 from tests.support.service import SECRET, Service
-from tests.support.waits import DEADLINE, wait_for
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,31 +37,6 @@ BODIES = (
     ("analyst", "carbon_audit", "analysis", "We used 1,200 kWh. You should always check."),
     ("admin", "generate_report", "execute", "Board summary #simulate-failure"),
 )
-
-
-def _load(port: int, tokens: dict[str, str], errors: list[str], offset: int) -> None:
-    """One keep-alive client: governed executions, and a health check between them."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
-    try:
-        for i in range(REQUESTS_PER_CLIENT):
-            role, workflow, mode, text = BODIES[(i + offset) % len(BODIES)]
-            aim = {"actor": "a", "input": text, "mission": "e2e"}
-            body = {"workflow_name": workflow, "drag_mode": mode, "aim": aim}
-            headers = {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {tokens[role]}",
-            }
-            conn.request("POST", "/workflows/governed/execute", json.dumps(body).encode(), headers)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors.append(f"{response.status} for {workflow}")
-            conn.request("GET", "/health")
-            conn.getresponse().read()
-    except Exception as exc:  # reported by the test
-        errors.append(f"{type(exc).__name__}: {exc}")
-    finally:
-        conn.close()
 
 
 Key = tuple[str, ...]
@@ -118,34 +92,22 @@ def test_prometheus_stores_native_histograms_equal_to_the_log(
     ):
         exporter.wait_healthy()
         service.start()
-        (tmp_path / "prometheus").mkdir()
-        prom = Prometheus(
+        # 2.42 asks for protobuf first with this flag; 3.8+ take scrape_native_histograms.
+        prom = scraping_sidecar(
             prometheus_binary,
             tmp_path / "prometheus",
-            config={
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "sidecar",
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                    }
-                ],
-            },
-            # 2.42 asks for protobuf first with this flag; 3.8+ take scrape_native_histograms.
+            exporter.port,
             flags=("--enable-feature=native-histograms,exemplar-storage",),
         )
         try:
-            errors: list[str] = []
-            clients = [
-                threading.Thread(target=_load, args=(service.port, tokens, errors, n))
-                for n in range(CLIENTS)
-            ]
-            for thread in clients:
-                thread.start()
-            for thread in clients:
-                thread.join(timeout=240)
-            assert not errors, errors[:5]
-            assert not any(t.is_alive() for t in clients), "a client hung"
+            send_governed(
+                service.port,
+                tokens,
+                BODIES,
+                clients=CLIENTS,
+                requests=REQUESTS_PER_CLIENT,
+                health=True,
+            )
             assert service.stop() == 0  # every event is in the log now
 
             http_labels = ("method", "endpoint")
