@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,10 @@ def test_promtool_check_metrics_is_clean(tmp_path: Path, promtool_binary: str) -
     assert result.stderr.strip() == b""
 
 
-def test_prometheus_scrapes_through_tls_and_basic_auth(
-    tmp_path: Path,
-    scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
-    contract_line: Callable[..., bytes],
-) -> None:
-    """A Prometheus configured with the CA and the password scrapes a TLS + basic auth sidecar."""
+@contextlib.contextmanager
+def _secured_sidecar(tmp_path: Path, log: Path) -> Iterator[tuple[Exporter, dict[str, Any]]]:
+    """A sidecar behind TLS and basic auth (a web config file), and the scrape config with the
+    CA and the password file that a Prometheus reaches it with."""
     certs = make_certs(tmp_path)
     password = "scrape-secret"
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
@@ -166,8 +165,6 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
         f"  key_file: {certs.server_key.name}\n"
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
     )
-    log = tmp_path / "app.jsonl"
-    append(log, contract_line("auth.jwt_validated", outcome="success") * 3)
     client = ssl.create_default_context(cafile=str(certs.ca))
     with Exporter(
         tmp_path,
@@ -178,7 +175,8 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
     ) as exporter:
         exporter.wait_healthy()
         (tmp_path / "password").write_text(password)
-        prom = scraping_prometheus(
+        yield (
+            exporter,
             {
                 "scheme": "https",
                 "tls_config": {"ca_file": str(certs.ca), "server_name": "localhost"},
@@ -187,8 +185,20 @@ def test_prometheus_scrapes_through_tls_and_basic_auth(
                     "password_file": str(tmp_path / "password"),
                 },
                 "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-            }
+            },
         )
+
+
+def test_prometheus_scrapes_through_tls_and_basic_auth(
+    tmp_path: Path,
+    scraping_prometheus: Callable[[dict[str, Any]], Prometheus],
+    contract_line: Callable[..., bytes],
+) -> None:
+    """A Prometheus configured with the CA and the password scrapes a TLS + basic auth sidecar."""
+    log = tmp_path / "app.jsonl"
+    append(log, contract_line("auth.jwt_validated", outcome="success") * 3)
+    with _secured_sidecar(tmp_path, log) as (exporter, scrape):
+        prom = scraping_prometheus(scrape)
         wait_for(
             lambda: (
                 _vector(prom, 'sustainbot_jwt_validations_total{outcome="success"}')
@@ -206,15 +216,6 @@ def test_prometheus_asks_for_protobuf_through_tls_and_basic_auth(
 ) -> None:
     """A Prometheus with native histograms on gets the protobuf page through the same TLS and
     basic auth: the request durations arrive as a native histogram with the log's count."""
-    certs = make_certs(tmp_path)
-    password = "scrape-secret"
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
-    web = tmp_path / "web.yml"
-    web.write_text(
-        f"tls_server_config:\n  cert_file: {certs.server_cert.name}\n"
-        f"  key_file: {certs.server_key.name}\n"
-        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
-    )
     log = tmp_path / "app.jsonl"
     durations = [0.002, 0.004, 0.03, 0.7]
     append(
@@ -226,31 +227,11 @@ def test_prometheus_asks_for_protobuf_through_tls_and_basic_auth(
             for d in durations
         ),
     )
-    client = ssl.create_default_context(cafile=str(certs.ca))
-    with Exporter(
-        tmp_path,
-        ["--file", str(log), "--web.config.file", str(web)],
-        scheme="https",
-        context=client,
-        auth=("prometheus", password),
-    ) as exporter:
-        exporter.wait_healthy()
-        (tmp_path / "password").write_text(password)
+    with _secured_sidecar(tmp_path, log) as (exporter, scrape):
         prom = prometheus_factory(
             config={
                 "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "sidecar",
-                        "scheme": "https",
-                        "tls_config": {"ca_file": str(certs.ca), "server_name": "localhost"},
-                        "basic_auth": {
-                            "username": "prometheus",
-                            "password_file": str(tmp_path / "password"),
-                        },
-                        "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                    }
-                ],
+                "scrape_configs": [{"job_name": "sidecar", **scrape}],
             },
             flags=("--enable-feature=native-histograms",),
         )
