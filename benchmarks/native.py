@@ -13,6 +13,9 @@ Run by hand: ``.venv/bin/python benchmarks/native.py [--rounds N] [--events N] [
   picks for those Accept headers), bytes per exposed series, plain and gzipped; and the same
   protobuf page built with the ``protobuf`` package's message objects (the alternative to the
   hand-written encoder), for the choice between them.
+- SustainBot: ``--events`` events as the app writes them through ``Pipeline.feed`` with the
+  built-in spec, against the same spec without its ``native`` lines: what turning native buckets
+  on costs per event of the real log.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import functools
 import gc
 import gzip
 import random
+import re
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +139,38 @@ def bench_feed(rounds: int, n: int) -> None:
             )
 
 
+def bench_sustainbot(rounds: int, n: int) -> None:
+    """What the built-in spec's native buckets cost per SustainBot event: ``n`` events as the app
+    writes them (``benchmarks/replay.py``'s generator) through ``Pipeline.feed``, with the
+    built-in spec and with the same spec without its ``native`` lines."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from replay import generate  # a sibling script, not a package
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        generate(path, n)
+        lines = path.read_bytes().splitlines()
+    batches = [Batch(lines[i : i + 1000]) for i in range(0, len(lines), 1000)]
+    text = (Path(__file__).parents[1] / "log_exporter" / "specs" / "sustainbot.toml").read_text()
+    specs = {
+        "built-in": load_spec(text, "sustainbot.toml"),
+        "no native": load_spec(re.sub(r"^native = .*$", "", text, flags=re.M), "classic.toml"),
+    }
+
+    def feed(name: str) -> float:
+        store = Store(specs[name].definitions)
+        pipeline = Pipeline(compile_spec(specs[name]), store)
+        start = time.process_time()
+        for batch in batches:
+            pipeline.feed(batch)
+        return (time.process_time() - start) / len(lines) * 1e9
+
+    results = alternated(rounds, list(specs), feed)
+    print(f"SustainBot events, Pipeline.feed, ns per event, median of {rounds} (min):")
+    for name, values in results.items():
+        print(f"  {name:11s} {statistics.median(values):7.0f} ({min(values):.0f})")
+
+
 def render_store(series: int, native: bool) -> tuple[Store, int]:
     hist_sets = (series // 2) // SERIES_PER_HISTOGRAM
     counters = series - hist_sets * SERIES_PER_HISTOGRAM
@@ -240,6 +277,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=10_000)
     args = parser.parse_args()
     bench_feed(args.rounds, args.events)
+    bench_sustainbot(args.rounds, args.events)
     bench_render(args.rounds * 3, args.series)
 
 
