@@ -18,11 +18,11 @@ from tests.support.serve import parse_metrics, sample
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-def pod_history(root: Path) -> tuple[ContainerLog, dict[str, int]]:
+def pod_history(root: Path, pod: str = "sustainbot-0") -> tuple[ContainerLog, dict[str, int]]:
     """A container's history: events on stdout (some cut into P chunks, stderr tracebacks
     between the chunks), rotated and gzipped twice, a line the killed container never ended,
     then its restart to 1.log; and what it holds, by result."""
-    c = ContainerLog(root, "prod", "sustainbot-0", "7c1e")
+    c = ContainerLog(root, "prod", pod, "7c1e")
     counts = {"parsed": 0, "unstructured": 0, "partial": 0}
     big = contract_line(
         "auth.jwt_validated", outcome="success", trace_id=TRACE, padding="x" * (2 * SPLIT)
@@ -91,3 +91,39 @@ def test_trace_finds_the_event_of_a_split_line_in_gzipped_generations(tmp_path: 
     found = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(found) == 3
     assert all(e["trace_id"] == TRACE and len(e["padding"]) == 2 * SPLIT for e in found)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_replay_of_a_node_tree_by_pattern_counts_each_pod_apart(tmp_path: Path, jobs: str) -> None:
+    """A ``--file`` pattern over a node's pods, CRI and gzip included: every generation of each
+    pod's container is read (the pattern names only ``*.log``), and each pod's counts carry its
+    namespace and pod labels, as many as its own history holds."""
+    root = tmp_path / "pods"
+    histories = {pod: pod_history(root, pod) for pod in ("sustainbot-0", "sustainbot-1")}
+    pattern = str(root / "{namespace}_{pod}_{_}" / "sustainbot" / "*.log")
+    out = tmp_path / "out.prom"
+    argv = ["replay", "--quiet", "--input-format", "cri", "--jobs", jobs, "-o", str(out)]
+    assert main([*argv, "--file", pattern, "--label", "job=sustainbot"]) == 0
+    samples = parse_metrics(out.read_text())
+    for pod, (_, counts) in histories.items():
+        for result, n in counts.items():
+            got = sample(
+                samples,
+                "log_exporter_lines_total",
+                result=result,
+                namespace="prod",
+                pod=pod,
+                job="sustainbot",
+            )
+            assert got == n, (pod, result)
+        assert (
+            sample(
+                samples,
+                "sustainbot_jwt_validations_total",
+                outcome="success",
+                namespace="prod",
+                pod=pod,
+                job="sustainbot",
+            )
+            == 63
+        )
