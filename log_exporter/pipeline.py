@@ -159,17 +159,7 @@ class Feed:
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
                         ts = _latest_event_time(batch.lines, time_of)
-                sink.record(
-                    ReadCounts(
-                        parsed,
-                        malformed,
-                        batch.oversized,
-                        batch.bytes_read,
-                        batch.rotations,
-                        batch.truncations,
-                        ts,
-                    )
-                )
+                sink.record(_counts(batch, parsed, malformed, ts))
 
     def _feed_cri(self, batch: Batch) -> None:
         """``feed`` for a batch of CRI lines (``log_exporter.sources.cri``): content that is no
@@ -177,14 +167,16 @@ class Feed:
         runtime's time stands in for an event's missing one."""
         sink = self._sink
         apply = self._apply
+        time_of = self._reader.time_of
         parsed = malformed = unstructured = partial = 0
         last: dict[str, Any] | None = None
+        last_raw = b""
         with sink.lock:
             try:
-                for event in cri.decode(batch.lines):
+                for raw, event in zip(batch.lines, cri.decode(batch.lines), strict=True):
                     if type(event) is dict:
                         parsed += 1
-                        last = event
+                        last, last_raw = event, raw
                         apply(event)
                     elif event is MALFORMED:
                         malformed += 1
@@ -195,20 +187,14 @@ class Feed:
             finally:
                 ts = None
                 if last is not None:
-                    ts = _latest_event_time(batch.lines, self._reader.time_of, cri=True)
-                sink.record(
-                    ReadCounts(
-                        parsed,
-                        malformed,
-                        batch.oversized,
-                        batch.bytes_read,
-                        batch.rotations,
-                        batch.truncations,
-                        ts,
-                        unstructured,
-                        partial,
-                    )
-                )
+                    # The batch's last event, or the runtime's time of its line: no line is
+                    # decoded again unless neither reads.
+                    ts = time_of(last)
+                    if ts is None:
+                        ts = cri_time(last_raw)
+                    if ts is None:
+                        ts = _latest_event_time(batch.lines, time_of, cri=True)
+                sink.record(_counts(batch, parsed, malformed, ts, unstructured, partial))
 
     def _apply(self, event: dict[str, Any]) -> None:
         """Apply one event with the function its type is bound to (``feed``'s loop inlines it)."""
@@ -347,6 +333,28 @@ class Pipeline(Feed):
             self._dispatch = program.bind(self.store, exemplars=self._exemplars)
             self._reader = program.reader
             self.program = program
+
+
+def _counts(
+    batch: Batch,
+    parsed: int,
+    malformed: int,
+    ts: float | None,
+    unstructured: int = 0,
+    partial: int = 0,
+) -> ReadCounts:
+    """What ``feed`` counted of ``batch``, with the counts of reading the batch carries."""
+    return ReadCounts(
+        parsed,
+        malformed,
+        batch.oversized,
+        batch.bytes_read,
+        batch.rotations,
+        batch.truncations,
+        ts,
+        unstructured,
+        partial,
+    )
 
 
 def _latest_event_time(
