@@ -37,9 +37,13 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
+import render  # a sibling script, not a package
+
 from log_exporter.native import spans_and_deltas
 from log_exporter.pipeline import Pipeline
 from log_exporter.prometheus.collector import Registry, StoreCollector
+from log_exporter.prometheus.families import StoreFamily
 from log_exporter.prometheus.negotiate import select_encoder
 from log_exporter.prometheus.protobuf import varint
 from log_exporter.spec import Spec, compile_spec, load_spec
@@ -62,27 +66,6 @@ events = ["dur"]
 labels = ["route"]
 value = "seconds"
 {extra}
-"""
-
-RENDER_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
-SERIES_PER_HISTOGRAM = len(RENDER_BUCKETS) + 3
-RENDER_SPEC = f"""version = 1
-series_cap = 100000
-
-[metrics.bench_requests_total]
-type = "counter"
-help = "Requests, by route and status."
-events = ["req"]
-labels = ["route", "status"]
-
-[metrics.bench_duration_seconds]
-type = "histogram"
-help = "Durations, by route."
-events = ["dur"]
-value = "seconds"
-buckets = {RENDER_BUCKETS}
-labels = ["route"]
-{{extra}}
 """
 
 
@@ -147,7 +130,6 @@ def bench_sustainbot(rounds: int, n: int) -> None:
     """What the built-in spec's native buckets cost per SustainBot event: ``n`` events as the app
     writes them (``benchmarks/replay.py``'s generator) through ``Pipeline.feed``, with the
     built-in spec and with the same spec without its ``native`` lines."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from replay import generate  # a sibling script, not a package
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,9 +152,10 @@ def bench_sustainbot(rounds: int, n: int) -> None:
 
 
 def render_store(series: int, native: bool) -> tuple[Store, int]:
-    hist_sets = (series // 2) // SERIES_PER_HISTOGRAM
-    counters = series - hist_sets * SERIES_PER_HISTOGRAM
-    spec = load_spec(RENDER_SPEC.format(extra=NATIVE if native else ""), "bench.toml")
+    hist_sets = (series // 2) // render.SERIES_PER_HISTOGRAM
+    counters = series - hist_sets * render.SERIES_PER_HISTOGRAM
+    # render.py's store, its histogram table (the spec's last) given native buckets too.
+    spec = load_spec(render.SPEC + (NATIVE + "\n" if native else ""), "bench.toml")
     store = Store(spec.definitions)
     rng = random.Random(2)
     lines = [
@@ -186,7 +169,7 @@ def render_store(series: int, native: bool) -> tuple[Store, int]:
         for _ in range(10)
     ]
     Pipeline(compile_spec(spec), store).feed(Batch(lines))
-    return store, counters + hist_sets * SERIES_PER_HISTOGRAM
+    return store, counters + hist_sets * render.SERIES_PER_HISTOGRAM
 
 
 def with_protobuf_package(registry: Registry) -> bytes:
@@ -195,9 +178,9 @@ def with_protobuf_package(registry: Registry) -> bytes:
 
     out = []
     for fam in registry.collect():
-        snapshot = getattr(fam, "snapshot", None)
-        if snapshot is None:
+        if not isinstance(fam, StoreFamily):
             continue  # only the store's families: the bulk of the page
+        snapshot = fam.parts[0][0]  # one label set: benchmarks' stores have no others
         d = snapshot.definition
         mf = MetricFamily(name=d.name, help=d.help, type=4 if d.kind == "histogram" else 0)
         for key, value in snapshot.series.items():
