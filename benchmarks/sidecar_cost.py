@@ -200,14 +200,31 @@ def latency(log: Path, url: str, samples: int, gap: float, base: float) -> tuple
     return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
 
 
+def serve_command(py: str, log: Path) -> tuple[list[str], str]:
+    """A serve process tailing ``log`` on a free loopback port, and its metrics URL."""
+    port = free_port()
+    cmd = [py, "-m", "log_exporter", "serve", "--file", str(log),
+           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]  # fmt: skip
+    return cmd, f"http://127.0.0.1:{port}/metrics"
+
+
+def mtail_command(mtail: str, work: Path, log: Path) -> tuple[list[str], str]:
+    """An mtail following ``log`` with the benchmark's programs on a free loopback port (its
+    own logs in ``work``), and its metrics URL."""
+    port = free_port()
+    logs = work / "mtail-logs"
+    logs.mkdir(exist_ok=True)
+    cmd = [mtail, "--progs", str(HERE / "mtail"), "--logs", str(log), "--emit_prog_label=false",
+           "--address=127.0.0.1", f"--port={port}", "--stderrthreshold=FATAL",
+           f"--log_dir={logs}"]  # fmt: skip
+    return cmd, f"http://127.0.0.1:{port}/metrics"
+
+
 def run_serve(tree: Path, work: Path, data: bytes, n: int, args: argparse.Namespace) -> Burst:
     py, env = python_of(tree)
     log = work / "sustainbot.jsonl"
     log.write_bytes(b"")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    cmd = [py, "-m", "log_exporter", "serve", "--file", str(log),
-           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]  # fmt: skip
+    cmd, url = serve_command(py, log)
     with running(cmd, env, url, serve_count) as proc:
         result = burst(proc, log, data, url, serve_count, n)
         if args.samples:
@@ -257,10 +274,7 @@ def run_steady_serve(tree: Path, work: Path, lines: list[bytes], rate: int) -> B
     py, env = python_of(tree)
     log = work / "steady.jsonl"
     log.write_bytes(b"")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    cmd = [py, "-m", "log_exporter", "serve", "--file", str(log),
-           "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]  # fmt: skip
+    cmd, url = serve_command(py, log)
     with running(cmd, env, url, serve_count) as proc:
         result = steady(proc, log, lines, rate, url, serve_count)
     log.unlink()
@@ -270,13 +284,7 @@ def run_steady_serve(tree: Path, work: Path, lines: list[bytes], rate: int) -> B
 def run_steady_mtail(mtail: str, work: Path, lines: list[bytes], rate: int) -> Burst:
     log = work / "steady-mtail.jsonl"
     log.write_bytes(b"")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    logs = work / "mtail-logs"
-    logs.mkdir(exist_ok=True)
-    cmd = [mtail, "--progs", str(HERE / "mtail"), "--logs", str(log), "--emit_prog_label=false",
-           "--address=127.0.0.1", f"--port={port}", "--stderrthreshold=FATAL",
-           f"--log_dir={logs}"]  # fmt: skip
+    cmd, url = mtail_command(mtail, work, log)
     with running(cmd, None, url, mtail_count) as proc:
         result = steady(proc, log, lines, rate, url, None)
     log.unlink()
@@ -286,13 +294,7 @@ def run_steady_mtail(mtail: str, work: Path, lines: list[bytes], rate: int) -> B
 def run_mtail(mtail: str, work: Path, data: bytes, requests: float) -> Burst:
     log = work / "mtail.jsonl"
     log.write_bytes(b"")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/metrics"
-    logs = work / "mtail-logs"
-    logs.mkdir(exist_ok=True)
-    cmd = [mtail, "--progs", str(HERE / "mtail"), "--logs", str(log), "--emit_prog_label=false",
-           "--address=127.0.0.1", f"--port={port}", "--stderrthreshold=FATAL",
-           f"--log_dir={logs}"]  # fmt: skip
+    cmd, url = mtail_command(mtail, work, log)
     with running(cmd, None, url, mtail_count) as proc:
         result = burst(proc, log, data, url, mtail_count, requests)
         result.idle = None  # a Go program's main thread is not where it works
