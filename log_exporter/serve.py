@@ -436,13 +436,19 @@ class Service:
         self.tailer.wake()
 
     def _count_unread(self) -> int:
+        return self._unread_after(self.options.file, self._fed)
+
+    def _unread_after(self, path: str, fed: Position | None) -> int:
+        """The lines of ``path`` (and its rotated generations) after ``fed``, read as serve
+        reads them."""
+        options = self.options
         return count_lines_after(
-            self.options.file,
-            self._fed,
-            start_at=self.options.start_at,
-            max_line_bytes=self.options.max_line_bytes,
-            rotated_globs=self.options.rotated_globs,
-            input_format=self.options.input_format,
+            path,
+            fed,
+            start_at=options.start_at,
+            max_line_bytes=options.max_line_bytes,
+            rotated_globs=options.rotated_globs,
+            input_format=options.input_format,
         )
 
 
@@ -546,18 +552,7 @@ class ManyService(Service):
         self.files.run(self._on_file_batch, self._stop, on_tick=self._on_tick)
 
     def _count_unread(self) -> int:
-        options = self.options
-        return sum(
-            count_lines_after(
-                path,
-                fed,
-                start_at=options.start_at,
-                max_line_bytes=options.max_line_bytes,
-                rotated_globs=options.rotated_globs,
-                input_format=options.input_format,
-            )
-            for path, fed in self.files.positions()
-        )
+        return sum(self._unread_after(path, fed) for path, fed in self.files.positions())
 
     def _reload_program(self, program: Program) -> None:
         self.files.reload(program)
