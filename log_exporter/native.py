@@ -13,7 +13,7 @@ import functools
 import math
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "DEFAULT_FACTOR",
@@ -333,6 +333,13 @@ def bucket_key(value: float, schema: int) -> int:
     return (key + (1 << -schema) - 1) >> -schema
 
 
+# Shared by every unlinked or halved series: never written to (an increment of a missing key
+# raises before it stores anything), so a lookup in it always misses.
+_MISS: Final[dict[Any, int]] = {}
+# The cells of buckets not (yet) tied to a series: a snapshot's copy, a state file's entry.
+_UNLINKED: Final[list[float]] = []
+
+
 @dataclass(frozen=True, slots=True)
 class NativeDef:
     """A histogram's native bucket settings (the spec's ``native``)."""
@@ -344,14 +351,26 @@ class NativeDef:
 
 class NativeBuckets:
     """One series' native buckets: its current schema, the zero bucket and the populated buckets
-    (index -> count), in the order they were first populated."""
+    (index -> count), in the order they were first populated.
 
-    __slots__ = ("positive", "schema", "zero")
+    A series in a store is also ``link``-ed to its classic cells (count and sum), so the
+    generated hot path finds both with one lookup, and to ``fast``: its populated buckets while
+    they are at the spec's schema, else an empty dict never written to, so the hot path's
+    increment misses and ``observe`` (which knows the current schema) places the value."""
+
+    __slots__ = ("cells", "fast", "positive", "schema", "zero")
 
     def __init__(self, schema: int, zero: int = 0, positive: dict[int, int] | None = None) -> None:
         self.schema = schema
         self.zero = zero
         self.positive: dict[int, int] = {} if positive is None else positive
+        self.cells: list[float] = _UNLINKED
+        self.fast: dict[Any, int] = _MISS
+
+    def link(self, cells: list[float], schema: int) -> None:
+        """Tie these buckets to their series' classic ``cells``, under the spec's ``schema``."""
+        self.cells = cells
+        self.fast = self.positive if self.schema == schema else _MISS
 
     def observe(self, value: float, native: NativeDef) -> None:
         """Count ``value`` (finite, not negative) as client_golang's ``Observe`` does."""
@@ -385,6 +404,7 @@ class NativeBuckets:
         positive[key] = n
         if max_buckets and len(positive) > max_buckets and self.schema > SCHEMA_MIN:
             self.schema -= 1
+            self.fast = _MISS
             merged: dict[int, int] = {}
             for k, n in positive.items():
                 # Bucket k of the finer schema lies in bucket ceil(k / 2) of the coarser one.
@@ -448,16 +468,26 @@ _FAST_OCTAVES: Final = 32
 
 
 @functools.cache
-def fast_bounds(native: NativeDef) -> tuple[tuple[float, ...], float, float, int]:
+def fast_bounds(native: NativeDef) -> tuple[tuple[float, ...], tuple[int | None, ...]]:
     """For the generated hot path: the upper bounds of the spec schema's buckets over a wide
-    range, the range ``(low, high]`` they cover (above the zero threshold), and the offset of
-    the first: a value in the range is in bucket ``bisect_left(bounds, value) + offset``,
-    exactly as ``bucket_key`` places it (the bounds are the same table, scaled by powers of 2)."""
+    range, and for each place ``bisect_left(bounds, value)`` can return, the index of the
+    bucket every value there is in, exactly as ``bucket_key`` places it (the bounds are the same
+    table, scaled by powers of 2), or None where that is not one bucket: below the first bound,
+    above the last, or at or below the zero threshold. The caller sends a None to ``observe``
+    (None is never a key of the buckets), which spares it a test of the range."""
     schema = native.schema
     first = bucket_key(max(native.zero_threshold, math.ldexp(1.0, -_FAST_OCTAVES)), schema)
     last = max(bucket_key(math.ldexp(1.0, _FAST_OCTAVES), schema), first)
     table = tuple(upper_bound(i, schema) for i in range(first - 1, last + 1))
-    return table, max(table[0], native.zero_threshold), table[-1], first - 1
+    # Place p holds the values in (table[p - 1], table[p]]: bucket first - 1 + p, unless some of
+    # them are in the zero bucket.
+    keys: list[int | None] = [None]
+    keys += [
+        None if table[p - 1] < native.zero_threshold else first - 1 + p
+        for p in range(1, len(table))
+    ]
+    keys.append(None)
+    return table, tuple(keys)
 
 
 def spans_and_deltas(positive: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:

@@ -231,15 +231,34 @@ class HistogramState(_SeriesState):
             self.real = 1
 
     def new_native(self, key: tuple[str, ...]) -> NativeBuckets:
-        """The native buckets of series ``key``, just observed into (its own, or the overflow
-        series' when the cap turned it away), created empty."""
-        if key not in self.series:
-            key = self.overflow_key
+        """The native buckets series ``key`` observes into, with no buckets yet: created empty
+        and linked to the series' cells, the series admitted first if new (its own, or the
+        overflow series' when the cap turns it away)."""
+        cells = self.series.get(key)
+        if cells is None:
+            cells = self.new_series(key)
+            if key not in self.series:
+                key = self.overflow_key
         buckets = self.native.get(key)
         if buckets is None:
-            assert self.native_def is not None
-            buckets = self.native[key] = NativeBuckets(self.native_def.schema)
+            native = self.native_def
+            assert native is not None
+            buckets = self.native[key] = NativeBuckets(native.schema)
+            buckets.link(cells, native.schema)
         return buckets
+
+    def take_native(self, buckets: Mapping[tuple[str, ...], NativeBuckets]) -> None:
+        """Hold ``buckets`` (restored or rebuilt) as the native buckets, each linked to its
+        series' cells; any of a key with no series is dropped, as no series shows it."""
+        self.native.clear()
+        native = self.native_def
+        if native is None:
+            return
+        for key, b in buckets.items():
+            cells = self.series.get(key)
+            if cells is not None:
+                b.link(cells, native.schema)
+                self.native[key] = b
 
     def renative(
         self,
@@ -256,8 +275,7 @@ class HistogramState(_SeriesState):
                 b = rebuilt(native, old.get(key), was, self.bounds, cells)
                 if b is not None:
                     fresh[key] = b
-        self.native.clear()
-        self.native.update(fresh)
+        self.take_native(fresh)
 
     def observe_native(self, key: tuple[str, ...], value: float) -> None:
         """Count ``value`` in the native buckets of the stored series ``key`` (replay's merge)."""
@@ -609,8 +627,7 @@ def _restore_series(
     s.overflowed = overflowed
     s._recount(s.series)
     if isinstance(s, HistogramState):
-        s.native.clear()
-        s.native.update(extra or {})
+        s.take_native(extra or {})
     elif isinstance(s, GaugeState):
         if extra is None:
             s.take_series_as_shares()

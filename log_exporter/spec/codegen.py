@@ -365,15 +365,20 @@ def _histogram_rule(
     gen = scope.gen
     assert r.value is not None  # the loader requires it
     raw = scope.raw(r.value_path)
-    series_get = gen.const(state.series.get, "series_get")
-    new_series = gen.const(state.new_series, "new_series")
     bounds = gen.const(state.bounds, "bounds")
     ok = scope.nested(f"if {valid_test(raw, nonnegative=True, scale=r.scale)}:")
     v = scaled(ok, r.scale, raw)
     ok.emit(f"k = {key}")
-    ok.emit(f"cells = {series_get}(k)")
-    ok.emit("if cells is None:")
-    ok.emit(f"    cells = {new_series}(k)")
+    if state.native_def is None:
+        ok.emit(f"cells = {gen.const(state.series.get, 'series_get')}(k)")
+        ok.emit("if cells is None:")
+        ok.emit(f"    cells = {gen.const(state.new_series, 'new_series')}(k)")
+    else:
+        # One lookup for both forms: the native buckets hold their series' classic cells.
+        ok.emit(f"nb = {gen.const(state.native.get, 'native_get')}(k)")
+        ok.emit("if nb is None:")
+        ok.emit(f"    nb = {gen.const(state.new_native, 'new_native')}(k)")
+        ok.emit("cells = nb.cells")
     # Native buckets only: the classic form has the +Inf bucket alone, no bound to search.
     where = f"bisect_left({bounds}, {v})" if state.bounds else "0"
     if then is None:
@@ -384,31 +389,24 @@ def _histogram_rule(
         ok.emit(f"cells[{_BUCKET}] += 1.0")
     ok.emit(f"cells[-1] += {v}")
     if state.native_def is not None:
-        _native_observe(ok, state, state.native_def, v)
+        _native_observe(ok, state.native_def, v)
     if then is not None:
         then(ok, v, False)
     scope.nested("else:").emit(invalid)
 
 
-def _native_observe(scope: Scope, state: HistogramState, native: NativeDef, v: str) -> None:
-    """The statements counting ``v`` in series ``k``'s native buckets, as ``NativeBuckets.observe``
+def _native_observe(scope: Scope, native: NativeDef, v: str) -> None:
+    """The statements counting ``v`` in the native buckets ``nb``, as ``NativeBuckets.observe``
     does. For speed, a value in the wide range of ``fast_bounds`` finds its bucket with one
-    search, into an existing bucket of a series still at the spec's schema; everything else
-    (the zero bucket, a new bucket, a series whose resolution was halved) calls ``observe``."""
+    search, into an existing bucket of a series still at the spec's schema (``nb.fast``);
+    everything else (the zero bucket, a value outside the range, a new bucket, a series whose
+    resolution was halved) misses there and calls ``observe``."""
     gen = scope.gen
-    table, low, high, offset = fast_bounds(native)
-    native_get = gen.const(state.native.get, "native_get")
-    new_native = gen.const(state.new_native, "new_native")
+    table, keys = fast_bounds(native)
     settings = gen.const(native, "native")
-    scope.emit(f"nb = {native_get}(k)")
-    scope.emit("if nb is None:")
-    scope.emit(f"    nb = {new_native}(k)")
-    fast = scope.nested(f"if {low!r} < {v} <= {high!r} and nb.schema == {native.schema}:")
-    fast.emit("npos = nb.positive")
-    placed = fast.nested("try:")
-    placed.emit(f"npos[bisect_left({gen.const(table, 'native_bounds')}, {v}) + {offset}] += 1")
-    fast.nested("except KeyError:").emit(f"nb.observe({v}, {settings})")
-    scope.nested("else:").emit(f"nb.observe({v}, {settings})")
+    at = f"{gen.const(keys, 'native_keys')}[bisect_left({gen.const(table, 'native_bounds')}, {v})]"
+    scope.nested("try:").emit(f"nb.fast[{at}] += 1")
+    scope.nested("except KeyError:").emit(f"nb.observe({v}, {settings})")
 
 
 def _gauge_rule(
