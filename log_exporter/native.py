@@ -468,13 +468,18 @@ _FAST_OCTAVES: Final = 32
 
 
 @functools.cache
-def fast_bounds(native: NativeDef) -> tuple[tuple[float, ...], tuple[int | None, ...]]:
+def fast_bounds(
+    native: NativeDef,
+) -> tuple[tuple[float, ...], tuple[int | None, ...], float, float]:
     """For the generated hot path: the upper bounds of the spec schema's buckets over a wide
-    range, and for each place ``bisect_left(bounds, value)`` can return, the index of the
-    bucket every value there is in, exactly as ``bucket_key`` places it (the bounds are the same
-    table, scaled by powers of 2), or None where that is not one bucket: below the first bound,
-    above the last, or at or below the zero threshold. The caller sends a None to ``observe``
-    (None is never a key of the buckets), which spares it a test of the range."""
+    range; for each place ``bisect_left(bounds, value)`` can return, the index of the bucket
+    every value there is in, exactly as ``bucket_key`` places it (the bounds are the same table,
+    scaled by powers of 2), or None where that is not one bucket: below the first bound, above
+    the last, or at or below the zero threshold (None is never a key of the buckets, so the
+    caller's increment misses and it calls ``observe``, with no test of the range); and the
+    scale and shift that guess the place without a search: ``int(log2(value) * scale +
+    shift)`` is the place of a value in the range but for rounding next to a bound, so the
+    caller takes the guess only where ``bounds`` confirm it."""
     schema = native.schema
     first = bucket_key(max(native.zero_threshold, math.ldexp(1.0, -_FAST_OCTAVES)), schema)
     last = max(bucket_key(math.ldexp(1.0, _FAST_OCTAVES), schema), first)
@@ -487,7 +492,10 @@ def fast_bounds(native: NativeDef) -> tuple[tuple[float, ...], tuple[int | None,
         for p in range(1, len(table))
     ]
     keys.append(None)
-    return table, tuple(keys)
+    # Bucket i holds (2^((i-1)/2^s), 2^(i/2^s)]: the ceiling of log2(value) * 2^s, which is one
+    # more than its truncation but on a bound; in the range the sum is above 1, so truncation
+    # is the floor.
+    return table, tuple(keys), math.ldexp(1.0, schema), float(2 - first)
 
 
 def spans_and_deltas(positive: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any, Final
@@ -397,16 +398,22 @@ def _histogram_rule(
 
 def _native_observe(scope: Scope, native: NativeDef, v: str) -> None:
     """The statements counting ``v`` in the native buckets ``nb``, as ``NativeBuckets.observe``
-    does. For speed, a value in the wide range of ``fast_bounds`` finds its bucket with one
-    search, into an existing bucket of a series still at the spec's schema (``nb.fast``);
-    everything else (the zero bucket, a value outside the range, a new bucket, a series whose
-    resolution was halved) misses there and calls ``observe``."""
+    does. For speed, a value in the wide range of ``fast_bounds`` finds its place in the table
+    by a guess from its logarithm, confirmed by the table (else by a search), into an existing
+    bucket of a series still at the spec's schema (``nb.fast``); everything else (the zero
+    bucket, a value outside the range, a new bucket, a series whose resolution was halved)
+    misses there, or fails the logarithm (0) or the table (far above), and calls ``observe``."""
     gen = scope.gen
-    table, keys = fast_bounds(native)
+    table, keys, scale, shift = fast_bounds(native)
     settings = gen.const(native, "native")
-    at = f"{gen.const(keys, 'native_keys')}[bisect_left({gen.const(table, 'native_bounds')}, {v})]"
-    scope.nested("try:").emit(f"nb.fast[{at}] += 1")
-    scope.nested("except KeyError:").emit(f"nb.observe({v}, {settings})")
+    bounds = gen.const(table, "native_bounds")
+    placed = scope.nested("try:")
+    placed.emit(f"place = int({gen.const(math.log2, 'log2')}({v}) * {scale!r} + {shift!r})")
+    placed.nested(f"if not {bounds}[place - 1] < {v} <= {bounds}[place]:").emit(
+        f"place = bisect_left({bounds}, {v})"
+    )
+    placed.emit(f"nb.fast[{gen.const(keys, 'native_keys')}[place]] += 1")
+    scope.nested("except (KeyError, IndexError, ValueError):").emit(f"nb.observe({v}, {settings})")
 
 
 def _gauge_rule(

@@ -91,6 +91,42 @@ def test_buckets_equal_a_plain_reference_with_halving_and_zero_bucket(
     assert sum(got[2].values()) + got[1] == len(values)
 
 
+# Values on a bound of the finest schema (a bound of every coarser one too) and one step either
+# side, each twice, so the second lands in a bucket that exists: the generated code's guess from
+# the logarithm, off by one there, must be caught by the table every time.
+near_bounds_strategy = st.lists(
+    st.builds(
+        lambda i, e, step: (
+            math.nextafter(math.ldexp(bounds(SCHEMA_MAX)[i], e), math.inf * step if step else 0.0)
+            if step
+            else math.ldexp(bounds(SCHEMA_MAX)[i], e)
+        ),
+        st.integers(0, 255),
+        st.integers(-40, 40),
+        st.sampled_from([-1, 0, 1]),
+    ),
+    max_size=40,
+).map(lambda vs: [v for v in vs for _ in range(2)])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=near_bounds_strategy,
+    factor=st.sampled_from([1.00271, 1.01, 1.1, 1.5, 2.0, 16.0, 65536.0]),
+    threshold=st.sampled_from([0.0, 2.938735877055719e-39, 0.001]),
+)
+def test_values_next_to_a_bound_land_in_the_reference_bucket_at_the_spec_schema(
+    values: list[float], factor: float, threshold: float
+) -> None:
+    """Values on a bucket bound or one step beside it, under a bucket limit above their number (so
+    the series stays at the spec's schema, where the fast placement applies), counted as the
+    reference counts them."""
+    store = feed(spec_with(native_table(factor, threshold, 10_000)), values)
+    schema = pick_schema(factor)
+    expected = reference(values, schema, threshold, 10_000)
+    assert native_of(store).get(("a",), (schema, 0, {})) == expected
+
+
 def test_schema_is_the_coarsest_whose_growth_stays_within_the_factor() -> None:
     """The schema picked for a factor grows its buckets by at most the factor, and the next
     coarser schema would exceed it (clamped to -4..8), as client_golang picks it."""
