@@ -215,7 +215,12 @@ class GaugeState(CounterState):
 class HistogramState(_SeriesState):
     """A histogram: label tuple -> [count per bucket..., count above the last bound, sum]; with
     native buckets also label tuple -> ``NativeBuckets`` (only for series observed into since
-    the start or a restore: a series without is an empty one)."""
+    the start or a restore: a series without is an empty one).
+
+    A histogram with native buckets only (no classic bounds) keeps its count in them: its cells'
+    first (the +Inf bucket's) holds only what they do not, normally nothing, so an observation
+    does not count twice. ``counted`` gives the cells with the count in them, as a snapshot and
+    the state file show them; ``restore`` and replay's merge take that form back."""
 
     __slots__ = ("bounds", "native", "native_def")
     series: dict[tuple[str, ...], list[float]]
@@ -229,6 +234,21 @@ class HistogramState(_SeriesState):
         if not definition.labels:
             self.series[()] = self.empty()
             self.real = 1
+
+    def counted(self) -> dict[tuple[str, ...], list[float]]:
+        """A copy of every series' cells, the count in them (see the class doc)."""
+        out = {k: cells[:] for k, cells in self.series.items()}
+        if not self.bounds:
+            for k, b in self.native.items():
+                out[k][0] += b.count
+        return out
+
+    def uncount(self) -> None:
+        """Take the count of each series' native buckets out of its cells (see the class doc),
+        after the cells and buckets were restored as ``counted`` gives them."""
+        if not self.bounds:
+            for k, b in self.native.items():
+                self.series[k][0] -= b.count
 
     def new_native(self, key: tuple[str, ...]) -> NativeBuckets:
         """The native buckets series ``key`` observes into, with no buckets yet: created empty
@@ -490,7 +510,7 @@ class Store:
                 series: dict[tuple[str, ...], Any] = {} if s.current is None else {s.current: 1.0}
                 metrics.append(MetricSnapshot(s.definition, series, 0))
             elif isinstance(s, HistogramState):
-                hist = {k: cells[:] for k, cells in s.series.items()}
+                hist = s.counted()
                 slots = {k: x[:] for k, x in s.exemplars.items()} if exemplars else {}
                 native = {k: b.copy() for k, b in s.native.items()}
                 metrics.append(
@@ -534,7 +554,7 @@ class Store:
                 entry["overflowed"] = s.overflowed
                 entry["started"] = [[list(k), t] for k, t in s.started.items()]
                 entry["series"] = [
-                    [list(k), [_num_out(c) for c in cells]] for k, cells in s.series.items()
+                    [list(k), [_num_out(c) for c in cells]] for k, cells in s.counted().items()
                 ]
                 if d.native is not None:
                     entry["native"] = _native_def_out(d.native)
@@ -628,6 +648,7 @@ def _restore_series(
     s._recount(s.series)
     if isinstance(s, HistogramState):
         s.take_native(extra or {})
+        s.uncount()
     elif isinstance(s, GaugeState):
         if extra is None:
             s.take_series_as_shares()

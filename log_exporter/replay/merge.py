@@ -177,9 +177,10 @@ def _apply_series(  # noqa: C901
             if cells is None:
                 cells = series[target] = state.empty()
             counts, values = cell[HIST_COUNTS], cell[HIST_VALUES]
-            for i, n in enumerate(counts):
-                if n:
-                    cells[i] += n
+            if state.bounds:  # else the native buckets count them (``HistogramState``)
+                for i, n in enumerate(counts):
+                    if n:
+                        cells[i] += n
             cells[-1] = reduce(add, values, cells[-1])
             if state.native_def is not None:
                 # Where the bucket limit halves the resolution depends on the order of the

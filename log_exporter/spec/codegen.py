@@ -366,7 +366,6 @@ def _histogram_rule(
     gen = scope.gen
     assert r.value is not None  # the loader requires it
     raw = scope.raw(r.value_path)
-    bounds = gen.const(state.bounds, "bounds")
     ok = scope.nested(f"if {valid_test(raw, nonnegative=True, scale=r.scale)}:")
     v = scaled(ok, r.scale, raw)
     ok.emit(f"k = {key}")
@@ -380,14 +379,18 @@ def _histogram_rule(
         ok.emit("if nb is None:")
         ok.emit(f"    nb = {gen.const(state.new_native, 'new_native')}(k)")
         ok.emit("cells = nb.cells")
-    # Native buckets only: the classic form has the +Inf bucket alone, no bound to search.
-    where = f"bisect_left({bounds}, {v})" if state.bounds else "0"
-    if then is None:
-        ok.emit(f"cells[{where}] += 1.0")
-    else:
-        # The exemplar's slot is the bucket's: found once for both (``_BUCKET``).
-        ok.emit(f"{_BUCKET} = {where}")
-        ok.emit(f"cells[{_BUCKET}] += 1.0")
+    if state.bounds:
+        where = f"bisect_left({gen.const(state.bounds, 'bounds')}, {v})"
+        if then is None:
+            ok.emit(f"cells[{where}] += 1.0")
+        else:
+            # The exemplar's slot is the bucket's: found once for both (``_BUCKET``).
+            ok.emit(f"{_BUCKET} = {where}")
+            ok.emit(f"cells[{_BUCKET}] += 1.0")
+    elif then is not None:
+        # Native buckets only: one exemplar slot, the +Inf bucket's, and the count is kept in
+        # the native buckets (``HistogramState``).
+        ok.emit(f"{_BUCKET} = 0")
     ok.emit(f"cells[-1] += {v}")
     if state.native_def is not None:
         _native_observe(ok, state.native_def, v)

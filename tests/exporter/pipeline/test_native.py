@@ -49,6 +49,12 @@ def feed(spec: Any, values: list[float], who: list[str] | None = None) -> Store:
     return store
 
 
+def shown(store: Store) -> dict[tuple[str, ...], Any]:
+    """The histogram's series as a snapshot shows them (with their count)."""
+    (m,) = [m for m in store.snapshot().metrics if m.definition.name == "wait_seconds"]
+    return m.series
+
+
 def native_of(store: Store) -> dict[tuple[str, ...], tuple[int, int, dict[int, int]]]:
     state = store.states["wait_seconds"]
     assert isinstance(state, HistogramState)
@@ -154,9 +160,7 @@ def test_native_true_takes_client_golang_defaults_and_buckets_become_optional() 
         160,
     )
     store = feed(spec, [0.2, 3.0])
-    state = store.states["wait_seconds"]
-    assert isinstance(state, HistogramState)
-    assert state.series[("a",)] == [2.0, 3.2]
+    assert shown(store)[("a",)] == [2.0, 3.2]
 
 
 @pytest.mark.parametrize(
@@ -261,6 +265,30 @@ def test_reload_turning_native_on_keeps_classic_values() -> None:
     assert native_of(store)[("a",)][2] == {bucket_key(0.1, 3): 1, bucket_key(1.0, 3): 1, 8: 1}
 
 
+def test_native_only_count_stays_exact_through_state_file_and_reload() -> None:
+    """A histogram with native buckets only shows the count of every observation, in a snapshot
+    and in the state file, after a restore and more observations, and after a reload that
+    changes its native settings (its count is kept in the native buckets, not twice)."""
+    spec = spec_with(native_table(1.01, 0.001, 8))
+    rng = random.Random(5)
+    first = [rng.lognormvariate(0, 3) for _ in range(200)] + [0.0, 0.0005]
+    store = feed(spec, first, [rng.choice("ab") for _ in first])
+    counts = {k: cells[0] for k, cells in shown(store).items()}
+    assert sum(counts.values()) == len(first)
+    dump = json.loads(json.dumps(store.dump()))
+    assert {tuple(k): c[0] for k, c in dump["metrics"]["wait_seconds"]["series"]} == counts
+    restored = Store.load(spec.definitions, dump)
+    assert shown(restored) == shown(store)
+    apply = compile_spec(spec).bind(restored)["done"]
+    for v in (0.0, 0.5, 5000.0):
+        apply({"event": "done", "seconds": v, "who": "a"})
+    assert shown(restored)[("a",)][0] == counts[("a",)] + 3
+    coarser = spec_with(native_table(1.5, 0.0, 160))
+    restored.reconfigure(coarser.definitions)
+    assert shown(restored)[("a",)][0] == counts[("a",)] + 3
+    assert shown(restored)[("b",)][0] == counts[("b",)]
+
+
 def test_damaged_native_state_is_refused_as_a_whole() -> None:
     """A state file whose native buckets are not counts is refused, changing nothing."""
     spec = spec_with("native = true")
@@ -310,3 +338,5 @@ def test_merged_partial_states_equal_one_reader(
         merger.apply(merged, d)
     assert native_of(merged) == native_of(one)
     assert merged.states["wait_seconds"].series == one.states["wait_seconds"].series  # type: ignore[union-attr]
+    assert shown(merged) == shown(one)
+    assert sum(cells[0] for cells in shown(merged).values()) == len(values)
