@@ -251,9 +251,9 @@ class HistogramState(_SeriesState):
                 self.series[k][0] -= b.count
 
     def new_native(self, key: tuple[str, ...]) -> NativeBuckets:
-        """The native buckets series ``key`` observes into, with no buckets yet: created empty
-        and linked to the series' cells, the series admitted first if new (its own, or the
-        overflow series' when the cap turns it away)."""
+        """The native buckets series ``key`` observes into when none are stored under ``key``:
+        the series admitted first if new, then its own buckets or, when the cap turned it away,
+        the overflow series', created empty and linked to the series' cells if there are none."""
         cells = self.series.get(key)
         if cells is None:
             cells = self.new_series(key)
