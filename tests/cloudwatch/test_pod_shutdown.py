@@ -8,9 +8,11 @@ CloudWatch Logs before the exporter exits, and the CloudWatch metric sums must b
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -304,4 +306,64 @@ def test_second_signal_stops_even_while_the_main_thread_holds_the_lock_a_stop_re
         _drain_then_second_signal(exporter)
         code = _exit_code(exporter)
         assert code == EXIT_DRAIN_INCOMPLETE, exporter.diagnosis()
+    assert _forced_stop_record(exporter)["unshipped_lines"] == 25
+
+
+class _Silent:
+    """A loopback TCP server that accepts every connection and reads it, but never answers: a
+    CloudWatch endpoint whose requests hang until the client's read timeout."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests = threading.Event()  # set once a request's bytes arrived
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                self._conns.append(conn)
+                threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                self.requests.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._conns:
+            conn.close()
+
+
+def test_second_signal_does_not_wait_for_a_request_cloudwatch_never_answers(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """With the shipper's request hanging on an endpoint that never answers, a second SIGTERM
+    stops the exporter within seconds, not botocore's timeouts: exit 3, drain forced, the
+    unshipped lines counted."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(b"".join(b'{"event":"http.request","n":%d}\n' % i for i in range(25)))
+    silent = _Silent()
+    try:
+        with _exporter(
+            tmp_path,
+            log,
+            AWS_ENDPOINT_URL=silent.url,
+            LOG_EXPORTER_DRAIN_TIMEOUT="600",
+            PYTHONFAULTHANDLER="1",
+        ) as exporter:
+            exporter.wait_healthy()
+            wait_for(silent.requests.is_set, "the shipper's request to reach the endpoint")
+            sent = _drain_then_second_signal(exporter)
+            # Well under botocore's 60 s read timeout, and the 30 s a plain stop waits for it.
+            code = _exit_code(exporter)
+            took = time.monotonic() - sent
+            assert code == EXIT_DRAIN_INCOMPLETE, exporter.diagnosis()
+            assert took < 15, f"exited {took:.1f} s after the second SIGTERM"
+    finally:
+        silent.close()
     assert _forced_stop_record(exporter)["unshipped_lines"] == 25
