@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from log_exporter import buildinfo, settings
@@ -22,6 +21,7 @@ from log_exporter import buildinfo, settings
 from log_exporter.cloudwatch.config import add_arguments as add_cloudwatch_arguments
 from log_exporter.cloudwatch.config import load as load_cloudwatch_config
 from log_exporter.limits import EXIT_CONFIG, EXIT_ERROR, EXIT_OK
+from log_exporter.signals import relay
 
 if TYPE_CHECKING:
     from log_exporter.serve import Service
@@ -183,17 +183,17 @@ def _handle_signals(service: Service) -> None:
     reloads its spec.
 
     Installed here, at the entry point, because a handler belongs to the whole process: a library
-    that installed its own would replace its host's (pytest's, say) without being asked.
+    that installed its own would replace its host's (pytest's, say) without being asked. The
+    requests are made in a relay thread (``log_exporter.signals``): they take locks that the
+    main thread, where a handler runs, may be holding at that very instant.
     """
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            service.request_reload()
-        else:
-            service.request_stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    relay(
+        {
+            signal.SIGTERM: service.request_stop,
+            signal.SIGINT: service.request_stop,
+            signal.SIGHUP: service.request_reload,
+        }
+    )
 
 
 def _cmd_check_spec(args: argparse.Namespace) -> int:

@@ -2,9 +2,9 @@
 the drain timeout, they stop at once.
 
 One ``Drain`` is shared by serve's tail loop and the CloudWatch shipper; each of them keeps a
-``DrainReader`` saying when it last read anything. Requests come from signal handlers, so nothing
-here takes a lock: a handler runs in the main thread between two bytecodes of whatever that thread
-was doing, which may be holding the very lock it would wait for.
+``DrainReader`` saying when it last read anything. Requests come from the thread the entry point
+relays signals to (``log_exporter.signals``) while the readers look at them; nothing here takes a
+lock, so a request is never kept waiting by a reader.
 """
 
 from __future__ import annotations

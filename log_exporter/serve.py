@@ -4,9 +4,9 @@
 beside it, run); ``Service`` is one running exporter.
 
 Everything that changes the store runs in the tail loop's thread: a stop or reload request (the
-entry point's signal handlers make them) only sets a flag and wakes the loop, so a spec reload and
-a periodic state save never race a batch. The HTTP server and the optional CloudWatch shipper have
-their own threads.
+entry point relays signals to a thread that makes them) only sets a flag and wakes the loop, so a
+spec reload and a periodic state save never race a batch. The HTTP server and the optional
+CloudWatch shipper have their own threads.
 """
 
 from __future__ import annotations
@@ -363,7 +363,8 @@ class Service:
     def request_stop(self) -> None:
         """Make ``run`` drain the log, save the state and return: the first request reads on
         until the log is quiet (or the drain timeout), a second one stops at once. Safe from any
-        thread or signal handler."""
+        thread, but not from a signal handler: waking the tail loop takes a lock the main thread
+        may hold (the entry point relays signals to a thread, ``log_exporter.signals``)."""
         self.drain.request()
         if self.drain.forced and self.drain_outcome is None:
             self.drain_outcome = "forced"
@@ -371,7 +372,8 @@ class Service:
         self._wake_reader()
 
     def request_reload(self) -> None:
-        """Make ``run`` reload the spec between two batches; safe from any thread or handler."""
+        """Make ``run`` reload the spec between two batches; safe from any thread (not from a
+        signal handler, as ``request_stop``)."""
         self._reload.set()
         self._wake_reader()
 

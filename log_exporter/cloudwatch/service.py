@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 _STOP_JOIN_SECONDS = 30.0
 # How often a drain's wait looks at its deadline: a second signal shortens it.
 _DRAIN_CHECK_SECONDS = 0.1
+# Once a drain was cut short (a second request, or its timeout), the longest wait for the
+# shipper's thread: one waiting to retry ends at once, one blocked in a request is left to
+# botocore's timeouts. What CloudWatch acknowledged is saved already, and the request in flight
+# is sent again after a restart (at least once), so waiting for it would only delay the exit.
+_CUT_SHORT_JOIN_SECONDS = 1.0
 
 
 class Shipping:
@@ -81,7 +86,8 @@ class Shipping:
             return 0, 0
         while self._thread.is_alive() and drain.remaining() > 0:
             self._thread.join(min(_DRAIN_CHECK_SECONDS, drain.remaining()))
-        self.stop()
+        # Alive now only when the drain was cut short.
+        self.stop(_CUT_SHORT_JOIN_SECONDS)
         # Counted even after a drain that ended quiet: a line the app wrote after the shipper's
         # quiet period, while serve still read, is unshipped all the same.
         return count_lines_after(

@@ -8,9 +8,12 @@ CloudWatch Logs before the exporter exits, and the CloudWatch metric sums must b
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
+import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,10 +86,11 @@ class Load:
         assert not any(t.is_alive() for t in self.threads), "a client hung"
 
 
-def _exporter(tmp_path: Path, log: Path, **env: str) -> Exporter:
+def _exporter(tmp_path: Path, log: Path, module: str = "log_exporter", **env: str) -> Exporter:
     return Exporter(
         tmp_path,
         ["--file", str(log), "--state", "state.json"],
+        module=module,
         env={
             "CLOUDWATCH_ENABLED": "true",
             "CLOUDWATCH_LOG_GROUP": GROUP,
@@ -245,3 +249,121 @@ def test_second_signal_exits_0_with_lines_left_unshipped(aws_env: str, tmp_path:
     (stopped,) = [r for r in exporter.log_records() if r.get("unshipped_lines") is not None]
     assert stopped["unshipped_lines"] == 25 and stopped["drain"] == "forced"
     assert stopped["unread_lines"] == 0
+
+
+def _drain_then_second_signal(exporter: Exporter) -> float:
+    """SIGTERM, wait for the drain to start, SIGTERM again: when the second one was sent."""
+    exporter.send(signal.SIGTERM)
+    wait_for(
+        lambda: any(r["msg"].startswith("draining") for r in exporter.log_records()),
+        "the exporter to begin draining",
+        explain=exporter.diagnosis,
+    )
+    assert exporter.proc.poll() is None  # draining: it waits for CloudWatch
+    exporter.send(signal.SIGTERM)
+    return time.monotonic()
+
+
+def _exit_code(exporter: Exporter) -> int:
+    """The exit code; if the exporter hangs, its threads' stacks (faulthandler on SIGABRT) in the
+    failure message."""
+    try:
+        return exporter.proc.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        exporter.send(signal.SIGABRT)
+        exporter.proc.wait(timeout=DEADLINE)
+        raise AssertionError(
+            f"the exporter ignored a second SIGTERM\n{exporter.diagnosis()}"
+        ) from None
+
+
+def _forced_stop_record(exporter: Exporter) -> dict[str, Any]:
+    (stopped,) = [r for r in exporter.log_records() if r.get("unshipped_lines") is not None]
+    assert stopped["drain"] == "forced" and stopped["unread_lines"] == 0
+    return stopped
+
+
+def test_second_signal_stops_even_while_the_main_thread_holds_the_lock_a_stop_request_takes(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """A second SIGTERM that comes while serve's main thread holds its tail loop's wakeup lock
+    (an instant of every wait, made certain by the launcher) still stops the exporter: exit 3,
+    drain forced, the unshipped lines counted."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(b"".join(b'{"event":"http.request","n":%d}\n' % i for i in range(25)))
+    dead = f"http://127.0.0.1:{free_port()}"
+    with _exporter(
+        tmp_path,
+        log,
+        module="tests.support.held_wakeup",
+        AWS_ENDPOINT_URL=dead,
+        LOG_EXPORTER_DRAIN_TIMEOUT="600",
+        PYTHONFAULTHANDLER="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+    ) as exporter:
+        exporter.wait_healthy()
+        wait_for(lambda: exporter.get("/readyz")[0] == 200, "the metrics to hold the log")
+        _drain_then_second_signal(exporter)
+        code = _exit_code(exporter)
+        assert code == EXIT_DRAIN_INCOMPLETE, exporter.diagnosis()
+    assert _forced_stop_record(exporter)["unshipped_lines"] == 25
+
+
+class _Silent:
+    """A loopback TCP server that accepts every connection and reads it, but never answers: a
+    CloudWatch endpoint whose requests hang until the client's read timeout."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.requests = threading.Event()  # set once a request's bytes arrived
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                self._conns.append(conn)
+                threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while conn.recv(65536):
+                self.requests.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        for conn in self._conns:
+            conn.close()
+
+
+def test_second_signal_does_not_wait_for_a_request_cloudwatch_never_answers(
+    aws_env: str, tmp_path: Path
+) -> None:
+    """With the shipper's request hanging on an endpoint that never answers, a second SIGTERM
+    stops the exporter within seconds, not botocore's timeouts: exit 3, drain forced, the
+    unshipped lines counted."""
+    log = tmp_path / "sustainbot.jsonl"
+    log.write_bytes(b"".join(b'{"event":"http.request","n":%d}\n' % i for i in range(25)))
+    silent = _Silent()
+    try:
+        with _exporter(
+            tmp_path,
+            log,
+            AWS_ENDPOINT_URL=silent.url,
+            LOG_EXPORTER_DRAIN_TIMEOUT="600",
+            PYTHONFAULTHANDLER="1",
+        ) as exporter:
+            exporter.wait_healthy()
+            wait_for(silent.requests.is_set, "the shipper's request to reach the endpoint")
+            sent = _drain_then_second_signal(exporter)
+            # Well under botocore's 60 s read timeout, and the 30 s a plain stop waits for it.
+            code = _exit_code(exporter)
+            took = time.monotonic() - sent
+            assert code == EXIT_DRAIN_INCOMPLETE, exporter.diagnosis()
+            assert took < 15, f"exited {took:.1f} s after the second SIGTERM"
+    finally:
+        silent.close()
+    assert _forced_stop_record(exporter)["unshipped_lines"] == 25

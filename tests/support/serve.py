@@ -92,7 +92,9 @@ class Exporter:
         scheme: str = "http",
         context: ssl.SSLContext | None = None,
         auth: tuple[str, str] | None = None,
+        module: str = "log_exporter",
     ) -> None:
+        """``module``: what ``python -m`` runs, ``log_exporter`` or a test's launcher of it."""
         self.port = port if port is not None else free_port()
         self.scheme = scheme
         # Used by every request this helper makes (health waits included) against TLS/auth.
@@ -107,7 +109,7 @@ class Exporter:
         self.state_path = None if state is None else tmp_path / state
         full_env = clean_env()
         full_env.update(env or {})
-        cmd = exporter_argv("serve", *args)
+        cmd = [sys.executable, "-m", module, "serve", *args]
         given = any(a.split("=")[0] in ("--listen", "--web.listen-address") for a in args)
         if not given and "LOG_EXPORTER_LISTEN" not in full_env:
             cmd += ["--web.listen-address", f"127.0.0.1:{self.port}"]
