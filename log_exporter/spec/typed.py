@@ -10,7 +10,8 @@ of the path is read as in a dict. JSON ``null`` is None too: no reader tells nul
 
 What msgspec accepts must be exactly what the dict path (``log_exporter.parse.parse_line``)
 accepts, with the same values: so a line msgspec refuses (blank, BOM, malformed, no object,
-nested deeper than it goes, a number beyond a double in a field read) goes to ``parse_line``;
+nested deeper than Python's recursion limit lets it go, which by default is short of orjson's
+1,024 levels, a number beyond a double in a field read) goes to ``parse_line``;
 a line with non-ASCII bytes has its UTF-8 checked first (msgspec does not check the text of the
 keys it skips, which orjson refuses); and an integer beyond 64 bits, which orjson reads as a
 double, is no valid label value either way (``log_exporter.spec.labels.convert_label``).
