@@ -114,7 +114,9 @@ def mtail_count(url: str) -> float:
 def python_of(tree: Path) -> tuple[str, dict[str, str]]:
     """The interpreter and environment that run ``tree``'s exporter."""
     venv = tree / ".venv" / "bin" / "python"
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    # PYTHONSAFEPATH: ``python -m`` would put the working directory first on the path, so run
+    # from a checkout, every tree ran that checkout's package.
+    env = dict(os.environ, PYTHONPATH=str(tree), PYTHONSAFEPATH="1")
     return (str(venv) if venv.exists() else sys.executable), env
 
 

@@ -2,8 +2,9 @@
 
 Every self-counter of reading (lines by result, bytes, rotations, truncations, the last event's
 time) is counted here and written into the sink as one ``ReadCounts``; what a blank or malformed
-line is comes from ``parse.parse_line``, whose fast path is inlined in ``Feed.feed``'s loop
-and, for ``feed_steps``, in ``_decoded``.
+line is comes from ``parse.parse_line``: each line is decoded into the spec's typed event
+(``spec.typed``: only the fields the spec reads), and a line that decoding refuses goes to
+``parse_line``, which says what it is.
 ``Feed`` writes into any ``Sink`` (a store, or a replay worker's partial state) through a program
 bound to it; ``Pipeline`` is the feed into a store, which a reloaded spec can switch.
 """
@@ -15,9 +16,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
-
-import orjson
+from typing import Any, Protocol
 
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.sources import cri
@@ -25,7 +24,8 @@ from log_exporter.sources.cri import PARTIAL, UNSTRUCTURED, cri_event, cri_time
 from log_exporter.spec import Program
 from log_exporter.spec.codegen import Apply
 from log_exporter.spec.program import ANY_EVENT
-from log_exporter.spec.reader import DEFAULT_READER, EventReader
+from log_exporter.spec.reader import EventReader
+from log_exporter.spec.typed import REFUSED, TypedEvents
 from log_exporter.store import Store
 from log_exporter.values import Batch, ReadCounts
 
@@ -67,26 +67,32 @@ class Steps:
     on_time: array[float] | None = None
 
 
-def _decoded(lines: list[bytes]) -> list[Any]:
-    """Each line as ``parse_line`` gives it (the event, None for a blank line, or MALFORMED).
+def _decoded(lines: list[bytes], typed: TypedEvents) -> list[Any]:
+    """Each line as the typed event, None for a blank line, or MALFORMED (as ``parse_line``
+    says).
 
-    ``parse_line``'s fast path, once for both feeds and a whole batch at a time: almost every
-    batch is plain JSON objects, decoded by one list comprehension and checked by one pass of
-    ``type`` in C (a generator or a call per line cost replay about 5% of its time). A batch
-    with a line orjson refuses (blank, BOM, malformed) goes line by line through ``parse_line``.
+    Once for a whole batch: almost every batch is ASCII lines that decode, by one list
+    comprehension (a generator or a call per line cost replay about 5% of its time). A batch
+    with a line that is not ASCII or that decoding refuses goes line by line.
     """
-    loads = orjson.loads
+    decode = typed.decode
     try:
-        events = [loads(raw) for raw in lines]
-    except orjson.JSONDecodeError:
-        return [parse_line(raw) for raw in lines]
-    if not events or set(map(type, events)) == _ONLY_DICTS:
-        return events
-    # Valid JSON that is no object (a number, an array, null): malformed, as parse_line says.
-    return [e if type(e) is dict else MALFORMED for e in events]
+        if all(map(bytes.isascii, lines)):
+            return [decode(raw) for raw in lines]
+    except REFUSED:
+        pass
+    return [_decoded_line(raw, typed) for raw in lines]
 
 
-_ONLY_DICTS: Final = {dict}
+def _decoded_line(raw: bytes, typed: TypedEvents) -> Any:
+    """One line as ``_decoded`` gives it."""
+    try:
+        if not raw.isascii():
+            raw.decode()  # the UTF-8 check msgspec skips for keys it skips (spec.typed)
+        return typed.decode(raw)
+    except REFUSED:
+        event = parse_line(raw)
+        return typed.from_dict(event) if type(event) is dict else event
 
 
 class Feed:
@@ -94,11 +100,13 @@ class Feed:
     counts them and applies each event. Nothing in a line can raise out of it."""
 
     def __init__(
-        self, sink: Sink, dispatch: Mapping[str, Apply], reader: EventReader = DEFAULT_READER
+        self, sink: Sink, dispatch: Mapping[str, Apply], typed: TypedEvents, reader: EventReader
     ) -> None:
-        """``reader``: where the events' type and time are (the spec's ``[input]``)."""
+        """``dispatch`` applies ``typed``'s events (``bind(typed=True)``); ``reader``: where a
+        dict event's type and time are (the spec's ``[input]``), for lines decoded again."""
         self._sink = sink
         self._dispatch = dispatch
+        self._typed = typed
         self._reader = reader
 
     def feed(self, batch: Batch) -> None:
@@ -109,10 +117,10 @@ class Feed:
         never changes the value.
 
         Each line is decoded and applied in one loop, so only one event's objects are alive at a
-        time (decoding a whole batch first kept all of its dicts: more memory, and each event's
-        objects cold again by the time it was applied). A line orjson refuses (blank, BOM,
-        malformed) leaves the loop for ``parse_line`` and the loop goes on after it. A batch of
-        CRI lines goes through ``_feed_cri``.
+        time (decoding a whole batch first kept all of them: more memory, and each event's
+        objects cold again by the time it was applied). A line decoding refuses (blank, BOM,
+        malformed, not ASCII and not UTF-8) goes to ``parse_line``. A batch of CRI lines goes
+        through ``_feed_cri``.
         """
         if batch.cri:
             self._feed_cri(batch)
@@ -120,45 +128,38 @@ class Feed:
         sink = self._sink
         dispatch_get = self._dispatch.get
         anything = dispatch_get(ANY_EVENT)
-        reader = self._reader
-        key, type_of, time_of = reader.key, reader.type_of, reader.time_of
-        loads = orjson.loads
+        typed = self._typed
+        decode, type_of, time_of = typed.decode, typed.reader.type_of, typed.reader.time_of
         parsed = 0
         malformed = 0
-        last: dict[str, Any] | None = None
-        lines = iter(batch.lines)
+        last: Any = None
         with sink.lock:
             try:
-                while True:
+                for raw in batch.lines:
                     try:
-                        for raw in lines:
-                            event = loads(raw)
-                            if type(event) is not dict:
-                                malformed += 1  # valid JSON, but no object
-                                continue
-                            parsed += 1
-                            last = event
-                            et = event.get(key) if key is not None else type_of(event)
-                            fn = dispatch_get(et, anything) if type(et) is str else anything
-                            if fn is not None:
-                                fn(event)
-                        break
-                    except orjson.JSONDecodeError:
-                        # Only ``loads`` raises it: ``raw`` is the line it refused.
+                        if not raw.isascii():
+                            raw.decode()  # the UTF-8 check msgspec skips (spec.typed)
+                        event = decode(raw)
+                    except REFUSED:
                         slow = parse_line(raw)
-                        if type(slow) is dict:
-                            parsed += 1
-                            last = slow
-                            self._apply(slow)
-                        elif slow is MALFORMED:
-                            malformed += 1
+                        if type(slow) is not dict:
+                            if slow is MALFORMED:
+                                malformed += 1
+                            continue
+                        event = typed.from_dict(slow)
+                    parsed += 1
+                    last = event
+                    et = type_of(event)
+                    fn = dispatch_get(et, anything) if type(et) is str else anything
+                    if fn is not None:
+                        fn(event)
             finally:
                 ts = None
                 if last is not None:
                     ts = time_of(last)
                     if ts is None:
                         # Rare: parse again from the end only to find the latest timed event.
-                        ts = _latest_event_time(batch.lines, time_of)
+                        ts = _latest_event_time(batch.lines, self._reader.time_of)
                 sink.record(_counts(batch, parsed, malformed, ts))
 
     def _feed_cri(self, batch: Batch) -> None:
@@ -167,17 +168,18 @@ class Feed:
         runtime's time stands in for an event's missing one."""
         sink = self._sink
         apply = self._apply
-        time_of = self._reader.time_of
+        from_dict = self._typed.from_dict
+        time_of = self._typed.reader.time_of
         parsed = malformed = unstructured = partial = 0
-        last: dict[str, Any] | None = None
+        last: Any = None
         last_raw = b""
         with sink.lock:
             try:
                 for raw, event in zip(batch.lines, cri.decode(batch.lines), strict=True):
                     if type(event) is dict:
                         parsed += 1
-                        last, last_raw = event, raw
-                        apply(event)
+                        last, last_raw = from_dict(event), raw
+                        apply(last)
                     elif event is MALFORMED:
                         malformed += 1
                     elif event is UNSTRUCTURED:
@@ -193,13 +195,13 @@ class Feed:
                     if ts is None:
                         ts = cri_time(last_raw)
                     if ts is None:
-                        ts = _latest_event_time(batch.lines, time_of, cri=True)
+                        ts = _latest_event_time(batch.lines, self._reader.time_of, cri=True)
                 sink.record(_counts(batch, parsed, malformed, ts, unstructured, partial))
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        """Apply one event with the function its type is bound to (``feed``'s loop inlines it)."""
-        reader = self._reader
-        et = event.get(reader.key) if reader.key is not None else reader.type_of(event)
+    def _apply(self, event: Any) -> None:
+        """Apply one typed event with the function its type is bound to (``feed``'s loop inlines
+        it)."""
+        et = self._typed.reader.type_of(event)
         anything = self._dispatch.get(ANY_EVENT)
         fn = self._dispatch.get(et, anything) if type(et) is str else anything
         if fn is not None:
@@ -217,8 +219,9 @@ class Feed:
         sink = self._sink
         dispatch_get = self._dispatch.get
         anything = dispatch_get(ANY_EVENT)
-        reader = self._reader
-        key, type_of, time_of = reader.key, reader.type_of, reader.time_of
+        typed = self._typed
+        type_of, time_of = typed.reader.type_of, typed.reader.time_of
+        struct = typed.struct
         cross = steps.cross
         on_time = steps.on_time
         boundary = steps.boundary
@@ -240,12 +243,11 @@ class Feed:
         is_cri = batch.cri
         with sink.lock:
             try:
-                for raw, event in zip(
-                    lines, (cri.decode if is_cri else _decoded)(lines), strict=True
-                ):
+                events = _cri_typed(lines, typed) if is_cri else _decoded(lines, typed)
+                for raw, event in zip(lines, events, strict=True):
                     size = len(raw) + newline
                     claimed += size
-                    if type(event) is not dict:
+                    if type(event) is not struct:
                         if event is MALFORMED:
                             malformed += 1
                         elif event is UNSTRUCTURED:
@@ -288,7 +290,7 @@ class Feed:
                                 on_time.append(t)
                     parsed += 1
                     nbytes += size
-                    et = event.get(key) if key is not None else type_of(event)
+                    et = type_of(event)
                     fn = dispatch_get(et, anything) if type(et) is str else anything
                     if fn is not None:
                         fn(event)
@@ -321,7 +323,12 @@ class Pipeline(Feed):
 
     def __init__(self, program: Program, store: Store, *, exemplars: bool = True) -> None:
         """``exemplars=False``: keep no exemplars (replay writes none)."""
-        super().__init__(store, program.bind(store, exemplars=exemplars), program.reader)
+        super().__init__(
+            store,
+            program.bind(store, exemplars=exemplars, typed=True),
+            program.typed,
+            program.reader,
+        )
         self.program = program
         self.store = store
         self._exemplars = exemplars
@@ -330,7 +337,8 @@ class Pipeline(Feed):
         """Switch to a reloaded spec, keeping the values of unchanged metrics (see Store)."""
         with self.store.lock:
             self.store.reconfigure(program.spec.definitions)
-            self._dispatch = program.bind(self.store, exemplars=self._exemplars)
+            self._dispatch = program.bind(self.store, exemplars=self._exemplars, typed=True)
+            self._typed = program.typed
             self._reader = program.reader
             self.program = program
 
@@ -355,6 +363,12 @@ def _counts(
         unstructured,
         partial,
     )
+
+
+def _cri_typed(lines: list[bytes], typed: TypedEvents) -> list[Any]:
+    """``cri.decode`` with each event typed."""
+    from_dict = typed.from_dict
+    return [from_dict(e) if type(e) is dict else e for e in cri.decode(lines)]
 
 
 def _latest_event_time(

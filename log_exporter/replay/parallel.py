@@ -124,7 +124,12 @@ class _Worker:
     def __init__(self, spec: Spec, step: float | None, max_line_bytes: int, read_size: int) -> None:
         self.partial = Partial(spec)
         program = compile_spec(spec)
-        self.feed = Feed(self.partial, bind_partial(program, self.partial), program.reader)
+        self.feed = Feed(
+            self.partial,
+            bind_partial(program, self.partial, typed=True),
+            program.typed,
+            program.reader,
+        )
         self.clock = None if step is None else StepClock(step)
         self.max_line_bytes = max_line_bytes
         self.read_size = read_size

@@ -9,6 +9,7 @@ positions beside it). Replay owns this target; the spec package knows nothing of
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from log_exporter.replay.partial import (
     BASE,
@@ -38,17 +39,22 @@ from log_exporter.spec.model import MetricSpec, Rule
 __all__ = ["bind_partial", "partial_function"]
 
 
-def bind_partial(program: Program, partial: Partial) -> dict[str, Apply]:
+def bind_partial(program: Program, partial: Partial, *, typed: bool = False) -> dict[str, Apply]:
     """Event type -> one function that applies such an event to ``partial``, for an exact merge
-    into a store later."""
+    into a store later; ``typed=True``: ``program.typed``'s events (the pipeline's), not dicts."""
+    fields = program.typed.fields if typed else None
     return {
-        et: partial_function(et, pairs, partial) for et, pairs in program.rules_by_event.items()
+        et: partial_function(et, pairs, partial, fields)
+        for et, pairs in program.rules_by_event.items()
     }
 
 
-def partial_function(event_type: str, pairs: Pairs, partial: Partial) -> Apply:
-    """The function applying an event of ``event_type`` to a replay worker's partial state."""
-    gen = Generator()
+def partial_function(
+    event_type: str, pairs: Pairs, partial: Partial, fields: Mapping[str, str] | None = None
+) -> Apply:
+    """The function applying an event of ``event_type`` to a replay worker's partial state
+    (a typed event with attributes ``fields``, or a dict)."""
+    gen = Generator(fields=fields)
     gen.rules(pairs, lambda scope, m, r: _partial_rule(scope, m, r, partial))
     fn: Apply = gen.function("apply", [], "return", f"<spec partial program for {event_type!r}>")
     return fn

@@ -13,7 +13,7 @@ import builtins
 import functools
 import math
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from log_exporter.limits import EXEMPLAR_LABELS_MAX_CHARS, OVERFLOW
@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 Event = dict[str, Any]
-Apply = Callable[[Event], None]
+# A store or replay function applies a dict, or a typed event when bound with ``fields``.
+Apply = Callable[[Any], None]
 Observe = Callable[[Event], list[Observation]]
 # The (metric, rule) pairs an event type feeds, in spec order.
 Pairs = tuple[tuple[MetricSpec, Rule], ...]
@@ -100,7 +101,7 @@ class Scope:
                 self.gen.prelude.append((var, fld))
             return var
         tmp = self.gen.name("t") if len(fld) > 1 else ""  # a walrus target, for a path only
-        return self.value(("raw", fld), lambda _: path_expr(fld, "ev", tmp))
+        return self.value(("raw", fld), lambda _: path_expr(fld, "ev", tmp, self.gen.fields))
 
     def text(self, fld: Path) -> str:
         """The field as label text (``convert_label``), as for an open label or a match."""
@@ -180,8 +181,13 @@ def scaled(scope: Scope, scale: float, v: str) -> str:
 class Generator:
     """Python source for one event type's function, and the objects it refers to."""
 
-    def __init__(self, spec_input: InputSpec | None = None) -> None:
+    def __init__(
+        self, spec_input: InputSpec | None = None, fields: Mapping[str, str] | None = None
+    ) -> None:
+        """``fields``: the function reads typed events (``log_exporter.spec.typed``), whose
+        attributes these are of the top-level keys, instead of dicts."""
         self.input = InputSpec() if spec_input is None else spec_input
+        self.fields = fields
         self.lines: list[str] = []
         # (variable, path) read unconditionally at the start of the function.
         self.prelude: list[tuple[str, Path]] = []
@@ -244,32 +250,38 @@ class Generator:
         # paths through it (``p1 = ev['a']``, then ``p1['b']``): a KeyError where a key is missing,
         # a TypeError where a value on the way is no object. A path with an array index is read
         # with its safe expression (a subscript would index a string too).
-        prelude = []
+        # A typed event's top-level field is an attribute, always there (None when missing):
+        # without a nested path there is nothing to catch.
+        fields = self.fields
+        prelude: list[str] = []
         if self.prelude:
             fast: list[str] = []
             objects: dict[Path, str] = {}  # a path's prefix -> the variable holding its object
             for var, fld in self.prelude:
                 if fast_expr(fld, "ev") is None:
-                    fast.append(f"{var} = {path_expr(fld, 'ev', self.name('t'))}")
+                    fast.append(f"{var} = {path_expr(fld, 'ev', self.name('t'), fields)}")
                     continue
                 base = "ev"
                 for i in range(1, len(fld)):
                     obj = objects.get(fld[:i])
                     if obj is None:
                         obj = objects[fld[:i]] = self.name("p")
-                        fast.append(f"{obj} = {base}[{fld[i - 1]!r}]")
+                        fast.append(f"{obj} = {_step(base, fld[i - 1], fields)}")
                     base = obj
-                fast.append(f"{var} = {base}[{fld[-1]!r}]")
+                fast.append(f"{var} = {_step(base, fld[-1], fields)}")
             nested = any(len(fld) > 1 for _, fld in self.prelude)
-            prelude = [
-                "    try:",
-                *(f"        {line}" for line in fast),
-                "    except (KeyError, TypeError):" if nested else "    except KeyError:",
-                *(
-                    f"        {var} = {path_expr(fld, 'ev', self.name('t'))}"
-                    for var, fld in self.prelude
-                ),
-            ]
+            if fields is not None and not nested:
+                prelude = [_TOP + line for line in fast]
+            else:
+                prelude = [
+                    "    try:",
+                    *(f"        {line}" for line in fast),
+                    "    except (KeyError, TypeError):" if nested else "    except KeyError:",
+                    *(
+                        f"        {var} = {path_expr(fld, 'ev', self.name('t'), fields)}"
+                        for var, fld in self.prelude
+                    ),
+                ]
         lines = [f"def {name}(ev):", *prelude, *(_TOP + h for h in head), *self.lines, _TOP + tail]
         source = "\n".join(lines)
         code = _COMPILED.get((source, filename))
@@ -280,6 +292,14 @@ class Generator:
             _COMPILED[(source, filename)] = code
         exec(code, self.namespace)
         return self.namespace[name]
+
+
+def _step(base: str, key: str, fields: Mapping[str, str] | None) -> str:
+    """The fast read of ``key`` in the object in ``base``: a subscript, or a typed event's
+    attribute."""
+    if base == "ev" and fields is not None:
+        return f"ev.{fields[key]}"
+    return f"{base}[{key!r}]"
 
 
 # Compiled sources: a node's exporter binds the same program to a store per label set, and the
@@ -296,14 +316,16 @@ def store_function(
     *,
     exemplars: bool = True,
     spec_input: InputSpec | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> Apply:
     """The function applying an event of ``event_type`` to ``store``'s state of each metric.
 
     ``exemplars=False`` (replay, which writes none) keeps no exemplar and only counts, as the
     store would, the updates whose exemplar could not be kept. ``spec_input`` says where the
-    event's time is (for exemplars).
+    event's time is (for exemplars). ``fields``: the function applies typed events
+    (``log_exporter.spec.typed``) with these attributes, not dicts.
     """
-    gen = Generator(spec_input)
+    gen = Generator(spec_input, fields)
     gen.rules(pairs, lambda scope, m, r: _store_rule(scope, m, r, store, exemplars))
     fn: Apply = gen.function("apply", [], "return", f"<spec program for {event_type!r}>")
     return fn

@@ -17,9 +17,8 @@ def convert_label(v: Any) -> str:
     if t is bool:
         return "true" if v else "false"
     if t is int:
-        try:
-            return str(v)
-        except ValueError:
-            # Beyond Python's int-to-text digit limit; no JSON parser here produces one.
-            return "invalid"
+        # orjson reads an integer beyond 64 bits as a double, which is no label value; msgspec
+        # (the pipeline's typed events) and the standard library keep it exact: "invalid" all
+        # the same, whichever decoded the line (and no text of thousands of digits is made).
+        return str(v) if -9223372036854775808 <= v <= 18446744073709551615 else "invalid"
     return "invalid"

@@ -9,6 +9,7 @@ An all-digit segment on an object reads the key of those digits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["Path", "parse_path", "path_expr", "path_text", "read_path"]
@@ -97,10 +98,14 @@ def read_path(event: Any, path: Path) -> Any:
     return v
 
 
-def path_expr(path: Path, root: str, tmp: str) -> str:
+def path_expr(path: Path, root: str, tmp: str, fields: Mapping[str, str] | None = None) -> str:
     """A Python expression reading ``path`` from the dict in variable ``root``: nested gets,
-    inline, with the walrus variable ``tmp`` (so no per-event interpretation of the path)."""
-    expr = f"{root}.get({path[0]!r})"
+    inline, with the walrus variable ``tmp`` (so no per-event interpretation of the path).
+
+    With ``fields`` (top-level key -> attribute), ``root`` is a typed event
+    (``log_exporter.spec.typed``) and the top-level key is its attribute, None when missing.
+    """
+    expr = f"{root}.{fields[path[0]]}" if fields is not None else f"{root}.get({path[0]!r})"
     for segment in path[1:]:
         i = _index(segment)
         step = f"{tmp}.get({segment!r}) if type({tmp} := {expr}) is dict else "

@@ -6,12 +6,14 @@ worker's partial state, from ``rules_by_event`` (``log_exporter.replay.target``)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
 from log_exporter.spec.codegen import Apply, Observe, Pairs, observation_function, store_function
 from log_exporter.spec.model import MetricSpec, Rule, Spec
 from log_exporter.spec.reader import EventReader
+from log_exporter.spec.typed import TypedEvents, read_paths
 from log_exporter.store import Store
 
 __all__ = ["ANY_EVENT", "Program", "compile_spec"]
@@ -51,13 +53,21 @@ class Program:
         """Event type -> the (metric, rule) pairs it feeds, in spec order: what a target binds."""
         return self._by_event
 
-    def bind(self, store: Store, *, exemplars: bool = True) -> dict[str, Apply]:
+    @functools.cached_property
+    def typed(self) -> TypedEvents:
+        """The spec's typed events: what the pipeline decodes lines into (``bind(typed=True)``)."""
+        return TypedEvents(read_paths(self.spec), self.spec.input)
+
+    def bind(
+        self, store: Store, *, exemplars: bool = True, typed: bool = False
+    ) -> dict[str, Apply]:
         """Event type -> one function that applies such an event to ``store``'s metric state;
         under ``ANY_EVENT``, the function for events of any other type (or none), if some rule
         has no ``events``.
 
         The functions hold the store's state objects: after ``store.reconfigure`` bind again.
         ``exemplars=False`` keeps none (replay writes none) and still counts the skipped ones.
+        ``typed=True``: the functions apply ``self.typed``'s events (the pipeline's), not dicts.
         Raises ValueError if the store does not hold this spec's metrics.
         """
         for m in self.spec.metrics:
@@ -68,8 +78,11 @@ class Program:
                 or state.definition.native != m.definition.native
             ):
                 raise ValueError(f"store has no metric {m.name!r} of this shape; reconfigure it")
+        fields = self.typed.fields if typed else None
         return {
-            et: store_function(et, pairs, store, exemplars=exemplars, spec_input=self.spec.input)
+            et: store_function(
+                et, pairs, store, exemplars=exemplars, spec_input=self.spec.input, fields=fields
+            )
             for et, pairs in self._by_event.items()
         }
 

@@ -1,0 +1,98 @@
+"""Typed events: each line decoded by msgspec into a type holding only the fields a spec reads.
+
+Decoding every key of a line into a dict (orjson) was about a third of the hot path's work; a
+``msgspec.Struct`` made from the spec builds objects only for the top-level keys some metric, its
+labels, matches, values or exemplar, or the ``[input]`` event and timestamp fields read, and
+skips the rest. A key is any JSON key (``@timestamp``, ``http.status``): the attributes are named
+``f0``, ``f1``... and each maps to its key. A missing key reads as None, as a missing field reads
+in a dict; a nested path's top-level key decodes as anything (objects stay dicts) and the rest
+of the path is read as in a dict. JSON ``null`` is None too: no reader tells null from missing.
+
+What msgspec accepts must be exactly what the dict path (``log_exporter.parse.parse_line``)
+accepts, with the same values: so a line msgspec refuses (blank, BOM, malformed, no object,
+nested deeper than Python's recursion limit lets it go, which by default is short of orjson's
+1,024 levels, a number beyond a double in a field read) goes to ``parse_line``;
+a line with non-ASCII bytes has its UTF-8 checked first (msgspec does not check the text of the
+keys it skips, which orjson refuses); and an integer beyond 64 bits, which orjson reads as a
+double, is no valid label value either way (``log_exporter.spec.labels.convert_label``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from log_exporter.spec.model import InputSpec, Spec
+from log_exporter.spec.paths import Path
+from log_exporter.spec.reader import EventReader
+
+__all__ = ["REFUSED", "TypedEvents", "read_paths"]
+
+# What decoding a line can raise where ``parse_line`` must decide: msgspec's errors (its
+# ValidationError is a DecodeError), its depth limit, the UTF-8 check, and orjson's error where
+# a key is no name msgspec takes.
+REFUSED: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, orjson.JSONDecodeError)
+
+
+def read_paths(spec: Spec) -> list[Path]:
+    """Every path the spec's store and replay targets and its ``[input]`` readers read (not
+    CloudWatch's dimensions: observations are made from dicts), in spec order."""
+    paths = [spec.input.event_field, spec.input.timestamp_field]
+    for m in spec.metrics:
+        paths.extend(lb.path for lb in m.labels)
+        if m.partition is not None:
+            paths.append(m.partition.path)
+        if m.exemplar is not None:
+            paths.append(m.exemplar.path)
+        for r in m.rules:
+            paths.extend(t.path for t in r.match)
+            if r.value is not None:
+                paths.append(r.value_path)
+    return paths
+
+
+_NO_NAME: Final = frozenset('\\"' + "".join(map(chr, range(0x20))))
+
+
+class TypedEvents:
+    """A spec's event type: the decoder of a line, the conversion of a dict, and the readers
+    of the type and time of such an event."""
+
+    __slots__ = ("decode", "fields", "from_dict", "reader", "struct")
+
+    def __init__(self, paths: Iterable[Path], spec_input: InputSpec) -> None:
+        keys = list(dict.fromkeys(p[0] for p in paths))
+        # Top-level key -> attribute: generated names, since a key need not be an identifier.
+        self.fields: dict[str, str] = {k: f"f{i}" for i, k in enumerate(keys)}
+        # msgspec refuses a key holding a quote, a backslash or a control character as a
+        # field's name: a spec reading one has its lines decoded into dicts, then typed.
+        renamed = not any(set(k) & _NO_NAME for k in keys)
+        # No cycle can go through a decoded event, so the garbage collector need not track it.
+        self.struct: type[msgspec.Struct] = msgspec.defstruct(
+            "Event",
+            [
+                (a, Any, msgspec.field(name=k if renamed else None, default=None))
+                for k, a in self.fields.items()
+            ],
+            gc=False,
+        )
+        struct = self.struct
+
+        def from_dict(event: dict[str, Any]) -> Any:
+            """The typed event of a dict (a line ``parse_line`` decoded, a CRI line's content)."""
+            return struct(*map(event.get, keys))
+
+        def loads(raw: bytes) -> Any:
+            event = orjson.loads(raw)
+            if type(event) is not dict:
+                raise orjson.JSONDecodeError("no object", "", 0)
+            return from_dict(event)
+
+        self.from_dict: Callable[[dict[str, Any]], Any] = from_dict
+        self.decode: Callable[[bytes], Any] = (
+            msgspec.json.Decoder(self.struct).decode if renamed else loads
+        )
+        self.reader = EventReader(spec_input, self.fields)
