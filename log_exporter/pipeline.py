@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from log_exporter.parse import MALFORMED, parse_line
 from log_exporter.sources import cri
@@ -67,32 +67,39 @@ class Steps:
     on_time: array[float] | None = None
 
 
-def _decoded(lines: list[bytes], typed: TypedEvents) -> list[Any]:
+def _decoded(
+    lines: list[bytes], decode: Callable[[bytes], Any], again: Callable[[bytes], Any]
+) -> tuple[list[Any], int]:
     """Each line as the typed event, None for a blank line, or MALFORMED (as ``parse_line``
-    says).
+    says), and how many lines ``decode`` refused (``again`` then decides).
 
     Once for a whole batch: almost every batch is ASCII lines that decode, by one list
     comprehension (a generator or a call per line cost replay about 5% of its time). A batch
     with a line that is not ASCII or that decoding refuses goes line by line.
     """
-    decode = typed.decode
     try:
         if all(map(bytes.isascii, lines)):
-            return [decode(raw) for raw in lines]
+            return [decode(raw) for raw in lines], 0
     except REFUSED:
         pass
-    return [_decoded_line(raw, typed) for raw in lines]
+    events = []
+    refused = 0
+    for raw in lines:
+        try:
+            if not raw.isascii():
+                raw.decode()  # the UTF-8 check msgspec skips for keys it skips (spec.typed)
+            events.append(decode(raw))
+        except REFUSED:
+            refused += 1
+            events.append(again(raw))
+    return events, refused
 
 
-def _decoded_line(raw: bytes, typed: TypedEvents) -> Any:
-    """One line as ``_decoded`` gives it."""
-    try:
-        if not raw.isascii():
-            raw.decode()  # the UTF-8 check msgspec skips for keys it skips (spec.typed)
-        return typed.decode(raw)
-    except REFUSED:
-        event = parse_line(raw)
-        return typed.from_dict(event) if type(event) is dict else event
+# A feed decoding a Struct per event type (``TypedEvents.union``) switches to the single Struct
+# for good once more than 1 line in 8 of the first thousands needed a second decode: about where
+# the union stops paying on SustainBot's log (instructions per event, cachegrind).
+_SWITCH_AFTER: Final = 4096
+_SWITCH_SHARE: Final = 8
 
 
 class Feed:
@@ -106,8 +113,30 @@ class Feed:
         dict event's type and time are (the spec's ``[input]``), for lines decoded again."""
         self._sink = sink
         self._dispatch = dispatch
-        self._typed = typed
         self._reader = reader
+        self._use(typed)
+
+    def _use(self, typed: TypedEvents) -> None:
+        """Decode with ``typed``: its union first, if it has one (``_count``)."""
+        self._typed = typed
+        self._decode = typed.decode
+        self._again = typed.again
+        # Lines decoded, and refused by ``_decode``, while the feed may still switch.
+        self._seen = 0 if typed.union else -1
+        self._refused = 0
+
+    def _count(self, lines: int, refused: int) -> None:
+        """Count a batch's lines and those ``_decode`` refused; switch to the single Struct once
+        too many of them needed a second decode (``TypedEvents``)."""
+        if self._seen < 0:
+            return
+        self._seen += lines
+        self._refused += refused
+        if self._seen >= _SWITCH_AFTER:
+            if self._refused * _SWITCH_SHARE > self._seen:
+                self._decode = self._typed.decode_all
+                self._again = self._typed.again_all
+            self._seen = -1
 
     def feed(self, batch: Batch) -> None:
         """Apply a whole batch under one acquisition of the sink's lock.
@@ -129,9 +158,11 @@ class Feed:
         dispatch_get = self._dispatch.get
         anything = dispatch_get(ANY_EVENT)
         typed = self._typed
-        decode, type_of, time_of = typed.decode, typed.reader.type_of, typed.reader.time_of
+        type_of, time_of = typed.reader.type_of, typed.reader.time_of
+        decode, again = self._decode, self._again
         parsed = 0
         malformed = 0
+        refused = 0
         last: Any = None
         with sink.lock:
             try:
@@ -141,12 +172,11 @@ class Feed:
                             raw.decode()  # the UTF-8 check msgspec skips (spec.typed)
                         event = decode(raw)
                     except REFUSED:
-                        slow = parse_line(raw)
-                        if type(slow) is not dict:
-                            if slow is MALFORMED:
-                                malformed += 1
+                        refused += 1
+                        event = again(raw)
+                        if event is None or event is MALFORMED:
+                            malformed += event is MALFORMED
                             continue
-                        event = typed.from_dict(slow)
                     parsed += 1
                     last = event
                     et = type_of(event)
@@ -161,6 +191,7 @@ class Feed:
                         # Rare: parse again from the end only to find the latest timed event.
                         ts = _latest_event_time(batch.lines, self._reader.time_of)
                 sink.record(_counts(batch, parsed, malformed, ts))
+                self._count(len(batch.lines), refused)
 
     def _feed_cri(self, batch: Batch) -> None:
         """``feed`` for a batch of CRI lines (``log_exporter.sources.cri``): content that is no
@@ -221,7 +252,7 @@ class Feed:
         anything = dispatch_get(ANY_EVENT)
         typed = self._typed
         type_of, time_of = typed.reader.type_of, typed.reader.time_of
-        struct = typed.struct
+        classes = typed.classes
         cross = steps.cross
         on_time = steps.on_time
         boundary = steps.boundary
@@ -243,11 +274,11 @@ class Feed:
         is_cri = batch.cri
         with sink.lock:
             try:
-                events = _cri_typed(lines, typed) if is_cri else _decoded(lines, typed)
+                events = self._events(lines, is_cri)
                 for raw, event in zip(lines, events, strict=True):
                     size = len(raw) + newline
                     claimed += size
-                    if type(event) is not struct:
+                    if type(event) not in classes:
                         if event is MALFORMED:
                             malformed += 1
                         elif event is UNSTRUCTURED:
@@ -306,6 +337,14 @@ class Feed:
                 steps.late += late
                 steps.unclaimed_bytes += batch.bytes_read - claimed
 
+    def _events(self, lines: list[bytes], is_cri: bool) -> list[Any]:
+        """``feed_steps``'s lines decoded, as ``_decoded`` gives them."""
+        if is_cri:
+            return _cri_typed(lines, self._typed)
+        events, refused = _decoded(lines, self._decode, self._again)
+        self._count(len(lines), refused)
+        return events
+
     def end_file(self, steps: Steps) -> None:
         """Count the bytes of the file just fed in steps that no line carried (oversized lines).
 
@@ -338,7 +377,7 @@ class Pipeline(Feed):
         with self.store.lock:
             self.store.reconfigure(program.spec.definitions)
             self._dispatch = program.bind(self.store, exemplars=self._exemplars, typed=True)
-            self._typed = program.typed
+            self._use(program.typed)
             self._reader = program.reader
             self.program = program
 

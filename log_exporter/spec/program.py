@@ -13,7 +13,7 @@ from typing import Final
 from log_exporter.spec.codegen import Apply, Observe, Pairs, observation_function, store_function
 from log_exporter.spec.model import MetricSpec, Rule, Spec
 from log_exporter.spec.reader import EventReader
-from log_exporter.spec.typed import TypedEvents, read_paths
+from log_exporter.spec.typed import TypedEvents, read_paths, rule_paths
 from log_exporter.store import Store
 
 __all__ = ["ANY_EVENT", "Program", "compile_spec"]
@@ -56,7 +56,12 @@ class Program:
     @functools.cached_property
     def typed(self) -> TypedEvents:
         """The spec's typed events: what the pipeline decodes lines into (``bind(typed=True)``)."""
-        return TypedEvents(read_paths(self.spec), self.spec.input)
+        by_type = None
+        if ANY_EVENT not in self._by_event:
+            # Every type a function reads is named: each can decode into its own Struct.
+            timestamp = self.spec.input.timestamp_field
+            by_type = {et: [timestamp, *rule_paths(p)] for et, p in self._by_event.items()}
+        return TypedEvents(read_paths(self.spec), self.spec.input, by_type)
 
     def bind(
         self, store: Store, *, exemplars: bool = True, typed: bool = False

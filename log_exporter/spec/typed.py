@@ -19,17 +19,18 @@ double, is no valid label value either way (``log_exporter.spec.labels.convert_l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Union
 
 import msgspec
 import orjson
 
-from log_exporter.spec.model import InputSpec, Spec
+from log_exporter.parse import parse_line
+from log_exporter.spec.model import InputSpec, MetricSpec, Rule, Spec
 from log_exporter.spec.paths import Path
 from log_exporter.spec.reader import EventReader
 
-__all__ = ["REFUSED", "TypedEvents", "read_paths"]
+__all__ = ["REFUSED", "TypedEvents", "read_paths", "rule_paths"]
 
 # What decoding a line can raise where ``parse_line`` must decide: msgspec's errors (its
 # ValidationError is a DecodeError), its depth limit, the UTF-8 check, and orjson's error where
@@ -60,16 +61,63 @@ def read_paths(spec: Spec) -> list[Path]:
     return paths
 
 
+def rule_paths(pairs: Iterable[tuple[MetricSpec, Rule]]) -> list[Path]:
+    """The paths the functions of these (metric, rule) pairs read: labels, partition, exemplar,
+    matches and value, in order."""
+    paths: list[Path] = []
+    for m, r in pairs:
+        paths.extend(lb.path for lb in m.labels)
+        if m.partition is not None:
+            paths.append(m.partition.path)
+        if m.exemplar is not None:
+            paths.append(m.exemplar.path)
+        paths.extend(t.path for t in r.match)
+        if r.value is not None:
+            paths.append(r.value_path)
+    return paths
+
+
 _NO_NAME: Final = frozenset('\\"' + "".join(map(chr, range(0x20))))
 
 
 class TypedEvents:
-    """A spec's event type: the decoder of a line, the conversion of a dict, and the readers
-    of the type and time of such an event."""
+    """A spec's event types: the decoder of a line, the conversion of a dict, and the readers
+    of the type and time of such an event.
 
-    __slots__ = ("decode", "fields", "from_dict", "reader", "struct")
+    With ``by_type`` (event type -> the paths its functions read), each named type decodes into
+    a Struct of its own, one variant of a union tagged by the top-level event field, holding
+    only that type's fields: a key a type does not read is skipped after a scan of its few
+    fields rather than all of the spec's, and fewer absent fields are filled with None. The
+    variants share ``fields`` (every key is the same attribute everywhere), and the event
+    field is a class attribute holding the tag, so one reader and one set of functions serve
+    every variant and the single Struct. A line whose type no rule names (or whose tag is
+    missing, not a string, or given twice differently) is refused by the union and decoded again
+    into the single Struct (``again``): a second decode, so a feed where such lines are common
+    switches to ``decode_all`` and ``again_all`` (the single Struct's, which ``decode`` and
+    ``again`` are without the union).
+    """
 
-    def __init__(self, paths: Iterable[Path], spec_input: InputSpec) -> None:
+    __slots__ = (
+        "again",
+        "again_all",
+        "classes",
+        "decode",
+        "decode_all",
+        "fields",
+        "from_dict",
+        "reader",
+        "struct",
+        "union",
+    )
+
+    def __init__(
+        self,
+        paths: Iterable[Path],
+        spec_input: InputSpec,
+        by_type: Mapping[str, Iterable[Path]] | None = None,
+    ) -> None:
+        """``by_type``: decode a tagged union of a Struct per event type; the caller gives it
+        only where every event type's functions are known (no rule without ``events``)."""
         keys = list(dict.fromkeys(p[0] for p in paths))
         # Top-level key -> attribute: generated names, since a key need not be an identifier.
         self.fields: dict[str, str] = {k: f"f{i}" for i, k in enumerate(keys)}
@@ -98,7 +146,67 @@ class TypedEvents:
             return from_dict(event)
 
         self.from_dict: Callable[[dict[str, Any]], Any] = from_dict
-        self.decode: Callable[[bytes], Any] = (
+        self.decode_all: Callable[[bytes], Any] = (
             msgspec.json.Decoder(self.struct).decode if renamed else loads
         )
+        variants = (
+            self._variants(by_type, spec_input.event_field)
+            if by_type is not None and renamed and len(spec_input.event_field) == 1
+            else []
+        )
+        self.union: bool = bool(variants)
+        self.decode: Callable[[bytes], Any] = (
+            # A union of types known only at run time: no ``X | Y`` spells it.
+            msgspec.json.Decoder(Union[tuple(variants)]).decode  # noqa: UP007
+            if variants
+            else self.decode_all
+        )
+        self.classes: frozenset[type] = frozenset([struct, *variants])
+        self.again: Callable[[bytes], Any] = self._again(self.union)
+        self.again_all: Callable[[bytes], Any] = self._again(False) if self.union else self.again
         self.reader = EventReader(spec_input, self.fields)
+
+    def _variants(
+        self, by_type: Mapping[str, Iterable[Path]], event_field: Path
+    ) -> list[type[msgspec.Struct]]:
+        """A Struct per event type, tagged by the event field."""
+        tag_key = event_field[0]
+        tag_attr = self.fields[tag_key]
+        variants = []
+        for et, paths in by_type.items():
+            keys = [k for k in dict.fromkeys(p[0] for p in paths) if k != tag_key]
+            variants.append(
+                msgspec.defstruct(
+                    "Event",
+                    [
+                        (self.fields[k], Any, msgspec.field(name=k, default=None))
+                        for k in sorted(keys, key=list(self.fields).index)
+                    ],
+                    tag_field=tag_key,
+                    tag=et,
+                    gc=False,
+                    # The event field is no field of the variant (msgspec holds the tag) but
+                    # reads as one: what ``type_of`` and any label reading it find.
+                    namespace={tag_attr: et},
+                )
+            )
+        return variants
+
+    def _again(self, union: bool) -> Callable[[bytes], Any]:
+        """A line ``decode`` (``union``) or ``decode_all`` refused, as the pipeline counts it:
+        the typed event, None for a blank line, or MALFORMED (as ``parse_line`` says)."""
+        decode_all = self.decode_all if union else None
+        from_dict = self.from_dict
+
+        def again(raw: bytes) -> Any:
+            if decode_all is not None:
+                try:
+                    if not raw.isascii():
+                        raw.decode()  # the UTF-8 check msgspec skips for keys it skips
+                    return decode_all(raw)
+                except REFUSED:
+                    pass
+            event = parse_line(raw)
+            return from_dict(event) if type(event) is dict else event
+
+        return again

@@ -65,6 +65,10 @@ help = "Every event."
 labels = [{ name = "klass", field = "class" }]
 """
 
+# Without the rule for any event type: each named type decodes into its own Struct (a tagged
+# union), except where the event field is nested.
+NAMED_METRICS = METRICS.split("[metrics.any_total]")[0]
+
 INPUTS = {
     "default": "",
     "at-keys": '[input]\nevent_field = "@type"\n'
@@ -142,6 +146,16 @@ ODD_LINES = [
     b'{"event":"hit"} trailing',
     b'{"event":"hit","class":null}',
     b'{"event":null,"class":"a"}',
+    b'{"event":"hit","event":"pay","code":3,"req":{"ms":2}}',
+    b'{"event":"pay","code":3,"event":"hit","class":"a"}',
+    b'{"event":"hit","class":"a","event":"hit"}',
+    b'{"event":"hit","event":null}',
+    b'{"event":"h\\u0069t","class":"a"}',
+    b'{"event":"x","timestamp":"2026-01-01T00:00:02Z","class":"b"}',
+    b'{"@type":"hit","@type":"pay","code":3,"req":{"ms":2}}',
+    b'{"@type":"pay","@timestamp":5,"@type":"x"}',
+    b'{"@type":"hit","@type":"hit","@timestamp":7}',
+    b'{"meta":{"type":"hit"},"meta":{"type":"pay"},"code":3}',
 ]
 
 # Nesting near orjson's limit (1024 levels), which msgspec bounds by Python's recursion limit
@@ -158,8 +172,11 @@ DEEP_LINES = [
 lines_st = st.lists(events.map(_json) | st.sampled_from(ODD_LINES), max_size=25)
 
 
-def _program(name: str) -> Program:
-    return compile_spec(load_spec(INPUTS[name] + METRICS, "t.toml"))
+def _program(name: str, rules: str = "any") -> Program:
+    """``rules``: "any" with the rule for any event type, "named" without it."""
+    return compile_spec(
+        load_spec(INPUTS[name] + (METRICS if rules == "any" else NAMED_METRICS), "t.toml")
+    )
 
 
 def _dict_feed(program: Program, lines: list[bytes]) -> Store:
@@ -197,16 +214,18 @@ def _same(a: Store, b: Store) -> None:
     assert a.dump() == b.dump()
 
 
+@pytest.mark.parametrize("rules", ["any", "named"])
 @pytest.mark.parametrize("name", sorted(INPUTS))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=lines_st, split=st.integers(1, 25))
 def test_typed_feed_gives_the_dict_feeds_store_and_line_counts(
-    name: str, lines: list[bytes], split: int
+    name: str, rules: str, lines: list[bytes], split: int
 ) -> None:
     """Random lines (odd ones too: blank, BOM, malformed, bad UTF-8, lone surrogates, big and
-    out-of-range numbers, deep nesting, duplicate keys) fed in batches through the typed pipeline
-    give the same series, exemplars, invalid counts and line counts as dicts through parse_line."""
-    program = _program(name)
+    out-of-range numbers, deep nesting, duplicate keys and event types, types no rule names)
+    fed in batches through the typed pipeline (one Struct, or one per named event type) give the
+    same series, exemplars, invalid counts and line counts as dicts through parse_line."""
+    program = _program(name, rules)
     store = Store(program.spec.definitions, clock=lambda: 1.0)
     pipeline = Pipeline(program, store)
     for i in range(0, len(lines), split):
@@ -215,14 +234,15 @@ def test_typed_feed_gives_the_dict_feeds_store_and_line_counts(
     _same(store, _dict_feed(program, lines))
 
 
+@pytest.mark.parametrize("rules", ["any", "named"])
 @pytest.mark.parametrize("name", sorted(INPUTS))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=lines_st)
 def test_typed_feed_in_steps_gives_the_dict_feeds_store_and_line_counts(
-    name: str, lines: list[bytes]
+    name: str, rules: str, lines: list[bytes]
 ) -> None:
     """The same lines fed in steps (replay's --step) give the dict feed's series and counts."""
-    program = _program(name)
+    program = _program(name, rules)
     store = Store(program.spec.definitions, clock=lambda: 1.0)
     pipeline = Pipeline(program, store)
     steps = Steps(cross=lambda t: math.inf)
@@ -246,11 +266,12 @@ def test_lines_the_typed_decoder_takes_but_orjson_refuses_are_malformed() -> Non
     assert (snap.lines["parsed"], snap.lines["malformed"]) == (1, 3)
 
 
+@pytest.mark.parametrize("rules", ["any", "named"])
 @pytest.mark.parametrize("steps", [False, True], ids=["feed", "feed_steps"])
-def test_deep_lines_count_as_orjson_counts_them(steps: bool) -> None:
+def test_deep_lines_count_as_orjson_counts_them(steps: bool, rules: str) -> None:
     """Lines nested up to orjson's limit are events and deeper ones malformed, as before, though
     msgspec stops short of that depth (the line then goes to parse_line)."""
-    program = _program("default")
+    program = _program("default", rules)
     store = Store(program.spec.definitions, clock=lambda: 1.0)
     batch = Batch(DEEP_LINES, bytes_read=sum(len(x) + 1 for x in DEEP_LINES))
     if steps:
@@ -293,3 +314,83 @@ def test_a_key_msgspec_cannot_name_is_still_read() -> None:
     assert store.states["n_total"].series == {("v",): 1.0}  # type: ignore[union-attr]
     snap = store.snapshot()
     assert (snap.lines["parsed"], snap.lines["malformed"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "rules", "union"),
+    [
+        ("default", "named", True),
+        ("at-keys", "named", True),
+        ("nested", "named", False),
+        ("default", "any", False),
+    ],
+)
+def test_named_event_types_decode_into_a_struct_each_where_the_tag_allows(
+    name: str, rules: str, union: bool
+) -> None:
+    """Each event type decodes into its own Struct only where every rule names its types and the
+    event field is a top-level key (the differential tests above then cover the union)."""
+    typed = _program(name, rules).typed
+    assert typed.union is union
+    event = typed.decode(b'{"event":"hit","@type":"hit","meta":{"type":"hit"},"class":"a"}')
+    assert (type(event) is typed.struct) is not union
+
+
+@pytest.mark.parametrize("steps", [False, True], ids=["feed", "feed_steps"])
+def test_lines_of_types_no_rule_names_count_parsed_and_time_the_batch(steps: bool) -> None:
+    """Lines whose type no rule names, or with a missing, null or twice given type, count as
+    parsed, and the batch's last one still gives the last event's time."""
+    program = _program("default", "named")
+    store = Store(program.spec.definitions, clock=lambda: 1.0)
+    lines = [
+        b'{"timestamp":"2026-01-01T00:00:01Z","event":"hit","class":"a"}',
+        b'{"timestamp":"2026-01-01T00:00:02Z","event":"hit","event":"pay","class":"a"}',
+        b'{"timestamp":"2026-01-01T00:00:03Z","event":null}',
+        b'{"timestamp":"2026-01-01T00:00:04Z"}',
+        b'{"timestamp":"2026-01-01T00:00:05Z","event":"x","class":"b"}',
+    ]
+    batch = Batch(lines, bytes_read=sum(len(x) + 1 for x in lines))
+    if steps:
+        Pipeline(program, store).feed_steps(batch, Steps(cross=lambda t: math.inf))
+    else:
+        Pipeline(program, store).feed(batch)
+    snap = store.snapshot()
+    assert (snap.lines["parsed"], snap.lines["malformed"]) == (5, 0)
+    assert snap.last_event_timestamp == 1767225605.0
+    assert store.states["hits_total"].series == {  # type: ignore[union-attr]
+        ("unknown", "a", "unknown", "unknown"): 1.0
+    }
+
+
+@pytest.mark.parametrize("steps", [False, True], ids=["feed", "feed_steps"])
+@pytest.mark.parametrize("share", [2, 9])
+def test_a_log_of_many_unnamed_types_switches_to_one_struct_and_counts_the_same(
+    steps: bool, share: int
+) -> None:
+    """A log where 1 line in ``share`` has a type no rule names, long enough for the feed to
+    decide whether to keep a Struct per type, counts exactly as the dict feed across the switch;
+    the feed decodes into the single Struct once more than 1 line in 8 needed a second decode."""
+    program = _program("default", "named")
+    store = Store(program.spec.definitions, clock=lambda: 1.0)
+    pipeline = Pipeline(program, store)
+    lines = [
+        orjson.dumps(
+            {
+                "timestamp": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                "event": "x" if i % share == 0 else ("hit", "pay")[i % 2],
+                "class": "ab"[i % 3 % 2],
+                "code": i % 4,
+                "req": {"ms": i % 7},
+                "pid": i % 3,
+            }
+        )
+        for i in range(6000)
+    ]
+    for i in range(0, len(lines), 1000):
+        batch = Batch(lines[i : i + 1000], bytes_read=sum(len(x) + 1 for x in lines[i : i + 1000]))
+        if steps:
+            pipeline.feed_steps(batch, Steps(cross=lambda t: math.inf))
+        else:
+            pipeline.feed(batch)
+    _same(store, _dict_feed(program, lines))
+    assert (pipeline._decode is program.typed.decode_all) is (share < 8)
