@@ -100,6 +100,9 @@ def _decoded(
 # the union stops paying on SustainBot's log (instructions per event, cachegrind).
 _SWITCH_AFTER: Final = 4096
 _SWITCH_SHARE: Final = 8
+# A variant's function is found by its class (no call to read the type); any other event
+# (the single Struct's) by its type, read: this marks that.
+_BY_TYPE: Final[Any] = object()
 
 
 class Feed:
@@ -160,6 +163,10 @@ class Feed:
         typed = self._typed
         type_of, time_of = typed.reader.type_of, typed.reader.time_of
         decode, again = self._decode, self._again
+        by_class_get = {c: dispatch_get(et, anything) for et, c in typed.variants.items()}.get
+        # Read only while the union decodes: otherwise no event is a variant.
+        union = self._decode is not typed.decode_all
+        by_type = _BY_TYPE
         parsed = 0
         malformed = 0
         refused = 0
@@ -179,8 +186,10 @@ class Feed:
                             continue
                     parsed += 1
                     last = event
-                    et = type_of(event)
-                    fn = dispatch_get(et, anything) if type(et) is str else anything
+                    fn = by_class_get(type(event), by_type) if union else by_type
+                    if fn is by_type:
+                        et = type_of(event)
+                        fn = dispatch_get(et, anything) if type(et) is str else anything
                     if fn is not None:
                         fn(event)
             finally:
@@ -252,6 +261,10 @@ class Feed:
         anything = dispatch_get(ANY_EVENT)
         typed = self._typed
         type_of, time_of = typed.reader.type_of, typed.reader.time_of
+        by_class_get = {c: dispatch_get(et, anything) for et, c in typed.variants.items()}.get
+        # Read only while the union decodes: otherwise no event is a variant.
+        union = self._decode is not typed.decode_all
+        by_type = _BY_TYPE
         classes = typed.classes
         cross = steps.cross
         on_time = steps.on_time
@@ -261,9 +274,8 @@ class Feed:
         late = 0
         # Counted since the last write into the sink.
         parsed = 0
-        malformed = 0
-        unstructured = 0
-        partial = 0
+        # Lines that are no event, by what they are (MALFORMED, UNSTRUCTURED, PARTIAL, None).
+        odd: dict[Any, int] = {}
         oversized = batch.oversized
         nbytes = 0
         last_ts: float | None = None
@@ -279,12 +291,7 @@ class Feed:
                     size = len(raw) + newline
                     claimed += size
                     if type(event) not in classes:
-                        if event is MALFORMED:
-                            malformed += 1
-                        elif event is UNSTRUCTURED:
-                            unstructured += 1
-                        elif event is PARTIAL:
-                            partial += 1
+                        odd[event] = odd.get(event, 0) + 1
                         nbytes += size
                         continue
                     t = time_of(event)
@@ -299,21 +306,9 @@ class Feed:
                             late += 1
                         else:
                             if t > boundary:
-                                sink.record(
-                                    ReadCounts(
-                                        parsed,
-                                        malformed,
-                                        oversized,
-                                        nbytes,
-                                        0,
-                                        0,
-                                        last_ts,
-                                        unstructured,
-                                        partial,
-                                    )
-                                )
-                                parsed = malformed = oversized = nbytes = 0
-                                unstructured = partial = 0
+                                sink.record(_step_counts(parsed, odd, oversized, nbytes, last_ts))
+                                parsed = oversized = nbytes = 0
+                                odd = {}
                                 last_ts = None
                                 boundary = cross(t)
                             now = t
@@ -321,16 +316,14 @@ class Feed:
                                 on_time.append(t)
                     parsed += 1
                     nbytes += size
-                    et = type_of(event)
-                    fn = dispatch_get(et, anything) if type(et) is str else anything
+                    fn = by_class_get(type(event), by_type) if union else by_type
+                    if fn is by_type:
+                        et = type_of(event)
+                        fn = dispatch_get(et, anything) if type(et) is str else anything
                     if fn is not None:
                         fn(event)
             finally:
-                sink.record(
-                    ReadCounts(
-                        parsed, malformed, oversized, nbytes, 0, 0, last_ts, unstructured, partial
-                    )
-                )
+                sink.record(_step_counts(parsed, odd, oversized, nbytes, last_ts))
                 steps.boundary = boundary
                 steps.now = now
                 steps.untimed += untimed
@@ -401,6 +394,23 @@ def _counts(
         ts,
         unstructured,
         partial,
+    )
+
+
+def _step_counts(
+    parsed: int, odd: dict[Any, int], oversized: int, nbytes: int, last_ts: float | None
+) -> ReadCounts:
+    """What ``feed_steps`` counted since its last write into the sink."""
+    return ReadCounts(
+        parsed,
+        odd.get(MALFORMED, 0),
+        oversized,
+        nbytes,
+        0,
+        0,
+        last_ts,
+        odd.get(UNSTRUCTURED, 0),
+        odd.get(PARTIAL, 0),
     )
 
 

@@ -108,6 +108,7 @@ class TypedEvents:
         "reader",
         "struct",
         "union",
+        "variants",
     )
 
     def __init__(
@@ -149,11 +150,13 @@ class TypedEvents:
         self.decode_all: Callable[[bytes], Any] = (
             msgspec.json.Decoder(self.struct).decode if renamed else loads
         )
-        variants = (
+        # Event type -> its Struct, where there is a union.
+        self.variants: dict[str, type[msgspec.Struct]] = (
             self._variants(by_type, spec_input.event_field)
             if by_type is not None and renamed and len(spec_input.event_field) == 1
-            else []
+            else {}
         )
+        variants = list(self.variants.values())
         self.union: bool = bool(variants)
         self.decode: Callable[[bytes], Any] = (
             # A union of types known only at run time: no ``X | Y`` spells it.
@@ -168,27 +171,25 @@ class TypedEvents:
 
     def _variants(
         self, by_type: Mapping[str, Iterable[Path]], event_field: Path
-    ) -> list[type[msgspec.Struct]]:
+    ) -> dict[str, type[msgspec.Struct]]:
         """A Struct per event type, tagged by the event field."""
         tag_key = event_field[0]
         tag_attr = self.fields[tag_key]
-        variants = []
+        variants = {}
         for et, paths in by_type.items():
             keys = [k for k in dict.fromkeys(p[0] for p in paths) if k != tag_key]
-            variants.append(
-                msgspec.defstruct(
-                    "Event",
-                    [
-                        (self.fields[k], Any, msgspec.field(name=k, default=None))
-                        for k in sorted(keys, key=list(self.fields).index)
-                    ],
-                    tag_field=tag_key,
-                    tag=et,
-                    gc=False,
-                    # The event field is no field of the variant (msgspec holds the tag) but
-                    # reads as one: what ``type_of`` and any label reading it find.
-                    namespace={tag_attr: et},
-                )
+            variants[et] = msgspec.defstruct(
+                "Event",
+                [
+                    (self.fields[k], Any, msgspec.field(name=k, default=None))
+                    for k in sorted(keys, key=list(self.fields).index)
+                ],
+                tag_field=tag_key,
+                tag=et,
+                gc=False,
+                # The event field is no field of the variant (msgspec holds the tag) but
+                # reads as one: what ``type_of`` and any label reading it find.
+                namespace={tag_attr: et},
             )
         return variants
 
