@@ -10,7 +10,8 @@ writes ``--events`` contract events once; each round runs one child process per 
 own source tree first on ``PYTHONPATH``, this interpreter), the order turning every round, and
 the child times ``Pipeline.feed`` over the whole file in 1,000-line batches into a new store
 with the built-in spec (CPU time, ``time.process_time``, the best of two feeds). Also, in this
-process: the decoding alone, ``orjson.loads`` against the spec's typed decoder, per line.
+process: the decoding alone, ``orjson.loads`` against the spec's typed decoders (its single Struct
+and its Struct per event type), per line.
 
 ``--instructions`` also counts instructions with ``valgrind --tool=cachegrind`` (the load of a
 shared machine does not change them): the file's first 30,000 events fed three times into one
@@ -100,15 +101,19 @@ def instructions(tree: Path, events: Path, feeds: int) -> int:
 
 
 def decode_only(events: Path, n: int) -> None:
-    """orjson.loads against the typed decoder, per line, in this process (best of 3)."""
+    """orjson.loads against the typed decoders, per line, in this process (best of 3)."""
     import orjson
 
     from log_exporter.spec import compile_spec
     from log_exporter.spec.load import default_spec_text, load_spec
 
     lines = events.read_bytes().split(b"\n")[:-1][:n]
-    decode = compile_spec(load_spec(default_spec_text(), "bench.toml")).typed.decode
-    for name, fn in (("orjson.loads", orjson.loads), ("typed decode", decode)):
+    typed = compile_spec(load_spec(default_spec_text(), "bench.toml")).typed
+    for name, fn in (
+        ("orjson.loads", orjson.loads),
+        ("typed decode, one Struct", typed.decode_all),
+        ("typed decode, a Struct per event type", typed.decode),
+    ):
         best = []
         for _ in range(3):
             t = time.process_time()
