@@ -22,7 +22,7 @@ from tests.support.pipeline import render
 
 # Every kind of read: a key that is no identifier ('@timestamp', 'http.status'), keys named like
 # Python keywords and like the generated attributes, a nested path, an array index, a match, a
-# value, an exemplar, a partition, and rules for any event type.
+# value, an exemplar, a partition, the event field as a label, and rules for any event type.
 METRICS = """
 [metrics.hits_total]
 type = "counter"
@@ -58,6 +58,16 @@ type = "gauge"
 help = "Busy per pid."
 partition = "pid"
 rules = [{ events = ["hit"], op = "inc" }, { events = ["pay"], op = "dec" }]
+
+[metrics.kinds_total]
+type = "counter"
+help = "Events by the event field, read as a label."
+labels = [
+  { name = "kind", field = "event" },
+  { name = "type", field = "@type" },
+  { name = "meta", field = "meta.type" },
+]
+events = ["hit", "pay"]
 
 [metrics.any_total]
 type = "counter"
