@@ -96,8 +96,10 @@ def _decoded(
 
 
 # A feed decoding a Struct per event type (``TypedEvents.union``) switches to the single Struct
-# for good once more than 1 line in 8 of the first thousands needed a second decode: about where
-# the union stops paying on SustainBot's log (instructions per event, cachegrind).
+# for good once more than 1 line in 8 of its first 4,096 needed a second decode: about where the
+# union stops paying on SustainBot's log, through ``feed_steps`` (replay's path, where such a
+# line also sends its batch line by line) as through ``feed`` (instructions per event, by
+# cachegrind: docs/benchmarks.md, issue 27's fourth round).
 _SWITCH_AFTER: Final = 4096
 _SWITCH_SHARE: Final = 8
 # A variant's function is found by its class (no call to read the type); any other event
