@@ -165,9 +165,7 @@ class Feed:
         typed = self._typed
         type_of, time_of = typed.reader.type_of, typed.reader.time_of
         decode, again = self._decode, self._again
-        by_class_get = {c: dispatch_get(et, anything) for et, c in typed.variants.items()}.get
-        # Read only while the union decodes: otherwise no event is a variant.
-        union = self._decode is not typed.decode_all
+        by_class_get, union = self._by_class(anything)
         by_type = _BY_TYPE
         parsed = 0
         malformed = 0
@@ -263,9 +261,7 @@ class Feed:
         anything = dispatch_get(ANY_EVENT)
         typed = self._typed
         type_of, time_of = typed.reader.type_of, typed.reader.time_of
-        by_class_get = {c: dispatch_get(et, anything) for et, c in typed.variants.items()}.get
-        # Read only while the union decodes: otherwise no event is a variant.
-        union = self._decode is not typed.decode_all
+        by_class_get, union = self._by_class(anything)
         by_type = _BY_TYPE
         classes = typed.classes
         cross = steps.cross
@@ -331,6 +327,13 @@ class Feed:
                 steps.untimed += untimed
                 steps.late += late
                 steps.unclaimed_bytes += batch.bytes_read - claimed
+
+    def _by_class(self, anything: Apply | None) -> tuple[Callable[[Any, Any], Any], bool]:
+        """For ``feed`` and ``feed_steps``: the function of each variant class (the union's), and
+        whether the union decodes now (otherwise no event is a variant, and none is looked up)."""
+        dispatch_get = self._dispatch.get
+        by_class = {c: dispatch_get(et, anything) for et, c in self._typed.variants.items()}
+        return by_class.get, self._decode is not self._typed.decode_all
 
     def _events(self, lines: list[bytes], is_cri: bool) -> list[Any]:
         """``feed_steps``'s lines decoded, as ``_decoded`` gives them."""
